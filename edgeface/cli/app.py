@@ -1,0 +1,67 @@
+"""What every command receives: the validated configuration, and helpers for output and errors."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Callable, TypeVar
+
+import click
+
+from ..config import Config
+from ..errors import ConfigError, EdgefaceError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+@dataclass
+class AppContext:
+    config: Config
+    config_path: str | None = None
+    overrides: list[str] = field(default_factory=list)
+
+    def with_overrides(self, **pairs: Any) -> Config:
+        """Re-validate the configuration with command-flag values (``section.key`` -> value)."""
+        from ..config import load_config
+
+        extra = [f"{k}={v}" for k, v in pairs.items() if v is not None]
+        if not extra:
+            return self.config
+        self.config = load_config(self.config_path, overrides=[*self.overrides, *extra])
+        return self.config
+
+
+pass_app = click.make_pass_decorator(AppContext)
+
+
+def emit_json(record: dict[str, Any]) -> None:
+    """One JSON object per line on stdout, flushed so pipelines see it at once."""
+    sys.stdout.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
+    sys.stdout.flush()
+
+
+def fail(error: EdgefaceError) -> "click.exceptions.Exit":
+    click.echo(f"edgeface: error: {error}", err=True)
+    return click.exceptions.Exit(EXIT_USAGE if isinstance(error, ConfigError) else EXIT_FAILED)
+
+
+def progress(items: list[Any], label: str) -> Any:
+    """A progress bar on stderr when it is a terminal (never mixed into stdout results)."""
+    show = sys.stderr.isatty() and len(items) > 1
+    return click.progressbar(items, label=label, file=sys.stderr, show_pos=True) if show else _Plain(items)
+
+
+class _Plain:
+    def __init__(self, items: list[Any]) -> None:
+        self.items = items
+
+    def __enter__(self) -> list[Any]:
+        return self.items
+
+    def __exit__(self, *exc: object) -> None:
+        return None

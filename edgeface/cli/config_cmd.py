@@ -1,0 +1,40 @@
+"""``edgeface config``: print the defaults, check a file, show the effective settings."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from ..config import Config, as_dict, to_toml
+from .app import AppContext, pass_app
+from .main import cli
+
+
+@cli.group("config")
+def config_group() -> None:
+    """Inspect and check the configuration."""
+
+
+@config_group.command("defaults")
+def defaults() -> None:
+    """Print a complete configuration file with every setting documented."""
+    click.echo(to_toml(Config()))
+
+
+@config_group.command("show")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@pass_app
+def show(app: AppContext, as_json: bool) -> None:
+    """Print the effective configuration (file + environment + --set), validated."""
+    if as_json:
+        click.echo(json.dumps(as_dict(app.config), indent=2))
+    else:
+        click.echo(to_toml(app.config, docs=False))
+
+
+@config_group.command("check")
+@pass_app
+def check(app: AppContext) -> None:
+    """Validate the configuration and exit 0 if it is valid (errors exit 2 with the key named)."""
+    click.echo(f"ok: {app.config_path or 'built-in defaults'} is valid")

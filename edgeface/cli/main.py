@@ -1,0 +1,64 @@
+"""The top-level ``edgeface`` group: global options, configuration and logging set-up."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from .. import __version__
+from ..config import load_config
+from ..errors import EdgefaceError
+from ..logs import configure_logging
+from .app import AppContext, fail
+
+
+class EdgefaceGroup(click.Group):
+    """Turns edgeface errors raised anywhere in a command into a message and an exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except EdgefaceError as e:
+            raise fail(e) from None
+        except KeyboardInterrupt:
+            click.echo("edgeface: interrupted", err=True)
+            raise click.exceptions.Exit(130) from None
+
+
+@click.group(cls=EdgefaceGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="edgeface")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), envvar="EDGEFACE_CONFIG",
+              help="TOML configuration file (default: $EDGEFACE_CONFIG, else built-in defaults).")
+@click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
+              help="Override one setting, e.g. --set detect.min_score=0.6 (repeatable).")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default=None,
+              help="Override logging.level.")
+@click.option("--log-json", is_flag=True, default=False, help="Write logs as JSON lines (logging.format=json).")
+@click.pass_context
+def cli(ctx: click.Context, config_path: str | None, overrides: tuple[str, ...], log_level: str | None,
+        log_json: bool) -> None:
+    """Offline face identification for field units.
+
+    A match is a lead, never an identification: every result is a list of candidates with scores
+    for a person to confirm.
+    """
+    sets = list(overrides)
+    if log_level:
+        sets.append(f"logging.level={log_level}")
+    if log_json:
+        sets.append("logging.format=json")
+    try:
+        config = load_config(config_path, overrides=sets)
+    except EdgefaceError as e:
+        raise fail(e) from None
+    configure_logging(config.logging.level, config.logging.format)
+    ctx.obj = AppContext(config=config, config_path=config_path, overrides=sets)
+
+
+def _register() -> None:
+    """Attach the command modules (each defines its commands on ``cli`` or a subgroup)."""
+    from . import bench, config_cmd, detect  # noqa: F401
+
+
+_register()

@@ -1,0 +1,396 @@
+"""The one typed configuration of edgeface.
+
+Sources, later ones winning: built-in defaults < TOML file (``--config`` or ``$EDGEFACE_CONFIG``) <
+environment (``EDGEFACE_<SECTION>__<KEY>``, e.g. ``EDGEFACE_DETECT__MIN_SCORE=0.6``) < command-line
+(``--set section.key=value`` and command flags). Everything is validated at start-up; a wrong value is
+reported with its key, where it came from, and what is allowed.
+
+Each section is a frozen dataclass; every field carries its documentation, so
+``edgeface config defaults`` prints a complete, commented TOML file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from .errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+ENV_PREFIX = "EDGEFACE_"
+ENV_CONFIG = "EDGEFACE_CONFIG"
+
+
+def setting(default: Any, doc: str, *, min: float | None = None, max: float | None = None) -> Any:
+    """A config field: its default, a one-line description, and an optional numeric range."""
+    meta = {"doc": doc, "min": min, "max": max}
+    if isinstance(default, (dict, list)):
+        frozen = dict(default) if isinstance(default, dict) else tuple(default)
+        return field(default_factory=lambda: type(frozen)(frozen), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+# --------------------------------------------------------------------------------------------------
+# Sections
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    """How edgeface writes its log (always one event per line, to stderr)."""
+
+    level: Literal["debug", "info", "warning", "error"] = setting("info", "Lowest level written.")
+    format: Literal["text", "json"] = setting(
+        "text", "'text' (key=value, for people) or 'json' (one JSON object per line, for collectors)."
+    )
+
+
+@dataclass(frozen=True)
+class ImageConfig:
+    """Limits on image input; anything larger is refused before it is decoded."""
+
+    max_pixels: int = setting(
+        50_000_000,
+        "Refuse images with more pixels than this, read from the header before decoding "
+        "(decompression-bomb guard). 50 MP covers every phone and camera sensor in use.",
+        min=1,
+    )
+    max_bytes: int = setting(64 * 1024 * 1024, "Refuse image files larger than this many bytes.", min=1)
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """The TFLite runtime: threads, XNNPACK and the accelerator backend."""
+
+    backend: Literal["cpu", "edgetpu", "gpu", "external"] = setting(
+        "cpu",
+        "Inference backend: 'cpu' (XNNPACK), 'edgetpu' (Coral, libedgetpu.so.1), 'gpu' (TFLite GPU "
+        "delegate), 'external' (any delegate library given in delegate_path).",
+    )
+    num_threads: int = setting(2, "CPU threads per interpreter.", min=1, max=64)
+    xnnpack: bool = setting(True, "Use the XNNPACK CPU kernels (faster on ARM and x86; turn off to debug).")
+    delegate_path: str = setting(
+        "",
+        "Delegate shared library. Required for 'external'; overrides the default library name for "
+        "'edgetpu' (libedgetpu.so.1) and 'gpu' (libtensorflowlite_gpu_delegate.so).",
+    )
+    delegate_options: dict[str, str] = setting({}, "Options passed to the delegate, as a TOML table.")
+
+
+@dataclass(frozen=True)
+class ModelsConfig:
+    """Which models to use; each is found by its card (``<id>.toml``) in ``dir``."""
+
+    dir: Path | None = setting(None, "Folder of model cards and files; empty means the bundled models.")
+    detector: str = setting("blazeface-short-range", "Model id of the face detector.")
+    embedder: str = setting("dlib-resnet-v1-int8", "Model id of the face embedder.")
+    verify_sha256: bool = setting(True, "Check each model file against the SHA-256 in its card at load.")
+
+
+@dataclass(frozen=True)
+class DetectConfig:
+    """Face detection. Empty thresholds mean the detector card's calibrated values."""
+
+    min_score: float | None = setting(None, "Detection score threshold (0-1).", min=0.0, max=1.0)
+    nms_iou: float | None = setting(None, "Overlap above which detections are merged (0-1).", min=0.0, max=1.0)
+    confident_score: float | None = setting(
+        None,
+        "In 'fallback' rotation mode, an upright face scoring this high ends the search; below it the "
+        "other rotations are tried too and the best orientation of each face kept.",
+        min=0.0,
+        max=1.0,
+    )
+    max_faces: int = setting(32, "Keep at most this many faces per image (highest scores first).", min=1)
+    rotations: tuple[int, ...] = setting(
+        [0, 90, 270, 180],
+        "In-plane rotations (degrees clockwise, multiples of 90) tried in this order, for photos of "
+        "people lying down or taken with the camera sideways.",
+    )
+    rotation_mode: Literal["fallback", "all"] = setting(
+        "fallback",
+        "'fallback': try the next rotation only while no face is found (fast); 'all': run every "
+        "rotation and merge (finds people in several orientations in one photo, 4x the cost).",
+    )
+
+
+@dataclass(frozen=True)
+class QualityConfig:
+    """The quality gate: a face failing any limit is refused, with the reason recorded."""
+
+    min_score: float = setting(0.6, "Lowest detection score accepted.", min=0.0, max=1.0)
+    min_face_px: float = setting(
+        40.0, "Smallest face accepted, as the distance between the eye centres times 2.5 (px).", min=0.0
+    )
+    min_sharpness: float = setting(
+        15.0, "Lowest variance of the Laplacian on the face, rescaled to 112 px wide (blur check).", min=0.0
+    )
+    max_yaw: float = setting(60.0, "Largest head turn left/right, estimated from keypoints (deg).", min=0, max=90)
+    max_pitch: float = setting(45.0, "Largest head tilt up/down, estimated from keypoints (deg).", min=0, max=90)
+
+
+@dataclass(frozen=True)
+class Config:
+    """All of edgeface's settings."""
+
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    image: ImageConfig = field(default_factory=ImageConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    models: ModelsConfig = field(default_factory=ModelsConfig)
+    detect: DetectConfig = field(default_factory=DetectConfig)
+    quality: QualityConfig = field(default_factory=QualityConfig)
+
+
+# --------------------------------------------------------------------------------------------------
+# Loading and validation
+# --------------------------------------------------------------------------------------------------
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _type_text(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return " or ".join(_type_text(a) for a in args) + " (or empty)"
+    if origin is tuple:
+        return f"a list of {_type_text(typing.get_args(tp)[0])}"
+    if origin is dict:
+        return "a table of strings"
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string", Path: "a path"}.get(
+        tp, str(tp)
+    )
+
+
+def _from_text(text: str, tp: Any) -> Any:
+    """Parse an environment or command-line string as TOML where the type is structured."""
+    origin = typing.get_origin(tp)
+    if tp in (str, Path) or origin is Literal:
+        return text
+    if origin in (typing.Union, types.UnionType):
+        if text == "":
+            return None
+        inner = [a for a in typing.get_args(tp) if a is not type(None)][0]
+        return _from_text(text, inner)
+    if tp is bool:
+        low = text.strip().lower()
+        if low in ("1", "true", "yes", "on"):
+            return True
+        if low in ("0", "false", "no", "off"):
+            return False
+        return text
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def _coerce(value: Any, tp: Any, key: str, source: str, base_dir: Path | None, meta: Mapping[str, Any]) -> Any:
+    def fail(extra: str = "") -> ConfigError:
+        return ConfigError(
+            f"{key} = {value!r} (from {source}) is not valid: expected {_type_text(tp)}{extra}."
+        )
+
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None or value == "":
+            return None
+        inner = [a for a in typing.get_args(tp) if a is not type(None)]
+        return _coerce(value, inner[0], key, source, base_dir, meta)
+    if origin is Literal:
+        if value not in typing.get_args(tp):
+            raise fail()
+        return value
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise fail()
+        item = typing.get_args(tp)[0]
+        return tuple(_coerce(v, item, key, source, base_dir, {}) for v in value)
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise fail()
+        return {str(k): str(v) for k, v in value.items()}
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise fail()
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise fail()
+        out: Any = value
+    elif tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise fail()
+        out = float(value)
+    elif tp is str:
+        if not isinstance(value, str):
+            raise fail()
+        return value
+    elif tp is Path:
+        if not isinstance(value, (str, Path)):
+            raise fail()
+        p = Path(value).expanduser()
+        if base_dir is not None and not p.is_absolute():
+            p = base_dir / p
+        return p
+    else:  # pragma: no cover - a section declared a type this loader does not know
+        raise TypeError(f"unsupported config type {tp!r} for {key}")
+    lo, hi = meta.get("min"), meta.get("max")
+    if (lo is not None and out < lo) or (hi is not None and out > hi):
+        rng = f" in [{lo if lo is not None else '-inf'}, {hi if hi is not None else 'inf'}]"
+        raise fail(rng)
+    return out
+
+
+def _section_fields(root: type = Config) -> dict[str, tuple[type, dict[str, dataclasses.Field[Any]]]]:
+    out = {}
+    for name, tp in _hints(root).items():
+        out[name] = (tp, {f.name: f for f in dataclasses.fields(tp)})
+    return out
+
+
+def _apply(
+    values: dict[str, dict[str, Any]],
+    raw: Mapping[str, Any],
+    source: str,
+    base_dir: Path | None,
+    *,
+    from_text: bool = False,
+) -> None:
+    sections = _section_fields()
+    for sec_name, sec_value in raw.items():
+        if sec_name not in sections:
+            raise ConfigError(
+                f"unknown config section [{sec_name}] (from {source}); known sections: "
+                + ", ".join(sorted(sections))
+            )
+        if not isinstance(sec_value, Mapping):
+            raise ConfigError(f"[{sec_name}] (from {source}) must be a table of settings")
+        sec_type, fields_ = sections[sec_name]
+        hints = _hints(sec_type)
+        for key, value in sec_value.items():
+            full = f"{sec_name}.{key}"
+            if key not in fields_:
+                raise ConfigError(
+                    f"unknown setting {full} (from {source}); settings in [{sec_name}]: "
+                    + ", ".join(sorted(fields_))
+                )
+            tp = hints[key]
+            if from_text and isinstance(value, str):
+                value = _from_text(value, tp)
+            values.setdefault(sec_name, {})[key] = _coerce(
+                value, tp, full, source, base_dir, fields_[key].metadata
+            )
+
+
+def _env_overrides(env: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    raw: dict[str, dict[str, str]] = {}
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX) or name == ENV_CONFIG or "__" not in name:
+            continue
+        sec, _, key = name[len(ENV_PREFIX) :].partition("__")
+        raw.setdefault(sec.lower(), {})[key.lower()] = value
+    return raw
+
+
+def _cli_overrides(pairs: Sequence[str]) -> dict[str, dict[str, str]]:
+    raw: dict[str, dict[str, str]] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        sec, dot, name = key.strip().partition(".")
+        if not sep or not dot or not name:
+            raise ConfigError(f"--set {pair!r}: expected section.key=value, e.g. --set detect.min_score=0.6")
+        raw.setdefault(sec, {})[name] = value
+    return raw
+
+
+def load_config(
+    path: str | Path | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    overrides: Sequence[str] = (),
+) -> Config:
+    """Build the configuration from defaults, an optional TOML file, the environment and overrides.
+
+    ``overrides`` are ``section.key=value`` strings (what ``--set`` collects). Raises
+    :class:`ConfigError` naming the offending key on any unknown or invalid value.
+    """
+    env = os.environ if env is None else env
+    if path is None and env.get(ENV_CONFIG):
+        path = env[ENV_CONFIG]
+    values: dict[str, dict[str, Any]] = {}
+    if path is not None:
+        p = Path(path).expanduser()
+        try:
+            data = tomllib.loads(p.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file {p} does not exist; create it with `edgeface config defaults > {p}`")
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"config file {p} cannot be read: {e}") from e
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"config file {p} is not valid TOML: {e}") from e
+        _apply(values, data, str(p), p.resolve().parent)
+    _apply(values, _env_overrides(env), "environment", None, from_text=True)
+    _apply(values, _cli_overrides(overrides), "command line", None, from_text=True)
+    sections = {}
+    for name, (sec_type, _) in _section_fields().items():
+        sections[name] = sec_type(**values.get(name, {}))
+    return Config(**sections)
+
+
+def _toml_value(value: Any) -> str:
+    if value is None:
+        return '""'
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, Path):
+        value = str(value)
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + "}"
+    raise TypeError(f"cannot write {value!r} as TOML")
+
+
+def to_toml(config: Config, *, docs: bool = True) -> str:
+    """The configuration as a TOML document, each setting preceded by its documentation."""
+    lines: list[str] = []
+    for name, (sec_type, fields_) in _section_fields().items():
+        section = getattr(config, name)
+        if docs and sec_type.__doc__:
+            lines.append(f"# {sec_type.__doc__.strip()}")
+        lines.append(f"[{name}]")
+        hints = _hints(sec_type)
+        for fname, f in fields_.items():
+            if docs:
+                lines.append(f"# {f.metadata.get('doc', '')} ({_type_text(hints[fname])})")
+            lines.append(f"{fname} = {_toml_value(getattr(section, fname))}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def as_dict(config: Config) -> dict[str, dict[str, Any]]:
+    """Plain nested dict (paths as strings) for ``--json`` output and logs."""
+    out: dict[str, dict[str, Any]] = {}
+    for name in _section_fields():
+        sec = dataclasses.asdict(getattr(config, name))
+        out[name] = {k: (str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v) for k, v in sec.items()}
+    return out

@@ -1,0 +1,72 @@
+"""The recognition engine: detector, quality gate, alignment (and embedder) behind one object.
+
+The caller owns an :class:`Engine`; models load on first use, not at construction or import. An
+engine is not meant to be shared between threads (TFLite interpreters are not thread-safe): make one
+per worker thread.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+
+from . import align as _align
+from . import quality as _quality
+from .config import Config
+from .detection import BlazeFaceDetector, Face
+from .imageio import ImageSource, load_image
+from .modelcard import AlignmentSpec, ModelCard, find_card
+
+
+@dataclass(frozen=True)
+class DetectedFace:
+    """A face with its quality verdict."""
+
+    face: Face
+    quality: _quality.Quality
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.face.to_dict(), "quality": self.quality.to_dict()}
+
+
+class Engine:
+    def __init__(self, config: Config | None = None) -> None:
+        self.config = config or Config()
+
+    # -- models, loaded lazily ------------------------------------------------------------------
+
+    @cached_property
+    def detector(self) -> BlazeFaceDetector:
+        cfg = self.config
+        card = find_card(cfg.models.detector, cfg.models.dir, task="detector")
+        return BlazeFaceDetector(card, cfg.runtime, cfg.detect, verify=cfg.models.verify_sha256)
+
+    @cached_property
+    def embedder_card(self) -> ModelCard:
+        return find_card(self.config.models.embedder, self.config.models.dir, task="embedder")
+
+    @property
+    def alignment(self) -> AlignmentSpec:
+        spec = self.embedder_card.embedder
+        assert spec is not None
+        return spec.alignment
+
+    # -- verbs ------------------------------------------------------------------------------------
+
+    def load_image(self, source: ImageSource) -> np.ndarray:
+        return load_image(source, self.config.image)
+
+    def detect(self, image: np.ndarray) -> list[Face]:
+        return self.detector.detect(image)
+
+    def assess(self, image: np.ndarray, face: Face) -> _quality.Quality:
+        return _quality.assess(image, face, self.config.quality)
+
+    def detect_and_assess(self, image: np.ndarray) -> list[DetectedFace]:
+        return [DetectedFace(f, self.assess(image, f)) for f in self.detect(image)]
+
+    def align(self, image: np.ndarray, face: Face) -> np.ndarray:
+        return _align.align(image, face, self.alignment)

@@ -1,0 +1,31 @@
+"""Exceptions raised by edgeface.
+
+Library code raises these and never exits the process; the CLI turns them into a message and an exit
+code. Every message says what went wrong and what the user can do about it.
+"""
+
+from __future__ import annotations
+
+
+class EdgefaceError(Exception):
+    """Base class for every error edgeface raises on purpose."""
+
+
+class ConfigError(EdgefaceError):
+    """A configuration value is missing, unknown or out of range (the message names the key)."""
+
+
+class ImageError(EdgefaceError):
+    """An image could not be read: empty, truncated, not an image, or an unsupported format."""
+
+
+class ImageTooLarge(ImageError):
+    """An image is larger than the configured pixel or byte limit (refused before decoding)."""
+
+
+class ModelError(EdgefaceError):
+    """A model file or its card is missing, corrupt, or does not match what the code needs."""
+
+
+class BackendUnavailable(ModelError):
+    """An inference backend (TFLite runtime or accelerator delegate) cannot be loaded here."""
