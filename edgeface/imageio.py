@@ -27,6 +27,12 @@ ImageSource = Union[str, os.PathLike, bytes, BinaryIO]
 FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "BMP")
 
 
+def _formats() -> list[str]:
+    """The accepted formats this Pillow knows (MPO is its own plugin only in some versions)."""
+    Image.init()  # registers every plugin once; later calls return at once
+    return [f for f in FORMATS if f in Image.OPEN]
+
+
 def _name(source: ImageSource) -> str:
     if isinstance(source, (str, os.PathLike)):
         return str(source)
@@ -97,7 +103,7 @@ def load_image(source: ImageSource, limits: ImageConfig | None = None) -> np.nda
     name = _name(source)
     data = _read_bytes(source, limits)
     try:
-        im = Image.open(io.BytesIO(data), formats=FORMATS)
+        im = Image.open(io.BytesIO(data), formats=_formats())
     except Image.DecompressionBombError as e:
         raise ImageTooLarge(f"{name}: {e}") from e
     except Image.UnidentifiedImageError:

@@ -57,8 +57,18 @@ def cli(ctx: click.Context, config_path: str | None, overrides: tuple[str, ...],
 
 
 def _register() -> None:
-    """Attach the command modules (each defines its commands on ``cli`` or a subgroup)."""
-    from . import bench, config_cmd, detect  # noqa: F401
+    """Import every module of this package: each attaches its commands to ``cli`` or a subgroup.
+
+    Adding a command is adding a module; no central list to edit.
+    """
+    import importlib
+    import pkgutil
+
+    from .. import cli as package
+
+    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda i: i.name):
+        if info.name not in ("main", "app", "inputs") and not info.name.startswith("_"):
+            importlib.import_module(f"{package.__name__}.{info.name}")
 
 
 _register()
