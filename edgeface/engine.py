@@ -17,6 +17,7 @@ from . import align as _align
 from . import quality as _quality
 from .config import Config
 from .detection import BlazeFaceDetector, Face
+from .embedding import Embedder
 from .imageio import ImageSource, load_image
 from .modelcard import AlignmentSpec, ModelCard, find_card
 
@@ -48,6 +49,11 @@ class Engine:
     def embedder_card(self) -> ModelCard:
         return find_card(self.config.models.embedder, self.config.models.dir, task="embedder")
 
+    @cached_property
+    def embedder(self) -> Embedder:
+        cfg = self.config
+        return Embedder(self.embedder_card, cfg.runtime, verify=cfg.models.verify_sha256)
+
     @property
     def alignment(self) -> AlignmentSpec:
         spec = self.embedder_card.embedder
@@ -70,3 +76,7 @@ class Engine:
 
     def align(self, image: np.ndarray, face: Face) -> np.ndarray:
         return _align.align(image, face, self.alignment)
+
+    def embed(self, chips: np.ndarray) -> np.ndarray:
+        """L2-normalised embeddings of aligned chips: (D,) for one chip, (N, D) for a batch."""
+        return self.embedder.embed(chips)

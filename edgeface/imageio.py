@@ -71,6 +71,13 @@ def _read_bytes(source: ImageSource, limits: ImageConfig) -> bytes:
     return data
 
 
+def _reason(e: Exception) -> str:
+    text = str(e) or type(e).__name__
+    if "truncated" in text.lower():
+        return "the file is truncated (incomplete download or copy?)"
+    return f"{type(e).__name__}: {text}"
+
+
 def _to_rgb(im: Image.Image) -> np.ndarray:
     """Any Pillow mode -> HxWx3 uint8 RGB. 16-bit and float greys are scaled, alpha goes on white."""
     mode = im.mode
@@ -105,14 +112,16 @@ def load_image(source: ImageSource, limits: ImageConfig | None = None) -> np.nda
     try:
         im = Image.open(io.BytesIO(data), formats=_formats())
     except Image.DecompressionBombError as e:
-        raise ImageTooLarge(f"{name}: {e}") from e
+        raise ImageTooLarge(
+            f"{name}: refused before decoding, above image.max_pixels = {limits.max_pixels} ({e})"
+        ) from e
     except Image.UnidentifiedImageError:
         raise ImageError(
             f"{name}: not a supported image (accepted: JPEG, PNG, WebP, BMP); convert other formats "
             "such as HEIC or RAW to JPEG first"
         ) from None
     except Exception as e:  # noqa: BLE001 - Pillow raises many types on malformed headers
-        raise ImageError(f"{name}: unreadable image header ({type(e).__name__}: {e})") from e
+        raise ImageError(f"{name}: unreadable image header: {_reason(e)}") from e
     with im:
         width, height = im.size
         if width <= 0 or height <= 0:
@@ -125,10 +134,7 @@ def load_image(source: ImageSource, limits: ImageConfig | None = None) -> np.nda
         try:
             im.load()
         except Exception as e:  # noqa: BLE001 - decoder errors come as OSError, SyntaxError, ValueError...
-            reason = str(e) or type(e).__name__
-            if "truncated" in reason:
-                reason = "the file is truncated (incomplete download or copy?)"
-            raise ImageError(f"{name}: cannot decode image: {reason}") from e
+            raise ImageError(f"{name}: cannot decode image: {_reason(e)}") from e
         try:
             upright = ImageOps.exif_transpose(im)
         except Exception as e:  # noqa: BLE001 - a corrupt EXIF block must not lose the picture

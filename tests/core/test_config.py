@@ -1,0 +1,100 @@
+"""The typed configuration: sources in order, and errors that name the key and what is allowed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edgeface.config import Config, as_dict, load_config, to_toml
+from edgeface.errors import ConfigError
+
+
+def test_defaults_are_valid() -> None:
+    cfg = load_config(env={})
+    assert cfg == Config()
+    assert cfg.runtime.backend == "cpu" and cfg.detect.rotations == (0, 90, 270, 180)
+
+
+def test_documented_defaults_round_trip(tmp_path: Path) -> None:
+    text = to_toml(Config())
+    assert "# Refuse images with more pixels" in text
+    p = tmp_path / "edgeface.toml"
+    p.write_text(text)
+    assert load_config(p, env={}) == Config()
+
+
+def test_precedence_file_env_cli(tmp_path: Path) -> None:
+    p = tmp_path / "c.toml"
+    p.write_text("[runtime]\nnum_threads = 3\nxnnpack = false\n[detect]\nmin_score = 0.4\n")
+    env = {"EDGEFACE_RUNTIME__NUM_THREADS": "4", "EDGEFACE_DETECT__ROTATIONS": "[0, 180]"}
+    cfg = load_config(p, env=env, overrides=["runtime.num_threads=1"])
+    assert cfg.runtime.num_threads == 1  # command line beats environment beats file
+    assert cfg.runtime.xnnpack is False  # from the file
+    assert cfg.detect.rotations == (0, 180)  # environment, parsed as TOML
+    assert cfg.detect.min_score == 0.4
+
+
+def test_config_path_from_environment(tmp_path: Path) -> None:
+    p = tmp_path / "c.toml"
+    p.write_text('[logging]\nformat = "json"\n')
+    assert load_config(env={"EDGEFACE_CONFIG": str(p)}).logging.format == "json"
+
+
+def test_unknown_key_is_named_with_the_known_ones(tmp_path: Path) -> None:
+    p = tmp_path / "c.toml"
+    p.write_text("[detect]\nmin_scor = 0.4\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(p, env={})
+    assert "detect.min_scor" in str(e.value) and "min_score" in str(e.value) and str(p) in str(e.value)
+
+
+def test_unknown_section() -> None:
+    with pytest.raises(ConfigError, match=r"unknown config section \[detector\].*known sections"):
+        load_config(env={}, overrides=["detector.min_score=1"])
+
+
+def test_choice_error_lists_allowed_values() -> None:
+    with pytest.raises(ConfigError, match=r"runtime.backend = 'tpu' \(from command line\).*'cpu', 'edgetpu'"):
+        load_config(env={}, overrides=["runtime.backend=tpu"])
+
+
+def test_range_and_type_errors() -> None:
+    with pytest.raises(ConfigError, match=r"runtime.num_threads = 0 .* in \[1, 64\]"):
+        load_config(env={}, overrides=["runtime.num_threads=0"])
+    with pytest.raises(ConfigError, match=r"runtime.num_threads = 'many' \(from environment\).*an integer"):
+        load_config(env={"EDGEFACE_RUNTIME__NUM_THREADS": "many"})
+    with pytest.raises(ConfigError, match="true or false"):
+        load_config(env={}, overrides=["runtime.xnnpack=perhaps"])
+
+
+def test_bad_toml_and_missing_file(tmp_path: Path) -> None:
+    p = tmp_path / "c.toml"
+    p.write_text("[runtime\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(p, env={})
+    with pytest.raises(ConfigError, match="does not exist.*config defaults"):
+        load_config(tmp_path / "missing.toml", env={})
+
+
+def test_relative_paths_resolve_against_the_file(tmp_path: Path) -> None:
+    p = tmp_path / "etc" / "c.toml"
+    p.parent.mkdir()
+    p.write_text('[models]\ndir = "../models"\n')
+    assert load_config(p, env={}).models.dir == tmp_path / "etc" / "../models"
+
+
+def test_optional_value_cleared_with_empty_string() -> None:
+    cfg = load_config(env={}, overrides=["detect.min_score=0.7"])
+    assert cfg.detect.min_score == 0.7
+    assert load_config(env={}, overrides=["detect.min_score="]).detect.min_score is None
+
+
+def test_malformed_override() -> None:
+    with pytest.raises(ConfigError, match="section.key=value"):
+        load_config(env={}, overrides=["num_threads=2"])
+
+
+def test_as_dict_is_plain() -> None:
+    d = as_dict(Config())
+    assert d["detect"]["rotations"] == [0, 90, 270, 180]
