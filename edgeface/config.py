@@ -140,6 +140,77 @@ class QualityConfig:
 
 
 @dataclass(frozen=True)
+class GalleryConfig:
+    """The on-device gallery: where it lives, who may sign it, how it is searched, synced and encrypted."""
+
+    dir: Path = setting(
+        Path("/var/lib/edgeface/gallery"),
+        "Device gallery store: versions/, staging/ and the 'current' symlink (see docs/gallery.md).",
+    )
+    trusted_keys: tuple[Path, ...] = setting(
+        [], "Ed25519 public keys (PEM) of the central server; a bundle signed by none of them is refused."
+    )
+    top_k: int = setting(5, "Candidates (distinct identities) returned per face, best first.", min=1, max=100)
+    threshold: float | None = setting(
+        None,
+        "Cosine similarity below which the best candidate is 'no match'; empty means the threshold the "
+        "bundle carries from the embedder's model card.",
+        min=-1.0,
+        max=1.0,
+    )
+    exact_max: int | None = setting(
+        None,
+        "Scan every vector (exact, no index) for galleries up to this size; empty means the built-in "
+        "size where an exact scan is faster than the index.",
+        min=0,
+    )
+    search_k: int | None = setting(
+        None, "Annoy nodes inspected per query; empty chooses from the gallery size to hold recall.", min=1
+    )
+    encrypt: bool = setting(
+        True, "Keep the installed gallery encrypted at rest (AES-GCM) with the device key; see key_*."
+    )
+    key_file: Path | None = setting(
+        None, "Device key file (32 random bytes, mode 0600), used when no systemd credential or env key is set."
+    )
+    key_env: str = setting(
+        "EDGEFACE_GALLERY_KEY", "Environment variable holding the device key (64 hex digits), if set."
+    )
+    key_credential: str = setting(
+        "edgeface-gallery-key",
+        "systemd credential name read from $CREDENTIALS_DIRECTORY (TPM-sealed with systemd-creds), if present.",
+    )
+    sync_url: str = setting("", "Base URL of the published gallery (where latest.json is); empty disables sync.")
+    sync_interval_s: int = setting(3600, "Seconds between scheduled sync checks (a retained MQTT "
+                                   "announcement triggers one at once).", min=10)
+    sync_timeout_s: float = setting(30.0, "Network timeout per HTTP request (seconds).", min=1.0, max=600.0)
+    sync_ca_file: Path | None = setting(None, "CA bundle (PEM) to trust for an https:// sync_url; empty: system CAs.")
+    sync_max_bytes: int = setting(
+        8 * 1024**3, "Refuse a bundle whose files add up to more than this many bytes.", min=1024
+    )
+
+
+@dataclass(frozen=True)
+class EnrollConfig:
+    """Enrollment on the central side: quality, duplicates and the incremental cache."""
+
+    workspace: Path = setting(
+        Path("enrollment"),
+        "Enrollment workspace: a SQLite file of enrolled images, provenance and cached embeddings.",
+    )
+    duplicate_similarity: float = setting(
+        0.95, "Flag two enrolled images as near-duplicates at or above this cosine similarity.", min=0.0, max=1.0
+    )
+    second_face_ratio: float = setting(
+        0.7,
+        "Refuse an image whose second-largest face is at least this fraction of the largest (ambiguous: "
+        "enrollment photos must show one person).",
+        min=0.0,
+        max=1.0,
+    )
+
+
+@dataclass(frozen=True)
 class Config:
     """All of edgeface's settings."""
 
@@ -149,6 +220,8 @@ class Config:
     models: ModelsConfig = field(default_factory=ModelsConfig)
     detect: DetectConfig = field(default_factory=DetectConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
+    gallery: GalleryConfig = field(default_factory=GalleryConfig)
+    enroll: EnrollConfig = field(default_factory=EnrollConfig)
 
 
 # --------------------------------------------------------------------------------------------------

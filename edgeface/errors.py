@@ -29,3 +29,24 @@ class ModelError(EdgefaceError):
 
 class BackendUnavailable(ModelError):
     """An inference backend (TFLite runtime or accelerator delegate) cannot be loaded here."""
+
+
+class GalleryError(EdgefaceError):
+    """A gallery bundle, index or store cannot be used (the message says which file and why)."""
+
+
+class BundleRejected(GalleryError):
+    """A bundle failed a trust check and was refused: unsigned, bad signature, tampered or missing file,
+    older than the installed one (rollback), or built for another embedder. ``reason`` is a short code."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class GalleryKeyError(GalleryError):
+    """A signing or device encryption key is missing, unreadable, has unsafe permissions, or is wrong."""
+
+
+class SyncError(GalleryError):
+    """A gallery download failed (network, HTTP status, size limit); the installed gallery is untouched."""
