@@ -50,3 +50,27 @@ class GalleryKeyError(GalleryError):
 
 class SyncError(GalleryError):
     """A gallery download failed (network, HTTP status, size limit); the installed gallery is untouched."""
+
+
+class OutboxError(EdgefaceError):
+    """The result outbox cannot store or hand out results (I/O error, newer format, wrong path)."""
+
+
+class OutboxFull(OutboxError):
+    """The outbox is at its count or byte limit and holds nothing the overflow policy may drop."""
+
+
+class OutboxDiskFull(OutboxError):
+    """The disk holding the outbox is full: the result was not stored."""
+
+
+class OutboxCorrupt(OutboxError):
+    """The outbox database file itself is damaged (single damaged rows are quarantined instead)."""
+
+
+class PayloadError(EdgefaceError):
+    """An MQTT payload does not follow its JSON Schema or the contract's rules."""
+
+
+class MqttError(EdgefaceError):
+    """The MQTT link is misconfigured (TLS files, identity, credentials) or the broker refused it."""
