@@ -69,3 +69,80 @@ def bench_detect(app: AppContext, lfw_path: Path | None, json_path: Path | None,
     ))
     click.echo(f"peak RSS {lat['peak_rss_mb']} MiB")
     report.write_json(json_path, "detect", figures)
+
+
+embedders_option = click.option(
+    "--embedders", "embedders_text", default="dlib-resnet-v1-float32,dlib-resnet-v1-int8", show_default=True,
+    help="Comma-separated embedder model ids to compare.")
+flip_option = click.option("--flip/--no-flip", default=False, show_default=True,
+                           help="Flip fusion: add the mirrored chip's embedding (twice the embedding cost).")
+
+
+@bench.command("lfw")
+@lfw_option
+@json_option
+@embedders_option
+@flip_option
+@click.option("--dlib-chips", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also score chips aligned by dlib itself (npz from models/alignment/dlib_reference.py).")
+@pass_app
+def bench_lfw(app: AppContext, lfw_path: Path | None, json_path: Path | None, embedders_text: str, flip: bool,
+              dlib_chips: Path | None) -> None:
+    """LFW View 2 verification: 10-fold accuracy, TAR@FAR=1e-3, threshold, accuracy by yaw."""
+    from ..bench import accuracy
+
+    root = lfw_dir(lfw_path)
+    results = []
+    for emb in [e.strip() for e in embedders_text.split(",") if e.strip()]:
+        cfg = accuracy.with_embedder(app.config, emb)
+        results.append(accuracy.verify_one(cfg, root, flip, _wrap(f"embedding LFW ({emb})")))
+        if dlib_chips:
+            results.append(accuracy.verify_dlib_chips(cfg, root, dlib_chips, flip))
+    click.echo(f"LFW View 2 (10 folds, threshold chosen on the 9 training folds), detector {app.config.models.detector}")
+    rows = []
+    for r in results:
+        tar = r.get("tar_at_far_1e-3")
+        rows.append([
+            r["embedder"], r.get("alignment", "edgeface (BlazeFace keypoints)"), "yes" if flip else "no",
+            f"{100 * r['accuracy_mean']:.2f} ± {100 * r['accuracy_std']:.2f}",
+            f"{100 * tar['tar']:.2f}%" if tar else "-", f"{r['threshold_mean']:.4f}", r["images_without_face"],
+        ])
+    click.echo(report.table(["embedder", "alignment", "flip", "accuracy %", "TAR@FAR=1e-3", "threshold",
+                             "no face"], rows))
+    for r in results:
+        if "by_yaw" in r:
+            click.echo(f"\nAccuracy by estimated |yaw| (larger of the pair), {r['embedder']}, "
+                       f"threshold {r['threshold_mean']:.4f}")
+            click.echo(report.table(["|yaw| deg", "pairs", "accuracy"],
+                                    [[b["yaw"], b["pairs"], f"{100 * b['accuracy']:.2f}%"] for b in r["by_yaw"]]))
+    report.write_json(json_path, "lfw", {"results": results})
+
+
+@bench.command("identify")
+@lfw_option
+@json_option
+@embedders_option
+@flip_option
+@pass_app
+def bench_identify(app: AppContext, lfw_path: Path | None, json_path: Path | None, embedders_text: str,
+                   flip: bool) -> None:
+    """Open-set 1:N on LFW: rank-1, FNIR at FPIR 1% and 0.1%, and at the card's threshold."""
+    from ..bench import accuracy
+
+    root = lfw_dir(lfw_path)
+    results = []
+    for emb in [e.strip() for e in embedders_text.split(",") if e.strip()]:
+        cfg = accuracy.with_embedder(app.config, emb)
+        results.append(accuracy.identify_one(cfg, root, flip, _wrap(f"embedding LFW ({emb})")))
+    r0 = results[0]
+    click.echo(f"Open-set 1:N on LFW: gallery {r0['gallery']} people (first image each), "
+               f"{r0['mated_probes']} mated probes, {r0['non_mated_probes']} non-mated probes (people not enrolled)")
+    rows = []
+    for r in results:
+        c = r["calibrated"]
+        rows.append([r["embedder"], f"{100 * r['rank1']:.2f}%",
+                     f"{100 * r['fpir_0.01']['fnir']:.2f}% (t={r['fpir_0.01']['threshold']:.3f})",
+                     f"{100 * r['fpir_0.001']['fnir']:.2f}% (t={r['fpir_0.001']['threshold']:.3f})",
+                     f"t={c['threshold']:.3f}: FNIR {100 * c['fnir']:.2f}%, FPIR {100 * c['fpir']:.2f}%"])
+    click.echo(report.table(["embedder", "rank-1", "FNIR@FPIR=1%", "FNIR@FPIR=0.1%", "at card threshold"], rows))
+    report.write_json(json_path, "identify", {"results": results})

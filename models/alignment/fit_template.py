@@ -1,0 +1,81 @@
+#!/usr/bin/env python3
+"""Stage 2 of the alignment-template derivation: where dlib's chip puts BlazeFace's keypoints.
+
+Reads stage 1's output (dlib's image -> chip transform for 2,000 LFW images not in pairs.txt), runs
+edgeface's detector on the same images, maps each BlazeFace keypoint into dlib's 150x150 chip with
+dlib's own transform, and takes the per-keypoint median. Aligning BlazeFace keypoints onto that
+template then reproduces dlib's chip as closely as a similarity transform can.
+
+    .venv/bin/python models/alignment/fit_template.py var/cache/dlib_fit.npz \
+        --keypoints right_eye,left_eye,nose_tip,mouth --write-cards dlib-resnet-v1-float32,dlib-resnet-v1-int8
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent.parent))
+
+from edgeface.bench.embeddings import centre_face  # noqa: E402
+from edgeface.bench.lfw import lfw_dir  # noqa: E402
+from edgeface.config import Config  # noqa: E402
+from edgeface.engine import Engine  # noqa: E402
+
+
+def mapped_keypoints(npz: Path, root: Path) -> tuple[tuple[str, ...], np.ndarray]:
+    z = np.load(npz)
+    engine = Engine(Config())
+    rows = []
+    names: tuple[str, ...] = ()
+    for name, m in zip(z["names"], z["transforms"]):
+        image = engine.load_image(root / name)
+        face = centre_face(engine.detect(image), image.shape)
+        if face is None:
+            continue
+        names = face.keypoint_names
+        pts = np.c_[face.keypoints, np.ones(len(face.keypoints))] @ m.T
+        rows.append(pts)
+    return names, np.array(rows)
+
+
+def write_template(card: Path, template: dict[str, tuple[float, float]], note: str) -> None:
+    text = card.read_text()
+    body = "\n".join(f"{k} = [{x:.2f}, {y:.2f}]" for k, (x, y) in template.items())
+    section = f"[alignment.template]\n# {note}\n{body}\n"
+    new, n = re.subn(r"\[alignment\.template\]\n(?:(?!\n\[)[\s\S])*?\n(?=\n\[|\Z)", section, text)
+    if n != 1:
+        raise SystemExit(f"{card}: no [alignment.template] section to replace")
+    card.write_text(new)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("npz", type=Path)
+    ap.add_argument("--lfw", type=Path)
+    ap.add_argument("--keypoints", default="right_eye,left_eye,nose_tip,mouth")
+    ap.add_argument("--write-cards", default="", help="comma-separated card ids to update in models/")
+    args = ap.parse_args()
+    names, pts = mapped_keypoints(args.npz, lfw_dir(args.lfw))
+    med = np.median(pts, axis=0)
+    mad = np.median(np.abs(pts - med), axis=0)
+    print(f"{len(pts)} faces; keypoint positions in dlib's 150x150 chip (median, MAD):")
+    for n, (x, y), (dx, dy) in zip(names, med, mad):
+        print(f"  {n:20s} ({x:7.2f}, {y:7.2f})  MAD ({dx:.2f}, {dy:.2f})")
+    chosen = [k.strip() for k in args.keypoints.split(",") if k.strip()]
+    template = {k: (float(med[names.index(k)][0]), float(med[names.index(k)][1])) for k in chosen}
+    note = (f"Median position of BlazeFace keypoints in dlib's chip over {len(pts)} LFW faces not in "
+            "pairs.txt (models/alignment/fit_template.py)")
+    for card_id in [c for c in args.write_cards.split(",") if c]:
+        write_template(HERE.parent / f"{card_id}.toml", template, note)
+        print(f"updated models/{card_id}.toml")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
