@@ -211,6 +211,94 @@ class EnrollConfig:
 
 
 @dataclass(frozen=True)
+class DeviceConfig:
+    """This field unit's identity on the network."""
+
+    id: str = setting(
+        "",
+        "Device id: 1-64 letters, digits, '.', '_' or '-'. It is the <id> level of the unit's MQTT topics "
+        "and must equal the CN of its client certificate (or its broker username); empty means the host name.",
+    )
+
+
+@dataclass(frozen=True)
+class OutboxConfig:
+    """The disk outbox: results wait here, durable, until the broker acknowledged them (see docs/outbox-mqtt.md)."""
+
+    path: Path = setting(Path("/var/lib/edgeface/outbox.sqlite3"), "SQLite file of pending results.")
+    max_results: int = setting(100_000, "Most results held; at the limit on_full applies.", min=1)
+    max_bytes: int = setting(256 * 1024**2, "Most payload bytes held; at the limit on_full applies.", min=4096)
+    on_full: Literal["drop_oldest_no_match", "refuse"] = setting(
+        "drop_oldest_no_match",
+        "At a limit: 'drop_oldest_no_match' deletes the oldest refused, then no-match results (logged, "
+        "counted; a candidate match is never dropped) and refuses new work when only matches are left; "
+        "'refuse' refuses every new result until results drain. Refused work raises OutboxFull.",
+    )
+    ttl_s: float = setting(
+        0.0, "Delete unsent no-match and refused results older than this (seconds, logged); 0 keeps them.", min=0
+    )
+    match_ttl_s: float = setting(
+        0.0, "Delete unsent candidate matches older than this (seconds, logged); 0 keeps them until sent.", min=0
+    )
+    max_quarantined: int = setting(
+        1000, "Damaged rows kept in quarantine for inspection; the oldest go beyond this.", min=0
+    )
+    synchronous: Literal["full", "normal"] = setting(
+        "full",
+        "'full' fsyncs every stored result (survives power loss); 'normal' is faster but a power cut may "
+        "roll back the last results stored (never corrupts). Keep 'full' unless storage is too slow.",
+    )
+
+
+@dataclass(frozen=True)
+class MqttConfig:
+    """The MQTT link: broker, TLS, credentials, and how results are sent (see deploy/mosquitto/)."""
+
+    host: str = setting("", "Broker host name; empty means no broker: results wait in the outbox.")
+    port: int = setting(0, "Broker port; 0 means 8883 with TLS, 1883 without.", min=0, max=65535)
+    protocol: Literal["mqtt5", "mqtt311"] = setting(
+        "mqtt5", "'mqtt5', or 'mqtt311' for old brokers (which cannot report refused publishes, see docs)."
+    )
+    tls: bool = setting(True, "Use TLS and verify the broker's certificate (turn off only on loopback tests).")
+    ca_file: Path | None = setting(None, "CA certificate (PEM) that signed the broker's certificate; empty: system CAs.")
+    cert_file: Path | None = setting(None, "Client certificate (PEM) for mutual TLS; its CN must equal device.id.")
+    key_file: Path | None = setting(None, "Private key (PEM) of cert_file.")
+    username: str = setting("", "Broker username when not using client certificates (must equal device.id).")
+    password_file: Path | None = setting(None, "File holding the broker password (first line; keep it mode 0600).")
+    client_id: str = setting("", "MQTT client id; empty means device.id (one persistent session per unit).")
+    keepalive_s: int = setting(30, "Keep-alive interval; a dead link is noticed after 1.5 times this.", min=5, max=3600)
+    connect_timeout_s: float = setting(10.0, "Give up a connection attempt after this many seconds.", min=1, max=300)
+    session_expiry_s: int = setting(
+        7 * 86400, "MQTT 5 session expiry: the broker keeps the unit's session this long while it is offline.",
+        min=0, max=4294967295,
+    )
+    inflight: int = setting(100, "Results sent and not yet acknowledged, at most (the in-flight window).",
+                            min=1, max=65535)
+    reconnect_min_s: float = setting(1.0, "First reconnect delay; doubles per failure, with jitter.", min=0.01)
+    reconnect_max_s: float = setting(120.0, "Longest reconnect delay.", min=0.01)
+    ack_timeout_s: float = setting(
+        60.0, "Reconnect (and resend) when a sent result has waited this long for its acknowledgement.", min=1
+    )
+    heartbeat_s: float = setting(60.0, "Seconds between retained 'online' status heartbeats.", min=1)
+    include_crop: bool = setting(False, "Send a small JPEG face crop with each result (off: no images leave).")
+    max_crop_bytes: int = setting(16384, "Largest face crop JPEG, bytes.", min=1024, max=65536)
+    max_payload_bytes: int = setting(
+        131072, "Largest result payload sent or accepted by ingest, bytes.", min=1024, max=268435455
+    )
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    """The central ingest: receives results from the broker and stores each result id once."""
+
+    db: Path = setting(Path("/var/lib/edgeface/results.sqlite3"), "SQLite file the results are stored in.")
+    group: str = setting("edgeface-ingest", "MQTT 5 shared-subscription group; workers in one group share the load.")
+    client_id: str = setting("", "MQTT client id of this worker; empty means ingest-<host name>. Unique per worker.")
+    batch: int = setting(200, "Commit and acknowledge at most this many results at once.", min=1, max=10000)
+    flush_ms: float = setting(50.0, "Commit and acknowledge at least this often (milliseconds).", min=1, max=10000)
+
+
+@dataclass(frozen=True)
 class Config:
     """All of edgeface's settings."""
 
@@ -222,6 +310,10 @@ class Config:
     quality: QualityConfig = field(default_factory=QualityConfig)
     gallery: GalleryConfig = field(default_factory=GalleryConfig)
     enroll: EnrollConfig = field(default_factory=EnrollConfig)
+    device: DeviceConfig = field(default_factory=DeviceConfig)
+    outbox: OutboxConfig = field(default_factory=OutboxConfig)
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
+    ingest: IngestConfig = field(default_factory=IngestConfig)
 
 
 # --------------------------------------------------------------------------------------------------

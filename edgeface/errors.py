@@ -69,7 +69,15 @@ class OutboxCorrupt(OutboxError):
 
 
 class PayloadError(EdgefaceError):
-    """An MQTT payload does not follow its JSON Schema or the contract's rules."""
+    """An MQTT payload does not follow its JSON Schema or the contract's rules.
+
+    ``kind`` names the problem for counters: too_large, not_utf8, not_json, schema, rules,
+    device_mismatch.
+    """
+
+    def __init__(self, message: str, kind: str = "schema") -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 class MqttError(EdgefaceError):

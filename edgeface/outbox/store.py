@@ -1,0 +1,604 @@
+"""The outbox: results held durably in SQLite until the broker has acknowledged them.
+
+Durability. The database runs in WAL mode with ``synchronous=FULL`` by default: every commit fsyncs
+the write-ahead log, so a result for which :meth:`Outbox.put` returned survives a power cut. With
+``NORMAL`` the database cannot be corrupted by a power cut either, but the last commits before it
+may roll back; since the pipeline forgets a result as soon as ``put`` returns, that would be a
+silent loss, so ``NORMAL`` is only for storage that cannot afford one fsync per result (and is
+documented as such in the config). Deleting acknowledged rows is batched, so its fsyncs are few.
+
+Bounds. The outbox holds at most ``max_results`` rows and ``max_bytes`` of payload. When a new
+result does not fit, the overflow policy ``drop_oldest_no_match`` deletes the oldest rows that are
+worth less than or as much as the new one (``refused`` first, then ``no_match``; a candidate
+match is never dropped), logging each drop and counting it; if that cannot make room, or the policy
+is ``refuse``, :class:`~edgeface.errors.OutboxFull` is raised and the caller decides. Optional TTLs
+(separate for matches and for the rest) expire rows that waited too long, also logged and counted.
+
+Order. Rows leave in priority order (matches, then no-matches, then refusals), oldest first within
+a priority, and only through :meth:`Outbox.ack`, which the publisher calls when the broker
+acknowledged the message.
+
+Damage. Each row carries a CRC-32 of its payload; a row whose payload fails the CRC, is not a JSON
+object, or names another id is moved to the ``quarantine`` table with the reason (kept, counted,
+logged) instead of being sent or stopping the drain.
+
+Several threads and processes may use one outbox file: each thread gets its own connection and
+writers take SQLite's write lock (``BEGIN IMMEDIATE``) with a busy timeout.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+import zlib
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
+from enum import IntEnum
+from pathlib import Path
+from typing import Any, Literal
+
+from ..errors import OutboxCorrupt, OutboxDiskFull, OutboxError, OutboxFull
+from ..logs import get_logger
+
+log = get_logger(__name__)
+
+FORMAT_VERSION = 1
+BUSY_TIMEOUT_MS = 30_000
+ACK_BATCH = 500  # ids per DELETE statement
+SQLITE_FULL = 13
+
+OnFull = Literal["drop_oldest_no_match", "refuse"]
+Synchronous = Literal["full", "normal"]
+
+
+class Priority(IntEnum):
+    """Send order; a lower value leaves first and is dropped last. Matches are never dropped."""
+
+    MATCH = 0
+    NO_MATCH = 1
+    REFUSED = 2
+
+    @classmethod
+    def for_decision(cls, decision: str) -> "Priority":
+        """The priority of a result payload's ``decision`` ("match", "no_match", "refused")."""
+        try:
+            return {"match": cls.MATCH, "no_match": cls.NO_MATCH, "refused": cls.REFUSED}[decision]
+        except KeyError:
+            raise ValueError(f"unknown decision {decision!r}: expected match, no_match or refused") from None
+
+
+@dataclass(frozen=True)
+class Pending:
+    """One row ready to send."""
+
+    seq: int
+    id: str
+    topic: str
+    priority: Priority
+    created_at: float
+    payload: bytes
+
+
+@dataclass(frozen=True)
+class OutboxStats:
+    """Depth and counters; ``by_priority`` maps a priority name to (rows, bytes)."""
+
+    pending: int
+    bytes: int
+    by_priority: dict[str, tuple[int, int]]
+    oldest_created_at: float | None
+    quarantined: int
+    counters: dict[str, int]
+
+    @property
+    def matches(self) -> int:
+        return self.by_priority.get("match", (0, 0))[0]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "pending": self.pending,
+            "bytes": self.bytes,
+            "by_priority": {k: {"rows": v[0], "bytes": v[1]} for k, v in self.by_priority.items()},
+            "oldest_age_s": None if self.oldest_created_at is None
+            else round(max(0.0, time.time() - self.oldest_created_at), 3),
+            "quarantined": self.quarantined,
+            **self.counters,
+        }
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS pending (
+    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+    id         TEXT    NOT NULL UNIQUE,
+    topic      TEXT    NOT NULL,
+    priority   INTEGER NOT NULL,
+    created_at REAL    NOT NULL,
+    expires_at REAL,
+    size       INTEGER NOT NULL,
+    crc        INTEGER NOT NULL,
+    payload    BLOB    NOT NULL
+);
+CREATE INDEX IF NOT EXISTS pending_order ON pending (priority, seq);
+CREATE TABLE IF NOT EXISTS totals (
+    priority INTEGER PRIMARY KEY,
+    count    INTEGER NOT NULL,
+    bytes    INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO totals VALUES (0, 0, 0), (1, 0, 0), (2, 0, 0);
+CREATE TRIGGER IF NOT EXISTS pending_ins AFTER INSERT ON pending BEGIN
+    UPDATE totals SET count = count + 1, bytes = bytes + NEW.size WHERE priority = NEW.priority;
+END;
+CREATE TRIGGER IF NOT EXISTS pending_del AFTER DELETE ON pending BEGIN
+    UPDATE totals SET count = count - 1, bytes = bytes - OLD.size WHERE priority = OLD.priority;
+END;
+CREATE TRIGGER IF NOT EXISTS pending_upd AFTER UPDATE OF size, priority ON pending BEGIN
+    UPDATE totals SET count = count - 1, bytes = bytes - OLD.size WHERE priority = OLD.priority;
+    UPDATE totals SET count = count + 1, bytes = bytes + NEW.size WHERE priority = NEW.priority;
+END;
+CREATE TABLE IF NOT EXISTS quarantine (
+    id             TEXT,
+    topic          TEXT,
+    priority       INTEGER,
+    created_at     REAL,
+    payload        BLOB,
+    reason         TEXT NOT NULL,
+    quarantined_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS counters (
+    name  TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+"""
+
+COUNTERS = ("enqueued", "delivered", "dropped_overflow", "expired", "quarantined", "refused_full")
+
+
+def _crc(payload: bytes) -> int:
+    return zlib.crc32(payload) & 0xFFFFFFFF
+
+
+def _translate(e: sqlite3.Error, path: Path, doing: str) -> OutboxError:
+    """Turn an SQLite error into an edgeface error that says what to do."""
+    text = str(e).lower()
+    code = getattr(e, "sqlite_errorcode", None)  # Python 3.11+; the message text covers 3.10
+    if code == SQLITE_FULL or "database or disk is full" in text:
+        return OutboxDiskFull(
+            f"outbox {path}: the disk is full while {doing} ({e}); the result was not stored. "
+            f"Free space on {path.parent}, or move outbox.path to a larger disk."
+        )
+    if "malformed" in text or "not a database" in text:
+        return OutboxCorrupt(
+            f"outbox {path} is damaged ({e}) while {doing}. Stop edgeface, move the file aside for "
+            "inspection (sqlite3 .recover can salvage rows) and start again with a new outbox."
+        )
+    return OutboxError(f"outbox {path}: {e} while {doing}; check the storage and its permissions.")
+
+
+class Outbox:
+    """A bounded, durable, prioritised queue of result payloads in one SQLite file.
+
+    ``put`` stores a result (durable when it returns), ``fetch`` hands out the next rows to send,
+    ``ack`` deletes rows the broker acknowledged. Thread-safe; several processes may share a file.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        max_results: int = 100_000,
+        max_bytes: int = 256 * 1024 * 1024,
+        on_full: OnFull = "drop_oldest_no_match",
+        ttl_s: float = 0.0,
+        match_ttl_s: float = 0.0,
+        max_quarantined: int = 1000,
+        synchronous: Synchronous = "full",
+        max_db_pages: int | None = None,
+    ) -> None:
+        """Open (creating if needed) the outbox at ``path``.
+
+        ``ttl_s`` / ``match_ttl_s``: seconds after which an unsent no-match/refused or match result
+        expires (0 = never). ``max_db_pages`` caps the database file (SQLite ``max_page_count``)
+        so a full disk can be simulated where a small filesystem cannot be mounted.
+        """
+        if on_full not in ("drop_oldest_no_match", "refuse"):
+            raise ValueError(f"on_full={on_full!r}: expected 'drop_oldest_no_match' or 'refuse'")
+        if synchronous not in ("full", "normal"):
+            raise ValueError(f"synchronous={synchronous!r}: expected 'full' or 'normal'")
+        self.path = Path(path)
+        self.max_results = max_results
+        self.max_bytes = max_bytes
+        self.on_full: OnFull = on_full
+        self.ttl_s = ttl_s
+        self.match_ttl_s = match_ttl_s
+        self.max_quarantined = max_quarantined
+        self.synchronous: Synchronous = synchronous
+        self.max_db_pages = max_db_pages
+        self._local = threading.local()
+        self._conns: list[sqlite3.Connection] = []
+        self._conns_lock = threading.Lock()
+        self._closed = False
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise OutboxError(f"outbox folder {self.path.parent} cannot be created: {e}") from e
+        self._migrate()
+
+    @classmethod
+    def from_config(cls, config: Any) -> "Outbox":
+        """Open the outbox described by an ``[outbox]`` config section."""
+        return cls(
+            config.path,
+            max_results=config.max_results,
+            max_bytes=config.max_bytes,
+            on_full=config.on_full,
+            ttl_s=config.ttl_s,
+            match_ttl_s=config.match_ttl_s,
+            max_quarantined=config.max_quarantined,
+            synchronous=config.synchronous,
+        )
+
+    # ----------------------------------------------------------------------------------------------
+    # connections
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            return conn
+        if self._closed:
+            raise OutboxError(f"outbox {self.path} is closed")
+        try:
+            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                                   check_same_thread=False)
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise OutboxError(
+                    f"outbox {self.path}: SQLite refused WAL mode (got {mode!r}); put outbox.path on a "
+                    "local filesystem (not NFS or a FAT card without locking)."
+                )
+            conn.execute(f"PRAGMA synchronous = {self.synchronous.upper()}")
+            conn.execute("PRAGMA journal_size_limit = 8388608")  # WAL shrinks back to 8 MiB after checkpoints
+            if self.max_db_pages is not None:
+                conn.execute(f"PRAGMA max_page_count = {int(self.max_db_pages)}")
+        except sqlite3.Error as e:
+            raise _translate(e, self.path, "opening the database") from e
+        self._local.conn = conn
+        with self._conns_lock:
+            self._conns.append(conn)
+        return conn
+
+    def _write(self, fn: Any, doing: str) -> Any:
+        """Run ``fn(conn)`` inside one write transaction; translate SQLite errors."""
+        conn = self._conn()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                out = fn(conn)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return out
+        except sqlite3.Error as e:
+            if conn.in_transaction:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass  # the original error below says what happened
+            raise _translate(e, self.path, doing) from e
+
+    def _migrate(self) -> None:
+        conn = self._conn()
+        try:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.Error as e:
+            raise _translate(e, self.path, "reading its format version") from e
+        if version > FORMAT_VERSION:
+            raise OutboxError(
+                f"outbox {self.path} has format {version}, newer than this edgeface understands "
+                f"({FORMAT_VERSION}); upgrade edgeface or point outbox.path at another file."
+            )
+
+        if version < FORMAT_VERSION:
+            try:
+                counters = "".join(f"INSERT OR IGNORE INTO counters VALUES ('{n}', 0);" for n in COUNTERS)
+                conn.executescript(
+                    f"BEGIN IMMEDIATE;{_SCHEMA}{counters}PRAGMA user_version = {FORMAT_VERSION};COMMIT;"
+                )
+            except sqlite3.Error as e:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise _translate(e, self.path, "creating its tables") from e
+
+    def close(self) -> None:
+        """Close every connection (all threads). Safe to call twice."""
+        self._closed = True
+        with self._conns_lock:
+            conns, self._conns = self._conns, []
+        for c in conns:
+            try:
+                c.close()
+            except sqlite3.Error:
+                pass  # closing is best effort; nothing is pending in a closed connection
+        self._local = threading.local()
+
+    def __enter__(self) -> "Outbox":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ----------------------------------------------------------------------------------------------
+    # writing
+
+    def put(self, id: str, topic: str, payload: bytes, priority: Priority, *, now: float | None = None) -> None:
+        """Store one result durably (returns after the commit is on disk).
+
+        Raises :class:`OutboxFull` when the limits are reached and the policy cannot make room,
+        :class:`OutboxDiskFull` when the disk is full; in both cases nothing was stored.
+        """
+        self.put_many([(id, topic, payload, priority)], now=now)
+
+    def put_many(self, items: Sequence[tuple[str, str, bytes, Priority]], *, now: float | None = None) -> None:
+        """Store several results in one transaction: all of them, or none (then it raises)."""
+        if not items:
+            return
+        now = time.time() if now is None else now
+        rows = []
+        for id_, topic, payload, priority in items:
+            priority = Priority(priority)
+            if not isinstance(payload, (bytes, bytearray)):
+                raise TypeError("payload must be bytes (the encoded JSON)")
+            if len(payload) > self.max_bytes:
+                raise OutboxFull(
+                    f"result {id_} is {len(payload)} bytes, more than the whole outbox may hold "
+                    f"(outbox.max_bytes = {self.max_bytes}); make results smaller (mqtt.include_crop, "
+                    "mqtt.max_crop_bytes) or raise outbox.max_bytes."
+                )
+            ttl = self.match_ttl_s if priority == Priority.MATCH else self.ttl_s
+            rows.append((id_, topic, int(priority), now, now + ttl if ttl > 0 else None, len(payload),
+                         _crc(bytes(payload)), bytes(payload)))
+
+        def insert(c: sqlite3.Connection) -> list[tuple[str, int]]:
+            dropped: list[tuple[str, int]] = []
+            stored = 0
+            for row in rows:
+                if c.execute("SELECT 1 FROM pending WHERE id = ?", (row[0],)).fetchone():
+                    continue  # already pending: storing a result twice is a no-op (idempotent put)
+                dropped += self._make_room(c, row[5], Priority(row[2]))
+                c.execute(
+                    "INSERT INTO pending (id, topic, priority, created_at, expires_at, size, crc, payload) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    row,
+                )
+                stored += 1
+            self._bump(c, "enqueued", stored)
+            if dropped:
+                self._bump(c, "dropped_overflow", len(dropped))
+            return dropped
+
+        try:
+            dropped = self._write(insert, "storing a result")
+        except OutboxFull:
+            self._count_refusal()
+            raise
+        for rid, prio in dropped:
+            log.warning("outbox.dropped", id=rid, priority=Priority(prio).name.lower(), reason="overflow",
+                        policy=self.on_full)
+
+    def _count_refusal(self) -> None:
+        try:
+            self._write(lambda c: self._bump(c, "refused_full", 1), "counting a refusal")
+        except OutboxError:
+            pass  # counting is secondary to the OutboxFull the caller is about to get
+
+    def _make_room(self, c: sqlite3.Connection, size: int, priority: Priority) -> list[tuple[str, int]]:
+        """Delete rows the policy allows until one more row of ``size`` bytes fits; or raise."""
+        count, total = c.execute("SELECT SUM(count), SUM(bytes) FROM totals").fetchone()
+        over_count = count + 1 - self.max_results
+        over_bytes = total + size - self.max_bytes
+        if over_count <= 0 and over_bytes <= 0:
+            return []
+        matches = c.execute("SELECT count FROM totals WHERE priority = 0").fetchone()[0]
+        limits = (f"{count} results ({matches} matches), {total} bytes; limits outbox.max_results = "
+                  f"{self.max_results}, outbox.max_bytes = {self.max_bytes}")
+        if self.on_full == "refuse":
+            raise OutboxFull(
+                f"outbox full: {limits}, policy 'refuse'. The result was not stored. Restore the "
+                "network link so results drain, or raise the limits."
+            )
+        victims: list[tuple[int, str, int, int]] = []
+        freed_rows = freed_bytes = 0
+        # Oldest first among rows worth no more than the new one; refusals before no-matches.
+        cur = c.execute(
+            "SELECT seq, id, size, priority FROM pending WHERE priority >= ? AND priority > 0 "
+            "ORDER BY priority DESC, seq ASC",
+            (int(max(priority, Priority.NO_MATCH)),),
+        )
+        for seq, rid, rsize, rprio in cur:
+            if freed_rows >= over_count and freed_bytes >= over_bytes:
+                break
+            victims.append((seq, rid, rsize, rprio))
+            freed_rows += 1
+            freed_bytes += rsize
+        cur.close()
+        if freed_rows < over_count or freed_bytes < over_bytes:
+            raise OutboxFull(
+                f"outbox full: {limits}; no result that may be dropped is left (candidate matches are "
+                f"never dropped, and a {priority.name.lower()} result may only displace results worth "
+                "no more). The result was not stored. Restore the network link so results drain, or "
+                "raise the limits."
+            )
+        c.executemany("DELETE FROM pending WHERE seq = ?", [(v[0],) for v in victims])
+        return [(v[1], v[3]) for v in victims]
+
+    @staticmethod
+    def _bump(c: sqlite3.Connection, name: str, n: int) -> None:
+        c.execute("UPDATE counters SET value = value + ? WHERE name = ?", (n, name))
+
+    # ----------------------------------------------------------------------------------------------
+    # draining
+
+    def fetch(self, limit: int, exclude: Collection[str] = (), *, now: float | None = None) -> list[Pending]:
+        """Up to ``limit`` rows to send next, in priority order, skipping ids in ``exclude``.
+
+        Expired rows are not returned (see :meth:`purge_expired`). Damaged rows are moved to
+        quarantine here and not returned.
+        """
+        if limit <= 0:
+            return []
+        now = time.time() if now is None else now
+        conn = self._conn()
+        try:
+            rows = conn.execute(
+                "SELECT seq, id, topic, priority, created_at, crc, payload FROM pending "
+                "WHERE expires_at IS NULL OR expires_at > ? ORDER BY priority, seq LIMIT ?",
+                (now, limit + len(exclude)),
+            ).fetchall()
+        except sqlite3.Error as e:
+            raise _translate(e, self.path, "reading pending results") from e
+        out: list[Pending] = []
+        for seq, rid, topic, prio, created, crc, payload in rows:
+            if rid in exclude:
+                continue
+            reason = _damage(rid, topic, prio, crc, payload)
+            if reason:
+                self.quarantine(seq, reason)
+                continue
+            out.append(Pending(seq, rid, topic, Priority(prio), created, bytes(payload)))
+            if len(out) >= limit:
+                break
+        return out
+
+    def ack(self, ids: Iterable[str]) -> int:
+        """Delete rows the broker acknowledged; returns how many were still there."""
+        ids = list(ids)
+        if not ids:
+            return 0
+
+        def delete(c: sqlite3.Connection) -> int:
+            n = 0
+            for i in range(0, len(ids), ACK_BATCH):
+                chunk = ids[i : i + ACK_BATCH]
+                marks = ",".join("?" * len(chunk))
+                n += c.execute(f"DELETE FROM pending WHERE id IN ({marks})", chunk).rowcount
+            self._bump(c, "delivered", n)
+            return n
+
+        return int(self._write(delete, "deleting acknowledged results"))
+
+    def purge_expired(self, *, now: float | None = None) -> int:
+        """Delete rows past their TTL (logged and counted); returns how many."""
+        if self.ttl_s <= 0 and self.match_ttl_s <= 0:
+            return 0
+        now = time.time() if now is None else now
+
+        def purge(c: sqlite3.Connection) -> list[tuple[str, int]]:
+            rows = c.execute(
+                "SELECT id, priority FROM pending WHERE expires_at IS NOT NULL AND expires_at <= ?", (now,)
+            ).fetchall()
+            if rows:
+                c.execute("DELETE FROM pending WHERE expires_at IS NOT NULL AND expires_at <= ?", (now,))
+                self._bump(c, "expired", len(rows))
+            return rows
+
+        rows = self._write(purge, "deleting expired results")
+        for rid, prio in rows:
+            log.warning("outbox.expired", id=rid, priority=Priority(prio).name.lower())
+        return len(rows)
+
+    def quarantine(self, seq: int, reason: str) -> None:
+        """Move a damaged row out of the queue, keeping it (and why) for inspection."""
+
+        def move(c: sqlite3.Connection) -> str | None:
+            row = c.execute("SELECT id, topic, priority, created_at, payload FROM pending WHERE seq = ?",
+                            (seq,)).fetchone()
+            if row is None:
+                return None
+            c.execute(
+                "INSERT INTO quarantine (id, topic, priority, created_at, payload, reason, quarantined_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (*row, reason, time.time()),
+            )
+            c.execute("DELETE FROM pending WHERE seq = ?", (seq,))
+            self._bump(c, "quarantined", 1)
+            excess = c.execute("SELECT COUNT(*) FROM quarantine").fetchone()[0] - self.max_quarantined
+            if excess > 0:
+                c.execute("DELETE FROM quarantine WHERE rowid IN "
+                          "(SELECT rowid FROM quarantine ORDER BY quarantined_at LIMIT ?)", (excess,))
+            return str(row[0])
+
+        rid = self._write(move, "quarantining a damaged row")
+        if rid is not None:
+            log.error("outbox.quarantined", id=rid, reason=reason, path=str(self.path),
+                      hint="the row is kept in the quarantine table; see `edgeface outbox status`")
+
+    # ----------------------------------------------------------------------------------------------
+    # reading
+
+    def stats(self) -> OutboxStats:
+        """Depth by priority, counters and the oldest pending row's time (cheap: no table scans)."""
+        conn = self._conn()
+        try:
+            totals = conn.execute("SELECT priority, count, bytes FROM totals ORDER BY priority").fetchall()
+            counters = dict(conn.execute("SELECT name, value FROM counters").fetchall())
+            oldest = conn.execute("SELECT MIN(created_at) FROM pending").fetchone()[0]
+            quarantined = conn.execute("SELECT COUNT(*) FROM quarantine").fetchone()[0]
+        except sqlite3.Error as e:
+            raise _translate(e, self.path, "reading its statistics") from e
+        by = {Priority(p).name.lower(): (int(n), int(b)) for p, n, b in totals}
+        return OutboxStats(
+            pending=sum(v[0] for v in by.values()),
+            bytes=sum(v[1] for v in by.values()),
+            by_priority=by,
+            oldest_created_at=oldest,
+            quarantined=int(quarantined),
+            counters={name: int(counters.get(name, 0)) for name in COUNTERS},
+        )
+
+    def __len__(self) -> int:
+        return self.stats().pending
+
+    def quarantined(self, limit: int = 100) -> list[dict[str, Any]]:
+        """The most recent quarantined rows: id, topic, reason, times and payload size."""
+        try:
+            rows = self._conn().execute(
+                "SELECT id, topic, priority, created_at, reason, quarantined_at, length(payload) "
+                "FROM quarantine ORDER BY quarantined_at DESC LIMIT ?", (limit,)
+            ).fetchall()
+        except sqlite3.Error as e:
+            raise _translate(e, self.path, "reading quarantined rows") from e
+        keys = ("id", "topic", "priority", "created_at", "reason", "quarantined_at", "bytes")
+        return [dict(zip(keys, r)) for r in rows]
+
+    def pending_ids(self) -> list[str]:
+        """Every pending id (for audits and tests; scans the table)."""
+        try:
+            return [r[0] for r in self._conn().execute("SELECT id FROM pending ORDER BY priority, seq")]
+        except sqlite3.Error as e:
+            raise _translate(e, self.path, "listing pending results") from e
+
+
+def _damage(rid: Any, topic: Any, prio: Any, crc: Any, payload: Any) -> str | None:
+    """Why a row cannot be sent as it is, or None when it is sound."""
+    if not isinstance(rid, str) or not rid:
+        return "missing id"
+    if not isinstance(topic, str) or not topic:
+        return "missing topic"
+    if prio not in (0, 1, 2):
+        return f"unknown priority {prio!r}"
+    if not isinstance(payload, bytes):
+        return f"payload is {type(payload).__name__}, not bytes"
+    if _crc(payload) != crc:
+        return "payload fails its CRC-32 (changed on disk)"
+    try:
+        doc = json.loads(payload)
+    except (ValueError, UnicodeDecodeError) as e:
+        return f"payload is not JSON ({e})"
+    if not isinstance(doc, dict):
+        return "payload is not a JSON object"
+    if doc.get("id") != rid:
+        return f"payload id {doc.get('id')!r} differs from the row id"
+    return None
