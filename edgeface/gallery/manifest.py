@@ -1,0 +1,147 @@
+"""The bundle manifest: what a gallery bundle contains, for which embedder, and every file's SHA-256.
+
+The manifest is the one signed document of a bundle (``manifest.sig`` signs its exact bytes); every
+other file is trusted only through the hash the manifest gives for it. Format (``format_version`` 1)::
+
+    {"format": "edgeface-gallery", "format_version": 1, "gallery_version": 12,
+     "created": "2025-01-01T00:00:00Z",
+     "embedder": {"id": "dlib-resnet-v1-int8", "sha256": "...", "dim": 128, "metric": "cosine"},
+     "thresholds": {"cosine": 0.5}, "count": 1000, "identities": 400,
+     "index": {"kind": "annoy", "metric": "angular", "trees": 20, "seed": 1},
+     "files": {"vectors.npy": {"sha256": "...", "size": 512128}, ...}}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from ..errors import BundleRejected
+
+FORMAT = "edgeface-gallery"
+FORMAT_VERSION = 1
+MAX_MANIFEST_BYTES = 1 << 20  # a manifest lists a handful of files; anything bigger is not one
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True)
+class EmbedderRef:
+    """The embedder a gallery's vectors come from; a device uses a bundle only with the same model file."""
+
+    id: str
+    sha256: str
+    dim: int
+    metric: str = "cosine"
+
+
+@dataclass(frozen=True)
+class Manifest:
+    gallery_version: int
+    embedder: EmbedderRef
+    thresholds: dict[str, float]
+    count: int
+    identities: int
+    index: dict[str, Any]
+    files: dict[str, FileEntry]
+    created: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    format_version: int = FORMAT_VERSION
+
+    @property
+    def threshold(self) -> float:
+        """The calibrated similarity threshold for the embedder's metric."""
+        return float(self.thresholds[self.embedder.metric])
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(f.size for f in self.files.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "format_version": self.format_version,
+            "gallery_version": self.gallery_version,
+            "created": self.created,
+            "embedder": {"id": self.embedder.id, "sha256": self.embedder.sha256, "dim": self.embedder.dim,
+                         "metric": self.embedder.metric},
+            "thresholds": dict(self.thresholds),
+            "count": self.count,
+            "identities": self.identities,
+            "index": dict(self.index),
+            "files": {name: {"sha256": f.sha256, "size": f.size} for name, f in sorted(self.files.items())},
+        }
+
+    def to_bytes(self) -> bytes:
+        return (json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n").encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes, where: str = "manifest.json") -> "Manifest":
+        """Parse and check the structure; raises :class:`BundleRejected` ("format") if it is not a manifest."""
+        def bad(why: str) -> BundleRejected:
+            return BundleRejected("format", f"{where} is not a valid gallery manifest: {why}")
+
+        if len(data) > MAX_MANIFEST_BYTES:
+            raise bad(f"{len(data)} bytes, more than {MAX_MANIFEST_BYTES}")
+        try:
+            d = json.loads(data)
+            if d.get("format") != FORMAT:
+                raise bad(f"format is {d.get('format')!r}, expected {FORMAT!r}")
+            if d.get("format_version") != FORMAT_VERSION:
+                raise bad(f"format_version {d.get('format_version')} (this edgeface reads {FORMAT_VERSION}); "
+                          "upgrade edgeface on this unit")
+            e = d["embedder"]
+            files = {}
+            for name, f in d["files"].items():
+                if "/" in name or name.startswith(".") or not name:
+                    raise bad(f"file name {name!r} is not a plain file name")
+                sha, size = str(f["sha256"]), int(f["size"])
+                if len(sha) != 64 or size < 0:
+                    raise bad(f"file {name}: bad sha256 or size")
+                files[name] = FileEntry(sha, size)
+            m = cls(
+                gallery_version=int(d["gallery_version"]),
+                embedder=EmbedderRef(str(e["id"]), str(e["sha256"]), int(e["dim"]), str(e["metric"])),
+                thresholds={str(k): float(v) for k, v in d["thresholds"].items()},
+                count=int(d["count"]),
+                identities=int(d["identities"]),
+                index=dict(d["index"]),
+                files=files,
+                created=str(d["created"]),
+            )
+        except BundleRejected:
+            raise
+        except (ValueError, KeyError, TypeError, AttributeError) as ex:
+            raise bad(f"{type(ex).__name__}: {ex}") from None
+        if m.gallery_version < 1 or m.count < 0:
+            raise bad("gallery_version must be >= 1 and count >= 0")
+        if m.embedder.metric not in m.thresholds:
+            raise bad(f"no threshold for the embedder's metric {m.embedder.metric!r}")
+        return m
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def sha256_stream(f: BinaryIO, chunk: int = 1 << 20) -> tuple[str, int]:
+    h, n = hashlib.sha256(), 0
+    while block := f.read(chunk):
+        h.update(block)
+        n += len(block)
+    return h.hexdigest(), n
+
+
+def file_entry(path: Path) -> FileEntry:
+    return FileEntry(sha256_file(path), path.stat().st_size)
