@@ -157,7 +157,10 @@ class Gallery:
                      for n in (VECTORS, LABELS, IDENTITIES, ENTRIES)}
             # the index is derived data: a device may have rebuilt it from a delta (see delta.py)
             local = _local_index_entry(Path(directory))
-            index_path = None if plan.exact else reader.materialize(INDEX, local or manifest.files[INDEX], verify)
+            want_index = local or manifest.files[INDEX]
+            index_path = None if plan.exact else reader.materialize(INDEX, want_index, verify)
+            if plan.exact and verify and reader.digest(INDEX) != want_index:  # unused now, refused all the same
+                raise BundleRejected("hash_mismatch", f"{directory}/{INDEX} does not match the signed manifest")
             vectors = np.load(files[VECTORS], mmap_mode="r")
             labels = np.load(files[LABELS], mmap_mode="r")
             if vectors.shape != (manifest.count, manifest.embedder.dim) or vectors.dtype != np.float32:

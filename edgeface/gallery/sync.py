@@ -21,6 +21,7 @@ the announcement is only a hint, nothing in it is trusted).
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import random
 import ssl
@@ -98,7 +99,7 @@ class Http:
                 return 304, b"", resp.headers
             try:
                 body = resp.read(limit + 1)
-            except (OSError, ValueError) as e:
+            except (OSError, ValueError, http.client.HTTPException) as e:
                 raise SyncError(f"GET {rel}: {e}") from None
         self.downloaded += len(body)
         if len(body) > limit:
@@ -150,7 +151,7 @@ class Http:
             writer.abandon()
             part.unlink(missing_ok=True)
             raise
-        except (OSError, ValueError, SyncError) as e:  # a dropped connection, a timeout: resume next time
+        except (OSError, ValueError, SyncError, http.client.HTTPException) as e:  # dropped, timed out: resume
             writer.abandon()
             raise SyncError(f"GET {rel}: interrupted after {writer.size} of {want.size} bytes ({e}); the "
                             "next sync resumes it") from None
