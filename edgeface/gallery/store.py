@@ -96,6 +96,18 @@ class GalleryStore:
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         os.chmod(self.root, 0o700)
 
+    @classmethod
+    def from_config(cls, config: "Config") -> "GalleryStore":  # noqa: F821
+        """The unit's store as configured: ``[gallery]`` dir, trusted keys, device key; its own embedder."""
+        from ..modelcard import find_card
+        from .crypto import load_device_key
+        from .signing import load_trusted
+
+        g = config.gallery
+        card = find_card(config.models.embedder, config.models.dir, task="embedder")
+        key = load_device_key(g.key_file, g.key_env, g.key_credential) if g.encrypt else None
+        return cls(g.dir, trusted=load_trusted(g.trusted_keys), key=key, embedder_sha256=card.sha256)
+
     # -- where things are -------------------------------------------------------------------------
 
     @property

@@ -1,0 +1,260 @@
+"""``edgeface gallery ...``: keys, building and publishing bundles, verifying, serving, syncing, wiping.
+
+Exit codes: 0 success; 1 a bundle was refused or a sync failed (the message says why); 2 usage or
+configuration error.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..errors import BundleRejected, GalleryError
+from .app import EXIT_FAILED, AppContext, emit_json, pass_app
+from .main import cli
+
+json_flag = click.option("--json", "as_json", is_flag=True, help="Print one JSON object (for scripts).")
+trusted_option = click.option("--trusted-key", "trusted", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+                              help="Central public key (PEM); default: gallery.trusted_keys. Repeatable.")
+
+
+def _out(record: dict[str, Any], as_json: bool, text: str) -> None:
+    if as_json:
+        emit_json(record)
+    else:
+        click.echo(text)
+
+
+@cli.group("gallery")
+def gallery_group() -> None:
+    """The gallery: signed bundles (central side) and the unit's installed, encrypted copy."""
+
+
+@gallery_group.command("keygen")
+@click.option("--signing-key", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write a new Ed25519 signing key here (central server; mode 0600) ...")
+@click.option("--public-key", type=click.Path(dir_okay=False, path_type=Path),
+              help="... and its public key here (copy it to every unit, gallery.trusted_keys).")
+@click.option("--device-key", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write a new 32-byte device encryption key here (a unit; mode 0600).")
+def keygen(signing_key: Path | None, public_key: Path | None, device_key: Path | None) -> None:
+    """Create keys. Never overwrites an existing key file."""
+    from ..gallery import signing
+    from ..gallery.crypto import generate_key_file
+
+    if not (signing_key or device_key):
+        raise click.UsageError("give --signing-key and --public-key, or --device-key")
+    if signing_key:
+        if not public_key:
+            raise click.UsageError("--signing-key needs --public-key")
+        kid = signing.generate_keypair(signing_key, public_key)
+        click.echo(f"signing key {signing_key} (key id {kid}); public key {public_key}")
+    if device_key:
+        if device_key.exists():
+            raise click.UsageError(f"{device_key} already exists; refusing to overwrite a key")
+        generate_key_file(device_key)
+        click.echo(f"device key {device_key}")
+
+
+@gallery_group.command("build")
+@click.option("--publish", "publish_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Publish folder (served to units): the new version, its deltas and latest.json go here.")
+@click.option("--signing-key", required=True, type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="The central Ed25519 signing key (PEM, mode 0600).")
+@click.option("--workspace", type=click.Path(file_okay=False, path_type=Path),
+              help="Enrollment workspace (default: enroll.workspace).")
+@click.option("--delta-depth", default=3, show_default=True, help="Write deltas from this many previous versions.")
+@click.option("--keep", default=5, show_default=True, help="Keep this many full versions in the publish folder.")
+@json_flag
+@pass_app
+def build(app: AppContext, publish_dir: Path, signing_key: Path, workspace: Path | None, delta_depth: int,
+          keep: int, as_json: bool) -> None:
+    """Build and sign the next gallery version from everything enrolled, with deltas, and publish it."""
+    from ..engine import Engine
+    from ..gallery import signing
+    from ..gallery.delta import summarise
+    from ..gallery.enroll import Workspace, settings_key
+    from ..gallery.manifest import EmbedderRef
+    from ..gallery.publish import publish
+
+    key = signing.load_private_key(signing_key)
+    engine = Engine(app.config)
+    card = engine.embedder_card
+    spec = card.embedder
+    assert spec is not None
+    ws = Workspace(workspace or app.config.enroll.workspace)
+    try:
+        vectors, entries, identities = ws.content(settings_key(engine, app.config.enroll.second_face_ratio))
+    finally:
+        ws.close()
+    if not entries:
+        raise GalleryError("nothing enrolled with this embedder and these settings; run `edgeface enroll` first")
+    if "cosine" not in spec.thresholds:
+        raise GalleryError(f"model card {card.id} has no calibrated [thresholds] cosine value")
+    pub = publish(publish_dir, vectors=vectors, entries=entries, identities=identities,
+                  embedder=EmbedderRef(card.id, card.sha256, spec.dim, spec.metric), thresholds=spec.thresholds,
+                  signer=key, delta_depth=delta_depth, keep=keep)
+    m = pub.manifest
+    rec = {"version": m.gallery_version, "dir": str(pub.dir), "count": m.count, "identities": m.identities,
+           "bytes": m.total_bytes, "deltas": [summarise(s, m) for s in pub.deltas.values()]}
+    _out(rec, as_json, f"published gallery version {m.gallery_version}: {m.count} images of {m.identities} "
+         f"identities, {m.total_bytes} bytes, in {pub.dir}" + "".join(
+             f"\n  delta from {d['base_version']}: {d['delta_bytes']} bytes ({100 * d['fraction']:.2f}%)"
+             for d in rec["deltas"]))
+
+
+def _trusted(app: AppContext, trusted: tuple[Path, ...]):  # type: ignore[no-untyped-def]
+    from ..gallery.signing import load_trusted
+
+    return load_trusted(list(trusted) or list(app.config.gallery.trusted_keys))
+
+
+@gallery_group.command("verify")
+@click.argument("directory", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@trusted_option
+@click.option("--embedder-sha256", help="Also require this embedder model SHA-256 (a unit's model).")
+@json_flag
+@pass_app
+def verify(app: AppContext, directory: Path, trusted: tuple[Path, ...], embedder_sha256: str | None,
+           as_json: bool) -> None:
+    """Check a bundle folder (or a publish folder's latest version) completely: signature, every file.
+
+    Exit status 1 with the reason if it would be refused.
+    """
+    from ..gallery.bundle import verify_bundle
+    from ..gallery.publish import read_pointer
+
+    keys = _trusted(app, trusted)
+    ptr = read_pointer(directory)
+    target = directory / ptr.bundle if ptr else directory
+    try:
+        vb = verify_bundle(target, keys, embedder_sha256=embedder_sha256)
+    except BundleRejected as e:
+        _out({"ok": False, "dir": str(target), "reason": e.reason, "error": str(e)}, as_json,
+             f"REFUSED ({e.reason}): {e}")
+        raise click.exceptions.Exit(EXIT_FAILED) from None
+    m = vb.manifest
+    _out({"ok": True, "dir": str(target), "version": m.gallery_version, "key_id": vb.key_id,
+          "files": len(m.files)}, as_json,
+         f"ok: {target} is gallery version {m.gallery_version}, signed by key {vb.key_id}, {len(m.files)} files "
+         "match the manifest")
+
+
+@gallery_group.command("inspect")
+@click.argument("directory", required=False, type=click.Path(file_okay=False, exists=True, path_type=Path))
+@json_flag
+@pass_app
+def inspect(app: AppContext, directory: Path | None, as_json: bool) -> None:
+    """Show a bundle's manifest (a folder, a publish folder, or by default the unit's installed gallery)."""
+    from ..gallery.bundle import MANIFEST
+    from ..gallery.manifest import Manifest
+    from ..gallery.publish import read_pointer
+
+    state: dict[str, Any] = {}
+    if directory is None:
+        root = app.config.gallery.dir
+        link = root / "current"
+        if not link.is_symlink():
+            raise GalleryError(f"no gallery installed in {root} (gallery.dir); run `edgeface gallery sync`")
+        directory = link.resolve()
+        sp = root / "sync-state.json"
+        state = json.loads(sp.read_text()) if sp.exists() else {}
+    ptr = read_pointer(directory)
+    if ptr:
+        directory = directory / ptr.bundle
+    m = Manifest.from_bytes((directory / MANIFEST).read_bytes(), str(directory / MANIFEST))
+    rec = {"dir": str(directory), "signed": (directory / "manifest.sig").exists(), **m.to_dict(),
+           "total_bytes": m.total_bytes}
+    if state:
+        rec["sync"] = state
+    if as_json:
+        emit_json(rec)
+        return
+    click.echo(f"{directory}\n  gallery version {m.gallery_version}, created {m.created}"
+               f"{'' if rec['signed'] else ' (UNSIGNED)'}\n"
+               f"  embedder {m.embedder.id} sha256 {m.embedder.sha256[:16]}..., {m.embedder.dim}-d {m.embedder.metric}, "
+               f"threshold {m.threshold}\n  {m.count} images of {m.identities} identities, "
+               f"index {m.index}\n  {m.total_bytes} bytes:")
+    for name, f in sorted(m.files.items()):
+        click.echo(f"    {name:20s} {f.size:>12d}  {f.sha256[:16]}...")
+    if state.get("last_check"):
+        import time
+
+        click.echo(f"  last sync check {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(state['last_check']))} "
+                   f"UTC: {state.get('last_result', {}).get('status')}")
+
+
+@gallery_group.command("serve")
+@click.argument("directory", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8470, show_default=True, help="TCP port (0 picks a free one).")
+def serve(directory: Path, host: str, port: int) -> None:
+    """Serve a publish folder to units over HTTP (ETag, 304, byte ranges). Put TLS in front of it."""
+    from ..gallery.serve import make_gallery_server
+
+    server = make_gallery_server(directory, host, port)
+    click.echo(f"serving {directory} on http://{host}:{server.server_port}/", err=True)
+    sys.stderr.flush()
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+
+
+@gallery_group.command("sync")
+@click.option("--url", help="Base URL of the publish folder (default: gallery.sync_url).")
+@json_flag
+@pass_app
+def sync(app: AppContext, url: str | None, as_json: bool) -> None:
+    """Fetch and install a newer gallery once (what the daemon does on its schedule).
+
+    Exit status 0 when the unit is up to date afterwards, 1 when a bundle was refused or the download
+    failed (the installed gallery is kept either way).
+    """
+    from ..gallery.store import GalleryStore
+    from ..gallery.sync import sync_once
+
+    g = app.config.gallery
+    base = url or g.sync_url
+    if not base:
+        raise click.UsageError("no sync URL: pass --url or set gallery.sync_url")
+    store = GalleryStore.from_config(app.config)
+    r = sync_once(store, base, timeout=g.sync_timeout_s, ca_file=g.sync_ca_file, max_bytes=g.sync_max_bytes)
+    _out(r.to_dict(), as_json, f"{r.status}: installed version {r.installed}"
+         + (f" (was {r.previous}, via {r.via}, {r.downloaded_bytes} bytes)" if r.status == "updated" else "")
+         + (f" — {r.message}" if r.message and r.status in ("refused", "failed") else ""))
+    if r.status in ("refused", "failed"):
+        raise click.exceptions.Exit(EXIT_FAILED)
+
+
+@gallery_group.command("wipe")
+@click.option("--yes", is_flag=True, help="Really destroy the device key and the installed gallery.")
+@json_flag
+@pass_app
+def wipe(app: AppContext, yes: bool, as_json: bool) -> None:
+    """Crypto-erase the unit's gallery: destroy the device key first, then delete the data."""
+    from ..gallery.crypto import load_device_key
+    from ..gallery.store import GalleryStore
+    from ..gallery.signing import load_trusted
+
+    if not yes:
+        raise click.UsageError("this destroys the device key and the gallery; pass --yes to confirm")
+    g = app.config.gallery
+    key = None
+    if g.encrypt:
+        try:
+            key = load_device_key(g.key_file, g.key_env, g.key_credential)
+        except GalleryError as e:
+            click.echo(f"edgeface: warning: {e}; deleting the data only", err=True)
+    trusted = load_trusted(g.trusted_keys) if g.trusted_keys else []
+    out = GalleryStore(g.dir, trusted=trusted, key=key).wipe()
+    note = ""
+    if key is not None and not out["key_destroyed"]:
+        note = (f" The key came from {key.source}: destroy it there too (unset the variable, or remove the "
+                "credential with `systemd-creds` / from /etc/credstore.encrypted).")
+    _out({**out, "dir": str(g.dir)}, as_json,
+         f"wiped {g.dir}: key destroyed: {out['key_destroyed']} ({out['key_source']}).{note}")
