@@ -123,6 +123,7 @@ def test_encrypted_unit_without_key_is_a_clear_error(tmp_path, unit):
     signing.generate_keypair(tmp_path / "central.pem", tmp_path / "central.pub")
     p = _run("gallery", "sync", "--url", "http://127.0.0.1:9/", env=env, check=False)
     assert p.returncode == 1 and "keygen --device-key" in p.stderr  # says what to do
+    _run("gallery", "keygen", "--device-key", str(tmp_path / "dev.key"), env=env)
     env = {**env, "EDGEFACE_GALLERY__TRUSTED_KEYS": "[]"}
     p = _run("gallery", "sync", "--url", "http://127.0.0.1:9/", env=env, check=False)
     assert p.returncode == 1 and "gallery.trusted_keys" in p.stderr
