@@ -280,6 +280,11 @@ class MqttConfig:
         60.0, "Reconnect (and resend) when a sent result has waited this long for its acknowledgement.", min=1
     )
     heartbeat_s: float = setting(60.0, "Seconds between retained 'online' status heartbeats.", min=1)
+    require_subscriber: bool = setting(
+        True,
+        "Keep a result queued (and retry) when the broker acknowledges it with MQTT 5 reason 'no matching "
+        "subscribers': the broker would drop it because no ingest subscription exists.",
+    )
     include_crop: bool = setting(False, "Send a small JPEG face crop with each result (off: no images leave).")
     max_crop_bytes: int = setting(16384, "Largest face crop JPEG, bytes.", min=1024, max=65536)
     max_payload_bytes: int = setting(

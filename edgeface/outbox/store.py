@@ -152,7 +152,7 @@ CREATE TABLE IF NOT EXISTS counters (
 );
 """
 
-COUNTERS = ("enqueued", "delivered", "dropped_overflow", "expired", "quarantined", "refused_full")
+COUNTERS = ("enqueued", "delivered", "dropped_overflow", "expired", "quarantined_total", "refused_full")
 
 
 def _crc(payload: bytes) -> int:
@@ -311,6 +311,18 @@ class Outbox:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise _translate(e, self.path, "creating its tables") from e
+
+    def limit_pages(self, pages: int | None) -> None:
+        """Cap the database file at ``pages`` pages on every connection (None lifts the cap).
+
+        SQLite then fails writes with SQLITE_FULL exactly as on a full disk: used to emulate one
+        where a small filesystem cannot be mounted.
+        """
+        self.max_db_pages = pages
+        with self._conns_lock:
+            conns = list(self._conns)
+        for c in conns:
+            c.execute(f"PRAGMA max_page_count = {int(pages) if pages is not None else 1073741823}")
 
     def close(self) -> None:
         """Close every connection (all threads). Safe to call twice."""
@@ -523,7 +535,7 @@ class Outbox:
                 (*row, reason, time.time()),
             )
             c.execute("DELETE FROM pending WHERE seq = ?", (seq,))
-            self._bump(c, "quarantined", 1)
+            self._bump(c, "quarantined_total", 1)
             excess = c.execute("SELECT COUNT(*) FROM quarantine").fetchone()[0] - self.max_quarantined
             if excess > 0:
                 c.execute("DELETE FROM quarantine WHERE rowid IN "
