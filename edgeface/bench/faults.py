@@ -13,11 +13,12 @@ While the producer stores results at a steady rate, faults are injected one afte
 * ``publisher_kill``: the publisher process killed with SIGKILL while results are pending or in
   flight, then started again (it resends what was never acknowledged);
 * ``link_drop``: the proxy resets every connection and refuses new ones for a while;
-* ``disk_full``: the filesystem holding the outbox fills up (a small tmpfs filled by a filler file
-  when this runs as root and can mount one; otherwise SQLite's ``max_page_count`` caps the
-  producer's database, which yields the same SQLITE_FULL error); new results are refused with
-  OutboxDiskFull and the producer retries them, acknowledged rows cannot be deleted until space
-  returns;
+* ``disk_full``: the filesystem holding the outbox fills up: a small tmpfs filled by a filler file
+  when this runs as root and can mount one; otherwise (``page_cap``) SQLite's ``max_page_count``
+  freezes the database size and a filler table takes every page that comes free, which yields the
+  same SQLITE_FULL error for the producer (the publisher's deletes, in its own process, are not
+  capped in that mode). New results are refused with OutboxDiskFull and the producer retries
+  them; on the tmpfs, acknowledged rows cannot be deleted either until space returns;
 * ``corrupt_row``: with the link cut, a pending row's payload is altered on disk (one byte
   flipped); the publisher must quarantine it, not send it and not stop.
 
@@ -75,6 +76,8 @@ class _Disk:
         elif mode == "tmpfs":
             raise RuntimeError("a tmpfs needs root; use --disk page_cap")
         self.filler = folder / "filler.bin"
+        self._stop_filler = threading.Event()
+        self._filler_thread: threading.Thread | None = None
 
     def fill(self, producer_box: Outbox) -> None:
         # Empty the write-ahead log first: SQLite reuses a WAL file in place, so on a full disk the
@@ -85,22 +88,56 @@ class _Disk:
             pass  # best effort: a busy checkpoint only delays the first refusal
         if self.mode == "tmpfs":
             chunk = b"\0" * 65536
-            with open(self.filler, "wb") as f:
-                try:
-                    while True:
-                        f.write(chunk)
-                        f.flush()
-                except OSError as e:
-                    if e.errno != errno.ENOSPC:
-                        raise
+            try:
+                fd = os.open(self.filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            except OSError as e:
+                if e.errno != errno.ENOSPC:
+                    raise
+                return  # already full
+            try:
+                while True:
+                    os.write(fd, chunk)
+            except OSError as e:
+                if e.errno != errno.ENOSPC:
+                    raise
+            finally:
+                os.close(fd)
         else:
+            # The database may not grow, and a filler takes every page that comes free meanwhile
+            # (the publisher's deletes free pages), as other files would on a real disk.
             pages = producer_box._conn().execute("PRAGMA page_count").fetchone()[0]
             producer_box.limit_pages(pages)
+            self._stop_filler.clear()
+            self._filler_thread = threading.Thread(target=self._fill_pages, args=(producer_box.path, pages),
+                                                   daemon=True)
+            self._filler_thread.start()
+
+    def _fill_pages(self, path: Path, pages: int) -> None:
+        con = sqlite3.connect(path, timeout=30, isolation_level=None)
+        try:
+            con.execute(f"PRAGMA max_page_count = {pages}")
+            con.execute("CREATE TABLE IF NOT EXISTS campaign_filler (blob BLOB)")
+            while not self._stop_filler.is_set():
+                try:
+                    con.execute("INSERT INTO campaign_filler VALUES (zeroblob(3000))")
+                except sqlite3.OperationalError as e:
+                    if "full" not in str(e):
+                        raise
+                    time.sleep(0.005)
+        finally:
+            con.close()
 
     def free(self, producer_box: Outbox) -> None:
         if self.mode == "tmpfs":
             self.filler.unlink(missing_ok=True)
         else:
+            self._stop_filler.set()
+            if self._filler_thread is not None:
+                self._filler_thread.join(10)
+            con = sqlite3.connect(producer_box.path, timeout=30)
+            con.execute("DROP TABLE IF EXISTS campaign_filler")
+            con.commit()
+            con.close()
             producer_box.limit_pages(None)
 
     def close(self) -> None:
@@ -279,6 +316,7 @@ def run(workdir: Path, *, faults: int = 100, rate: float = 200.0, kinds: tuple[s
         "results_sent": len(ids),
         "results_stored": len(set(stored) & ids),
         "quarantined": len(quarantined),
+        "quarantined_undelivered": len(set(quarantined) - set(stored)),
         "quarantined_not_corrupted_by_campaign": len(set(quarantined) - corrupted),
         "corrupted_rows": len(corrupted),
         "corrupted_but_delivered_intact": len(corrupted & set(stored)),

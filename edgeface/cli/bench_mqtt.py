@@ -73,12 +73,16 @@ def bench_faults(json_path: Path | None, faults: int, rate: float, kinds: str, d
                f"(full disk by {f['disk_full_mode']}), files in {wd}")
     click.echo(report.table(["fault", "injected"], [[k, v] for k, v in sorted(f["faults_by_kind"].items())]))
     click.echo(report.table(
-        ["results sent", "stored once", "quarantined", "lost", "altered", "duplicates stored", "redeliveries absorbed"],
-        [[f["results_sent"], f["results_stored"], f["quarantined"], f["lost"], f["altered"], f["duplicates_stored"],
-          f["redeliveries_absorbed"]]],
+        ["results sent", "stored once", "quarantined, not sent", "lost", "altered", "duplicates stored",
+         "redeliveries absorbed"],
+        [[f["results_sent"], f["results_stored"], f["quarantined_undelivered"], f["lost"], f["altered"],
+          f["duplicates_stored"], f["redeliveries_absorbed"]]],
     ))
-    click.echo(f"quarantined rows were all corrupted by the campaign: {f['quarantined_not_corrupted_by_campaign'] == 0}; "
-               f"results refused while the disk was full (then retried): {f['disk_full_refusals']}")
+    click.echo(f"rows corrupted on disk {f['corrupted_rows']}: quarantined {f['quarantined']}, delivered intact "
+               f"from memory before the damage {f['corrupted_but_delivered_intact']}; quarantined rows the campaign "
+               f"did not corrupt: {f['quarantined_not_corrupted_by_campaign']}")
+    click.echo(f"results refused while the disk was full, then retried: {f['disk_full_refusals']}; publisher "
+               f"processes started {f['publisher_starts']}, broker starts {f['broker_starts']}, link cuts {f['link_cuts']}")
     report.write_json(json_path, "faults", f)
     bad = f["lost"] or f["altered"] or f["duplicates_stored"] or f["phantom"] or not f["drained"] \
         or f["quarantined_not_corrupted_by_campaign"]

@@ -166,6 +166,7 @@ class IngestStats:
     malformed: Counter[str] = field(default_factory=Counter)
     statuses: int = 0
     connected: bool = False
+    subscribed: bool = False
 
     @property
     def malformed_total(self) -> int:
@@ -174,7 +175,7 @@ class IngestStats:
     def as_dict(self) -> dict[str, Any]:
         return {"received": self.received, "stored": self.stored, "duplicates": self.duplicates,
                 "malformed": dict(self.malformed), "malformed_total": self.malformed_total,
-                "statuses": self.statuses, "connected": self.connected}
+                "statuses": self.statuses, "connected": self.connected, "subscribed": self.subscribed}
 
 
 class Ingest:
@@ -236,6 +237,7 @@ class Ingest:
         """Receive and store until :meth:`stop` (in the calling thread)."""
         self._conn = Connection(self.settings, self._backoff, on_up=self._on_up, on_down=self._on_down,
                                 on_message=self._on_message, manual_ack=True, log_prefix="ingest")
+        self._conn.client.on_subscribe = self._on_subscribe
         try:
             while not self._stop.is_set():
                 up = self._conn.step(0.01 if self._pending else 0.05)
@@ -261,7 +263,16 @@ class Ingest:
         if self.subscribe_status:
             client.subscribe(topics.STATUS_FILTER, qos=1)
 
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reasons: Any, props: Any) -> None:
+        failed = [str(r) for r in reasons if r.is_failure]
+        if failed:
+            log.error("ingest.subscribe_refused", reasons=failed,
+                      hint="the broker ACL must let this account read edgeface/v1/devices/+/results")
+            return
+        self.stats.subscribed = True
+
     def _on_down(self, why: str) -> None:
+        self.stats.subscribed = False
         # Unacknowledged messages will be delivered again: forget them without storing twice.
         self._pending.clear()
 

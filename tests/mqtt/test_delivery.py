@@ -1,0 +1,304 @@
+"""Delivery on a real broker: acknowledged before deleted, recovery after restarts and kill -9,
+priorities on the wire, status and last will, commands, MQTT 3.1.1 fallback."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import paho.mqtt.client as mqtt
+
+from edgeface.bench.broker import LocalBroker
+from edgeface.bench.mqttload import Child, outbox_item, sample_result, wait_for, write_toml
+from edgeface.bench.proxy import TcpProxy
+from edgeface.mqtt import Publisher, payloads, topics
+from edgeface.mqtt.validate import load_schema
+from edgeface.outbox import Outbox, Priority
+
+from .conftest import fill, plain_settings
+
+UNIT = "unit-a"
+
+
+def publisher(box: Outbox, port: int, **kw: Any) -> Publisher:
+    settings_kw = {k: kw.pop(k) for k in ("protocol", "connect_timeout_s", "keepalive_s") if k in kw}
+    kw.setdefault("reconnect_min_s", 0.05)
+    kw.setdefault("reconnect_max_s", 0.3)
+    return Publisher(box, plain_settings(port, UNIT, **settings_kw), UNIT, **kw)
+
+
+class Recorder:
+    """A plain paho subscriber that records what it receives, in order."""
+
+    def __init__(self, port: int, *filters: str, client_id: str = "recorder") -> None:
+        self.messages: list[mqtt.MQTTMessage] = []
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+        self.client.on_message = lambda c, u, m: self.messages.append(m)
+        self.subscribed = False
+        self.client.on_subscribe = lambda *a: setattr(self, "subscribed", True)
+        self.client.connect("127.0.0.1", port)
+        for f in filters:
+            self.client.subscribe(f, qos=1)
+        self.client.loop_start()
+        assert wait_for(lambda: self.subscribed, 10)
+
+    def docs(self, topic_part: str = "") -> list[dict[str, Any]]:
+        return [json.loads(m.payload) for m in list(self.messages) if topic_part in m.topic and m.payload]
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def test_everything_is_delivered_once_and_deleted_after_acknowledgement(broker: LocalBroker, outbox: Outbox,
+                                                                         start_ingest: Any, rng: random.Random) -> None:
+    ingest = start_ingest(plain_settings(broker.port, "ingest-1"))
+    ids = fill(outbox, UNIT, 300, rng)
+    pub = publisher(outbox, broker.port)
+    pub.start()
+    try:
+        assert pub.wait_drained(60)
+        assert ingest.wait_count(300)
+    finally:
+        pub.stop()
+    assert sorted(ingest.store.ids()) == sorted(ids)
+    s = outbox.stats()
+    assert s.pending == 0 and s.counters["delivered"] == 300
+    assert pub.stats.acked == 300 and pub.stats.refused_by_broker == 0
+
+
+def test_rows_stay_in_the_outbox_until_the_acknowledgement_arrives(broker: LocalBroker, outbox: Outbox,
+                                                                  start_ingest: Any, rng: random.Random) -> None:
+    ingest = start_ingest(plain_settings(broker.port, "ingest-1"))
+    proxy = TcpProxy(broker.port)
+    pub = publisher(outbox, proxy.port, inflight=50)
+    pub.start()
+    try:
+        assert wait_for(lambda: pub.stats.connected, 10)
+        proxy.stall("down")  # messages reach the broker; its PUBACKs do not reach the unit
+        ids = fill(outbox, UNIT, 40, rng)
+        pub.notify()
+        assert ingest.wait_count(40), "the broker should have delivered them to the ingest"
+        time.sleep(0.5)
+        assert outbox.stats().pending == 40, "no PUBACK arrived, so nothing may leave the outbox"
+        assert pub.stats.acked == 0
+        proxy.cut()  # the link drops with the acknowledgements lost
+        proxy.restore()
+        assert pub.wait_drained(30)
+        assert wait_for(lambda: ingest.worker.stats.duplicates >= 1, 10)
+    finally:
+        pub.stop()
+        proxy.close()
+    assert sorted(ingest.store.ids()) == sorted(ids)  # resent, stored once
+    assert ingest.store.count() == 40
+
+
+def test_results_wait_while_the_broker_is_down_and_flow_when_it_returns(tmp_path: Path, outbox: Outbox,
+                                                                       start_ingest: Any, rng: random.Random) -> None:
+    broker = LocalBroker.plain(tmp_path / "late-broker")
+    ids = fill(outbox, UNIT, 50, rng)
+    pub = publisher(outbox, broker.port)
+    pub.start()
+    try:
+        assert wait_for(lambda: pub.stats.connect_failures >= 2, 10)  # backing off
+        assert outbox.stats().pending == 50
+        broker.start()
+        ingest = start_ingest(plain_settings(broker.port, "ingest-1"))
+        assert pub.wait_drained(30)
+        assert ingest.wait_count(50)
+    finally:
+        pub.stop()
+        broker.kill()
+    assert sorted(ingest.store.ids()) == sorted(ids)
+
+
+def test_broker_restart_loses_nothing(broker: LocalBroker, outbox: Outbox, start_ingest: Any,
+                                      rng: random.Random) -> None:
+    ingest = start_ingest(plain_settings(broker.port, "ingest-1"))
+    pub = publisher(outbox, broker.port, inflight=20)
+    pub.start()
+    ids: list[str] = []
+    try:
+        for _ in range(3):
+            ids += fill(outbox, UNIT, 200, rng)
+            pub.notify()
+            time.sleep(0.1)
+            broker.restart()  # SIGTERM: sessions saved; shared subscription forgotten (Mosquitto 2.0)
+        ids += fill(outbox, UNIT, 50, rng)
+        assert pub.wait_drained(60)
+        assert ingest.wait_count(len(ids), 60)
+    finally:
+        pub.stop()
+    assert sorted(ingest.store.ids()) == sorted(ids)
+
+
+def test_kill_9_of_the_publisher_process_mid_flight_loses_nothing(tmp_path: Path, broker: LocalBroker,
+                                                                  start_ingest: Any, rng: random.Random) -> None:
+    ingest = start_ingest(plain_settings(broker.port, "ingest-1"))
+    path = tmp_path / "unit.sqlite3"
+    box = Outbox(path)
+    ids = fill(box, UNIT, 4000, rng)
+    cfg = write_toml(tmp_path / "unit.toml", {
+        "device": {"id": UNIT}, "outbox": {"path": str(path)},
+        "mqtt": {"host": "127.0.0.1", "port": broker.port, "tls": False, "inflight": 20,
+                 "reconnect_min_s": 0.05, "reconnect_max_s": 0.3},
+    })
+    child = Child(["--config", str(cfg), "outbox", "drain"], tmp_path / "drain.log")
+    child.start()
+    try:
+        assert wait_for(lambda: ingest.store.count() >= 100, 60), child.log_tail()
+        child.kill()  # SIGKILL: no clean-up, messages in flight
+        left = box.stats().pending
+        assert 0 < left < 4000
+        done = Child(["--config", str(cfg), "outbox", "drain", "--until-empty", "--timeout", "120"],
+                     tmp_path / "drain2.log")
+        done.start()
+        assert done.proc is not None and done.proc.wait(150) == 0, done.log_tail()
+        assert ingest.wait_count(4000, 60)
+    finally:
+        child.kill()
+        box.close()
+    assert sorted(ingest.store.ids()) == sorted(ids)
+    assert ingest.store.count() == 4000
+
+
+def test_matches_are_sent_before_no_matches_and_refusals(broker: LocalBroker, outbox: Outbox,
+                                                         rng: random.Random) -> None:
+    rec = Recorder(broker.port, topics.RESULTS_FILTER)
+    order = [Priority.NO_MATCH] * 5 + [Priority.REFUSED] * 2 + [Priority.MATCH] * 5
+    for p in order:
+        doc = sample_result(UNIT, rng, match_share=1.0 if p == Priority.MATCH else 0.0)
+        if p == Priority.REFUSED:
+            doc = payloads.result_payload(device_id=UNIT, decision="refused", candidates=[], threshold=None,
+                                          quality=doc["quality"], gallery_version=1, model_id="m",
+                                          refusal_reasons=["sharpness 3 < limit 15"])
+        outbox.put(*outbox_item(doc))
+    pub = publisher(outbox, broker.port, inflight=1)
+    pub.start()
+    try:
+        assert pub.wait_drained(30)
+        assert wait_for(lambda: len(rec.docs("results")) == 12, 10)
+    finally:
+        pub.stop()
+        rec.close()
+    decisions = [d["decision"] for d in rec.docs("results")]
+    assert decisions == ["match"] * 5 + ["no_match"] * 5 + ["refused"] * 2
+
+
+def test_mqtt_3_1_1_fallback_delivers(broker: LocalBroker, outbox: Outbox, start_ingest: Any,
+                                      rng: random.Random) -> None:
+    ingest = start_ingest(plain_settings(broker.port, "ingest-1"))
+    ids = fill(outbox, UNIT, 100, rng)
+    pub = publisher(outbox, broker.port, protocol="mqtt311")
+    pub.start()
+    try:
+        assert pub.wait_drained(30)
+        assert ingest.wait_count(100)
+    finally:
+        pub.stop()
+    assert sorted(ingest.store.ids()) == sorted(ids)
+
+
+def test_no_subscriber_keeps_results_queued_until_an_ingest_subscribes(broker: LocalBroker, outbox: Outbox,
+                                                                       start_ingest: Any, rng: random.Random) -> None:
+    ids = fill(outbox, UNIT, 20, rng)
+    pub = publisher(outbox, broker.port)
+    pub.start()
+    try:
+        assert wait_for(lambda: pub.stats.no_subscribers >= 1, 10)
+        assert outbox.stats().pending == 20  # the broker would have dropped them
+        ingest = start_ingest(plain_settings(broker.port, "ingest-1"))
+        assert pub.wait_drained(30)
+        assert ingest.wait_count(20)
+    finally:
+        pub.stop()
+    assert sorted(ingest.store.ids()) == sorted(ids)
+
+
+def test_acknowledgement_timeout_reconnects_and_resends(broker: LocalBroker, outbox: Outbox, start_ingest: Any,
+                                                        rng: random.Random) -> None:
+    ingest = start_ingest(plain_settings(broker.port, "ingest-1"))
+    proxy = TcpProxy(broker.port)
+    pub = publisher(outbox, proxy.port, ack_timeout_s=1.0, connect_timeout_s=1.0)
+    pub.start()
+    try:
+        assert wait_for(lambda: pub.stats.connected, 10)
+        proxy.stall()  # a link that silently loses everything
+        ids = fill(outbox, UNIT, 30, rng)
+        pub.notify()
+        assert wait_for(lambda: pub.stats.ack_timeouts >= 1, 20)
+        assert outbox.stats().pending == 30
+        proxy.restore()
+        assert pub.wait_drained(30)
+        assert ingest.wait_count(30)
+    finally:
+        pub.stop()
+        proxy.close()
+    assert sorted(ingest.store.ids()) == sorted(ids)
+
+
+def test_retained_status_heartbeats_and_last_will(broker: LocalBroker, outbox: Outbox, start_ingest: Any,
+                                                  rng: random.Random) -> None:
+    ingest = start_ingest(plain_settings(broker.port, "ingest-1"))
+    rec = Recorder(broker.port, topics.status_topic(UNIT))
+    proxy = TcpProxy(broker.port)
+    fill(outbox, UNIT, 5, rng)
+    pub = publisher(outbox, proxy.port, heartbeat_s=1.0, gallery_version=lambda: 7, model_id="dlib-resnet-v1-int8")
+    schema = jsonschema.Draft202012Validator(load_schema("status"))
+    pub.start()
+    try:
+        assert wait_for(lambda: len([d for d in rec.docs() if d["state"] == "online"]) >= 2, 10)
+        online = [d for d in rec.docs() if d["state"] == "online"]
+        for d in online:
+            schema.validate(d)
+        last = online[-1]
+        assert last["gallery_version"] == 7 and last["software_version"] and last["uptime_s"] >= 0
+        assert "pending" in last["outbox"] and last["model_id"] == "dlib-resnet-v1-int8"
+        proxy.cut()  # the unit vanishes: the broker publishes its last will
+        assert wait_for(lambda: any(d["state"] == "offline" for d in rec.docs()), 10)
+        will = [d for d in rec.docs() if d["state"] == "offline"][-1]
+        schema.validate(will)
+        assert will["reason"] == "connection_lost"
+        proxy.restore()
+        assert wait_for(lambda: rec.docs()[-1]["state"] == "online", 10)
+    finally:
+        pub.stop()
+        proxy.close()
+    assert wait_for(lambda: rec.docs()[-1]["state"] == "offline" and rec.docs()[-1]["reason"] == "shutdown", 10)
+    rec.close()
+    # Retained: a newcomer sees the last state; the ingest keeps it per device.
+    late = Recorder(broker.port, topics.status_topic(UNIT), client_id="late")
+    assert wait_for(lambda: late.docs() and late.docs()[-1]["state"] == "offline", 10)
+    late.close()
+    assert wait_for(lambda: (ingest.store.device(UNIT) or {}).get("state") == "offline", 10)
+
+
+def test_commands_and_gallery_announcements_reach_their_callbacks_once(broker: LocalBroker, outbox: Outbox) -> None:
+    got_commands: list[dict[str, Any]] = []
+    got_announce: list[dict[str, Any]] = []
+    server = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="server", protocol=mqtt.MQTTv5)
+    server.connect("127.0.0.1", broker.port)
+    server.loop_start()
+    announce = payloads.encode(payloads.announce_payload(gallery_version=12, url="https://c/g/12", model_id="m"),
+                               "announce")
+    server.publish(topics.GALLERY_ANNOUNCE, announce, qos=1, retain=True).wait_for_publish(5)
+    pub = publisher(outbox, broker.port, on_command=got_commands.append, on_announce=got_announce.append)
+    pub.start()
+    try:
+        assert wait_for(lambda: got_announce, 10)  # retained: arrives on subscribe
+        cmd = payloads.encode(payloads.command_payload("sync_gallery"), "command")
+        for data in (cmd, cmd, b"{oops", json.dumps({"schema_version": 1, "command": "reboot"}).encode()):
+            server.publish(topics.commands_topic(UNIT), data, qos=1).wait_for_publish(5)
+        assert wait_for(lambda: pub.stats.malformed_messages >= 2, 10)
+        time.sleep(0.3)
+    finally:
+        pub.stop()
+        server.loop_stop()
+        server.disconnect()
+    assert [c["command"] for c in got_commands] == ["sync_gallery"]  # the redelivered copy is ignored
+    assert got_announce[0]["gallery_version"] == 12
+    assert pub.alive is False and pub.error is None
