@@ -13,6 +13,7 @@ import binascii
 import io
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -56,9 +57,17 @@ def utc_timestamp(t: float | datetime | None = None) -> str:
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
 
 
+_TIMESTAMP = re.compile(r"^([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(?:[.]([0-9]{1,6}))?Z$")
+
+
 def parse_timestamp(text: str) -> float:
-    """Unix time of an RFC 3339 UTC timestamp as the payloads carry it."""
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    """Unix time of an RFC 3339 UTC timestamp as the payloads carry it (``...T12:00:00.5Z``)."""
+    m = _TIMESTAMP.match(text)
+    if not m:
+        raise ValueError(f"{text!r} is not an RFC 3339 UTC timestamp like 2025-01-31T12:00:00.123Z")
+    *parts, frac = m.groups()
+    dt = datetime(*(int(p) for p in parts), tzinfo=timezone.utc)  # type: ignore[misc]
+    return dt.timestamp() + (int(frac.ljust(6, "0")) / 1e6 if frac else 0.0)
 
 
 def _num(v: Any, nd: int = 3) -> float | None:
