@@ -151,12 +151,16 @@ def run(config: Config, root: Path, sizes: list[int], workdir: Path, wrap: Wrap,
         for mode, exact_max in modes:
             q = queries if mode != "exact" else queries[:300]
             r = measure_queries(out, q, exact_max)
-            recall = float(np.mean(np.asarray(r["top"]) == truth[: len(q)]))
+            hit = np.asarray(r["top"]) == truth[: len(q)]
+            mated = split["mated"][: len(q)]
+            recall = float(np.mean(hit))
             rows.append({"size": size, "real_rows": real_rows, "mode": mode,
                          "search": "exact scan" if r["plan"]["exact"] else f"annoy {r['plan']['trees']} trees, "
                          f"search_k {r['plan']['search_k']}", "build_s": round(build_s, 1),
                          "disk_mb": round(disk / 2**20, 1), "rss_mb": r["rss_mb"], "p50_ms": r["latency"]["p50"],
-                         "p99_ms": r["latency"]["p99"], "recall_at_1": round(recall, 4), "queries": len(q)})
+                         "p99_ms": r["latency"]["p99"], "recall_at_1": round(recall, 4), "queries": len(q),
+                         "recall_mated": round(float(np.mean(hit[mated])), 4) if mated.any() else None,
+                         "recall_non_mated": round(float(np.mean(hit[~mated])), 4) if (~mated).any() else None})
         shutil.rmtree(out, ignore_errors=True)
     return {"probes": {"mated": int(split["mated"].sum()), "non_mated": int((~split["mated"]).sum())},
             "real_gallery_rows": n_real, "distractor_check": check, "rows": rows}

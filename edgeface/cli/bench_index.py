@@ -49,9 +49,10 @@ def bench_index(app: AppContext, lfw_path: Path | None, json_path: Path | None, 
     p = figures["probes"]
     click.echo(f"\nQueries: {p['mated']} mated + {p['non_mated']} non-mated LFW probes; latency on one core")
     click.echo(report.table(
-        ["entries", "mode", "search", "build s", "disk MiB", "RSS MiB", "p50 ms", "p99 ms", "recall@1"],
+        ["entries", "mode", "search", "build s", "disk MiB", "RSS MiB", "p50 ms", "p99 ms", "recall@1",
+         "mated", "non-mated"],
         [[r["size"], r["mode"], r["search"], r["build_s"], r["disk_mb"], r["rss_mb"], r["p50_ms"], r["p99_ms"],
-          r["recall_at_1"]] for r in figures["rows"]]))
+          r["recall_at_1"], r["recall_mated"], r["recall_non_mated"]] for r in figures["rows"]]))
     report.write_json(json_path, "index", figures)
 
 

@@ -89,7 +89,9 @@ class VectorIndex:
             if annoy_path is None:
                 raise ValueError("an Annoy index file is needed unless the plan is an exact scan")
             self.annoy = AnnoyIndex(vectors.shape[1], ANNOY_METRIC)
-            self.annoy.load(str(annoy_path))  # mmap, prefault off
+            # mmap, populated now: a query never waits for a page fault (on a unit the decrypted index is
+            # in RAM already, so this costs nothing more there)
+            self.annoy.load(str(annoy_path), prefault=True)
             if self.annoy.get_n_items() != len(vectors):
                 raise ValueError(f"{annoy_path} holds {self.annoy.get_n_items()} items, the vectors "
                                  f"{len(vectors)}")
