@@ -1,8 +1,13 @@
 """Store-and-forward over MQTT: the topic tree, the JSON payloads, the device publisher, the ingest.
 
-    from edgeface.mqtt import Publisher, Ingest, ResultStore, payloads, topics
+    from edgeface.mqtt import Publisher, enqueue_result, payloads
     pub = Publisher.from_config(config, outbox)       # a thread that drains the outbox at QoS 1
-    pub.start(); ...; pub.notify(); ...; pub.stop()
+    pub.start()
+    doc = payloads.result_payload(device_id=..., decision="match", candidates=[...], ...)
+    enqueue_result(outbox, doc)                       # checked, encoded, durable on return
+    pub.notify()
+    ...
+    pub.stop()
 
 See docs/outbox-mqtt.md for the contract and the guarantees, deploy/mosquitto/ for the broker.
 """
@@ -11,6 +16,7 @@ from . import payloads, topics
 from .ingest import Ingest, IngestStats, ResultStore
 from .link import Backoff, LinkSettings
 from .publisher import Publisher, PublisherStats
+from .queue import enqueue_result
 
 __all__ = ["Backoff", "Ingest", "IngestStats", "LinkSettings", "Publisher", "PublisherStats", "ResultStore",
-           "payloads", "topics"]
+           "enqueue_result", "payloads", "topics"]

@@ -222,3 +222,23 @@ def test_several_processes_can_store_into_one_outbox(tmp_path: Path) -> None:
     assert s.pending == len(set(box.pending_ids())) == 450
     assert sum(v[0] for v in s.by_priority.values()) == 450
     box.close()
+
+
+def test_enqueue_result_checks_encodes_and_prioritises(outbox: Outbox) -> None:
+    from edgeface.errors import PayloadError
+    from edgeface.mqtt import enqueue_result, payloads
+
+    q = {"score": 0.9, "size_px": 90, "sharpness": 40, "yaw": 1, "pitch": 2, "roll": 3}
+    no = payloads.result_payload(device_id="unit-a", decision="no_match", candidates=[payloads.Candidate("p", 0.2)],
+                                 threshold=0.6, quality=q, gallery_version=1, model_id="m")
+    yes = payloads.result_payload(device_id="unit-a", decision="match", candidates=[payloads.Candidate("p", 0.9)],
+                                  threshold=0.6, quality=q, gallery_version=1, model_id="m")
+    bad = dict(yes, decision="no_match")
+    assert enqueue_result(outbox, no) == no["id"]
+    enqueue_result(outbox, yes)
+    with pytest.raises(PayloadError):
+        enqueue_result(outbox, bad)
+    rows = outbox.fetch(5)
+    assert [r.id for r in rows] == [yes["id"], no["id"]]
+    assert rows[0].topic == "edgeface/v1/devices/unit-a/results"
+    assert json.loads(rows[0].payload) == yes

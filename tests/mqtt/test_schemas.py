@@ -192,14 +192,14 @@ def test_crops_are_size_limited_jpegs_and_off_unless_given() -> None:
     (b"\xff\xfe\x00", "not_utf8"),
     (b"{not json", "not_json"),
     (b'{"a": NaN}', "not_json"),
-    (b"[" * 2000 + b"]" * 2000, "not_json"),
+    (b"[" * 2000 + b"]" * 2000, "not_json|schema"),  # too deep for json before 3.13; not an object after
     (b"[]", "schema"),
     (b'{"schema_version": 1}', "schema"),
 ])
 def test_decode_classifies_bad_input(data: bytes, kind: str) -> None:
     with pytest.raises(PayloadError) as e:
         payloads.decode(data, "result", max_bytes=4096)
-    assert e.value.kind == kind
+    assert e.value.kind in kind.split("|")
 
 
 def test_timestamps_round_trip_in_utc() -> None:
