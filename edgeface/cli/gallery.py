@@ -238,8 +238,8 @@ def sync(app: AppContext, url: str | None, as_json: bool) -> None:
 def wipe(app: AppContext, yes: bool, as_json: bool) -> None:
     """Crypto-erase the unit's gallery: destroy the device key first, then delete the data."""
     from ..gallery.crypto import load_device_key
-    from ..gallery.store import GalleryStore
     from ..gallery.signing import load_trusted
+    from ..gallery.store import GalleryStore
 
     if not yes:
         raise click.UsageError("this destroys the device key and the gallery; pass --yes to confirm")

@@ -129,33 +129,38 @@ class EncryptedWriter:
         self.size = 0
         self._buf = bytearray()
         self._index = 0
-        if resume and self.path.exists() and self.path.stat().st_size >= HEADER.size:
-            self._f = open(self.path, "r+b")
-            header = self._f.read(HEADER.size)
-            magic, salt, chunk = HEADER.unpack(header)
-            if magic != MAGIC or chunk != CHUNK:
-                self._f.close()
-                return self.__init__(path, key, name)  # type: ignore[misc]
-            self._init_cipher(key, header, salt)
-            whole = (self.path.stat().st_size - HEADER.size) // (CHUNK + TAG)
-            for i in range(whole):
-                ct = self._f.read(CHUNK + TAG)
-                try:
-                    pt = self._aead.decrypt(_nonce(i, False), ct, self._aad)
-                except InvalidTag:
-                    whole = i
-                    break
-                self.sha.update(pt)
-                self.size += len(pt)
-            self._index = whole
-            self._f.seek(HEADER.size + whole * (CHUNK + TAG))
-            self._f.truncate()
-        else:
+        if not (resume and self._resume(key)):
             salt = secrets.token_bytes(16)
             header = HEADER.pack(MAGIC, salt, CHUNK)
             self._f = open(self.path, "wb")
             self._f.write(header)
             self._init_cipher(key, header, salt)
+
+    def _resume(self, key: bytes) -> bool:
+        """Keep the complete chunks of an existing partial file; False if there is nothing to keep."""
+        if not self.path.exists() or self.path.stat().st_size < HEADER.size:
+            return False
+        f = open(self.path, "r+b")
+        header = f.read(HEADER.size)
+        magic, salt, chunk = HEADER.unpack(header)
+        if magic != MAGIC or chunk != CHUNK:
+            f.close()
+            return False
+        self._f = f
+        self._init_cipher(key, header, salt)
+        whole = (self.path.stat().st_size - HEADER.size) // (CHUNK + TAG)
+        for i in range(whole):
+            try:
+                pt = self._aead.decrypt(_nonce(i, False), f.read(CHUNK + TAG), self._aad)
+            except InvalidTag:  # another key, or damage: keep what verified
+                whole = i
+                break
+            self.sha.update(pt)
+            self.size += len(pt)
+        self._index = whole
+        f.seek(HEADER.size + whole * (CHUNK + TAG))
+        f.truncate()
+        return True
 
     def _init_cipher(self, key: bytes, header: bytes, salt: bytes) -> None:
         self._aead = _file_key(key, salt)

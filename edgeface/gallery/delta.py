@@ -33,8 +33,18 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from ..errors import BundleRejected
 from ..logs import get_logger
 from . import signing
-from .bundle import (ENTRIES, IDENTITIES, INDEX, MANIFEST, SIGNATURE, VECTORS, PlainDir, Sink, npy_chunks,
-                     write_contents)
+from .bundle import (
+    ENTRIES,
+    IDENTITIES,
+    INDEX,
+    MANIFEST,
+    SIGNATURE,
+    VECTORS,
+    PlainDir,
+    Sink,
+    npy_chunks,
+    write_contents,
+)
 from .crypto import RamFile
 from .manifest import FileEntry, Manifest
 

@@ -18,11 +18,20 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from ..errors import BundleRejected
 from ..logs import get_logger
-from .bundle import ENTRIES, IDENTITIES, INDEX, LABELS, MANIFEST, SIGNATURE, VECTORS, check_acceptable, \
-    read_signed_manifest
+from .bundle import (
+    ENTRIES,
+    IDENTITIES,
+    INDEX,
+    LABELS,
+    MANIFEST,
+    SIGNATURE,
+    VECTORS,
+    check_acceptable,
+    read_signed_manifest,
+)
 from .crypto import RamFile, decrypt_chunks, decrypt_to_ram
 from .index import SearchPlan, VectorIndex, plan_for
-from .manifest import FileEntry, Manifest, sha256_file
+from .manifest import FileEntry, Manifest
 
 log = get_logger(__name__)
 
@@ -232,4 +241,4 @@ def _local_index_entry(directory: Path) -> FileEntry | None:
     return FileEntry(str(d["sha256"]), int(d["size"]))
 
 
-__all__ = ["Gallery", "Candidate", "Decision", "BundleReader", "sha256_file", "LOCAL_INDEX"]
+__all__ = ["Gallery", "Candidate", "Decision", "BundleReader", "LOCAL_INDEX"]

@@ -19,14 +19,13 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from ..errors import BundleRejected, GalleryError
+from ..errors import BundleRejected
 from ..logs import get_logger
-from . import signing
 from .bundle import MANIFEST, SIGNATURE, PlainDir, Sink, check_acceptable, read_signed_manifest
 from .crypto import DeviceKey, EncryptedDir, EncryptedWriter, destroy_file
 from .manifest import FileEntry, Manifest
@@ -38,7 +37,8 @@ VERSIONS, STAGING, CURRENT = "versions", "staging", "current"
 
 # Crash-test hook: called with a point name at each step of an install (tests replace it in a child
 # process to SIGKILL itself there). Does nothing in production.
-checkpoint: Callable[[str], None] = lambda point: None
+def checkpoint(point: str) -> None:
+    return None
 
 
 def version_dir_name(version: int) -> str:
@@ -260,5 +260,4 @@ def write_local_index_note(directory: Path, entry: FileEntry) -> None:
     (directory / LOCAL_INDEX).write_text(json.dumps({"sha256": entry.sha256, "size": entry.size}) + "\n")
 
 
-__all__ = ["GalleryStore", "PlainWriter", "checkpoint", "version_dir_name", "BundleRejected", "GalleryError",
-           "signing", "write_local_index_note"]
+__all__ = ["GalleryStore", "PlainWriter", "checkpoint", "version_dir_name", "write_local_index_note"]

@@ -24,6 +24,7 @@ import hashlib
 import http.client
 import json
 import random
+import shutil
 import ssl
 import threading
 import time
@@ -32,6 +33,8 @@ import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from ..errors import BundleRejected, GalleryError, SyncError
 from ..logs import get_logger
@@ -210,8 +213,6 @@ def _prepare_staging(store: GalleryStore, manifest_bytes: bytes, sig: bytes | No
     staging.mkdir(parents=True, exist_ok=True)
     old = staging / MANIFEST
     if old.exists() and old.read_bytes() != manifest_bytes:  # a different build of this version: start over
-        import shutil
-
         shutil.rmtree(staging)
         staging.mkdir(parents=True)
     (staging / MANIFEST).write_bytes(manifest_bytes)
@@ -250,8 +251,6 @@ def _sync_delta(store: GalleryStore, http: Http, rel: str, current: int, max_byt
     try:
         return _apply_delta_in(store, http, rel, spec, target, staging)
     except BaseException:
-        import shutil
-
         shutil.rmtree(staging, ignore_errors=True)  # small: a retry downloads it again
         raise
 
@@ -280,8 +279,6 @@ def _apply_delta_in(store: GalleryStore, http: Http, rel: str, spec: DeltaSpec, 
             reader = store.reader(staging)
             try:
                 vec = reader.materialize(VECTORS, target.files[VECTORS])
-                import numpy as np
-
                 self_check(np.load(vec, mmap_mode="r"), reader.materialize(INDEX, None, verify=False))
             finally:
                 reader.close()
@@ -289,8 +286,6 @@ def _apply_delta_in(store: GalleryStore, http: Http, rel: str, spec: DeltaSpec, 
     finally:
         patch_reader.close()
         base.close()
-    import shutil
-
     shutil.rmtree(patch_dir)
     return store.install(staging)
 

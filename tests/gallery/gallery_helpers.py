@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import secrets
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edgeface.bench.distractors import sample, toy_model
-from edgeface.gallery.crypto import DeviceKey
 from edgeface.gallery.manifest import EmbedderRef
 from edgeface.gallery.publish import publish
-from edgeface.gallery.serve import GalleryFiles, make_gallery_server
-from edgeface.gallery.store import GalleryStore
+from edgeface.gallery.serve import GalleryFiles
 
 EMBEDDER = EmbedderRef("test-embedder", "ab" * 32, 128)
 OTHER_EMBEDDER = EmbedderRef("other-embedder", "cd" * 32, 128)

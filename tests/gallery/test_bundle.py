@@ -9,13 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from gallery_helpers import EMBEDDER, OTHER_EMBEDDER, THRESHOLDS, Content
 
 from edgeface.errors import BundleRejected, GalleryKeyError
 from edgeface.gallery import signing
 from edgeface.gallery.bundle import verify_bundle, write_bundle
 from edgeface.gallery.match import Gallery
-
-from gallery_helpers import EMBEDDER, OTHER_EMBEDDER, THRESHOLDS, Content
 
 
 def _bundle(tmp_path: Path, content: Content, signer: Ed25519PrivateKey | None, version: int = 3,

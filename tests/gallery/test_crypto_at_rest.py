@@ -8,8 +8,14 @@ import secrets
 import pytest
 
 from edgeface.errors import GalleryKeyError
-from edgeface.gallery.crypto import CHUNK, DecryptError, EncryptedWriter, decrypt_chunks, generate_key_file, \
-    load_device_key
+from edgeface.gallery.crypto import (
+    CHUNK,
+    DecryptError,
+    EncryptedWriter,
+    decrypt_chunks,
+    generate_key_file,
+    load_device_key,
+)
 from edgeface.gallery.sync import sync_once
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from gallery_helpers import EMBEDDER, OTHER_EMBEDDER, Content
+from gallery_helpers import OTHER_EMBEDDER, Content
 
 from edgeface.gallery.publish import POINTER
 from edgeface.gallery.sync import Syncer, sync_once
