@@ -36,6 +36,12 @@ def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
 
 
 def alignment_matrix(face: Face, spec: AlignmentSpec) -> np.ndarray:
+    if face.landmarks is not None and spec.landmark_template:
+        idx = [i for i in spec.landmark_template if i < len(face.landmarks)]
+        if len(idx) >= 2:
+            src = face.landmarks[idx]
+            dst = np.array([spec.landmark_template[i] for i in idx])
+            return similarity_transform(src, dst)
     names = [n for n in spec.template if n in face.keypoint_names]
     if len(names) < 2:
         raise ModelError(

@@ -140,6 +140,17 @@ class QualityConfig:
 
 
 @dataclass(frozen=True)
+class AlignConfig:
+    """Alignment of faces onto the embedder's chip template."""
+
+    refine: bool = setting(
+        True,
+        "Refine the detector's keypoints with the face-mesh landmark model when the embedder's card has a "
+        "landmark template (closer to the alignment the embedder was trained with; one more small model).",
+    )
+
+
+@dataclass(frozen=True)
 class GalleryConfig:
     """The on-device gallery: where it lives, who may sign it, how it is searched, synced and encrypted."""
 
@@ -313,6 +324,7 @@ class Config:
     models: ModelsConfig = field(default_factory=ModelsConfig)
     detect: DetectConfig = field(default_factory=DetectConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
+    align: AlignConfig = field(default_factory=AlignConfig)
     gallery: GalleryConfig = field(default_factory=GalleryConfig)
     enroll: EnrollConfig = field(default_factory=EnrollConfig)
     device: DeviceConfig = field(default_factory=DeviceConfig)

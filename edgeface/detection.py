@@ -29,6 +29,7 @@ class Face:
     keypoint_names: tuple[str, ...]
     score: float
     rotation: int  # degrees clockwise the image was turned for the detector to find this face
+    landmarks: np.ndarray | None = None  # (N, 2) dense landmarks from a landmark model, if refined
 
     def keypoint(self, name: str) -> tuple[float, float]:
         try:

@@ -19,6 +19,7 @@ from .config import Config
 from .detection import BlazeFaceDetector, Face
 from .embedding import Embedder
 from .imageio import ImageSource, load_image
+from .landmarks import FaceMesh
 from .modelcard import AlignmentSpec, ModelCard, find_card
 
 
@@ -54,6 +55,16 @@ class Engine:
         cfg = self.config
         return Embedder(self.embedder_card, cfg.runtime, verify=cfg.models.verify_sha256)
 
+    @cached_property
+    def refiner(self) -> FaceMesh | None:
+        """The landmark model that refines alignment, if the embedder's card asks for one."""
+        spec = self.alignment
+        if not (self.config.align.refine and spec.landmark_template and spec.landmark_model):
+            return None
+        cfg = self.config
+        card = find_card(spec.landmark_model, cfg.models.dir, task="landmarks")
+        return FaceMesh(card, cfg.runtime, verify=cfg.models.verify_sha256)
+
     @property
     def alignment(self) -> AlignmentSpec:
         spec = self.embedder_card.embedder
@@ -74,8 +85,14 @@ class Engine:
     def detect_and_assess(self, image: np.ndarray) -> list[DetectedFace]:
         return [DetectedFace(f, self.assess(image, f)) for f in self.detect(image)]
 
+    def refine(self, image: np.ndarray, face: Face) -> Face:
+        """``face`` with dense landmarks, when the embedder's alignment uses them."""
+        if self.refiner is None or face.landmarks is not None:
+            return face
+        return self.refiner.refine(image, face)
+
     def align(self, image: np.ndarray, face: Face) -> np.ndarray:
-        return _align.align(image, face, self.alignment)
+        return _align.align(image, self.refine(image, face), self.alignment)
 
     def embed(self, chips: np.ndarray) -> np.ndarray:
         """L2-normalised embeddings of aligned chips: (D,) for one chip, (N, D) for a batch."""

@@ -63,6 +63,9 @@ class AlignmentSpec:
     width: int
     height: int
     template: dict[str, tuple[float, float]]  # detector keypoint name -> chip pixel coordinates
+    # dense landmark index -> chip pixel coordinates, for faces refined by ``landmark_model``
+    landmark_template: dict[int, tuple[float, float]] = field(default_factory=dict)
+    landmark_model: str = ""
 
 
 @dataclass(frozen=True)
@@ -195,7 +198,14 @@ def load_card(path: str | Path) -> ModelCard:
             dim=r.get("embedding.dim", int),
             metric=r.choice("embedding.metric", ("cosine",)),
             alignment=AlignmentSpec(
-                width=inp.width, height=inp.height, template=template
+                width=inp.width,
+                height=inp.height,
+                template=template,
+                landmark_template={
+                    int(k): r.point(f"alignment.landmark_template.{k}")
+                    for k in r.get("alignment.landmark_template", dict, {})
+                },
+                landmark_model=r.get("alignment.landmark_model", str, ""),
             ),
             thresholds={k: float(v) for k, v in r.get("thresholds", dict, {}).items()},
         )

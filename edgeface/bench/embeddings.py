@@ -61,6 +61,8 @@ def _key(engine: Engine, paths: list[Path], flip: bool) -> str:
         "detector": engine.config.models.detector,
         "detect": [engine.config.detect.rotation_mode, list(engine.config.detect.rotations)],
         "template": spec.alignment.template,
+        "landmarks": {str(k): v for k, v in spec.alignment.landmark_template.items()},
+        "refine": engine.config.align.refine,
         "flip": flip,
         "paths": hashlib.sha256("\n".join(str(p) for p in paths).encode()).hexdigest(),
         "v": 2,

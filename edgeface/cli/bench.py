@@ -146,3 +146,29 @@ def bench_identify(app: AppContext, lfw_path: Path | None, json_path: Path | Non
                      f"t={c['threshold']:.3f}: FNIR {100 * c['fnir']:.2f}%, FPIR {100 * c['fpir']:.2f}%"])
     click.echo(report.table(["embedder", "rank-1", "FNIR@FPIR=1%", "FNIR@FPIR=0.1%", "at card threshold"], rows))
     report.write_json(json_path, "identify", {"results": results})
+
+
+@bench.command("pipeline")
+@lfw_option
+@json_option
+@click.option("--threads", "threads_text", default="1,2", show_default=True, help="Interpreter thread counts.")
+@click.option("--samples", default=200, show_default=True, help="LFW images to time.")
+@click.option("--embedder", help="Embedder model id (default: models.embedder).")
+@pass_app
+def bench_pipeline(app: AppContext, lfw_path: Path | None, json_path: Path | None, threads_text: str,
+                   samples: int, embedder: str | None) -> None:
+    """Per-stage latency p50/p95 (decode, detect, quality, align, embed), faces/s and RSS, by threads."""
+    from ..bench import lfw as lfw_mod
+    from ..bench import pipeline
+
+    config = app.with_overrides(**{"models.embedder": embedder})
+    root = lfw_dir(lfw_path)
+    figures = pipeline.run(config, lfw_mod.all_images(root), _ints(threads_text), samples)
+    click.echo(f"Pipeline on {figures['images']} LFW images, one face each: detector {figures['detector']}, "
+               f"embedder {figures['embedder']} (latency in ms, p50 / p95)")
+    rows = []
+    for t, v in figures["threads"].items():
+        rows.append([t, *[f"{v[s]['p50']:.2f} / {v[s]['p95']:.2f}" for s in (*pipeline.STAGES, "total")],
+                     v["faces_per_s"], v["rss_mb"]])
+    click.echo(report.table(["threads", *pipeline.STAGES, "total", "faces/s", "RSS MiB"], rows))
+    report.write_json(json_path, "pipeline", figures)

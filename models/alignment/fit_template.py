@@ -26,11 +26,15 @@ from edgeface.bench.embeddings import centre_face  # noqa: E402
 from edgeface.bench.lfw import lfw_dir  # noqa: E402
 from edgeface.config import Config  # noqa: E402
 from edgeface.engine import Engine  # noqa: E402
+from edgeface.landmarks import FaceMesh  # noqa: E402
+from edgeface.modelcard import find_card  # noqa: E402
 
 
-def mapped_keypoints(npz: Path, root: Path) -> tuple[tuple[str, ...], np.ndarray]:
+def mapped_keypoints(npz: Path, root: Path, mesh: bool = False) -> tuple[tuple[str, ...], np.ndarray]:
+    """Each face's keypoints (or, with ``mesh``, its 468 mesh landmarks) in dlib's chip coordinates."""
     z = np.load(npz)
     engine = Engine(Config())
+    refiner = FaceMesh(find_card("mediapipe-face-mesh")) if mesh else None
     rows = []
     names: tuple[str, ...] = ()
     for name, m in zip(z["names"], z["transforms"]):
@@ -38,19 +42,26 @@ def mapped_keypoints(npz: Path, root: Path) -> tuple[tuple[str, ...], np.ndarray
         face = centre_face(engine.detect(image), image.shape)
         if face is None:
             continue
-        names = face.keypoint_names
-        pts = np.c_[face.keypoints, np.ones(len(face.keypoints))] @ m.T
-        rows.append(pts)
+        if refiner is not None:
+            pts, presence = refiner.landmarks(image, face)
+            if presence < refiner.min_presence:
+                continue
+            names = tuple(str(i) for i in range(len(pts)))
+        else:
+            pts, names = face.keypoints, face.keypoint_names
+        rows.append(np.c_[pts, np.ones(len(pts))] @ m.T)
     return names, np.array(rows)
 
 
-def write_template(card: Path, template: dict[str, tuple[float, float]], note: str) -> None:
+def write_template(card: Path, table: str, template: dict[str, tuple[float, float]], note: str) -> None:
+    """Replace (or append) the card's ``[table]`` with the fitted points."""
     text = card.read_text()
     body = "\n".join(f"{k} = [{x:.2f}, {y:.2f}]" for k, (x, y) in template.items())
-    section = f"[alignment.template]\n# {note}\n{body}\n"
-    new, n = re.subn(r"\[alignment\.template\]\n(?:(?!\n\[)[\s\S])*?\n(?=\n\[|\Z)", section, text)
-    if n != 1:
-        raise SystemExit(f"{card}: no [alignment.template] section to replace")
+    section = f"[{table}]\n# {note}\n{body}\n"
+    pattern = r"\[" + re.escape(table) + r"\]\n(?:(?!\n\[)[\s\S])*?\n(?=\n\[|\Z)"
+    new, n = re.subn(pattern, section, text)
+    if n == 0:
+        new = text.rstrip("\n") + "\n\n" + section
     card.write_text(new)
 
 
@@ -59,11 +70,26 @@ def main() -> int:
     ap.add_argument("npz", type=Path)
     ap.add_argument("--lfw", type=Path)
     ap.add_argument("--keypoints", default="right_eye,left_eye,nose_tip,mouth")
+    ap.add_argument("--mesh", type=int, default=0, metavar="K",
+                    help="fit a landmark template on the K most stable face-mesh points instead")
     ap.add_argument("--write-cards", default="", help="comma-separated card ids to update in models/")
     args = ap.parse_args()
-    names, pts = mapped_keypoints(args.npz, lfw_dir(args.lfw))
+    names, pts = mapped_keypoints(args.npz, lfw_dir(args.lfw), mesh=args.mesh > 0)
     med = np.median(pts, axis=0)
     mad = np.median(np.abs(pts - med), axis=0)
+    if args.mesh:
+        spread = np.hypot(mad[:, 0], mad[:, 1])
+        chosen = [str(i) for i in sorted(np.argsort(spread)[: args.mesh])]
+        template = {k: (float(med[int(k)][0]), float(med[int(k)][1])) for k in chosen}
+        print(f"{len(pts)} faces; the {args.mesh} most stable mesh points in dlib's chip:")
+        for k in chosen:
+            print(f"  {k:>4s} ({med[int(k)][0]:7.2f}, {med[int(k)][1]:7.2f})  spread {spread[int(k)]:.2f}")
+        note = (f"Median position of the {args.mesh} face-mesh landmarks that dlib's chip holds most steadily, "
+                f"over {len(pts)} LFW faces not in pairs.txt (models/alignment/fit_template.py --mesh {args.mesh})")
+        for card_id in [c for c in args.write_cards.split(",") if c]:
+            write_template(HERE.parent / f"{card_id}.toml", "alignment.landmark_template", template, note)
+            print(f"updated models/{card_id}.toml")
+        return 0
     print(f"{len(pts)} faces; keypoint positions in dlib's 150x150 chip (median, MAD):")
     for n, (x, y), (dx, dy) in zip(names, med, mad):
         print(f"  {n:20s} ({x:7.2f}, {y:7.2f})  MAD ({dx:.2f}, {dy:.2f})")
@@ -72,7 +98,7 @@ def main() -> int:
     note = (f"Median position of BlazeFace keypoints in dlib's chip over {len(pts)} LFW faces not in "
             "pairs.txt (models/alignment/fit_template.py)")
     for card_id in [c for c in args.write_cards.split(",") if c]:
-        write_template(HERE.parent / f"{card_id}.toml", template, note)
+        write_template(HERE.parent / f"{card_id}.toml", "alignment.template", template, note)
         print(f"updated models/{card_id}.toml")
     return 0
 
