@@ -21,7 +21,14 @@ def test_documented_defaults_round_trip(tmp_path: Path) -> None:
     assert "# Refuse images with more pixels" in text
     p = tmp_path / "edgeface.toml"
     p.write_text(text)
-    assert load_config(p, env={}) == Config()
+    loaded, default = as_dict(load_config(p, env={})), as_dict(Config())
+    for section, values in default.items():
+        for key, value in values.items():
+            got = loaded[section][key]
+            if isinstance(value, str) and got != value:  # a relative path now relative to the file
+                assert got == str(tmp_path / value), f"{section}.{key}"
+            else:
+                assert got == value, f"{section}.{key}"
 
 
 def test_precedence_file_env_cli(tmp_path: Path) -> None:
