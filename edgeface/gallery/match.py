@@ -142,11 +142,13 @@ class Gallery:
     index: VectorIndex
     key_id: str
     _reader: BundleReader = field(repr=False)
+    top_k: int = 5  # identify()'s defaults (gallery.top_k, gallery.threshold)
+    threshold: float | None = None
 
     @classmethod
     def open(cls, directory: Path, trusted: Sequence[Ed25519PublicKey], *, key: bytes | None = None,
              verify: bool = True, embedder_sha256: str | None = None, exact_max: int | None = None,
-             search_k: int | None = None) -> "Gallery":
+             search_k: int | None = None, top_k: int = 5, threshold: float | None = None) -> "Gallery":
         """Open a bundle folder (plain, or encrypted with the device ``key``) after checking its signature,
         its embedder and (``verify``) every file against the signed manifest."""
         from . import signing
@@ -177,7 +179,7 @@ class Gallery:
                                      f"manifest says float32 ({manifest.count}, {manifest.embedder.dim})")
             index = VectorIndex(vectors, index_path, plan)
             g = cls(manifest, Path(directory), vectors, labels, _Lines(files[IDENTITIES]), _Lines(files[ENTRIES]),
-                    index, kid, reader)
+                    index, kid, reader, top_k, threshold)
         except BaseException:
             reader.close()
             raise
@@ -208,9 +210,15 @@ class Gallery:
         """Raw top-k rows and cosine similarities (rows of the same identity not merged)."""
         return self.index.search(embedding, k)
 
-    def identify(self, embedding: np.ndarray, top_k: int = 5, threshold: float | None = None) -> Decision:
-        """The ``top_k`` best distinct identities for an L2-normalised embedding, and the decision."""
-        thr = self.manifest.threshold if threshold is None else float(threshold)
+    def identify(self, embedding: np.ndarray, top_k: int | None = None, threshold: float | None = None) -> Decision:
+        """The ``top_k`` best distinct identities for an L2-normalised embedding, and the decision.
+
+        ``threshold`` defaults to the one given at open (``gallery.threshold``), else the bundle's
+        calibrated threshold for its embedder.
+        """
+        top_k = top_k or self.top_k
+        thr = threshold if threshold is not None else self.threshold
+        thr = self.manifest.threshold if thr is None else float(thr)
         rows, scores = self.index.search(embedding, min(len(self), max(top_k * 4, top_k + 8)))
         best: dict[int, tuple[float, int]] = {}
         for r, s in zip(rows.tolist(), scores.tolist()):

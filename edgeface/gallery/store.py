@@ -92,6 +92,7 @@ class GalleryStore:
         self.trusted = list(trusted)
         self.key = key
         self.embedder_sha256 = embedder_sha256
+        self.open_options: dict[str, object] = {}  # Gallery.open() settings (from_config fills them)
         for sub in (VERSIONS, STAGING):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         os.chmod(self.root, 0o700)
@@ -106,7 +107,10 @@ class GalleryStore:
         g = config.gallery
         card = find_card(config.models.embedder, config.models.dir, task="embedder")
         key = load_device_key(g.key_file, g.key_env, g.key_credential) if g.encrypt else None
-        return cls(g.dir, trusted=load_trusted(g.trusted_keys), key=key, embedder_sha256=card.sha256)
+        store = cls(g.dir, trusted=load_trusted(g.trusted_keys), key=key, embedder_sha256=card.sha256)
+        store.open_options = {"exact_max": g.exact_max, "search_k": g.search_k, "top_k": g.top_k,
+                              "threshold": g.threshold}
+        return store
 
     # -- where things are -------------------------------------------------------------------------
 
@@ -231,7 +235,8 @@ class GalleryStore:
         d = self.current_dir()
         if d is None:
             return None
-        return Gallery.open(d, self.trusted, key=self.key_bytes, embedder_sha256=self.embedder_sha256, **kwargs)
+        return Gallery.open(d, self.trusted, key=self.key_bytes, embedder_sha256=self.embedder_sha256,
+                            **{**self.open_options, **kwargs})
 
     def wipe(self) -> dict[str, object]:
         """Crypto-erase: destroy the device key first (the data is unreadable from then on), then the data."""
