@@ -210,7 +210,12 @@ class EnrollConfig:
         "Enrollment workspace: a SQLite file of enrolled images, provenance and cached embeddings.",
     )
     duplicate_similarity: float = setting(
-        0.95, "Flag two enrolled images as near-duplicates at or above this cosine similarity.", min=0.0, max=1.0
+        0.985,
+        "Flag two enrolled images as near-duplicates at or above this cosine similarity. Depends on the "
+        "embedder: set it between two different photos of one person (dlib: up to ~0.96) and a re-encoded "
+        "copy of one photo (dlib: ~0.995).",
+        min=0.0,
+        max=1.0,
     )
     second_face_ratio: float = setting(
         0.7,

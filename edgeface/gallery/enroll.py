@@ -229,7 +229,7 @@ def _process(engine: Engine, path: Path, second_face_ratio: float) -> tuple[str,
 
 
 def enroll(engine: Engine, workspace: Workspace, items: Sequence[EnrollItem], *,
-           duplicate_similarity: float = 0.95, second_face_ratio: float = 0.7,
+           duplicate_similarity: float = 0.985, second_face_ratio: float = 0.7,
            progress: Callable[[Sequence[EnrollItem]], Iterable[EnrollItem]] | None = None) -> EnrollReport:
     """Enroll ``items`` into ``workspace``: embed what is new, record provenance, report everything."""
     settings = settings_key(engine, second_face_ratio)

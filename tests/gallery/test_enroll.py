@@ -52,7 +52,8 @@ def test_enroll_folder(tmp_path, folder, engine, lfw_root):
     report = enroll(engine, ws, items)
     by_name = {r.item.image.name: r for r in report.results}
     c = report.counts()
-    assert c["enrolled"] == 3 * 3 + 2 and c["refused"] == 2 and c["embedded"] == 11
+    # the mislabelled file is byte-identical to an image already processed: answered from the cache
+    assert c["enrolled"] == 3 * 3 + 2 and c["refused"] == 2 and c["embedded"] == 10
 
     blurred, blank = by_name["blurred.jpg"], by_name["blank.png"]
     assert blurred.status == "refused" and any(r.startswith("sharpness") for r in blurred.reasons)
@@ -127,6 +128,6 @@ def test_enroll_csv_and_cli(tmp_path, folder, lfw_root):
     assert json.loads(p.stdout.splitlines()[-1])["summary"] == {"images": 2, "embedded": 0,
                                                                 "flagged_duplicates": 0, "unchanged": 2}
     # a refused image makes the command exit 1 and say why
-    p = subprocess.run([*cmd[:5], str(folder), "--consent", "test", "--workspace", str(tmp_path / "ws")],
+    p = subprocess.run([*cmd[:4], str(folder), "--consent", "test", "--workspace", str(tmp_path / "ws")],
                        capture_output=True, text=True, timeout=300)
     assert p.returncode == 1 and "blank.png: REFUSED — no face found" in p.stdout
