@@ -62,7 +62,7 @@ class LocalBroker:
 
     @classmethod
     def plain(cls, workdir: Path, *, port: int | None = None, persistence: bool = True,
-              extra: str = "") -> "LocalBroker":
+              extra: str = "") -> LocalBroker:
         """Anonymous, no TLS, loopback only: for throughput figures and fault campaigns."""
         port = port or free_port()
         workdir = Path(workdir)
@@ -77,7 +77,7 @@ class LocalBroker:
 
     @classmethod
     def from_deploy(cls, workdir: Path, pki_dir: Path, *, passwd_file: Path | None = None,
-                    conf: Path = DEPLOY_DIR / "mosquitto.conf", acl: Path = DEPLOY_DIR / "acl") -> "LocalBroker":
+                    conf: Path = DEPLOY_DIR / "mosquitto.conf", acl: Path = DEPLOY_DIR / "acl") -> LocalBroker:
         """The deployment config, on free loopback ports, with the PKI from ``pki_dir``.
 
         ``pki_dir`` holds ``ca.crt``, ``server.crt`` and ``server.key`` (see :mod:`edgeface.mqtt.certs`).
@@ -99,10 +99,10 @@ class LocalBroker:
         text = Path(conf).read_text()
         ports = {"mtls": free_port(), "password": free_port()}
         text = text.replace("/etc/mosquitto/edgeface/", f"{etc}/").replace("/var/lib/mosquitto/", f"{workdir}/data/")
-        text = re.sub(r"^listener 8883\s*$", f"listener {ports['mtls']} 127.0.0.1", text, flags=re.M)
-        text = re.sub(r"^listener 8884\s*$", f"listener {ports['password']} 127.0.0.1", text, flags=re.M)
+        text = re.sub(r"^listener 8883\s*$", f"listener {ports['mtls']} 127.0.0.1", text, flags=re.MULTILINE)
+        text = re.sub(r"^listener 8884\s*$", f"listener {ports['password']} 127.0.0.1", text, flags=re.MULTILINE)
         settings = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
-        if "/etc/mosquitto" in settings or re.search(r"^listener (8883|8884)\b", settings, flags=re.M):
+        if "/etc/mosquitto" in settings or re.search(r"^listener (8883|8884)\b", settings, flags=re.MULTILINE):
             raise EdgefaceError(f"{conf}: could not rewrite every path and listener for a local test broker")
         if os.geteuid() == 0:
             text += "\nuser root\n"
@@ -114,12 +114,9 @@ class LocalBroker:
         """Start mosquitto and wait until every listener accepts connections."""
         if self.alive:
             return
-        log = open(self.log_path, "ab")
-        try:
+        with open(self.log_path, "ab") as log:  # the child keeps its own copy of the descriptor
             self.proc = subprocess.Popen([mosquitto_binary(), "-c", str(self.conf_path)], stdout=log,
                                          stderr=subprocess.STDOUT, start_new_session=True)
-        finally:
-            log.close()
         self.starts += 1
         deadline = time.monotonic() + timeout
         pending = set(self.ports.values())
@@ -169,7 +166,7 @@ class LocalBroker:
         except OSError:
             return ""
 
-    def __enter__(self) -> "LocalBroker":
+    def __enter__(self) -> LocalBroker:
         self.start()
         return self
 

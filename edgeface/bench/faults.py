@@ -40,8 +40,9 @@ import subprocess
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..errors import OutboxDiskFull, OutboxFull
 from ..outbox import Outbox
@@ -68,7 +69,7 @@ class _Disk:
         self.mode = "page_cap"
         if mode in ("auto", "tmpfs") and os.geteuid() == 0:
             r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_mb}m,mode=0755", "tmpfs", str(folder)],
-                               capture_output=True, text=True)
+                               check=False, capture_output=True, text=True)
             if r.returncode == 0:
                 self.mounted, self.mode = True, "tmpfs"
             elif mode == "tmpfs":
@@ -142,7 +143,7 @@ class _Disk:
 
     def close(self) -> None:
         if self.mounted:
-            subprocess.run(["umount", "-l", str(self.folder)], capture_output=True)
+            subprocess.run(["umount", "-l", str(self.folder)], check=False, capture_output=True)
 
 
 class _Producer(threading.Thread):
@@ -183,7 +184,7 @@ class _Producer(threading.Thread):
                     time.sleep(delay)
                 else:
                     next_t = time.monotonic()
-        except BaseException as e:  # reported by the campaign, which then fails
+        except Exception as e:  # reported by the campaign, which then fails
             self.error = e
 
 
@@ -253,7 +254,7 @@ def run(workdir: Path, *, faults: int = 100, rate: float = 200.0, kinds: tuple[s
                 before = producer.disk_full_refusals
                 store.fill(box)
                 # Hold until a result was refused for the full disk (or 5 s), and a little longer.
-                if wait_for(lambda: producer.disk_full_refusals > before, 5.0):
+                if wait_for(lambda before=before: producer.disk_full_refusals > before, 5.0):
                     details["disk_full_faults_that_refused_results"] += 1
                 time.sleep(rng.uniform(0.1, 0.5))
                 store.free(box)

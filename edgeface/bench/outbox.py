@@ -19,8 +19,9 @@ import random
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..mqtt import payloads
 from ..mqtt.link import LinkSettings

@@ -54,7 +54,7 @@ def bench_outbox(json_path: Path | None, results: int, concurrent: int, inflight
 @json_option
 @click.option("--faults", type=int, default=100, show_default=True, help="Faults to inject in total.")
 @click.option("--rate", type=float, default=200.0, show_default=True, help="Results stored per second meanwhile.")
-@click.option("--kinds", default=",".join(("broker_restart", "publisher_kill", "link_drop", "disk_full", "corrupt_row")),
+@click.option("--kinds", default="broker_restart,publisher_kill,link_drop,disk_full,corrupt_row",
               show_default=True, help="Fault kinds, comma-separated (injected in turn, shuffled).")
 @click.option("--disk", type=click.Choice(["auto", "tmpfs", "page_cap"]), default="auto", show_default=True,
               help="Full disk: a real tmpfs (needs root) or SQLite's max_page_count; auto tries tmpfs first.")

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from .app import AppContext, emit_json, pass_app
+from .app import AppContext, pass_app
 from .main import cli
 
 

@@ -213,7 +213,7 @@ class Ingest:
         self.error: BaseException | None = None
 
     @classmethod
-    def from_config(cls, config: Any, store: ResultStore, *, client_id: str | None = None) -> "Ingest":
+    def from_config(cls, config: Any, store: ResultStore, *, client_id: str | None = None) -> Ingest:
         """From the ``[mqtt]`` (broker, TLS, server account) and ``[ingest]`` sections."""
         import socket
 

@@ -43,7 +43,7 @@ class LinkSettings:
     session_expiry_s: int = 7 * 86400
 
     @classmethod
-    def from_config(cls, mqtt_config: Any, client_id: str) -> "LinkSettings":
+    def from_config(cls, mqtt_config: Any, client_id: str) -> LinkSettings:
         """From an ``[mqtt]`` section; reads the password file and checks the TLS files exist."""
         c = mqtt_config
         if not c.host:

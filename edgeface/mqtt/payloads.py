@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import itertools
 import json
 import math
 import re
@@ -133,7 +134,7 @@ def result_rules(doc: Mapping[str, Any]) -> list[str]:
     problems = []
     decision, cands, thr = doc["decision"], doc["candidates"], doc["threshold"]
     scores = [c["score"] for c in cands]
-    if any(a < b for a, b in zip(scores, scores[1:])):
+    if any(a < b for a, b in itertools.pairwise(scores)):
         problems.append("candidates must be ordered best first (score descending)")
     if decision == "match":
         if thr is None or not cands or scores[0] < thr:

@@ -27,7 +27,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -71,12 +71,9 @@ class PublisherStats:
     connected_since: float | None = None
     last_error: str = ""
     protocol: str = "mqtt5"
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        d = dict(self.__dict__)
-        d.pop("extra")
-        return d
+        return dict(self.__dict__)
 
 
 class Publisher:
@@ -136,10 +133,11 @@ class Publisher:
         self.error: BaseException | None = None
 
     @classmethod
-    def from_config(cls, config: Any, outbox: Outbox, **kwargs: Any) -> "Publisher":
+    def from_config(cls, config: Any, outbox: Outbox, **kwargs: Any) -> Publisher:
         """From the ``[device]`` and ``[mqtt]`` config sections; ``kwargs`` are the callbacks."""
         from .link import device_id_from
 
+        kwargs.setdefault("model_id", config.models.embedder)
         device_id = device_id_from(config.device.id)
         m = config.mqtt
         settings = LinkSettings.from_config(m, m.client_id or device_id)
@@ -215,7 +213,8 @@ class Publisher:
                 max_inflight=self.window + 8, log_prefix="mqtt",
             )
         busy = conn.connected and (
-            bool(self._acked) or (len(self._inflight) < self._effective_window() and self._wake.is_set())
+            (bool(self._acked) and time.monotonic() >= self._outbox_retry_at)
+            or (len(self._inflight) < self._effective_window() and self._wake.is_set())
         )
         up = conn.step(0.0 if busy else IDLE_WAIT_S)
         self.stats.connected = up
@@ -371,7 +370,7 @@ class Publisher:
     def _check_ack_timeouts(self, now: float) -> None:
         if not self._inflight:
             return
-        oldest = min(t for _, t in self._inflight.values())
+        oldest = next(iter(self._inflight.values()))[1]  # insertion order is send order
         if now - oldest > self.ack_timeout_s:
             self.stats.ack_timeouts += 1
             assert self._conn is not None

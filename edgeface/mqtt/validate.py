@@ -26,7 +26,7 @@ SUPPORTED = frozenset({
 SCHEMAS = ("result", "status", "announce", "command")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_schema(name: str, version: int = 1) -> dict[str, Any]:
     """The parsed schema file ``edgeface/schemas/<name>.v<version>.json``."""
     if name not in SCHEMAS:

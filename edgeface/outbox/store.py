@@ -61,7 +61,7 @@ class Priority(IntEnum):
     REFUSED = 2
 
     @classmethod
-    def for_decision(cls, decision: str) -> "Priority":
+    def for_decision(cls, decision: str) -> Priority:
         """The priority of a result payload's ``decision`` ("match", "no_match", "refused")."""
         try:
             return {"match": cls.MATCH, "no_match": cls.NO_MATCH, "refused": cls.REFUSED}[decision]
@@ -226,7 +226,7 @@ class Outbox:
         self._migrate()
 
     @classmethod
-    def from_config(cls, config: Any) -> "Outbox":
+    def from_config(cls, config: Any) -> Outbox:
         """Open the outbox described by an ``[outbox]`` config section."""
         return cls(
             config.path,
@@ -336,7 +336,7 @@ class Outbox:
                 pass  # closing is best effort; nothing is pending in a closed connection
         self._local = threading.local()
 
-    def __enter__(self) -> "Outbox":
+    def __enter__(self) -> Outbox:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -477,7 +477,10 @@ class Outbox:
                 continue
             reason = _damage(rid, topic, prio, crc, payload)
             if reason:
-                self.quarantine(seq, reason)
+                try:
+                    self.quarantine(seq, reason)
+                except OutboxError as e:  # e.g. a full disk: skip it now, quarantine on a later fetch
+                    log.warning("outbox.quarantine_deferred", id=rid, reason=reason, error=str(e))
                 continue
             out.append(Pending(seq, rid, topic, Priority(prio), created, bytes(payload)))
             if len(out) >= limit:

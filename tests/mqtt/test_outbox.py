@@ -73,7 +73,7 @@ def test_overflow_drops_oldest_refused_then_no_match_never_a_match(tmp_path: Pat
     box = Outbox(tmp_path / "o.sqlite3", max_results=4)
     m1 = put(box, Priority.MATCH)
     n1 = put(box, Priority.NO_MATCH)
-    r1 = put(box, Priority.REFUSED)
+    put(box, Priority.REFUSED)  # the first to go
     n2 = put(box, Priority.NO_MATCH)
     m2 = put(box, Priority.MATCH)  # full: the refusal goes first
     assert set(box.pending_ids()) == {m1, n1, n2, m2}
@@ -242,3 +242,31 @@ def test_enqueue_result_checks_encodes_and_prioritises(outbox: Outbox) -> None:
     assert [r.id for r in rows] == [yes["id"], no["id"]]
     assert rows[0].topic == "edgeface/v1/devices/unit-a/results"
     assert json.loads(rows[0].payload) == yes
+
+
+def test_a_damaged_row_on_a_full_disk_does_not_stop_the_others(outbox: Outbox) -> None:
+    ids = [put(outbox, Priority.NO_MATCH, size=3000) for _ in range(3)]
+    con = sqlite3.connect(outbox.path)
+    con.execute("UPDATE pending SET payload = randomblob(20000) WHERE id = ?", (ids[0],))  # needs new pages
+    con.commit()
+    con.close()
+    # Fill the database's page budget completely so the quarantine insert cannot get a page.
+    outbox.limit_pages(outbox._conn().execute("PRAGMA page_count").fetchone()[0] + 10)
+    filler = sqlite3.connect(outbox.path)
+    filler.execute(f"PRAGMA max_page_count = {outbox.max_db_pages}")
+    filler.execute("CREATE TABLE filler (b BLOB)")
+    with pytest.raises(sqlite3.OperationalError, match="full"):
+        while True:
+            filler.execute("INSERT INTO filler VALUES (zeroblob(2000))")
+            filler.commit()
+    filler.rollback()
+    assert [r.id for r in outbox.fetch(10)] == ids[1:]  # sent meanwhile; the damaged one waits
+    assert outbox.quarantined() == [] and ids[0] in outbox.pending_ids()
+    filler.close()
+    outbox.limit_pages(None)
+    space = sqlite3.connect(outbox.path)  # free space again (without the cap)
+    space.execute("DROP TABLE filler")
+    space.commit()
+    space.close()
+    assert [r.id for r in outbox.fetch(10)] == ids[1:]
+    assert [q["id"] for q in outbox.quarantined()] == [ids[0]]

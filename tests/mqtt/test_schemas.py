@@ -13,10 +13,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from edgeface.bench.mqttload import sample_result
 from edgeface.errors import PayloadError
 from edgeface.mqtt import payloads
 from edgeface.mqtt.validate import SCHEMAS, SUPPORTED, load_schema, schema_errors
-from edgeface.bench.mqttload import sample_result
 
 QUALITY = {"score": 0.93, "size_px": 120.4, "sharpness": 80.0, "yaw": -12.5, "pitch": 3.0, "roll": float("nan")}
 
@@ -139,9 +139,10 @@ samples_cache = {k: [json.loads(payloads.encode(d, k)) for d in v] for k, v in s
 
 
 def result(**over: Any) -> dict[str, Any]:
-    base = dict(device_id="unit-a", decision="match", candidates=[payloads.Candidate("p1", 0.8),
-                                                                  payloads.Candidate("p2", 0.5)],
-                threshold=0.6, quality=QUALITY, gallery_version=3, model_id="m")
+    base: dict[str, Any] = {
+        "device_id": "unit-a", "decision": "match", "threshold": 0.6, "quality": QUALITY, "gallery_version": 3,
+        "model_id": "m", "candidates": [payloads.Candidate("p1", 0.8), payloads.Candidate("p2", 0.5)],
+    }
     base.update(over)
     return payloads.result_payload(**base)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 import uuid
@@ -21,7 +22,7 @@ def test_layout_version_variant_and_time() -> None:
 
 def test_ids_from_one_process_are_strictly_increasing_even_within_one_millisecond() -> None:
     ids = [uuid7(now_ms=1_700_000_000_000) for _ in range(5000)]  # > 4096: the counter overflows
-    assert all(a.int < b.int for a, b in zip(ids, ids[1:]))
+    assert all(a.int < b.int for a, b in itertools.pairwise(ids))
     assert all(i.version == 7 for i in ids)
 
 
