@@ -33,7 +33,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 
 from .. import __version__
-from ..errors import EdgefaceError, OutboxError, PayloadError
+from ..errors import OutboxError, PayloadError
 from ..logs import get_logger
 from ..outbox.store import Outbox
 from . import payloads, topics
@@ -403,8 +403,9 @@ class Publisher:
             link["connected_since"] = payloads.utc_timestamp(self.stats.connected_since)
         try:
             gallery_version = self.gallery_version()
-        except EdgefaceError as e:
-            log.warning("status.gallery_version_failed", error=str(e))
+        except Exception as e:  # a failing callback must not stop results from flowing: count + log
+            self.stats.handler_errors += 1
+            log.exception("status.gallery_version_failed", error=str(e))
             gallery_version = None
         return payloads.status_payload(
             device_id=self.device_id, state=state, reason=reason,
