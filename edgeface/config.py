@@ -251,7 +251,10 @@ class OutboxConfig:
         "'refuse' refuses every new result until results drain. Refused work raises OutboxFull.",
     )
     ttl_s: float = setting(
-        0.0, "Delete unsent no-match and refused results older than this (seconds, logged); 0 keeps them.", min=0
+        0.0,
+        "Delete unsent no-match and refused results older than this (seconds, logged); 0 keeps them. Ages use "
+        "the wall clock: on a unit without a real-time clock, the first NTP sync can age everything at once.",
+        min=0,
     )
     match_ttl_s: float = setting(
         0.0, "Delete unsent candidate matches older than this (seconds, logged); 0 keeps them until sent.", min=0

@@ -178,7 +178,7 @@ class Publisher:
         """Block until the outbox is empty and nothing is in flight; False on timeout."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.idle() and self.outbox.stats().pending == 0 and self.idle():
+            if self.idle() and self.outbox.pending_count() == 0 and self.idle():
                 return True
             if self._thread is not None and not self._thread.is_alive():
                 return False

@@ -573,7 +573,9 @@ class Outbox:
         try:
             totals = conn.execute("SELECT priority, count, bytes FROM totals ORDER BY priority").fetchall()
             counters = dict(conn.execute("SELECT name, value FROM counters").fetchall())
-            oldest = conn.execute("SELECT MIN(created_at) FROM pending").fetchone()[0]
+            # The first row inserted (primary key order, no scan); puts use the clock, so this is the oldest.
+            first = conn.execute("SELECT created_at FROM pending ORDER BY seq LIMIT 1").fetchone()
+            oldest = first[0] if first else None
             quarantined = conn.execute("SELECT COUNT(*) FROM quarantine").fetchone()[0]
         except sqlite3.Error as e:
             raise _translate(e, self.path, "reading its statistics") from e
@@ -587,8 +589,15 @@ class Outbox:
             counters={name: int(counters.get(name, 0)) for name in COUNTERS},
         )
 
+    def pending_count(self) -> int:
+        """Rows waiting (from the running totals: no scan)."""
+        try:
+            return int(self._conn().execute("SELECT SUM(count) FROM totals").fetchone()[0] or 0)
+        except sqlite3.Error as e:
+            raise _translate(e, self.path, "counting pending results") from e
+
     def __len__(self) -> int:
-        return self.stats().pending
+        return self.pending_count()
 
     def quarantined(self, limit: int = 100) -> list[dict[str, Any]]:
         """The most recent quarantined rows: id, topic, reason, times and payload size."""
