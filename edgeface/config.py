@@ -151,6 +151,18 @@ class AlignConfig:
 
 
 @dataclass(frozen=True)
+class EmbedConfig:
+    """Face embedding."""
+
+    flip_fusion: bool | None = setting(
+        None,
+        "Add the embedding of the mirrored chip to each face's (about +0.2 points of LFW accuracy for twice "
+        "the embedding time). Empty means the embedder card's choice. Gallery and probes must agree.",
+    )
+    batch_size: int = setting(8, "Chips per interpreter call when several faces are embedded at once.", min=1, max=64)
+
+
+@dataclass(frozen=True)
 class GalleryConfig:
     """The on-device gallery: where it lives, who may sign it, how it is searched, synced and encrypted."""
 
@@ -333,6 +345,7 @@ class Config:
     detect: DetectConfig = field(default_factory=DetectConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
     align: AlignConfig = field(default_factory=AlignConfig)
+    embed: EmbedConfig = field(default_factory=EmbedConfig)
     gallery: GalleryConfig = field(default_factory=GalleryConfig)
     enroll: EnrollConfig = field(default_factory=EnrollConfig)
     device: DeviceConfig = field(default_factory=DeviceConfig)

@@ -56,9 +56,20 @@ class Embedder:
             out[start : start + len(batch)] = self.model.run(batch)[self._out].reshape(len(batch), -1)
         return out
 
-    def embed(self, chips: np.ndarray) -> np.ndarray:
-        """L2-normalised embeddings: (D,) for one chip (H, W, 3), (N, D) for a batch (N, H, W, 3)."""
-        single = np.asarray(chips).ndim == 3
+    def embed(self, chips: np.ndarray, *, flip_fusion: bool | None = None) -> np.ndarray:
+        """L2-normalised embeddings: (D,) for one chip (H, W, 3), (N, D) for a batch (N, H, W, 3).
+
+        With flip fusion (default: the card's choice) each vector is the normalised sum of the chip's
+        and its mirror image's embeddings, which averages out left/right asymmetries of pose and light.
+        """
+        chips = np.asarray(chips)
+        single = chips.ndim == 3
+        if single:
+            chips = chips[None]
         vecs = self.raw(chips)
+        if self.spec.flip_fusion if flip_fusion is None else flip_fusion:
+            vecs /= np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
+            mirrored = self.raw(np.ascontiguousarray(chips[:, :, ::-1]))
+            vecs += mirrored / np.maximum(np.linalg.norm(mirrored, axis=1, keepdims=True), 1e-12)
         vecs /= np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
         return vecs[0] if single else vecs

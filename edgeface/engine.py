@@ -53,7 +53,15 @@ class Engine:
     @cached_property
     def embedder(self) -> Embedder:
         cfg = self.config
-        return Embedder(self.embedder_card, cfg.runtime, verify=cfg.models.verify_sha256)
+        return Embedder(self.embedder_card, cfg.runtime, verify=cfg.models.verify_sha256,
+                        max_batch=cfg.embed.batch_size)
+
+    @property
+    def flip_fusion(self) -> bool:
+        """Whether embeddings fuse the mirrored chip (config, else the embedder card)."""
+        spec = self.embedder_card.embedder
+        assert spec is not None
+        return spec.flip_fusion if self.config.embed.flip_fusion is None else self.config.embed.flip_fusion
 
     @cached_property
     def refiner(self) -> FaceMesh | None:
@@ -96,4 +104,4 @@ class Engine:
 
     def embed(self, chips: np.ndarray) -> np.ndarray:
         """L2-normalised embeddings of aligned chips: (D,) for one chip, (N, D) for a batch."""
-        return self.embedder.embed(chips)
+        return self.embedder.embed(chips, flip_fusion=self.flip_fusion)

@@ -75,6 +75,7 @@ class EmbedderSpec:
     metric: Literal["cosine"]
     alignment: AlignmentSpec
     thresholds: dict[str, float]  # e.g. {"cosine": 0.5} similarity at which two faces are "same"
+    flip_fusion: bool = False  # embed = normalise(f(chip) + f(mirrored chip)); thresholds assume it
 
 
 @dataclass(frozen=True)
@@ -208,6 +209,7 @@ def load_card(path: str | Path) -> ModelCard:
                 landmark_model=r.get("alignment.landmark_model", str, ""),
             ),
             thresholds={k: float(v) for k, v in r.get("thresholds", dict, {}).items()},
+            flip_fusion=r.get("embedding.flip_fusion", bool, False),
         )
     return ModelCard(
         id=r.get("id", str),

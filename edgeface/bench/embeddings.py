@@ -52,7 +52,7 @@ def centre_face(faces: list[Face], shape: tuple[int, ...]) -> Face | None:
     return min(faces, key=lambda f: ((f.box[0] + f.box[2]) / 2 - w / 2) ** 2 + ((f.box[1] + f.box[3]) / 2 - h / 2) ** 2)
 
 
-def _key(engine: Engine, paths: list[Path], flip: bool) -> str:
+def _key(engine: Engine, paths: list[Path]) -> str:
     card = engine.embedder_card
     spec = card.embedder
     assert spec is not None
@@ -63,32 +63,22 @@ def _key(engine: Engine, paths: list[Path], flip: bool) -> str:
         "template": spec.alignment.template,
         "landmarks": {str(k): v for k, v in spec.alignment.landmark_template.items()},
         "refine": engine.config.align.refine,
-        "flip": flip,
+        "flip": engine.flip_fusion,
         "paths": hashlib.sha256("\n".join(str(p) for p in paths).encode()).hexdigest(),
         "v": 2,
     }
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def embed_chips(engine: Engine, chips: np.ndarray, flip: bool) -> np.ndarray:
-    """Embeddings of chips; with ``flip``, the normalised sum with their mirror images' embeddings."""
-    vecs = engine.embed(chips)
-    if flip:
-        vecs = vecs + engine.embed(np.ascontiguousarray(chips[:, :, ::-1]))
-        vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
-    return vecs
-
-
 def lfw_embeddings(
     config: Config,
     paths: list[Path],
     *,
-    flip: bool = False,
     wrap: Callable[[Iterable[Any]], Iterable[Any]] = lambda x: x,
     use_cache: bool = True,
 ) -> LfwEmbeddings:
     engine = Engine(config)
-    cache = cache_dir() / f"lfw-{config.models.embedder}-{_key(engine, paths, flip)}.npz"
+    cache = cache_dir() / f"lfw-{config.models.embedder}-{_key(engine, paths)}.npz"
     if use_cache and cache.exists():
         z = np.load(cache)
         return LfwEmbeddings(list(paths), z["vectors"], z["found"], z["yaw"])
@@ -101,7 +91,7 @@ def lfw_embeddings(
     def flush() -> None:
         if batch:
             idx = [i for i, _ in batch]
-            vectors[idx] = embed_chips(engine, np.stack([c for _, c in batch]), flip)
+            vectors[idx] = engine.embed(np.stack([c for _, c in batch]))
             batch.clear()
 
     for i, path in enumerate(wrap(paths)):

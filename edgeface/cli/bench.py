@@ -74,8 +74,8 @@ def bench_detect(app: AppContext, lfw_path: Path | None, json_path: Path | None,
 embedders_option = click.option(
     "--embedders", "embedders_text", default="dlib-resnet-v1-float32,dlib-resnet-v1-int8", show_default=True,
     help="Comma-separated embedder model ids to compare.")
-flip_option = click.option("--flip/--no-flip", default=False, show_default=True,
-                           help="Flip fusion: add the mirrored chip's embedding (twice the embedding cost).")
+flip_option = click.option("--flip/--no-flip", default=None,
+                           help="Flip fusion on or off (embed.flip_fusion; default: the embedder card's choice).")
 
 
 @bench.command("lfw")
@@ -92,18 +92,19 @@ def bench_lfw(app: AppContext, lfw_path: Path | None, json_path: Path | None, em
     from ..bench import accuracy
 
     root = lfw_dir(lfw_path)
+    config = app.with_overrides(**{"embed.flip_fusion": flip})
     results = []
     for emb in [e.strip() for e in embedders_text.split(",") if e.strip()]:
-        cfg = accuracy.with_embedder(app.config, emb)
-        results.append(accuracy.verify_one(cfg, root, flip, _wrap(f"embedding LFW ({emb})")))
+        cfg = accuracy.with_embedder(config, emb)
+        results.append(accuracy.verify_one(cfg, root, _wrap(f"embedding LFW ({emb})")))
         if dlib_chips:
-            results.append(accuracy.verify_dlib_chips(cfg, root, dlib_chips, flip))
+            results.extend(accuracy.verify_dlib_chips(cfg, root, dlib_chips, _wrap(f"embedding LFW ({emb})")))
     click.echo(f"LFW View 2 (10 folds, threshold chosen on the 9 training folds), detector {app.config.models.detector}")
     rows = []
     for r in results:
         tar = r.get("tar_at_far_1e-3")
         rows.append([
-            r["embedder"], r.get("alignment", "edgeface (BlazeFace keypoints)"), "yes" if flip else "no",
+            r["embedder"], r["alignment"], "yes" if r["flip"] else "no",
             f"{100 * r['accuracy_mean']:.2f} ± {100 * r['accuracy_std']:.2f}",
             f"{100 * tar['tar']:.2f}%" if tar else "-", f"{r['threshold_mean']:.4f}", r["images_without_face"],
         ])
@@ -130,21 +131,22 @@ def bench_identify(app: AppContext, lfw_path: Path | None, json_path: Path | Non
     from ..bench import accuracy
 
     root = lfw_dir(lfw_path)
+    config = app.with_overrides(**{"embed.flip_fusion": flip})
     results = []
     for emb in [e.strip() for e in embedders_text.split(",") if e.strip()]:
-        cfg = accuracy.with_embedder(app.config, emb)
-        results.append(accuracy.identify_one(cfg, root, flip, _wrap(f"embedding LFW ({emb})")))
+        cfg = accuracy.with_embedder(config, emb)
+        results.append(accuracy.identify_one(cfg, root, _wrap(f"embedding LFW ({emb})")))
     r0 = results[0]
     click.echo(f"Open-set 1:N on LFW: gallery {r0['gallery']} people (first image each), "
                f"{r0['mated_probes']} mated probes, {r0['non_mated_probes']} non-mated probes (people not enrolled)")
     rows = []
     for r in results:
         c = r["calibrated"]
-        rows.append([r["embedder"], f"{100 * r['rank1']:.2f}%",
+        rows.append([r["embedder"], "yes" if r["flip"] else "no", f"{100 * r['rank1']:.2f}%",
                      f"{100 * r['fpir_0.01']['fnir']:.2f}% (t={r['fpir_0.01']['threshold']:.3f})",
                      f"{100 * r['fpir_0.001']['fnir']:.2f}% (t={r['fpir_0.001']['threshold']:.3f})",
                      f"t={c['threshold']:.3f}: FNIR {100 * c['fnir']:.2f}%, FPIR {100 * c['fpir']:.2f}%"])
-    click.echo(report.table(["embedder", "rank-1", "FNIR@FPIR=1%", "FNIR@FPIR=0.1%", "at card threshold"], rows))
+    click.echo(report.table(["embedder", "flip", "rank-1", "FNIR@FPIR=1%", "FNIR@FPIR=0.1%", "at card threshold"], rows))
     report.write_json(json_path, "identify", {"results": results})
 
 

@@ -60,8 +60,9 @@ def write_template(card: Path, table: str, template: dict[str, tuple[float, floa
     section = f"[{table}]\n# {note}\n{body}\n"
     pattern = r"\[" + re.escape(table) + r"\]\n(?:(?!\n\[)[\s\S])*?\n(?=\n\[|\Z)"
     new, n = re.subn(pattern, section, text)
-    if n == 0:
-        new = text.rstrip("\n") + "\n\n" + section
+    if n == 0:  # a new table goes before [thresholds] (or at the end)
+        at = text.find("\n[thresholds]\n")
+        new = text[: at + 1] + section + "\n" + text[at + 1 :] if at >= 0 else text.rstrip("\n") + "\n\n" + section
     card.write_text(new)
 
 
@@ -72,22 +73,30 @@ def main() -> int:
     ap.add_argument("--keypoints", default="right_eye,left_eye,nose_tip,mouth")
     ap.add_argument("--mesh", type=int, default=0, metavar="K",
                     help="fit a landmark template on the K most stable face-mesh points instead")
+    ap.add_argument("--mesh-points", default="", metavar="I,J,...",
+                    help="fit a landmark template on these face-mesh points (e.g. dlib's 5: 33,133,362,263,2)")
     ap.add_argument("--write-cards", default="", help="comma-separated card ids to update in models/")
     args = ap.parse_args()
-    names, pts = mapped_keypoints(args.npz, lfw_dir(args.lfw), mesh=args.mesh > 0)
+    fixed = [int(i) for i in args.mesh_points.split(",") if i.strip()]
+    names, pts = mapped_keypoints(args.npz, lfw_dir(args.lfw), mesh=bool(args.mesh or fixed))
     med = np.median(pts, axis=0)
     mad = np.median(np.abs(pts - med), axis=0)
-    if args.mesh:
+    if args.mesh or fixed:
         spread = np.hypot(mad[:, 0], mad[:, 1])
-        chosen = [str(i) for i in sorted(np.argsort(spread)[: args.mesh])]
+        chosen = [str(i) for i in (fixed or sorted(np.argsort(spread)[: args.mesh]))]
+        args.mesh = len(chosen)
         template = {k: (float(med[int(k)][0]), float(med[int(k)][1])) for k in chosen}
         print(f"{len(pts)} faces; the {args.mesh} most stable mesh points in dlib's chip:")
         for k in chosen:
             print(f"  {k:>4s} ({med[int(k)][0]:7.2f}, {med[int(k)][1]:7.2f})  spread {spread[int(k)]:.2f}")
-        note = (f"Median position of the {args.mesh} face-mesh landmarks that dlib's chip holds most steadily, "
-                f"over {len(pts)} LFW faces not in pairs.txt (models/alignment/fit_template.py --mesh {args.mesh})")
+        how = f"--mesh-points {args.mesh_points}" if fixed else f"--mesh {args.mesh}"
+        note = (f"Median position in dlib's chip of face-mesh landmarks {','.join(chosen)}, over {len(pts)} LFW "
+                f"faces not in pairs.txt (models/alignment/fit_template.py {how})")
         for card_id in [c for c in args.write_cards.split(",") if c]:
             write_template(HERE.parent / f"{card_id}.toml", "alignment.landmark_template", template, note)
+            text = (HERE.parent / f"{card_id}.toml").read_text()
+            if "landmark_model" not in text:
+                raise SystemExit(f"models/{card_id}.toml: add landmark_model = \"mediapipe-face-mesh\" under [alignment]")
             print(f"updated models/{card_id}.toml")
         return 0
     print(f"{len(pts)} faces; keypoint positions in dlib's 150x150 chip (median, MAD):")
