@@ -4,7 +4,6 @@ the deploy/ configuration with TLS and the ACL), test certificates, outboxes, in
 from __future__ import annotations
 
 import random
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,17 +22,9 @@ DEVICES = ("unit-a", "unit-b")
 SERVER = "edgeface-ingest"
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    if shutil.which("mosquitto") is None and not Path("/usr/sbin/mosquitto").exists():
-        skip = pytest.mark.skip(reason="mosquitto is not installed (apt-get install mosquitto; .ci/run does)")
-        for item in items:
-            if "broker" in getattr(item, "fixturenames", ()) or "tls_broker" in getattr(item, "fixturenames", ()):
-                item.add_marker(skip)
-
-
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[LocalBroker]:
-    """A plain (no TLS) persistent mosquitto on a free loopback port."""
+    """A plain (no TLS) persistent mosquitto on a free loopback port (the tests need mosquitto: CI installs it)."""
     b = LocalBroker.plain(tmp_path / "broker")
     b.start()
     yield b
