@@ -92,13 +92,12 @@ import numpy as np
 from pathlib import Path
 from edgeface.bench.report import current_rss_mb, percentiles
 from edgeface.gallery.index import VectorIndex, plan_for
-from annoy import AnnoyIndex
 d, queries, exact_max = Path(sys.argv[1]), np.load(sys.argv[2]), int(sys.argv[3])
 rss0 = current_rss_mb()
 vectors = np.load(d / "vectors.npy", mmap_mode="r")
 m = json.loads((d / "manifest.json").read_text())
 plan = plan_for(len(vectors), exact_max=exact_max, trees=m["index"]["trees"])
-idx = VectorIndex(vectors, d / "index.ann", plan)
+idx = VectorIndex(vectors, d / "index.ann", plan, np.load(d / "projection.npy"))
 for q in queries[:20]:
     idx.search(q, 1)  # warm the page cache paths a running unit has warm
 lat, top = [], []

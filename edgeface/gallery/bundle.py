@@ -8,7 +8,8 @@ A bundle is a folder::
     entries.ndjson    one JSON line per row: identity, image SHA-256 and the image's provenance
     identities.ndjson one JSON line per identity: id, name (labels.npy indexes this list)
     labels.npy        (count,) int32: the identity of each row, as a position in identities.ndjson
-    index.ann         Annoy (angular) index over vectors.npy
+    projection.npy    (d + 1, dim) float32: mean and principal directions the index works in
+    index.ann         Annoy index over the projected vectors (see index.py)
 
 Files are written through a *sink* and read through a *source*, so the same code writes plain folders
 (central side) and encrypted ones (a device's store; see crypto.py).
@@ -30,7 +31,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from ..errors import BundleRejected
 from . import signing
-from .index import DEFAULT_SEED, build_annoy, trees_for
+from .index import ANNOY_METRIC, DEFAULT_SEED, build_annoy, fit_projection, trees_for
 from .manifest import EmbedderRef, FileEntry, Manifest, sha256_file
 
 MANIFEST = "manifest.json"
@@ -40,7 +41,8 @@ ENTRIES = "entries.ndjson"
 IDENTITIES = "identities.ndjson"
 LABELS = "labels.npy"
 INDEX = "index.ann"
-DATA_FILES = (VECTORS, ENTRIES, IDENTITIES, LABELS, INDEX)
+PROJECTION = "projection.npy"
+DATA_FILES = (VECTORS, ENTRIES, IDENTITIES, LABELS, PROJECTION, INDEX)
 PROVENANCE_FIELDS = ("source", "consent", "enrolled_by", "enrolled_at")
 
 
@@ -111,8 +113,12 @@ def labels_for(entry_records: Sequence[dict[str, Any]], identity_ids: Sequence[s
 
 
 def write_contents(sink: Sink, vectors: np.ndarray, entry_lines: Sequence[bytes],
-                   identity_lines: Sequence[bytes], trees: int, seed: int) -> dict[str, FileEntry]:
-    """Write the data files of a bundle (everything but the manifest and signature)."""
+                   identity_lines: Sequence[bytes], trees: int, seed: int,
+                   projection: np.ndarray | None = None) -> dict[str, FileEntry]:
+    """Write the data files of a bundle (everything but the manifest and signature).
+
+    ``projection`` None fits it from ``vectors`` (a full build); a delta passes the server's.
+    """
     if vectors.ndim != 2 or vectors.dtype != np.float32:
         raise ValueError(f"vectors must be float32 (N, D), got {vectors.dtype} {vectors.shape}")
     if len(entry_lines) != len(vectors):
@@ -126,8 +132,10 @@ def write_contents(sink: Sink, vectors: np.ndarray, entry_lines: Sequence[bytes]
         ENTRIES: sink.write(ENTRIES, entry_lines),
         IDENTITIES: sink.write(IDENTITIES, identity_lines),
         LABELS: sink.write(LABELS, npy_chunks(labels)),
-        INDEX: sink.build(INDEX, lambda p: build_annoy(vectors, p, trees, seed)),
     }
+    proj = fit_projection(vectors) if projection is None else np.asarray(projection, np.float32)
+    files[PROJECTION] = sink.write(PROJECTION, npy_chunks(proj))
+    files[INDEX] = sink.build(INDEX, lambda p: build_annoy(vectors, p, trees, proj, seed))
     return files
 
 
@@ -152,7 +160,9 @@ def write_bundle(out_dir: Path, *, vectors: np.ndarray, entries: Sequence[dict[s
                            [canonical_line(i) for i in identities], trees, seed)
     manifest = Manifest(
         gallery_version=version, embedder=embedder, thresholds=dict(thresholds), count=len(vectors),
-        identities=len(identities), index={"kind": "annoy", "metric": "angular", "trees": trees, "seed": seed},
+        identities=len(identities),
+        index={"kind": "annoy", "metric": ANNOY_METRIC, "space": "pca", "dims": int(np.load(tmp / PROJECTION).shape[0] - 1),
+               "trees": trees, "seed": seed},
         files=files,
     )
     data = manifest.to_bytes()

@@ -2,7 +2,8 @@
 
 Rows of version B are always the rows of A that survive, in A's order, followed by the rows added
 since (``publish`` keeps that order), so a delta is: which rows of A to drop (``remove.npy``), the new
-rows (``add_vectors.npy``, ``add_entries.ndjson``) and identity changes (``identity_ops.ndjson``). The
+rows (``add_vectors.npy``, ``add_entries.ndjson``), identity changes (``identity_ops.ndjson``) and B's
+index projection (``projection.npy``, a few KiB). The
 device applies it to its verified copy of A, rebuilds labels and the Annoy index exactly as the server
 does (same code, fixed seed, one build thread) and checks every resulting file against B's signed
 manifest, which travels with the delta. Adding or removing 1% of a gallery sends about 1% of it.
@@ -38,6 +39,7 @@ from .bundle import (
     IDENTITIES,
     INDEX,
     MANIFEST,
+    PROJECTION,
     SIGNATURE,
     VECTORS,
     PlainDir,
@@ -53,7 +55,7 @@ log = get_logger(__name__)
 DELTA, DELTA_SIG = "delta.json", "delta.sig"
 REMOVE, ADD_VECTORS, ADD_ENTRIES, IDENTITY_OPS = "remove.npy", "add_vectors.npy", "add_entries.ndjson", \
     "identity_ops.ndjson"
-PATCH_FILES = (REMOVE, ADD_VECTORS, ADD_ENTRIES, IDENTITY_OPS)
+PATCH_FILES = (REMOVE, ADD_VECTORS, ADD_ENTRIES, IDENTITY_OPS, PROJECTION)  # the target's projection
 FORMAT = "edgeface-gallery-delta"
 
 
@@ -150,6 +152,7 @@ def make_delta(base_dir: Path, target_dir: Path, out_dir: Path, signer: Ed25519P
         ADD_ENTRIES: sink.write(ADD_ENTRIES, tl[j:]),
         IDENTITY_OPS: sink.write(IDENTITY_OPS, _identity_ops(_lines(base_dir / IDENTITIES),
                                                              _lines(target_dir / IDENTITIES))),
+        PROJECTION: sink.write(PROJECTION, [(target_dir / PROJECTION).read_bytes()]),
     }
     for name in (MANIFEST, SIGNATURE):
         shutil.copyfile(target_dir / name, tmp / name)
@@ -198,7 +201,7 @@ def apply_delta(base_vectors: np.ndarray, base_entries: Sequence[bytes], base_id
         entries = [line for line, k in zip(base_entries, keep) if k] + _lines(patch[ADD_ENTRIES])
         identities = apply_identity_ops(list(base_identities), _lines(patch[IDENTITY_OPS]))
         files = write_contents(sink, vectors, entries, identities, int(target.index["trees"]),
-                               int(target.index["seed"]))
+                               int(target.index["seed"]), projection=np.load(patch[PROJECTION]))
         for name, got in files.items():
             if name != INDEX and got != target.files[name]:
                 raise BundleRejected("hash_mismatch", f"delta result {name} does not match the signed target "

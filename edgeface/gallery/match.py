@@ -24,6 +24,7 @@ from .bundle import (
     INDEX,
     LABELS,
     MANIFEST,
+    PROJECTION,
     SIGNATURE,
     VECTORS,
     check_acceptable,
@@ -165,7 +166,7 @@ class Gallery:
                         trees=int(manifest.index.get("trees", 0)) or None)
         try:
             files = {n: reader.materialize(n, manifest.files[n], verify)
-                     for n in (VECTORS, LABELS, IDENTITIES, ENTRIES)}
+                     for n in (VECTORS, LABELS, IDENTITIES, ENTRIES, PROJECTION)}
             # the index is derived data: a device may have rebuilt it from a delta (see delta.py)
             local = _local_index_entry(Path(directory))
             want_index = local or manifest.files[INDEX]
@@ -177,7 +178,7 @@ class Gallery:
             if vectors.shape != (manifest.count, manifest.embedder.dim) or vectors.dtype != np.float32:
                 raise BundleRejected("format", f"{directory}: vectors are {vectors.dtype} {vectors.shape}, the "
                                      f"manifest says float32 ({manifest.count}, {manifest.embedder.dim})")
-            index = VectorIndex(vectors, index_path, plan)
+            index = VectorIndex(vectors, index_path, plan, np.load(files[PROJECTION]))
             g = cls(manifest, Path(directory), vectors, labels, _Lines(files[IDENTITIES]), _Lines(files[ENTRIES]),
                     index, kid, reader, top_k, threshold)
         except BaseException:

@@ -38,7 +38,7 @@ import numpy as np
 
 from ..errors import BundleRejected, GalleryError, SyncError
 from ..logs import get_logger
-from .bundle import INDEX, MANIFEST, SIGNATURE, VECTORS, check_acceptable, read_signed_manifest
+from .bundle import INDEX, MANIFEST, PROJECTION, SIGNATURE, VECTORS, check_acceptable, read_signed_manifest
 from .crypto import DecryptError
 from .delta import DELTA, DELTA_SIG, PATCH_FILES, DeltaSpec, apply_delta
 from .index import self_check
@@ -279,7 +279,9 @@ def _apply_delta_in(store: GalleryStore, http: Http, rel: str, spec: DeltaSpec, 
             reader = store.reader(staging)
             try:
                 vec = reader.materialize(VECTORS, target.files[VECTORS])
-                self_check(np.load(vec, mmap_mode="r"), reader.materialize(INDEX, None, verify=False))
+                proj = reader.materialize(PROJECTION, target.files[PROJECTION])
+                self_check(np.load(vec, mmap_mode="r"), reader.materialize(INDEX, None, verify=False),
+                           np.load(proj))
             finally:
                 reader.close()
             write_local_index_note(staging, files[INDEX])
