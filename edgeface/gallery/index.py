@@ -166,7 +166,7 @@ class VectorIndex:
             self.annoy = None
 
 
-def exact_top1(vectors: np.ndarray, queries: np.ndarray, chunk: int = 65536) -> tuple[np.ndarray, np.ndarray]:
+def exact_top1(vectors: np.ndarray, queries: np.ndarray, chunk: int = 16384) -> tuple[np.ndarray, np.ndarray]:
     """Ground truth for recall: the exact nearest row and its similarity for each query (Q, D)."""
     q = np.asarray(queries, np.float32)
     best = np.full(len(q), -np.inf, np.float32)
