@@ -216,14 +216,18 @@ def sync(app: AppContext, url: str | None, as_json: bool) -> None:
     failed (the installed gallery is kept either way).
     """
     from ..gallery.store import GalleryStore
-    from ..gallery.sync import sync_once
+    from ..gallery.sync import auth_headers, sync_once
+    from ..mqtt.link import device_id_from
 
     g = app.config.gallery
     base = url or g.sync_url
     if not base:
         raise click.UsageError("no sync URL: pass --url or set gallery.sync_url")
     store = GalleryStore.from_config(app.config)
-    r = sync_once(store, base, timeout=g.sync_timeout_s, ca_file=g.sync_ca_file, max_bytes=g.sync_max_bytes)
+    headers = auth_headers(g.sync_username or device_id_from(app.config.device.id), g.sync_password_file) \
+        if g.sync_password_file else {}
+    r = sync_once(store, base, timeout=g.sync_timeout_s, ca_file=g.sync_ca_file, max_bytes=g.sync_max_bytes,
+                  headers=headers)
     _out(r.to_dict(), as_json, f"{r.status}: installed version {r.installed}"
          + (f" (was {r.previous}, via {r.via}, {r.downloaded_bytes} bytes)" if r.status == "updated" else "")
          + (f" — {r.message}" if r.message and r.status in ("refused", "failed") else ""))

@@ -69,11 +69,13 @@ class SyncResult:
 class Http:
     """A minimal HTTP(S) client over urllib (standard library: nothing extra to install on a unit)."""
 
-    def __init__(self, base_url: str, timeout: float = 30.0, ca_file: Path | None = None) -> None:
+    def __init__(self, base_url: str, timeout: float = 30.0, ca_file: Path | None = None,
+                 headers: dict[str, str] | None = None) -> None:
         if not base_url.startswith(("http://", "https://")):
             raise SyncError(f"gallery.sync_url {base_url!r} must start with http:// or https://")
         self.base = base_url.rstrip("/") + "/"
         self.timeout = timeout
+        self.headers = dict(headers or {})  # e.g. the device's Authorization for the central server
         handlers: list[Any] = []
         if base_url.startswith("https://"):
             handlers.append(urllib.request.HTTPSHandler(context=ssl.create_default_context(
@@ -84,7 +86,7 @@ class Http:
     def open(self, rel: str, headers: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
         """The response (caller closes it); HTTP errors other than 304 raise SyncError."""
         url = self.base + rel.lstrip("/")
-        req = urllib.request.Request(url, headers={"User-Agent": "edgeface-sync/1", **(headers or {})})
+        req = urllib.request.Request(url, headers={"User-Agent": "edgeface-sync/1", **self.headers, **(headers or {})})
         try:
             return self.opener.open(req, timeout=self.timeout)
         except urllib.error.HTTPError as e:
@@ -292,12 +294,33 @@ def _apply_delta_in(store: GalleryStore, http: Http, rel: str, spec: DeltaSpec, 
     return store.install(staging)
 
 
+def auth_headers(username: str, password_file: Path | None) -> dict[str, str]:
+    """HTTP Basic credentials for the central server's bundle endpoint (``{}`` without a password file)."""
+    if password_file is None:
+        return {}
+    try:
+        lines = Path(password_file).read_text(encoding="utf-8").splitlines()
+    except OSError as e:
+        raise SyncError(f"gallery.sync_password_file {str(password_file)!r} cannot be read: {e}") from None
+    token = lines[0].strip() if lines else ""
+    if not token or not username:
+        raise SyncError("gallery sync credentials need a user name (gallery.sync_username or device.id) and a "
+                        "token in gallery.sync_password_file")
+    import base64
+
+    return {"Authorization": "Basic " + base64.b64encode(f"{username}:{token}".encode()).decode("ascii")}
+
+
 def sync_once(store: GalleryStore, base_url: str, *, timeout: float = 30.0, ca_file: Path | None = None,
-              max_bytes: int = 8 * 1024**3, use_deltas: bool = True) -> SyncResult:
-    """Check the server once and install a newer gallery if there is one (see the module docstring)."""
+              max_bytes: int = 8 * 1024**3, use_deltas: bool = True,
+              headers: dict[str, str] | None = None) -> SyncResult:
+    """Check the server once and install a newer gallery if there is one (see the module docstring).
+
+    ``headers`` go with every request (:func:`auth_headers` for the central server's device login).
+    """
     store.recover()
     current = store.installed_version()
-    http = Http(base_url, timeout, ca_file)
+    http = Http(base_url, timeout, ca_file, headers)
     state = _load_state(store)
     result = SyncResult("failed", current, current)
     try:
@@ -352,8 +375,10 @@ class Syncer:
     """
 
     def __init__(self, store: GalleryStore, base_url: str, *, interval_s: float = 3600, timeout: float = 30.0,
-                 ca_file: Path | None = None, max_bytes: int = 8 * 1024**3, on_installed=None) -> None:  # type: ignore[no-untyped-def]
+                 ca_file: Path | None = None, max_bytes: int = 8 * 1024**3, on_installed=None,  # type: ignore[no-untyped-def]
+                 headers: dict[str, str] | None = None) -> None:
         self.store, self.base_url, self.interval_s = store, base_url, interval_s
+        self.headers = headers
         self.timeout, self.ca_file, self.max_bytes = timeout, ca_file, max_bytes
         self.on_installed = on_installed
         self._wake = threading.Event()
@@ -378,7 +403,7 @@ class Syncer:
 
     def run_once(self) -> SyncResult:
         self.last = sync_once(self.store, self.base_url, timeout=self.timeout, ca_file=self.ca_file,
-                              max_bytes=self.max_bytes)
+                              max_bytes=self.max_bytes, headers=self.headers)
         if self.last.status == "updated" and self.on_installed:
             self.on_installed(self.last.installed)
         return self.last
