@@ -1,0 +1,169 @@
+"""``edgeface server ...``: the central server (web application + ingest workers) and its accounts.
+
+Needs the ``server`` extra: ``pip install 'edgeface[server]'`` (field units never do).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from ..errors import EdgefaceError
+from .app import AppContext, emit_json, pass_app
+from .main import cli
+
+
+def _need_extra() -> None:
+    try:
+        import alembic  # noqa: F401
+        import argon2  # noqa: F401
+        import flask  # noqa: F401
+        import sqlalchemy  # noqa: F401
+        import waitress  # noqa: F401
+    except ImportError as e:
+        raise EdgefaceError(f"the central server needs the 'server' extra ({e.name} is missing): "
+                            "pip install 'edgeface[server]'") from None
+
+
+def _db(app: AppContext):  # type: ignore[no-untyped-def]
+    _need_extra()
+    from ..server.db import Database
+
+    db = Database(app.config.server.database_url)
+    db.migrate()
+    return db
+
+
+@cli.group("server")
+def server_group() -> None:
+    """The central server: review queue, audit log, gallery publishing, fleet view, ingest workers."""
+
+
+@server_group.command("run")
+@click.option("--host", help="Listen address (server.host).")
+@click.option("--port", type=int, help="Listen port (server.port).")
+@click.option("--ingest-workers", type=int, help="Ingest workers, each a process on the shared subscription "
+              "(server.ingest_workers; 0: web only).")
+@click.option("--no-web", is_flag=True, help="Run only ingest worker(s), no web application.")
+@click.option("--worker-index", type=int, default=0, show_default=True,
+              help="Index of this process's first worker (its MQTT client id is ingest.client_id-INDEX).")
+@pass_app
+def run(app: AppContext, host: str | None, port: int | None, ingest_workers: int | None, no_web: bool,
+        worker_index: int) -> None:
+    """Migrate the database, then serve the web application and run the ingest workers until SIGTERM."""
+    _need_extra()
+    from ..server.run import run_server
+
+    config = app.with_overrides(**{"server.host": host, "server.port": port})
+    child_args: list[str] = []
+    if app.config_path:
+        child_args += ["--config", app.config_path]
+    for s in app.overrides:
+        child_args += ["--set", s]
+    run_server(config, web=not no_web, ingest_workers=ingest_workers, worker_index=worker_index,
+               child_args=child_args)
+
+
+@server_group.command("migrate")
+@pass_app
+def migrate(app: AppContext) -> None:
+    """Create or upgrade the database schema (run also at every start)."""
+    db = _db(app)
+    click.echo(f"database {db.url.render_as_string(hide_password=True)} is at the newest schema")
+    db.dispose()
+
+
+def _read_password(password_file: Path | None) -> str:
+    if password_file is not None:
+        lines = password_file.read_text(encoding="utf-8").splitlines()
+        return lines[0] if lines else ""
+    if not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\n")
+    return click.prompt("password", hide_input=True, confirmation_prompt=True)
+
+
+@server_group.command("add-user")
+@click.argument("username")
+@click.option("--role", "roles", multiple=True, type=click.Choice(["reviewer", "admin"]), required=True,
+              help="Role(s) of the user (repeatable).")
+@click.option("--password-file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="Read the password from this file's first line (default: prompt, or one line on stdin).")
+@pass_app
+def add_user(app: AppContext, username: str, roles: tuple[str, ...], password_file: Path | None) -> None:
+    """Create a user (the first administrator is made this way)."""
+    from ..server import audit, auth
+
+    db = _db(app)
+    try:
+        with db.write() as conn:
+            u = auth.create_user(conn, username, _read_password(password_file), list(roles))
+            audit.append(conn, "cli", "user.create", u.username, {"roles": sorted(u.roles)})
+    finally:
+        db.dispose()
+    click.echo(f"created user {u.username} with roles {', '.join(sorted(u.roles))}")
+
+
+@server_group.command("add-device")
+@click.argument("device_id")
+@click.option("--token-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the token here (mode 0600) instead of printing it.")
+@pass_app
+def add_device(app: AppContext, device_id: str, token_file: Path | None) -> None:
+    """Issue a bundle-download token for DEVICE_ID (replaces an earlier one). Shown once."""
+    import os
+
+    from ..server import audit, auth
+
+    db = _db(app)
+    try:
+        with db.write() as conn:
+            token = auth.issue_device_token(conn, device_id)
+            audit.append(conn, "cli", "device.credential", device_id, {})
+    finally:
+        db.dispose()
+    if token_file:
+        fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(token + "\n")
+        click.echo(f"token for {device_id} written to {token_file}; on the unit set gallery.sync_password_file")
+    else:
+        click.echo(token)
+
+
+@cli.group("audit")
+def audit_group() -> None:
+    """The central server's hash-chained audit log."""
+
+
+@audit_group.command("verify")
+@click.option("--expect", help="SEQ:HASH of an entry recorded elsewhere (e.g. from the journal): must be in the chain.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@pass_app
+def audit_verify(app: AppContext, expect: str | None, as_json: bool) -> None:
+    """Recompute the audit chain. Exit status 1 if any entry was edited, deleted or reordered."""
+    from ..server import audit
+
+    anchor = None
+    if expect:
+        seq, _, h = expect.partition(":")
+        if not seq.isdigit() or len(h) != 64:
+            raise click.BadParameter("expected SEQ:HASH, e.g. 42:3f5a... (64 hex digits)", param_hint="--expect")
+        anchor = (int(seq), h.lower())
+    db = _db(app)
+    try:
+        with db.read() as conn:
+            v = audit.verify(conn, expect=anchor)
+    finally:
+        db.dispose()
+    if as_json:
+        emit_json(v.as_dict())
+    elif v.ok:
+        click.echo(f"ok: {v.entries} entries, chain intact, head {v.head_seq}:{v.head_hash}")
+    else:
+        click.echo(f"BROKEN: {v.entries} entries checked", err=False)
+        for p in v.problems:
+            click.echo(f"  {p}")
+    if not v.ok:
+        raise click.exceptions.Exit(1)

@@ -1,0 +1,78 @@
+"""The fleet view (devices, from their retained status and last will) and device credentials."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from flask import Blueprint, abort, g, redirect, render_template, request, url_for
+from sqlalchemy import func, select
+
+from ..errors import ConfigError
+from . import audit, auth
+from .access import access
+from .tables import devices, publications
+
+bp = Blueprint("fleet", __name__)
+
+
+def _svc() -> Any:
+    from .app import services
+
+    return services()
+
+
+def device_rows(conn: Any) -> list[dict[str, Any]]:
+    latest = conn.execute(select(func.max(publications.c.version))).scalar()
+    out = []
+    for d in conn.execute(select(devices).order_by(devices.c.device_id)):
+        st = json.loads(d.status) if d.status else {}
+        ob = st.get("outbox") or {}
+        seen = max([t for t in (d.updated_at, d.last_result_at) if t] or [0]) or None
+        out.append({"device_id": d.device_id, "state": d.state or "unknown", "reason": st.get("reason"),
+                    "last_seen": seen, "status_ts": st.get("ts"), "pending": ob.get("pending"),
+                    "matches": ob.get("matches"), "oldest_age_s": ob.get("oldest_age_s"),
+                    "quarantined": ob.get("quarantined"), "gallery_version": st.get("gallery_version"),
+                    "gallery_behind": (latest is not None and st.get("gallery_version") is not None
+                                       and st["gallery_version"] < latest),
+                    "software_version": st.get("software_version"), "model_id": st.get("model_id"),
+                    "uptime_s": st.get("uptime_s"), "credential": "revoked" if d.revoked else
+                    ("yes" if d.token_hash else "none"), "last_fetch_at": d.last_fetch_at})
+    return out
+
+
+@bp.route("/fleet")
+@access("reviewer", "admin")
+def index() -> Any:
+    with _svc().db.read() as conn:
+        rows = device_rows(conn)
+        latest = conn.execute(select(func.max(publications.c.version))).scalar()
+    return render_template("fleet.html", rows=rows, latest=latest, token=None, token_device=None)
+
+
+@bp.route("/fleet/devices", methods=["POST"])
+@access("admin")
+def issue() -> Any:
+    device_id = (request.form.get("device_id") or "").strip()
+    svc = _svc()
+    try:
+        with svc.db.write() as conn:
+            token = auth.issue_device_token(conn, device_id)
+            audit.append(conn, g.user.username, "device.credential", device_id, {"issued_at": time.time()})
+    except ConfigError as e:
+        abort(400, str(e))
+    with svc.db.read() as conn:
+        rows = device_rows(conn)
+        latest = conn.execute(select(func.max(publications.c.version))).scalar()
+    return render_template("fleet.html", rows=rows, latest=latest, token=token, token_device=device_id)
+
+
+@bp.route("/fleet/devices/<device_id>/revoke", methods=["POST"])
+@access("admin")
+def revoke(device_id: str) -> Any:
+    with _svc().db.write() as conn:
+        if not auth.revoke_device(conn, device_id):
+            abort(404)
+        audit.append(conn, g.user.username, "device.revoke", device_id, {})
+    return redirect(url_for("fleet.index"))

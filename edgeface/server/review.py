@@ -1,0 +1,283 @@
+"""The review queue: each candidate match beside the enrolled images, a person's decision, export.
+
+A match is a lead. A reviewer confirms it (naming the candidate), rejects it, or marks it unknown, with
+a comment; every decision is a row in ``reviews`` and an audit entry, in one transaction. With
+``server.two_person_rule`` a confirmation counts only when a second, different reviewer confirms the same
+identity (status ``awaiting_second`` until then); a rejection or "unknown" restarts the count.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import csv
+import io
+import json
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from flask import Blueprint, Response, abort, g, redirect, render_template, request, url_for
+from sqlalchemy import Connection, Select, and_, func, or_, select, update
+
+from ..errors import EdgefaceError
+from . import audit
+from .access import access
+from .auth import User
+from .tables import identities, images, results, reviews, users
+
+bp = Blueprint("review", __name__)
+
+STATUSES = ("pending", "awaiting_second", "confirmed", "rejected", "unknown")
+VERDICTS = ("confirm", "reject", "unknown")
+PAGE = 50
+
+
+class ReviewError(EdgefaceError):
+    """A decision cannot be recorded as asked (the message says why)."""
+
+
+@dataclass(frozen=True)
+class Filters:
+    status: str = "pending"
+    decision: str = "match"
+    device: str = ""
+    date_from: str = ""
+    date_to: str = ""
+    min_score: float | None = None
+    max_score: float | None = None
+    identity: str = ""
+
+    @classmethod
+    def from_args(cls, args: Any) -> Filters:
+        def num(k: str) -> float | None:
+            try:
+                return float(args[k]) if args.get(k) else None
+            except ValueError:
+                abort(400, f"{k} must be a number")
+
+        f = cls(status=args.get("status", "pending"), decision=args.get("decision", "match"),
+                device=args.get("device", "").strip(), date_from=args.get("date_from", "").strip(),
+                date_to=args.get("date_to", "").strip(), min_score=num("min_score"), max_score=num("max_score"),
+                identity=args.get("identity", "").strip())
+        if f.status not in ("", "all", *STATUSES) or f.decision not in ("", "all", "match", "no_match", "refused"):
+            abort(400, "unknown status or decision filter")
+        return f
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if v not in ("", None)}
+
+
+def _day(text: str, end: bool) -> float:
+    try:
+        d = datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=timezone.utc)
+    except ValueError:
+        abort(400, f"dates are YYYY-MM-DD, got {text[:20]!r}")
+    return d.timestamp() + (86400 if end else 0)
+
+
+def apply_filters(q: Select[Any], f: Filters) -> Select[Any]:
+    if f.status not in ("", "all"):
+        q = q.where(results.c.review_status == f.status)
+    if f.decision not in ("", "all"):
+        q = q.where(results.c.decision == f.decision)
+    if f.device:
+        q = q.where(results.c.device_id == f.device)
+    if f.date_from:
+        q = q.where(results.c.captured_ts >= _day(f.date_from, False))
+    if f.date_to:
+        q = q.where(results.c.captured_ts < _day(f.date_to, True))
+    if f.min_score is not None:
+        q = q.where(results.c.top_score >= f.min_score)
+    if f.max_score is not None:
+        q = q.where(results.c.top_score <= f.max_score)
+    if f.identity:
+        like = f"%{f.identity.replace('%', '').replace('_', '!_')}%"
+        named = select(identities.c.id).where(or_(identities.c.name.ilike(like, escape="!"),
+                                                  identities.c.id.ilike(like, escape="!")))
+        confirmed = select(reviews.c.result_id).where(reviews.c.identity_id.ilike(like, escape="!"))
+        q = q.where(or_(results.c.top_identity.ilike(like, escape="!"), results.c.top_identity.in_(named),
+                        results.c.id.in_(confirmed)))
+    return q
+
+
+def list_results(conn: Connection, f: Filters, *, limit: int = PAGE, offset: int = 0) -> tuple[list[Any], int]:
+    base = apply_filters(select(results.c.id), f)
+    total = conn.execute(select(func.count()).select_from(base.subquery())).scalar_one()
+    q = apply_filters(select(results.c.id, results.c.device_id, results.c.captured_at, results.c.decision,
+                             results.c.top_identity, results.c.top_score, results.c.review_status,
+                             results.c.received_at, identities.c.name)
+                      .outerjoin(identities, identities.c.id == results.c.top_identity), f)
+    rows = conn.execute(q.order_by(results.c.received_at.desc(), results.c.id.desc()).limit(limit).offset(offset)).all()
+    return rows, int(total)
+
+
+def decide(conn: Connection, result_id: str, user: User, verdict: str, identity_id: str | None, comment: str,
+           *, two_person: bool) -> str:
+    """Record a decision (in the caller's write transaction, with its audit entry); returns the new status."""
+    if verdict not in VERDICTS:
+        raise ReviewError(f"verdict must be one of {', '.join(VERDICTS)}")
+    row = conn.execute(select(results).where(results.c.id == result_id).with_for_update()).first()
+    if row is None:
+        raise ReviewError(f"no result {result_id}")
+    comment = (comment or "").strip()[:2000]
+    candidates = [c["identity_id"] for c in json.loads(row.payload)["candidates"]]
+    if verdict == "confirm":
+        identity_id = identity_id or (candidates[0] if candidates else None)
+        if identity_id not in candidates:
+            raise ReviewError("confirm one of the result's candidates")
+    else:
+        identity_id = None
+    status = {"reject": "rejected", "unknown": "unknown"}.get(verdict, "confirmed")
+    if verdict == "confirm" and two_person:
+        history = conn.execute(select(reviews.c.user_id, reviews.c.verdict, reviews.c.identity_id)
+                               .where(reviews.c.result_id == result_id).order_by(reviews.c.id)).all()
+        agreeing: set[int] = set()
+        for h in history:  # confirmations since the last rejection/unknown, for this identity
+            if h.verdict != "confirm":
+                agreeing.clear()
+            elif h.identity_id == identity_id:
+                agreeing.add(int(h.user_id))
+        if user.id in agreeing:
+            raise ReviewError("you already confirmed this candidate; under the two-person rule a second, "
+                              "different reviewer must confirm it")
+        status = "confirmed" if agreeing else "awaiting_second"
+    now = time.time()
+    conn.execute(reviews.insert().values(result_id=result_id, user_id=user.id, verdict=verdict,
+                                         identity_id=identity_id, comment=comment, created_at=now))
+    conn.execute(update(results).where(results.c.id == result_id).values(review_status=status, reviewed_at=now))
+    audit.append(conn, user.username, f"review.{verdict}", result_id,
+                 {"identity": identity_id, "comment": comment, "status": status, "device": row.device_id,
+                  "score": row.top_score, "two_person_rule": two_person})
+    return status
+
+
+def _svc() -> Any:
+    from .app import services
+
+    return services()
+
+
+@bp.route("/review")
+@access("reviewer")
+def queue() -> Any:
+    f = Filters.from_args(request.args)
+    page = max(1, request.args.get("page", 1, type=int))
+    with _svc().db.read() as conn:
+        rows, total = list_results(conn, f, offset=(page - 1) * PAGE)
+        devices = [r[0] for r in conn.execute(select(results.c.device_id).distinct().order_by(results.c.device_id))]
+    return render_template("review_list.html", rows=rows, total=total, f=f, page=page, pages=max(1, -(-total // PAGE)),
+                           devices=devices, statuses=STATUSES, query=request.args.to_dict())
+
+
+@bp.route("/review/<rid>")
+@access("reviewer")
+def detail(rid: str) -> Any:
+    with _svc().db.read() as conn:
+        row = conn.execute(select(results).where(results.c.id == rid)).first()
+        if row is None:
+            abort(404)
+        doc = json.loads(row.payload)
+        ids = [c["identity_id"] for c in doc["candidates"]]
+        names = dict(conn.execute(select(identities.c.id, identities.c.name).where(identities.c.id.in_(ids))).all())
+        imgs: dict[str, list[int]] = {}
+        for r in conn.execute(select(images.c.identity_id, images.c.id).where(
+                and_(images.c.identity_id.in_(ids), images.c.status.in_(("enrolled", "unchanged"))))
+                .order_by(images.c.id)):
+            imgs.setdefault(r.identity_id, []).append(int(r.id))
+        history = conn.execute(select(reviews, users.c.username).join(users, users.c.id == reviews.c.user_id)
+                               .where(reviews.c.result_id == rid).order_by(reviews.c.id)).all()
+    return render_template("review_detail.html", r=row, doc=doc, names=names, imgs=imgs, history=history,
+                           two_person=_svc().config.server.two_person_rule, error=request.args.get("error"))
+
+
+@bp.route("/review/<rid>/decide", methods=["POST"])
+@access("reviewer")
+def decide_view(rid: str) -> Any:
+    svc = _svc()
+    try:
+        with svc.db.write() as conn:
+            decide(conn, rid, g.user, request.form.get("verdict", ""), request.form.get("identity") or None,
+                   request.form.get("comment", ""), two_person=svc.config.server.two_person_rule)
+    except ReviewError as e:
+        return redirect(url_for("review.detail", rid=rid, error=str(e)))
+    nxt = request.form.get("next_pending")
+    if nxt:
+        with svc.db.read() as conn:
+            after = conn.execute(select(results.c.id).where(results.c.review_status == "pending",
+                                                            results.c.decision == "match")
+                                 .order_by(results.c.received_at.desc()).limit(1)).scalar()
+        if after:
+            return redirect(url_for("review.detail", rid=after))
+    return redirect(url_for("review.detail", rid=rid))
+
+
+@bp.route("/review/<rid>/crop.jpg")
+@access("reviewer")
+def crop(rid: str) -> Any:
+    with _svc().db.read() as conn:
+        payload = conn.execute(select(results.c.payload).where(results.c.id == rid)).scalar()
+    if payload is None:
+        abort(404)
+    c = json.loads(payload).get("crop")
+    if not c:
+        abort(404)
+    try:
+        data = base64.b64decode(c["data"], validate=True)
+    except (binascii.Error, KeyError, TypeError):
+        abort(404)
+    return Response(data, mimetype="image/jpeg", headers={"Cache-Control": "private, no-store"})
+
+
+EXPORT_COLUMNS = ("id", "device_id", "captured_at", "decision", "top_identity", "top_name", "top_score",
+                  "review_status", "last_verdict", "last_reviewer", "last_comment", "lat", "lon", "gallery_version",
+                  "model_id")
+
+
+@bp.route("/review/export")
+@access("reviewer")
+def export() -> Any:
+    fmt = request.args.get("format", "csv")
+    if fmt not in ("csv", "json"):
+        abort(400, "format is csv or json")
+    f = Filters.from_args(request.args)
+    svc = _svc()
+    with svc.db.read() as conn:
+        rows, _ = list_results(conn, f, limit=100_000)
+        ids = [r.id for r in rows]
+        last: dict[str, Any] = {}
+        for chunk in range(0, len(ids), 500):
+            for rv in conn.execute(select(reviews.c.result_id, reviews.c.verdict, reviews.c.comment, users.c.username)
+                                   .join(users, users.c.id == reviews.c.user_id)
+                                   .where(reviews.c.result_id.in_(ids[chunk:chunk + 500])).order_by(reviews.c.id)):
+                last[rv.result_id] = rv
+        payloads = {}
+        for chunk in range(0, len(ids), 500):
+            payloads.update(dict(conn.execute(select(results.c.id, results.c.payload)
+                                              .where(results.c.id.in_(ids[chunk:chunk + 500]))).all()))
+    out = []
+    for r in rows:
+        doc = json.loads(payloads[r.id])
+        loc = doc.get("location") or {}
+        lv = last.get(r.id)
+        out.append({"id": r.id, "device_id": r.device_id, "captured_at": r.captured_at, "decision": r.decision,
+                    "top_identity": r.top_identity, "top_name": r.name, "top_score": r.top_score,
+                    "review_status": r.review_status, "last_verdict": lv.verdict if lv else None,
+                    "last_reviewer": lv.username if lv else None, "last_comment": lv.comment if lv else None,
+                    "lat": loc.get("lat"), "lon": loc.get("lon"), "gallery_version": doc.get("gallery_version"),
+                    "model_id": doc.get("model_id")})
+    with svc.db.write() as conn:
+        audit.append(conn, g.user.username, "results.export", fmt, {"filters": f.as_dict(), "rows": len(out)})
+    name = time.strftime("edgeface-results-%Y%m%dT%H%M%SZ", time.gmtime())
+    if fmt == "json":
+        body = json.dumps({"filters": f.as_dict(), "results": out}, ensure_ascii=False, indent=1)
+        return Response(body, mimetype="application/json",
+                        headers={"Content-Disposition": f'attachment; filename="{name}.json"'})
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=EXPORT_COLUMNS)
+    w.writeheader()
+    for row in out:  # neutralise spreadsheet formulas in free text
+        w.writerow({k: ("'" + v if isinstance(v, str) and v[:1] in "=+-@\t\r" else v) for k, v in row.items()})
+    return Response(buf.getvalue(), mimetype="text/csv",
+                    headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})

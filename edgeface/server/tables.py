@@ -1,0 +1,156 @@
+"""The server's schema, as SQLAlchemy Core tables (migrations/versions/ creates exactly these).
+
+Times are UNIX seconds (float) so SQLite and PostgreSQL compare and index them the same way;
+``captured_at`` keeps the device's RFC 3339 text too.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (Boolean, Column, Float, ForeignKey, Index, Integer, LargeBinary, MetaData, String, Table,
+                        Text)
+
+metadata = MetaData()
+
+users = Table(
+    "users", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("username", String(64), nullable=False, unique=True),
+    Column("password_hash", String(256), nullable=False),
+    Column("roles", String(64), nullable=False),  # comma-separated: reviewer, admin
+    Column("active", Boolean, nullable=False, default=True),
+    Column("created_at", Float, nullable=False),
+)
+
+sessions = Table(
+    "sessions", metadata,
+    Column("token_hash", String(64), primary_key=True),  # SHA-256 of the cookie value; the cookie is the secret
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("csrf_token", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("last_seen", Float, nullable=False),
+    Column("ip", String(64), nullable=False),
+)
+
+login_failures = Table(
+    "login_failures", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("username", String(64), nullable=False),
+    Column("ip", String(64), nullable=False),
+    Column("at", Float, nullable=False),
+    Index("login_failures_user", "username", "at"),
+    Index("login_failures_ip", "ip", "at"),
+)
+
+results = Table(
+    "results", metadata,
+    Column("id", String(36), primary_key=True),  # the device's UUIDv7: stored once
+    Column("device_id", String(64), nullable=False),
+    Column("captured_at", String(40), nullable=False),
+    Column("captured_ts", Float, nullable=False),
+    Column("decision", String(16), nullable=False),
+    Column("top_identity", String(128)),
+    Column("top_score", Float),
+    Column("gallery_version", Integer),
+    Column("model_id", String(128), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("received_at", Float, nullable=False),
+    # pending, awaiting_second, confirmed, rejected, unknown
+    Column("review_status", String(24), nullable=False, default="pending"),
+    Column("reviewed_at", Float),
+    Index("results_queue", "review_status", "received_at"),
+    Index("results_device", "device_id", "captured_ts"),
+    Index("results_identity", "top_identity"),
+)
+
+reviews = Table(
+    "reviews", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("result_id", String(36), ForeignKey("results.id", ondelete="CASCADE"), nullable=False),
+    Column("user_id", Integer, ForeignKey("users.id"), nullable=False),
+    Column("verdict", String(16), nullable=False),  # confirm, reject, unknown
+    Column("identity_id", String(128)),  # the candidate confirmed
+    Column("comment", Text, nullable=False, default=""),
+    Column("created_at", Float, nullable=False),
+    Index("reviews_result", "result_id"),
+)
+
+devices = Table(
+    "devices", metadata,
+    Column("device_id", String(64), primary_key=True),
+    Column("state", String(16)),  # online / offline, from the retained status and the last will
+    Column("status", Text),  # the latest status document
+    Column("status_ts", Float),  # the device's own time of that status
+    Column("updated_at", Float),  # when the server received it
+    Column("last_result_at", Float),
+    Column("last_fetch_at", Float),  # last authenticated bundle download
+    Column("token_hash", String(64)),  # SHA-256 of the bundle-download token (256 random bits)
+    Column("token_created_at", Float),
+    Column("revoked", Boolean, nullable=False, default=False),
+)
+
+identities = Table(
+    "identities", metadata,
+    Column("id", String(128), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("created_by", String(64), nullable=False),
+)
+
+images = Table(
+    "images", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("identity_id", String(128), ForeignKey("identities.id", ondelete="CASCADE"), nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("filename", String(128), nullable=False),  # under <data_dir>/images/
+    Column("source", Text, nullable=False),
+    Column("consent", Text, nullable=False),
+    Column("enrolled_by", String(64), nullable=False),
+    Column("enrolled_at", Float, nullable=False),
+    Column("status", String(16), nullable=False),  # enrolled, unchanged, refused, error
+    Column("reasons", Text, nullable=False, default=""),
+    Index("images_identity", "identity_id"),
+)
+
+publications = Table(
+    "publications", metadata,
+    Column("version", Integer, primary_key=True),
+    Column("published_at", Float, nullable=False),
+    Column("published_by", String(64), nullable=False),
+    Column("count", Integer, nullable=False),
+    Column("identities", Integer, nullable=False),
+    Column("bytes", Integer, nullable=False),
+    Column("manifest_sha256", String(64), nullable=False),
+    Column("announced", Boolean, nullable=False, default=False),
+)
+
+audit_log = Table(
+    "audit_log", metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("ts", Float, nullable=False),
+    Column("actor", String(64), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("subject", String(256), nullable=False),
+    Column("details", Text, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+)
+
+# One row (id 1): the newest entry's seq and hash. Appends lock it, which orders them across processes;
+# verification checks the chain ends here, so deleting the newest entries is detected too.
+audit_head = Table(
+    "audit_head", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("seq", Integer, nullable=False),
+    Column("hash", String(64), nullable=False),
+)
+
+rejected = Table(
+    "rejected", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("received_at", Float, nullable=False),
+    Column("topic", String(512), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("error", String(500), nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("head", LargeBinary, nullable=False),
+)
