@@ -1,0 +1,327 @@
+"""Access control on every route (enumerated from the app, so new routes are covered), CSRF, login
+rate limits, sessions, device credentials on the bundle endpoint, and a tampered audit log."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import text
+
+from edgeface.cli.main import cli
+from edgeface.server import audit, auth
+from edgeface.server.access import DEVICE, PUBLIC, rule_of
+
+from .conftest import PASSWORD, Browser, csrf_of, make_user
+
+SAMPLE = {"IntegerConverter": 1, "PathConverter": "latest.json"}
+
+
+def routes(app: Any) -> list[tuple[str, str, str, Any]]:
+    """(endpoint, method, url, access) for every rule and method of the app."""
+    out = []
+    with app.test_request_context():
+        from flask import url_for
+
+        for rule in app.url_map.iter_rules():
+            args = {a: SAMPLE.get(type(rule._converters[a]).__name__, "x") for a in rule.arguments}
+            url = url_for(rule.endpoint, **args)
+            for m in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
+                out.append((rule.endpoint, m, url, rule_of(app.view_functions[rule.endpoint])))
+    return out
+
+
+def call(client: Any, method: str, url: str, **kw: Any) -> Any:
+    return client.open(url, method=method, **kw)
+
+
+def test_every_route_declares_who_may_call_it(app: Any) -> None:
+    found = routes(app)
+    assert len(found) >= 20
+    missing = [(e, m) for e, m, _, acc in found if acc is None]
+    assert not missing, f"routes without @access: {missing}"
+    public = {e for e, _, _, acc in found if acc.kind == PUBLIC}
+    assert public == {"login", "healthz", "static"}, public
+
+
+def test_a_route_without_declaration_is_refused(config: Any, db: Any, users: Any) -> None:
+    from edgeface.server.app import create_app
+
+    app = create_app(config, db=db, migrate=False)
+    app.add_url_rule("/undeclared", "undeclared", lambda: "secret")
+    b = Browser(app)
+    b.login("ada")
+    r = b.get("/undeclared")
+    assert r.status_code == 500 and b"secret" not in r.data
+
+
+def test_unauthenticated_refused_everywhere(app: Any) -> None:
+    client = app.test_client()
+    for endpoint, method, url, acc in routes(app):
+        if acc.kind == PUBLIC:
+            continue
+        for accept in ("text/html", "application/json"):
+            r = call(client, method, url, headers={"Accept": accept})
+            if acc.kind == DEVICE:
+                assert r.status_code == 401 and "Basic" in r.headers["WWW-Authenticate"], (endpoint, method)
+            elif r.status_code == 302:
+                assert method == "GET" and r.headers["Location"].startswith("/login"), (endpoint, method)
+            else:
+                assert r.status_code == 401, (endpoint, method, r.status_code)
+
+
+def test_wrong_role_refused_everywhere(app: Any, as_reviewer: Browser, as_admin: Browser) -> None:
+    checked = 0
+    for endpoint, method, url, acc in routes(app):
+        if acc.kind != "user":
+            continue
+        for who, b in (("reviewer", as_reviewer), ("admin", as_admin)):
+            if who in acc.roles:
+                continue
+            r = call(b.client, method, url, data={"csrf_token": b.csrf}, headers={"Accept": "text/html"})
+            assert r.status_code == 403, (endpoint, method, who, r.status_code)
+            checked += 1
+    assert checked >= 10
+
+
+def test_right_role_passes_the_guard(app: Any, as_reviewer: Browser, as_admin: Browser) -> None:
+    """The refusals above are about roles: a holder of the role gets past the guard on every GET."""
+    for endpoint, method, url, acc in routes(app):
+        if acc.kind != "user" or method != "GET":
+            continue
+        b = as_reviewer if "reviewer" in acc.roles else as_admin
+        r = b.get(url, headers={"Accept": "text/html"})
+        assert r.status_code not in (401, 403, 500), (endpoint, r.status_code)
+        assert r.status_code != 302 or not r.headers["Location"].startswith("/login"), endpoint
+
+
+def test_device_credentials_do_not_open_user_routes(app: Any, db: Any) -> None:
+    with db.write() as conn:
+        token = auth.issue_device_token(conn, "unit-a")
+    basic = {"Authorization": "Basic " + base64.b64encode(f"unit-a:{token}".encode()).decode()}
+    client = app.test_client()
+    for endpoint, method, url, acc in routes(app):
+        if acc.kind == "user":
+            r = call(client, method, url, headers=basic)
+            assert r.status_code == 401, (endpoint, method, r.status_code)
+
+
+def test_user_session_does_not_open_the_device_route(as_admin: Browser) -> None:
+    assert as_admin.get("/bundles/latest.json").status_code == 401
+
+
+def test_csrf_token_required_on_every_state_change(app: Any, as_reviewer: Browser, as_admin: Browser) -> None:
+    checked = 0
+    for endpoint, method, url, acc in routes(app):
+        if method == "GET" or acc.kind == DEVICE:
+            continue
+        if acc.kind == PUBLIC:  # the login form: double-submit cookie
+            assert call(app.test_client(), method, url, data={"username": "ada", "password": PASSWORD}).status_code == 400
+            continue
+        b = as_reviewer if "reviewer" in acc.roles else as_admin
+        for data in ({}, {"csrf_token": "wrong"}, {"csrf_token": ""}):
+            r = call(b.client, method, url, data=data)
+            assert r.status_code == 403, (endpoint, data, r.status_code)
+        r = call(b.client, method, url, headers={"X-CSRF-Token": "wrong"})
+        assert r.status_code == 403
+        checked += 1
+    assert checked >= 8
+    # the token of another session does not work either
+    r = as_reviewer.client.post("/logout", data={"csrf_token": as_admin.csrf})
+    assert r.status_code == 403
+
+
+def test_login_rate_limited_per_user(app: Any, users: Any) -> None:
+    b = Browser(app)
+    for _ in range(5):
+        assert b.login("rita", "wrong password!!").status_code == 401
+    r = b.login("rita")  # right password, but locked for the window
+    assert r.status_code == 429
+    assert Browser(app).login("rob").status_code == 302  # another user from the same address is not locked
+
+
+def test_login_rate_limited_per_address(app: Any, config: Any, users: Any) -> None:
+    b = Browser(app)
+    for i in range(config.server.login_max_failures_ip):
+        b.login(f"nobody{i}", "wrong password!!")
+    assert b.login("rob").status_code == 429
+
+
+def test_logout_ends_the_session_and_login_rotates_it(app: Any, users: Any) -> None:
+    b = Browser(app)
+    b.login("rita")
+    cookie = b.client.get_cookie("edgeface_session").value
+    assert b.get("/review").status_code == 200
+    assert b.post("/logout").status_code == 302
+    other = app.test_client()
+    other.set_cookie("edgeface_session", cookie)
+    assert other.get("/review").status_code == 401
+    b.login("rita")
+    assert b.client.get_cookie("edgeface_session").value != cookie
+
+
+def test_passwords_are_argon2id_and_sessions_stored_hashed(db: Any, as_reviewer: Browser) -> None:
+    with db.read() as conn:
+        h = conn.execute(text("SELECT password_hash FROM users WHERE username='rita'")).scalar()
+        stored = [r[0] for r in conn.execute(text("SELECT token_hash FROM sessions"))]
+    assert h.startswith("$argon2id$")
+    cookie = as_reviewer.client.get_cookie("edgeface_session").value
+    assert cookie not in stored and hashlib.sha256(cookie.encode()).hexdigest() in stored
+
+
+def test_security_headers_and_cookie_flags(app: Any, users: Any) -> None:
+    b = Browser(app)
+    r = b.login("rita")
+    cookie = r.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
+    page = b.get("/review")
+    assert "frame-ancestors 'none'" in page.headers["Content-Security-Policy"]
+    assert page.headers["X-Frame-Options"] == "DENY" and page.headers["Cache-Control"] == "private, no-store"
+
+
+def test_open_redirect_after_login_refused(app: Any, users: Any) -> None:
+    b = Browser(app)
+    page = b.client.get("/login")
+    r = b.client.post("/login", data={"username": "rita", "password": PASSWORD, "next": "//evil.example/x",
+                                      "csrf_token": csrf_of(page.get_data(as_text=True))})
+    assert r.status_code == 302 and r.headers["Location"] == "/"
+
+
+# -- the bundle endpoint ----------------------------------------------------------------------------
+
+@pytest.fixture
+def published(config: Any) -> bytes:
+    pub = config.server.data_dir / "publish"
+    (pub / "v0000000001").mkdir(parents=True)
+    data = bytes(range(256)) * 40
+    (pub / "v0000000001" / "vectors.npy").write_bytes(data)
+    (pub / "latest.json").write_text(json.dumps({"format": "edgeface-gallery-pointer", "version": 1,
+                                                 "bundle": "v0000000001/", "deltas": {}}))
+    return data
+
+
+def _basic(device: str, token: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{device}:{token}".encode()).decode()}
+
+
+def test_bundle_download_needs_the_devices_own_credentials(app: Any, db: Any, published: bytes) -> None:
+    with db.write() as conn:
+        token = auth.issue_device_token(conn, "unit-a")
+        other = auth.issue_device_token(conn, "unit-b")
+    c = app.test_client()
+    url = "/bundles/v0000000001/vectors.npy"
+    assert c.get(url).status_code == 401
+    assert c.get(url, headers=_basic("unit-a", "x" * 43)).status_code == 401
+    assert c.get(url, headers=_basic("unit-a", other)).status_code == 401  # another device's token
+    assert c.get(url, headers=_basic("unit-zzz", token)).status_code == 401
+    r = c.get(url, headers=_basic("unit-a", token))
+    assert r.status_code == 200 and r.data == published
+    etag = r.headers["ETag"]
+    assert etag == f'"{hashlib.sha256(published).hexdigest()}"'
+    r = c.get(url, headers={**_basic("unit-a", token), "Range": "bytes=100-199", "If-Range": etag})
+    assert r.status_code == 206 and r.data == published[100:200]
+    assert r.headers["Content-Range"] == f"bytes 100-199/{len(published)}"
+    assert c.get(url, headers={**_basic("unit-a", token), "If-None-Match": etag}).status_code == 304
+    assert c.get("/bundles/../server.sqlite3", headers=_basic("unit-a", token)).status_code == 404
+    with db.write() as conn:
+        auth.revoke_device(conn, "unit-a")
+    assert c.get(url, headers=_basic("unit-a", token)).status_code == 401
+    assert c.get(url, headers=_basic("unit-b", other)).status_code == 200
+
+
+# -- the audit log --------------------------------------------------------------------------------
+
+def _chain(db: Any, n: int = 6) -> None:
+    with db.write() as conn:
+        for i in range(n):
+            audit.append(conn, "ada", "review.confirm", f"r{i}", {"i": i})
+
+
+def _verify_cli(config: Any) -> Any:
+    return CliRunner().invoke(cli, ["--set", f"server.database_url={config.server.database_url}", "audit", "verify"])
+
+
+@pytest.mark.parametrize("tamper", [
+    "UPDATE audit_log SET details = '{\"i\":99}' WHERE seq = 3",
+    "UPDATE audit_log SET actor = 'mallory' WHERE seq = 2",
+    "UPDATE audit_log SET ts = ts + 1 WHERE seq = 4",
+    "DELETE FROM audit_log WHERE seq = 3",
+    "DELETE FROM audit_log WHERE seq = 6",
+    "DELETE FROM audit_log WHERE seq >= 5; UPDATE audit_head SET seq = 4",
+    "UPDATE audit_log SET seq = 100 WHERE seq = 2; UPDATE audit_log SET seq = 2 WHERE seq = 3; "
+    "UPDATE audit_log SET seq = 3 WHERE seq = 100",
+])
+def test_tampered_audit_log_detected(db: Any, config: Any, tamper: str) -> None:
+    _chain(db)
+    with db.read() as conn:
+        assert audit.verify(conn).ok
+    assert _verify_cli(config).exit_code == 0
+    with db.write() as conn:
+        for stmt in tamper.split(";"):
+            conn.exec_driver_sql(stmt)
+    with db.read() as conn:
+        v = audit.verify(conn)
+    assert not v.ok and v.problems
+    r = _verify_cli(config)
+    assert r.exit_code == 1 and "BROKEN" in r.output
+
+
+def test_rewritten_history_detected_against_an_anchor(db: Any, config: Any) -> None:
+    _chain(db, 4)
+    with db.read() as conn:
+        anchor = audit.entries(conn, limit=1)[0]
+    # someone rewrites entry 2 and recomputes every later hash and the head: the chain alone is consistent
+    with db.write() as conn:
+        rows = conn.execute(text("SELECT seq, ts, actor, action, subject, details FROM audit_log ORDER BY seq")).all()
+        prev = audit.GENESIS
+        for r in rows:
+            details = '{"i":42}' if r.seq == 2 else r.details
+            h = audit.entry_hash(r.seq, r.ts, r.actor, r.action, r.subject, details, prev)
+            conn.execute(text("UPDATE audit_log SET details=:d, prev_hash=:p, hash=:h WHERE seq=:s"),
+                         {"d": details, "p": prev, "h": h, "s": r.seq})
+            prev = h
+        conn.execute(text("UPDATE audit_head SET hash=:h"), {"h": prev})
+    with db.read() as conn:
+        assert audit.verify(conn).ok
+        assert not audit.verify(conn, expect=(anchor.seq, anchor.hash)).ok
+    r = CliRunner().invoke(cli, ["--set", f"server.database_url={config.server.database_url}", "audit", "verify",
+                                 "--expect", f"{anchor.seq}:{anchor.hash}"])
+    assert r.exit_code == 1
+
+
+def test_logins_reviews_and_admin_actions_are_audited(app: Any, db: Any, users: Any) -> None:
+    b = Browser(app)
+    b.login("rita", "wrong password!!")
+    b.login("ada")
+    b.post("/fleet/devices", {"device_id": "unit-q"})
+    b.post("/users", {"username": "newbie", "password": PASSWORD, "roles": "reviewer"})
+    with db.read() as conn:
+        actions = [e.action for e in audit.entries(conn)]
+        assert audit.verify(conn).ok
+    for a in ("login.failed", "login.ok", "device.credential", "user.create"):
+        assert a in actions
+
+
+def test_user_admin_cannot_lock_themselves_out(as_admin: Browser, users: Any) -> None:
+    r = as_admin.post(f"/users/{users['admin'].id}", {"roles": "reviewer", "active": "on"})
+    assert r.status_code == 302 and "error" in r.headers["Location"]
+    assert as_admin.get("/users").status_code == 200
+
+
+def test_disabled_user_is_logged_out(app: Any, db: Any, as_reviewer: Browser, users: Any) -> None:
+    with db.write() as conn:
+        auth.set_user(conn, users["reviewer"].id, active=False)
+    assert as_reviewer.get("/review").status_code == 401
+    assert Browser(app).login("rita").status_code == 401
+
+
+def test_short_passwords_and_unknown_roles_refused(db: Any) -> None:
+    with db.write() as conn:
+        with pytest.raises(auth.AccountError):
+            auth.create_user(conn, "shorty", "short", ["reviewer"])
+        with pytest.raises(auth.AccountError):
+            auth.create_user(conn, "someone", PASSWORD, ["superuser"])
