@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
+
 from .errors import ModelError
 
 if sys.version_info >= (3, 11):
@@ -76,6 +78,8 @@ class EmbedderSpec:
     alignment: AlignmentSpec
     thresholds: dict[str, float]  # e.g. {"cosine": 0.5} similarity at which two faces are "same"
     flip_fusion: bool = False  # embed = normalise(f(chip) + f(mirrored chip)); thresholds assume it
+    # FAR of one impostor comparison at each similarity (ascending similarity, descending FAR)
+    impostor_tail: tuple[np.ndarray, np.ndarray] | None = None
 
 
 @dataclass(frozen=True)
@@ -150,6 +154,20 @@ class _Reader:
         return (float(v[0]), float(v[1]))
 
 
+def _impostor_tail(r: _Reader) -> tuple[np.ndarray, np.ndarray] | None:
+    tail = r.get("thresholds.impostor_tail", dict, None)
+    if tail is None:
+        return None
+    sims = np.asarray(r.get("thresholds.impostor_tail.similarity", list), dtype=np.float64)
+    far = np.asarray(r.get("thresholds.impostor_tail.far", list), dtype=np.float64)
+    if len(sims) != len(far) or len(sims) < 2 or np.any(np.diff(sims) <= 0) or np.any(np.diff(far) > 0):
+        raise ModelError(
+            f"model card {r.path}: thresholds.impostor_tail needs equally long lists, similarity ascending "
+            "and far not increasing"
+        )
+    return sims, far
+
+
 def load_card(path: str | Path) -> ModelCard:
     p = Path(path)
     try:
@@ -208,7 +226,10 @@ def load_card(path: str | Path) -> ModelCard:
                 },
                 landmark_model=r.get("alignment.landmark_model", str, ""),
             ),
-            thresholds={k: float(v) for k, v in r.get("thresholds", dict, {}).items()},
+            thresholds={
+                k: float(v) for k, v in r.get("thresholds", dict, {}).items() if isinstance(v, (int, float))
+            },
+            impostor_tail=_impostor_tail(r),
             flip_fusion=r.get("embedding.flip_fusion", bool, False),
         )
     return ModelCard(

@@ -8,6 +8,7 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
+from .. import calibration
 from ..config import Config
 from ..engine import Engine
 from . import identification, lfw, verification
@@ -98,11 +99,17 @@ def identify_one(config: Config, root: Path, wrap: Wrap) -> dict[str, Any]:
     g, g_found = take(proto.gallery)
     m, m_found = take(proto.mated)
     n, n_found = take(proto.non_mated)
-    card = Engine(config).embedder_card
-    threshold = card.embedder.thresholds.get("cosine", 0.5) if card.embedder else 0.5
+    spec = Engine(config).embedder_card.embedder
+    assert spec is not None
+    threshold = spec.thresholds.get("cosine", 0.5)
+    calibrated = {}
+    if spec.impostor_tail is not None:
+        for fpir in (0.01, 0.001):
+            t = calibration.identification_threshold(spec, len(proto.gallery), fpir)
+            calibrated[f"target FPIR {fpir:g} (predicted {calibration.predicted_fpir(spec, t, len(proto.gallery)):.3g})"] = t
     return {
         "embedder": config.models.embedder,
         "flip": Engine(config).flip_fusion,
         "gallery_without_face": int((~g_found).sum()),
-        **identification.evaluate(proto, g, m, m_found, n, n_found, threshold),
+        **identification.evaluate(proto, g, m, m_found, n, n_found, threshold, calibrated),
     }

@@ -48,7 +48,10 @@ def search(gallery: np.ndarray, probes: np.ndarray, chunk: int = 4096) -> tuple[
 
 
 def evaluate(proto: Protocol, gallery_vecs: np.ndarray, mated_vecs: np.ndarray, mated_found: np.ndarray,
-             non_mated_vecs: np.ndarray, non_mated_found: np.ndarray, threshold: float) -> dict[str, Any]:
+             non_mated_vecs: np.ndarray, non_mated_found: np.ndarray, threshold: float,
+             gallery_thresholds: dict[str, float] | None = None) -> dict[str, Any]:
+    """Rank-1, FNIR at fixed FPIR, and FPIR/FNIR at the card's 1:1 ``threshold`` and at each of
+    ``gallery_thresholds`` (name -> threshold, e.g. calibrated for this gallery's size)."""
     g_ids = np.array(proto.gallery_ids)
     m_best, m_score = search(gallery_vecs, mated_vecs)
     n_best, n_score = search(gallery_vecs, non_mated_vecs)
@@ -69,7 +72,8 @@ def evaluate(proto: Protocol, gallery_vecs: np.ndarray, mated_vecs: np.ndarray, 
         "mated_probes": len(proto.mated),
         "non_mated_probes": len(proto.non_mated),
         "rank1": float(correct.mean()),
-        "calibrated": at(threshold),
+        "one_to_one_threshold": at(threshold),
+        "gallery_thresholds": {name: at(t) for name, t in (gallery_thresholds or {}).items()},
     }
     finite = np.sort(n_score[np.isfinite(n_score)])[::-1]
     for fpir in (0.01, 0.001):
