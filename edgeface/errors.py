@@ -82,3 +82,13 @@ class PayloadError(EdgefaceError):
 
 class MqttError(EdgefaceError):
     """The MQTT link is misconfigured (TLS files, identity, credentials) or the broker refused it."""
+
+
+class CaptureError(EdgefaceError):
+    """A capture source cannot be used as configured (wrong setting, missing optional package); the
+    message says what to install or change. Not retried: fix the configuration."""
+
+
+class SourceUnavailable(CaptureError):
+    """A camera or folder is not there right now (unplugged, stream down, card not mounted): the daemon
+    retries with backoff."""

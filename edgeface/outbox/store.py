@@ -611,6 +611,23 @@ class Outbox:
         keys = ("id", "topic", "priority", "created_at", "reason", "quarantined_at", "bytes")
         return [dict(zip(keys, r)) for r in rows]
 
+    def pending_among(self, ids: Iterable[str]) -> set[str]:
+        """Which of ``ids`` are still waiting (the others were acknowledged, dropped or expired).
+
+        Used by the daemon's retention to delete a result's saved images once it left the unit.
+        """
+        ids = list(ids)
+        out: set[str] = set()
+        try:
+            conn = self._conn()
+            for i in range(0, len(ids), ACK_BATCH):
+                chunk = ids[i : i + ACK_BATCH]
+                marks = ",".join("?" * len(chunk))
+                out.update(r[0] for r in conn.execute(f"SELECT id FROM pending WHERE id IN ({marks})", chunk))
+        except sqlite3.Error as e:
+            raise _translate(e, self.path, "looking up pending results") from e
+        return out
+
     def pending_ids(self) -> list[str]:
         """Every pending id (for audits and tests; scans the table)."""
         try:
