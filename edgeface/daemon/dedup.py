@@ -1,0 +1,139 @@
+"""Track and dedup: the same person seen in consecutive frames becomes one result per time window.
+
+A track belongs to one source. A face joins a track of its source when the gallery matched it to the
+same identity, or its embedding is as similar as ``similarity`` to the track's (mean) embedding, or
+(a refused face, which has no embedding) its box overlaps the track's last box by ``iou``. Two faces
+of one frame never share a track. A track is emitted, as its best capture (:func:`capture_rank`), when
+its window ends: ``window_s`` of capture time after its first face (the source's clock is the newest
+capture time seen from it), or when its source has been silent for ``window_s`` of wall time, or at
+shutdown. ``window_s = 0`` emits every face at once.
+
+Time comes from the frames, not the processing: a folder of photos dedups by when they were taken.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .work import FrameJob, Observation
+
+
+@dataclass(eq=False)
+class Track:
+    source: str
+    opened_at: float  # capture time of the first face
+    best: Observation
+    members: list[Observation] = field(default_factory=list)
+    embedding: np.ndarray | None = None  # normalised mean of the members' embeddings
+    identity: str | None = None  # gallery identity, if any member matched
+    last_box: tuple[float, float, float, float] | None = None
+
+    @property
+    def jobs(self) -> list[FrameJob]:
+        return list({id(m.job): m.job for m in self.members}.values())
+
+    def add(self, obs: Observation) -> None:
+        self.members.append(obs)
+        if obs.rank > self.best.rank:
+            self.best = obs
+        if obs.embedding is not None:
+            e = obs.embedding.astype(np.float32)
+            mean = e if self.embedding is None else self.embedding * (len(self.members) - 1) + e
+            self.embedding = mean / max(float(np.linalg.norm(mean)), 1e-12)
+        match = getattr(obs.decision, "match", None)
+        if match is not None and self.identity is None:
+            self.identity = match.identity
+        self.last_box = obs.face.box
+
+
+def iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
+    x0, y0 = max(a[0], b[0]), max(a[1], b[1])
+    x1, y1 = min(a[2], b[2]), min(a[3], b[3])
+    inter = max(0.0, x1 - x0) * max(0.0, y1 - y0)
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+class Tracker:
+    """Open tracks per source; :meth:`add` and :meth:`tick` return the tracks whose window ended."""
+
+    def __init__(self, window_s: float, similarity: float, iou_min: float) -> None:
+        self.window_s = window_s
+        self.similarity = similarity
+        self.iou_min = iou_min
+        self._tracks: dict[str, list[Track]] = {}
+        self._clock: dict[str, float] = {}  # newest capture time per source
+        self._heard: dict[str, float] = {}  # monotonic time of the last frame per source
+
+    def __len__(self) -> int:
+        return sum(len(v) for v in self._tracks.values())
+
+    def tick(self, source: str, captured_at: float, now: float | None = None) -> list[Track]:
+        """A frame from ``source`` was taken at ``captured_at``: close the tracks its time has passed."""
+        self._heard[source] = time.monotonic() if now is None else now
+        clock = max(self._clock.get(source, captured_at), captured_at)
+        self._clock[source] = clock
+        tracks = self._tracks.get(source, [])
+        done = [t for t in tracks if clock >= t.opened_at + self.window_s]
+        if done:
+            self._tracks[source] = [t for t in tracks if t not in done]
+        return done
+
+    def add(self, obs: Observation) -> list[Track]:
+        """Place a face (call :meth:`tick` for its frame first); returns tracks to emit now."""
+        if self.window_s <= 0:
+            t = Track(obs.source, obs.captured_at, obs)
+            t.add(obs)
+            return [t]
+        tracks = self._tracks.setdefault(obs.source, [])
+        track = self._find(tracks, obs)
+        if track is None:
+            track = Track(obs.source, obs.captured_at, obs)
+            tracks.append(track)
+        track.add(obs)
+        return []
+
+    def _find(self, tracks: list[Track], obs: Observation) -> Track | None:
+        usable = [t for t in tracks if obs.job not in t.jobs and obs.captured_at < t.opened_at + self.window_s]
+        match = getattr(obs.decision, "match", None)
+        if match is not None:
+            for t in usable:
+                if t.identity == match.identity:
+                    return t
+        best, best_score = None, -2.0
+        if obs.embedding is not None:
+            for t in usable:
+                if t.embedding is None:
+                    continue
+                if t.identity is not None and match is not None and t.identity != match.identity:
+                    continue  # the gallery says these are two different people
+                s = float(t.embedding @ obs.embedding)
+                if s >= self.similarity and s > best_score:
+                    best, best_score = t, s
+            if best is not None:
+                return best
+        for t in usable:  # by position: refused faces, or a track that has no embedding yet
+            if t.last_box is None or (obs.embedding is not None and t.embedding is not None):
+                continue
+            o = iou(t.last_box, obs.face.box)
+            if o >= self.iou_min and o > best_score:
+                best, best_score = t, o
+        return best
+
+    def idle(self, now: float | None = None) -> list[Track]:
+        """Close the tracks of sources that sent no frame for ``window_s`` seconds of wall time."""
+        now = time.monotonic() if now is None else now
+        out: list[Track] = []
+        for source, tracks in self._tracks.items():
+            if tracks and now - self._heard.get(source, now) >= self.window_s:
+                out.extend(tracks)
+                self._tracks[source] = []
+        return out
+
+    def close_all(self) -> list[Track]:
+        out = [t for tracks in self._tracks.values() for t in tracks]
+        self._tracks.clear()
+        return out
