@@ -100,13 +100,14 @@ plan = plan_for(len(vectors), exact_max=exact_max, trees=m["index"]["trees"])
 idx = VectorIndex(vectors, d / "index.ann", plan, np.load(d / "projection.npy"))
 for q in queries[:20]:
     idx.search(q, 1)  # warm the page cache paths a running unit has warm
-lat, top = [], []
+lat, top, score = [], [], []
 for q in queries:
     t = time.perf_counter()
-    rows, _ = idx.search(q, 1)
+    rows, s = idx.search(q, 1)
     lat.append((time.perf_counter() - t) * 1000)
     top.append(int(rows[0]))
-print(json.dumps({"top": top, "latency": percentiles(lat, (50, 99)), "rss_mb": current_rss_mb(),
+    score.append(float(s[0]))
+print(json.dumps({"load_average": os.getloadavg()[0], "top": top, "score": score, "latency": percentiles(lat, (50, 99)), "rss_mb": current_rss_mb(),
                   "rss_before_open_mb": rss0, "plan": plan.to_dict()}))
 """
 
@@ -140,7 +141,7 @@ def run(config: Config, root: Path, sizes: list[int], workdir: Path, wrap: Wrap,
         shutil.rmtree(out, ignore_errors=True)
         vectors, real_rows = make_gallery(split["gallery"], size, model, seed=size)
         build_s, disk = _write(out, vectors)
-        truth, _ = exact_top1(vectors, queries)
+        truth, truth_score = exact_top1(vectors, queries)
         modes = [("auto", EXACT_MAX)]
         if size <= EXACT_MAX:
             modes.append(("annoy", 0))  # show what the index would do at this size
@@ -150,7 +151,8 @@ def run(config: Config, root: Path, sizes: list[int], workdir: Path, wrap: Wrap,
         for mode, exact_max in modes:
             q = queries if mode != "exact" else queries[:300]
             r = measure_queries(out, q, exact_max)
-            hit = np.asarray(r["top"]) == truth[: len(q)]
+            # a hit is the exact nearest row, or another row exactly as near (LFW holds duplicate images)
+            hit = (np.asarray(r["top"]) == truth[: len(q)]) | (np.asarray(r["score"]) >= truth_score[: len(q)] - 1e-6)
             mated = split["mated"][: len(q)]
             recall = float(np.mean(hit))
             rows.append({"size": size, "real_rows": real_rows, "mode": mode,
@@ -158,6 +160,7 @@ def run(config: Config, root: Path, sizes: list[int], workdir: Path, wrap: Wrap,
                          f"search_k {r['plan']['search_k']}", "build_s": round(build_s, 1),
                          "disk_mb": round(disk / 2**20, 1), "rss_mb": r["rss_mb"], "p50_ms": r["latency"]["p50"],
                          "p99_ms": r["latency"]["p99"], "recall_at_1": round(recall, 4), "queries": len(q),
+                         "machine_load_1min": round(r["load_average"], 2),
                          "recall_mated": round(float(np.mean(hit[mated])), 4) if mated.any() else None,
                          "recall_non_mated": round(float(np.mean(hit[~mated])), 4) if (~mated).any() else None})
         shutil.rmtree(out, ignore_errors=True)

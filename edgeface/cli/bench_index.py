@@ -53,6 +53,9 @@ def bench_index(app: AppContext, lfw_path: Path | None, json_path: Path | None, 
          "mated", "non-mated"],
         [[r["size"], r["mode"], r["search"], r["build_s"], r["disk_mb"], r["rss_mb"], r["p50_ms"], r["p99_ms"],
           r["recall_at_1"], r["recall_mated"], r["recall_non_mated"]] for r in figures["rows"]]))
+    loads = [r["machine_load_1min"] for r in figures["rows"]]
+    click.echo(f"(1-minute load average of this machine while timing: {min(loads)}-{max(loads)} on "
+               f"{report.machine()['cpus']} CPUs; other work on the machine inflates p99)")
     report.write_json(json_path, "index", figures)
 
 

@@ -118,7 +118,8 @@ def publish(publish_dir: Path, *, vectors: np.ndarray, entries: Sequence[dict[st
         with open(prev_dir / "identities.ndjson", "rb") as f:
             prev_ids = [json.loads(x)["id"] for x in f]
     by_id = {str(i["id"]): i for i in identities if str(i["id"]) in used}
-    ident_order = [i for i in prev_ids if i in by_id] + [i for i in by_id if i not in set(prev_ids)]
+    known = set(prev_ids)
+    ident_order = [i for i in prev_ids if i in by_id] + [i for i in by_id if i not in known]
     bundle_dir = root / version_dir_name(version)
     manifest = write_bundle(bundle_dir, vectors=np.asarray(vectors, np.float32)[order], entries=ordered_entries,
                             identities=[by_id[i] for i in ident_order], version=version, embedder=embedder,
