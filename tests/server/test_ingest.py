@@ -1,0 +1,127 @@
+"""Server ingest workers on a real mosquitto: results stored once across two workers on the shared
+subscription and redeliveries, device status into the fleet view, malformed messages kept aside."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from click.testing import CliRunner
+from sqlalchemy import func, select
+
+from edgeface.bench.mqttload import sample_result, wait_for
+from edgeface.cli.main import cli
+from edgeface.mqtt import Ingest, payloads, topics
+from edgeface.mqtt.link import LinkSettings
+from edgeface.server.ingest import DbResultStore
+from edgeface.server.tables import devices, rejected, results
+
+from .conftest import Browser
+
+
+def _publisher(port: int) -> mqtt.Client:
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"test-pub-{time.monotonic_ns()}",
+                    protocol=mqtt.MQTTv5)
+    c.connect("127.0.0.1", port, 30)
+    c.loop_start()
+    return c
+
+
+def _worker(db: Any, port: int, cid: str) -> Ingest:
+    w = Ingest(DbResultStore(db), LinkSettings(host="127.0.0.1", port=port, client_id=cid, tls=False),
+               reconnect_min_s=0.05, reconnect_max_s=0.5)
+    w.start()
+    assert wait_for(lambda: w.stats.connected and w.stats.subscribed, 20)
+    return w
+
+
+def test_two_workers_store_each_result_once(db: Any, broker: Any) -> None:
+    w1, w2 = _worker(db, broker.port, "ingest-t1"), _worker(db, broker.port, "ingest-t2")
+    pub = _publisher(broker.port)
+    try:
+        rng = random.Random(1)
+        docs = [sample_result(f"unit-{i % 3}", rng) for i in range(600)]
+        for d in docs + docs[:100]:  # the last 100 again: a redelivery after a lost PUBACK
+            pub.publish(topics.results_topic(d["device_id"]), payloads.encode_result(d), qos=1).wait_for_publish(10)
+        store = DbResultStore(db)
+        assert wait_for(lambda: store.count() >= 600, 30)
+        assert wait_for(lambda: w1.stats.received + w2.stats.received >= 700, 30)
+        time.sleep(0.3)
+        with db.read() as conn:
+            n = conn.execute(select(func.count()).select_from(results)).scalar_one()
+            distinct = conn.execute(select(func.count(func.distinct(results.c.id)))).scalar_one()
+        assert n == distinct == 600
+        assert w1.stats.received > 0 and w2.stats.received > 0  # the shared subscription spread the load
+        assert w1.stats.duplicates + w2.stats.duplicates == 100
+    finally:
+        pub.loop_stop()
+        w1.stop()
+        w2.stop()
+
+
+def test_status_and_last_will_reach_the_fleet_view(db: Any, broker: Any, as_admin: Browser) -> None:
+    w = _worker(db, broker.port, "ingest-t3")
+    pub = _publisher(broker.port)
+    try:
+        online = payloads.status_payload(device_id="unit-7", state="online", reason="heartbeat", uptime_s=12,
+                                         software_version="0.1.0", gallery_version=3, model_id="dlib-resnet-v1-int8",
+                                         outbox={"pending": 42, "bytes": 4096, "matches": 2, "oldest_age_s": 5.0})
+        pub.publish(topics.status_topic("unit-7"), payloads.encode(online, "status"), qos=1, retain=True).wait_for_publish(5)
+        assert wait_for(lambda: _state(db, "unit-7") == "online", 20)
+        page = as_admin.get("/fleet").get_data(as_text=True)
+        for text in ("unit-7", "online", "42", "0.1.0", "dlib-resnet-v1-int8"):
+            assert text in page
+        will = payloads.status_payload(device_id="unit-7", state="offline", reason="connection_lost",
+                                       ts=time.time() - 3600)  # a last will carries its connection's start time
+        pub.publish(topics.status_topic("unit-7"), payloads.encode(will, "status"), qos=1, retain=True).wait_for_publish(5)
+        assert wait_for(lambda: _state(db, "unit-7") == "offline", 20)
+        assert "connection_lost" in as_admin.get("/fleet").get_data(as_text=True)
+    finally:
+        pub.loop_stop()
+        w.stop()
+
+
+def _state(db: Any, device: str) -> str | None:
+    with db.read() as conn:
+        return conn.execute(select(devices.c.state).where(devices.c.device_id == device)).scalar()
+
+
+def test_malformed_messages_kept_aside(db: Any, broker: Any) -> None:
+    w = _worker(db, broker.port, "ingest-t4")
+    pub = _publisher(broker.port)
+    try:
+        good = sample_result("unit-a", random.Random(2))
+        wrong_device = dict(good, id=sample_result("unit-a", random.Random(3))["id"])
+        pub.publish(topics.results_topic("unit-a"), b"{not json", qos=1).wait_for_publish(5)
+        pub.publish(topics.results_topic("unit-b"), payloads.encode_result(wrong_device), qos=1).wait_for_publish(5)
+        pub.publish(topics.results_topic("unit-a"), payloads.encode_result(good), qos=1).wait_for_publish(5)
+        assert wait_for(lambda: DbResultStore(db).count() == 1, 20)
+        assert wait_for(lambda: w.stats.malformed_total == 2, 20)
+        with db.read() as conn:
+            kinds = sorted(r.kind for r in conn.execute(select(rejected.c.kind)))
+        assert kinds == ["device_mismatch", "not_json"]
+    finally:
+        pub.loop_stop()
+        w.stop()
+
+
+def test_rejected_table_is_bounded(db: Any) -> None:
+    store = DbResultStore(db, rejected_keep=5)
+    for i in range(12):
+        store.reject("t", "schema", f"e{i}", b"x" * 2000)
+    with db.read() as conn:
+        rows = conn.execute(select(rejected.c.error, rejected.c.head)).all()
+    assert [r.error for r in rows] == [f"e{i}" for i in range(7, 12)] and all(len(r.head) == 1024 for r in rows)
+
+
+def test_bench_ingest_small(tmp_path: Any) -> None:
+    out = tmp_path / "bench.json"
+    r = CliRunner().invoke(cli, ["bench", "ingest", "--results", "1500", "--workers", "1,2", "--json", str(out),
+                                 "--workdir", str(tmp_path / "wd")])
+    assert r.exit_code == 0, r.output
+    runs = json.loads(out.read_text())["runs"]
+    assert [x["workers"] for x in runs] == [1, 2]
+    assert all(x["duplicate_rows"] == 0 and x["missing"] == 0 and x["results_per_s"] > 0 for x in runs)
