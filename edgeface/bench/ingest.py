@@ -61,10 +61,11 @@ def _publish(port: int, docs: list[dict[str, Any]]) -> float:
 def run_ingest_bench(workdir: Path, *, results: int = 20000, workers: tuple[int, ...] = (1, 2), devices: int = 8,
                      seed: int = 7) -> list[dict[str, Any]]:
     """One row of figures per worker count (see the module docstring)."""
+    from sqlalchemy import func, select
+
     from ..server.db import Database
     from ..server.ingest import DbResultStore
     from ..server.tables import results as results_table
-    from sqlalchemy import func, select
 
     rng = random.Random(seed)
     rows = []
@@ -98,7 +99,8 @@ def run_ingest_bench(workdir: Path, *, results: int = 20000, workers: tuple[int,
                     if time.monotonic() > deadline:
                         raise RuntimeError("ingest workers did not subscribe: " + children[0].log_tail())
                     time.sleep(0.5)
-            if not wait_for(lambda: store.count() >= len(warm), 60):
+            n_warm = len(warm)
+            if not wait_for(lambda s=store, n=n_warm: s.count() >= n, 60):
                 raise RuntimeError("warm-up results were not stored: " + children[0].log_tail())
             docs = [sample_result(f"unit-{i % devices:03d}", rng) for i in range(results)]
             for c in children:
@@ -110,7 +112,7 @@ def run_ingest_bench(workdir: Path, *, results: int = 20000, workers: tuple[int,
             for c in children:
                 assert c.proc is not None
                 os.kill(c.proc.pid, signal.SIGCONT)
-            if not wait_for(lambda: store.count() >= base + results, 300, 0.02):
+            if not wait_for(lambda s=store, n=base + results: s.count() >= n, 300, 0.02):
                 raise RuntimeError(f"only {store.count() - base} of {results} stored: " + children[0].log_tail())
             secs = time.monotonic() - t0
             time.sleep(0.5)  # anything extra (a duplicate would have been refused by the key) settles

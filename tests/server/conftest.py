@@ -126,4 +126,4 @@ def broker(tmp_path: Path) -> Iterator[LocalBroker]:
     b.kill()
 
 
-__all__ = ["PASSWORD", "ARTIFACTS", "Browser", "add_results", "audit", "csrf_of", "make_user", "server_config"]
+__all__ = ["ARTIFACTS", "PASSWORD", "Browser", "add_results", "audit", "csrf_of", "make_user", "server_config"]

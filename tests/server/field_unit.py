@@ -34,7 +34,7 @@ def main() -> int:
     image = engine.load_image(args.photo)
     faces = sorted(engine.detect_and_assess(image), key=lambda f: f.face.width * f.face.height, reverse=True)
     best = faces[0]
-    x0, y0, x1, y1 = (int(round(v)) for v in best.face.box)
+    x0, y0, x1, y1 = (round(v) for v in best.face.box)
     crop = np.ascontiguousarray(image[max(0, y0):y1, max(0, x0):x1])
     decision = gallery.identify(engine.embed(engine.align(image, best.face)))
     doc = payloads.result_payload(

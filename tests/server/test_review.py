@@ -42,12 +42,10 @@ def test_confirm_reject_unknown(db: Any, as_reviewer: Browser) -> None:
 
 def test_confirm_only_a_candidate(db: Any, users: Any) -> None:
     d = add_results(db, 1, match_share=1.0)[0]
-    with pytest.raises(ReviewError):
-        with db.write() as conn:
-            decide(conn, d["id"], users["reviewer"], "confirm", "someone-else", "", two_person=False)
-    with pytest.raises(ReviewError):
-        with db.write() as conn:
-            decide(conn, d["id"], users["reviewer"], "approve", None, "", two_person=False)
+    with pytest.raises(ReviewError), db.write() as conn:
+        decide(conn, d["id"], users["reviewer"], "confirm", "someone-else", "", two_person=False)
+    with pytest.raises(ReviewError), db.write() as conn:
+        decide(conn, d["id"], users["reviewer"], "approve", None, "", two_person=False)
 
 
 def test_two_person_rule(tmp_path: Any, users: Any, db: Any) -> None:
@@ -56,9 +54,8 @@ def test_two_person_rule(tmp_path: Any, users: Any, db: Any) -> None:
     rita, rob = users["reviewer"], users["reviewer2"]
     with db.write() as conn:
         assert decide(conn, d["id"], rita, "confirm", top, "first", two_person=True) == "awaiting_second"
-    with pytest.raises(ReviewError, match="second, different reviewer"):
-        with db.write() as conn:
-            decide(conn, d["id"], rita, "confirm", top, "again", two_person=True)
+    with pytest.raises(ReviewError, match="second, different reviewer"), db.write() as conn:
+        decide(conn, d["id"], rita, "confirm", top, "again", two_person=True)
     with db.write() as conn:  # a second reviewer confirming another candidate does not count
         other = d["candidates"][1]["identity_id"]
         assert decide(conn, d["id"], rob, "confirm", other, "", two_person=True) == "awaiting_second"

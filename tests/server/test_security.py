@@ -16,7 +16,7 @@ from edgeface.cli.main import cli
 from edgeface.server import audit, auth
 from edgeface.server.access import DEVICE, PUBLIC, rule_of
 
-from .conftest import PASSWORD, Browser, csrf_of, make_user
+from .conftest import PASSWORD, Browser, csrf_of
 
 SAMPLE = {"IntegerConverter": 1, "PathConverter": "latest.json"}
 
@@ -252,8 +252,8 @@ def _verify_cli(config: Any) -> Any:
     "DELETE FROM audit_log WHERE seq = 3",
     "DELETE FROM audit_log WHERE seq = 6",
     "DELETE FROM audit_log WHERE seq >= 5; UPDATE audit_head SET seq = 4",
-    "UPDATE audit_log SET seq = 100 WHERE seq = 2; UPDATE audit_log SET seq = 2 WHERE seq = 3; "
-    "UPDATE audit_log SET seq = 3 WHERE seq = 100",
+    ("UPDATE audit_log SET seq = 100 WHERE seq = 2; UPDATE audit_log SET seq = 2 WHERE seq = 3; "
+     "UPDATE audit_log SET seq = 3 WHERE seq = 100"),
 ])
 def test_tampered_audit_log_detected(db: Any, config: Any, tamper: str) -> None:
     _chain(db)
