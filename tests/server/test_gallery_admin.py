@@ -1,0 +1,128 @@
+"""Gallery management through the web app: enrollment with provenance and refusals, identity removal,
+publishing (signed, verifiable, announced), and `edgeface server run` with worker processes."""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from edgeface.bench.broker import free_port
+from edgeface.bench.mqttload import sample_result, wait_for, write_toml
+from edgeface.gallery.bundle import verify_bundle
+from edgeface.gallery.signing import generate_keypair, load_public_key
+from edgeface.mqtt import payloads, topics
+from edgeface.server import audit
+from edgeface.server.db import Database
+from edgeface.server.ingest import DbResultStore
+from edgeface.server.tables import images, publications
+
+from .conftest import Browser
+
+IMAGES = Path(__file__).resolve().parents[1] / "images"
+
+
+def _enroll(b: Browser, ident: str, *files: Path, consent: str = "public domain portrait") -> Any:
+    data = {"identity": ident, "name": ident.title(), "source": "tests/images (PROVENANCE.md)", "consent": consent,
+            "images": [(open(f, "rb"), f.name) for f in files]}
+    return b.post("/gallery/enroll", data, content_type="multipart/form-data")
+
+
+def test_enroll_publish_and_wipe(config: Any, db: Any, as_admin: Browser, as_reviewer: Browser) -> None:
+    generate_keypair(config.server.signing_key, config.server.signing_key.with_suffix(".pub"))
+    r = _enroll(as_admin, "obama", IMAGES / "obama.jpg", IMAGES / "obama_partial_face.jpg")
+    page = r.get_data(as_text=True)
+    assert r.status_code == 200 and "enrolled" in page
+    bad = as_admin.post("/gallery/enroll", {"identity": "x", "source": "s", "consent": "c",
+                                            "images": [(open(__file__, "rb"), "notes.jpg")]},
+                        content_type="multipart/form-data")
+    assert "not an image" in bad.get_data(as_text=True)
+    assert _enroll(as_admin, "bad id!", IMAGES / "biden.jpg").status_code == 400
+    assert _enroll(as_admin, "biden", IMAGES / "biden.jpg", consent="").status_code == 400
+    assert _enroll(as_admin, "biden", IMAGES / "biden.jpg").status_code == 200
+    with db.read() as conn:
+        rows = conn.execute(select(images.c.identity_id, images.c.status, images.c.consent, images.c.enrolled_by)).all()
+    assert ("biden", "enrolled", "public domain portrait", "ada") in rows
+    r = as_admin.post("/gallery/publish")
+    assert r.status_code == 200 and "Published gallery version 1" in r.get_data(as_text=True)
+    assert "Not announced" in r.get_data(as_text=True)  # no broker configured here: said, not hidden
+    pub = config.server.data_dir / "publish"
+    vb = verify_bundle(pub / "v0000000001", [load_public_key(config.server.signing_key.with_suffix(".pub"))])
+    assert vb.manifest.identities == 2
+    entries = [json.loads(x) for x in (pub / "v0000000001" / "entries.ndjson").read_text().splitlines()]
+    assert all(e["consent"] and e["source"] and e["enrolled_by"] == "ada" for e in entries)
+    # reviewers see enrolled images (for comparison), not the gallery pages
+    with db.read() as conn:
+        img_id = conn.execute(select(images.c.id).where(images.c.identity_id == "biden")).scalar()
+    assert as_reviewer.get(f"/gallery/images/{img_id}").status_code == 200
+    assert as_reviewer.get("/gallery").status_code == 403
+    # remove an identity: needs a reason; its image files go; the next version drops it
+    assert as_admin.post("/gallery/identities/biden/wipe").status_code == 400
+    assert as_admin.post("/gallery/identities/biden/wipe", {"reason": "enrolled by mistake"}).status_code == 302
+    assert as_admin.get(f"/gallery/images/{img_id}").status_code == 404
+    as_admin.post("/gallery/publish")
+    with db.read() as conn:
+        assert [p.version for p in conn.execute(select(publications.c.version))] == [1, 2]
+        acts = [e.action for e in audit.entries(conn)]
+        assert audit.verify(conn).ok
+    assert {"enroll.image", "gallery.publish", "identity.wipe"} <= set(acts)
+    m2 = json.loads((pub / "v0000000002" / "manifest.json").read_text())
+    assert m2["identities"] == 1
+
+
+def test_publish_without_enrollments_or_key_is_refused(config: Any, as_admin: Browser) -> None:
+    r = as_admin.post("/gallery/publish")
+    assert r.status_code == 409 and "keygen" in r.get_data(as_text=True)
+    generate_keypair(config.server.signing_key, config.server.signing_key.with_suffix(".pub"))
+    r = as_admin.post("/gallery/publish")
+    assert r.status_code == 409 and "enroll" in r.get_data(as_text=True)
+
+
+def test_server_run_with_worker_processes(tmp_path: Path, broker: Any) -> None:
+    """`edgeface server run --ingest-workers 2`: the web app, worker 0 in-process, worker 1 a child."""
+    port = free_port()
+    url = f"sqlite:///{tmp_path / 'server.sqlite3'}"
+    cfg = write_toml(tmp_path / "server.toml", {
+        "server": {"database_url": url, "data_dir": str(tmp_path / "data"), "port": port},
+        "mqtt": {"host": "127.0.0.1", "port": broker.port, "tls": False},
+        "ingest": {"client_id": "ingest-run-test"}})
+    proc = subprocess.Popen([sys.executable, "-m", "edgeface", "--config", str(cfg), "server", "run",
+                             "--ingest-workers", "2"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        import paho.mqtt.client as mqtt
+
+        db = Database(url)
+        db.migrate()  # the server migrates too: both under the write lock
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="run-test-pub", protocol=mqtt.MQTTv5)
+        c.connect("127.0.0.1", broker.port)
+        c.loop_start()
+        rng = random.Random(5)
+        store = DbResultStore(db)
+        deadline = time.monotonic() + 60
+        while store.count() < 150 and time.monotonic() < deadline:  # results before a subscription are dropped
+            for _ in range(20):
+                c.publish(topics.results_topic("unit-r"), payloads.encode_result(sample_result("unit-r", rng)),
+                          qos=1).wait_for_publish(5)
+            time.sleep(0.2)
+        assert store.count() >= 150
+        c.loop_stop()
+        import urllib.request
+
+        assert json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5).read())["ok"]
+        db.dispose()
+    finally:
+        proc.terminate()
+        try:
+            _, err = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate()
+    log = err.decode(errors="replace")
+    assert "server.worker.started" in log and "ingest-run-test-1" in log
+    assert proc.returncode in (0, -15), log[-2000:]
