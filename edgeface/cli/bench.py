@@ -162,14 +162,31 @@ def bench_identify(app: AppContext, lfw_path: Path | None, json_path: Path | Non
 @click.option("--threads", "threads_text", default="1,2", show_default=True, help="Interpreter thread counts.")
 @click.option("--samples", default=200, show_default=True, help="LFW images to time.")
 @click.option("--embedder", help="Embedder model id (default: models.embedder).")
+@click.option("--source", "stream_source", metavar="VIDEO|synthetic",
+              help="Stream mode: run the daemon's pipeline on this video file (looped), or on a synthetic stream of "
+                   "LFW faces (4 per frame), instead of timing stages on LFW images.")
+@click.option("--duration", type=float, default=60.0, show_default=True, help="Stream mode: seconds measured.")
+@click.option("--workers", default=1, show_default=True, help="Stream mode: inference workers (run.workers).")
+@click.option("--sample-every", type=float, default=10.0, show_default=True,
+              help="Stream mode: seconds between samples of frames, CPU and RSS.")
 @pass_app
 def bench_pipeline(app: AppContext, lfw_path: Path | None, json_path: Path | None, threads_text: str,
-                   samples: int, embedder: str | None) -> None:
-    """Per-stage latency p50/p95 (decode, detect, quality, align, embed), faces/s and RSS, by threads."""
+                   samples: int, embedder: str | None, stream_source: str | None, duration: float, workers: int,
+                   sample_every: float) -> None:
+    """Per-stage latency p50/p95 (decode, detect, quality, align, embed), faces/s and RSS, by threads.
+
+    With --source: sustained frames/s, faces/s, CPU use and RSS over time of the whole daemon pipeline on a
+    stream (see edgeface/bench/stream.py)."""
     from ..bench import lfw as lfw_mod
     from ..bench import pipeline
 
     config = app.with_overrides(**{"models.embedder": embedder})
+    if stream_source:
+        from .bench_unit import stream_pipeline
+
+        stream_pipeline(config, lfw_path, json_path, _ints(threads_text), stream_source, duration, workers,
+                        sample_every)
+        return
     root = lfw_dir(lfw_path)
     figures = pipeline.run(config, lfw_mod.all_images(root), _ints(threads_text), samples)
     click.echo(f"Pipeline on {figures['images']} LFW images, one face each: detector {figures['detector']}, "

@@ -11,6 +11,7 @@ import click
 
 from ..bench import report
 from ..bench.lfw import lfw_dir
+from ..config import Config
 from .app import EXIT_FAILED
 from .bench import bench, json_option, lfw_option
 
@@ -46,3 +47,36 @@ def bench_e2e(lfw_path: Path | None, json_path: Path | None, enrolled: int, stra
     click.echo(f"report: {work / 'e2e-report.md'}")
     if not figures["all_accounted_and_delivered_once"] or figures["exit_code"] != 0:
         raise click.exceptions.Exit(EXIT_FAILED)
+
+
+def stream_pipeline(config: Config, lfw_path: Path | None, json_path: Path | None, threads: list[int], source: str,
+                    duration: float, workers: int, sample_every: float) -> None:
+    """``edgeface bench pipeline --source ...``: the daemon's pipeline on a stream (edgeface/bench/stream.py)."""
+    from ..bench import stream
+
+    with tempfile.TemporaryDirectory(prefix="edgeface-video-") as tmp:
+        enroll = None
+        info: dict[str, object] = {}
+        if source == "synthetic":
+            video = Path(tmp) / "lfw-grid.avi"
+            info = stream.synthetic_video(lfw_dir(lfw_path), video)
+            enroll = info.pop("_enroll")  # type: ignore[assignment]
+        else:
+            video = Path(source)
+            if not video.is_file():
+                raise click.BadParameter(f"{source}: no such video file (or use --source synthetic)")
+        figures = stream.run_stream(config, video, threads=threads, workers=workers, duration_s=duration,
+                                    sample_every_s=sample_every, enroll=enroll,  # type: ignore[arg-type]
+                                    progress=lambda s: click.echo(f"  {s}", err=True))
+    figures["stream"] = info or {"file": str(video)}
+    click.echo(f"Daemon pipeline on {'a synthetic LFW stream' if info else video} "
+               f"({info.get('faces_per_frame', '?')} faces per frame), {workers} worker(s), "
+               f"{duration:.0f} s after a {figures['warmup_s']:.0f} s warm-up; detector {config.models.detector}, "
+               f"embedder {config.models.embedder}")
+    rows = [[t, v["frames_per_s"], v["faces_per_s"], v["cpu_percent"], v["rss_mb_start"], v["rss_mb_end"],
+             v["rss_mb_growth_after_warmup"]] for t, v in figures["threads"].items()]
+    click.echo(report.table(["threads", "frames/s", "faces/s", "CPU %", "RSS start MiB", "RSS end MiB",
+                             "RSS growth MiB"], rows))
+    for t, v in figures["threads"].items():
+        click.echo(f"\nRSS over time, {t} thread(s): " + ", ".join(f"{s['t']:.0f}s {s['rss_mb']}" for s in v["samples"]))
+    report.write_json(json_path, "pipeline-stream", figures)
