@@ -85,7 +85,8 @@ def _cli(*args: str) -> list[str]:
 
 
 def run(lfw_root: Path, work: Path, *, enrolled: int = 100, strangers: int = 100, probes: int = 2, batch: int = 6,
-        batch_interval_s: float = 0.5, seed: int = 0, progress: Progress = lambda s: None) -> dict[str, Any]:
+        batch_interval_s: float = 0.5, seed: int = 0, target_fpir: float | None = None,
+        progress: Progress = lambda s: None) -> dict[str, Any]:
     from ..engine import Engine
     from ..gallery.enroll import EnrollItem, Workspace, enroll, settings_key
     from ..gallery.manifest import EmbedderRef
@@ -121,9 +122,15 @@ def run(lfw_root: Path, work: Path, *, enrolled: int = 100, strangers: int = 100
     pub = publish(central / "publish", vectors=vectors, entries=entries, identities=identities,
                   embedder=EmbedderRef(card.id, card.sha256, spec.dim, spec.metric), thresholds=spec.thresholds,
                   signer=signing.load_private_key(central / "signing.pem"))
+    from ..calibration import identification_threshold
+
+    one_to_n = {f"1:N, target FPIR {f:g}": round(identification_threshold(spec, pub.manifest.count, f), 4)
+                for f in (0.01,)}
     server = make_gallery_server(central / "publish", port=0)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    threshold = pub.manifest.threshold
+    threshold = pub.manifest.threshold  # the bundle's: the embedder card's 1:1 threshold
+    if target_fpir is not None:  # the unit decides at the 1:N threshold for this gallery size instead
+        threshold = round(identification_threshold(spec, pub.manifest.count, target_fpir), 4)
 
     # -- the unit --------------------------------------------------------------------------------------
     port = free_port()
@@ -138,7 +145,7 @@ def run(lfw_root: Path, work: Path, *, enrolled: int = 100, strangers: int = 100
         "capture_folder": {"path": str(inbox), "settle_s": 0.5, "poll_s": 0.2},
         "gallery": {"dir": str(unit / "gallery"), "trusted_keys": [str(central / "signing.pub")],
                     "sync_url": f"http://127.0.0.1:{server.server_port}/", "key_file": str(unit / "gallery.key"),
-                    "sync_interval_s": 600},
+                    "sync_interval_s": 600, **({"threshold": threshold} if target_fpir is not None else {})},
         "outbox": {"path": str(unit / "outbox.sqlite3")},
         "mqtt": {"host": "127.0.0.1", "port": port, "tls": False, "reconnect_min_s": 0.2, "reconnect_max_s": 2.0,
                  "heartbeat_s": 5.0},
@@ -229,10 +236,12 @@ def run(lfw_root: Path, work: Path, *, enrolled: int = 100, strangers: int = 100
         ingest.stop()
         broker.kill()
         server.shutdown()
-    figures = account(unit_config, names, in_gallery, store, threshold, ingest.stats.as_dict())
+    figures = account(unit_config, names, in_gallery, store, threshold, ingest.stats.as_dict(), one_to_n)
     store.close()
     figures.update(
         exit_code=exit_code, events=events, outbox_samples=samples, threshold=threshold, embedder=card.id,
+        threshold_source="gallery.threshold = 1:N threshold for target FPIR " + str(target_fpir)
+        if target_fpir is not None else "the bundle's threshold (embedder card, 1:1 calibration)",
         gallery={"version": pub.manifest.gallery_version, "people_enrolled": len(in_gallery),
                  "people_refused_at_enrollment": sorted(set(gallery_images) - in_gallery)},
         seconds=round(time.time() - t_start, 1), log=str(child.log_path),
@@ -262,7 +271,7 @@ def _central_face(docs: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 
 def account(config: Any, names: dict[str, tuple[str, bool]], in_gallery: set[str], store: Any, threshold: float,
-            ingest_stats: dict[str, Any]) -> dict[str, Any]:
+            ingest_stats: dict[str, Any], other_thresholds: dict[str, float] | None = None) -> dict[str, Any]:
     rows = {r["path"]: r for r in _ledger(config)}
     central = {i: json.loads(p) for i, p in store.payloads().items()}
     unit_ids = [i for r in rows.values() for i in r["results"]]
@@ -284,6 +293,7 @@ def account(config: Any, names: dict[str, tuple[str, bool]], in_gallery: set[str
     }
     mated = {"probes": 0, "rank1": 0, "identified": 0, "wrong_match": 0, "no_face": 0, "refused": 0}
     strangers = {"probes": 0, "false_match": 0, "no_face": 0, "refused": 0}
+    tops: list[tuple[bool, str, str | None, float | None]] = []  # (mated, person, top identity, top score)
     for name, (person, _) in names.items():
         is_mated = person in in_gallery
         bucket = mated if is_mated else strangers
@@ -297,6 +307,7 @@ def account(config: Any, names: dict[str, tuple[str, bool]], in_gallery: set[str
             bucket["refused"] += 1
             continue
         top = doc["candidates"][0]["identity_id"] if doc["candidates"] else None
+        tops.append((is_mated, person, top, doc["candidates"][0]["score"] if doc["candidates"] else None))
         if is_mated:
             mated["rank1"] += int(top == person)
             if doc["decision"] == "match":
@@ -314,11 +325,24 @@ def account(config: Any, names: dict[str, tuple[str, bool]], in_gallery: set[str
                   "fnir": rate(mated["probes"] - mated["identified"], mated["probes"])},
         "non_mated": {**strangers, "fpir": rate(strangers["false_match"], strangers["probes"])},
         "false_matches": mated["wrong_match"] + strangers["false_match"],
+        # The same results decided at other thresholds (from the top candidate's score), e.g. the 1:N
+        # threshold edgeface.calibration derives from the card's impostor statistics for this gallery size.
+        "other_thresholds": {label: _at(tops, t, mated["probes"], strangers["probes"])
+                             for label, t in (other_thresholds or {}).items()},
     }
     ok = (accounting["photos_in_ledger"] == len(names) and accounting["results_lost"] == 0
           and accounting["results_unknown_at_central"] == 0 and accounting["results_made"] == accounting["results_distinct"]
           and "processing" not in statuses)
     return {"accounting": accounting, "identification": ident, "all_accounted_and_delivered_once": ok}
+
+
+def _at(tops: list[tuple[bool, str, str | None, float | None]], t: float, n_mated: int, n_non: int) -> dict[str, Any]:
+    ident = sum(1 for m, p, top, s in tops if m and s is not None and s >= t and top == p)
+    wrong = sum(1 for m, p, top, s in tops if m and s is not None and s >= t and top != p)
+    false = sum(1 for m, _, _, s in tops if not m and s is not None and s >= t)
+    return {"threshold": t, "identified": ident, "identified_rate": round(ident / n_mated, 4) if n_mated else None,
+            "wrong_match": wrong, "non_mated_false_match": false,
+            "fpir": round(false / n_non, 4) if n_non else None}
 
 
 def markdown(f: dict[str, Any]) -> str:
@@ -327,7 +351,8 @@ def markdown(f: dict[str, Any]) -> str:
     lines = [
         "# edgeface end-to-end run (bench e2e)", "",
         (f"{a['photos_fed']} LFW photos through `edgeface run` (folder source, {f['embedder']}, gallery of "
-        f"{f['gallery']['people_enrolled']} people, threshold {f['threshold']}), broker down for the first and last "
+        f"{f['gallery']['people_enrolled']} people, threshold {f['threshold']}: {f['threshold_source']}), broker down "
+        "for the first and last "
         f"third of the run (max outbox depth {f['max_outbox_depth']}). {f['seconds']} s."), "",
         "| check | value |", "| --- | --- |",
         f"| photos fed / in the unit's ledger | {a['photos_fed']} / {a['photos_in_ledger']} |",
@@ -346,7 +371,10 @@ def markdown(f: dict[str, Any]) -> str:
         f"| non-mated probes (not enrolled) | {s['probes']} |",
         f"| non-mated probes matched (false matches) | {s['false_match']} (FPIR {s['fpir']}) |",
         (f"| no face found / refused by quality (mated, non-mated) | {m['no_face']}/{m['refused']}, "
-        f"{s['no_face']}/{s['refused']} |"), "",
+        f"{s['no_face']}/{s['refused']} |"),
+        *[f"| at {k} (t = {v['threshold']}): identified / wrong / false matches | {v['identified']} "
+          f"({v['identified_rate']}) / {v['wrong_match']} / {v['non_mated_false_match']} (FPIR {v['fpir']}) |"
+          for k, v in i["other_thresholds"].items()], "",
         "Timeline:", "",
         *[f"* {e['t']:>7.2f} s  {e['event']}" for e in f["events"]],
     ]

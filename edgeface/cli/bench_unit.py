@@ -26,15 +26,18 @@ from .bench import bench, json_option, lfw_option
               help="Folder for the run and its report (default: a temporary folder, removed unless --keep).")
 @click.option("--keep", is_flag=True, help="Keep the run's folder (logs, outbox, ledger, copies of the photos).")
 @click.option("--seed", default=0, show_default=True, help="Seed for choosing people and the order of photos.")
+@click.option("--fpir", type=float, default=None,
+              help="Have the unit decide at the 1:N threshold for this target FPIR and gallery size (edgeface."
+                   "calibration) instead of the bundle's 1:1 threshold.")
 def bench_e2e(lfw_path: Path | None, json_path: Path | None, enrolled: int, strangers: int, probes: int,
-              out_dir: Path | None, keep: bool, seed: int) -> None:
+              out_dir: Path | None, keep: bool, seed: int, fpir: float | None) -> None:
     """Photos of enrolled and other people through `edgeface run` with the broker down for part of the run:
     every photo accounted for, every result delivered once, rank-1 and false matches at the threshold."""
     from ..bench import e2e
 
     root = lfw_dir(lfw_path)
     work = out_dir or Path(tempfile.mkdtemp(prefix="edgeface-e2e-"))
-    figures = e2e.run(root, work, enrolled=enrolled, strangers=strangers, probes=probes, seed=seed,
+    figures = e2e.run(root, work, enrolled=enrolled, strangers=strangers, probes=probes, seed=seed, target_fpir=fpir,
                       progress=lambda s: click.echo(f"  {s}", err=True))
     text = e2e.markdown(figures)
     (work / "e2e-report.md").write_text(text)
