@@ -30,6 +30,14 @@ class FoldedConv:
     padding: str  # "SAME" or "VALID"
 
 
+@dataclass
+class FoldedFC:
+    """The fully-connected layer; dlib's has no bias, the int8 refinement may give it one."""
+
+    weights: np.ndarray  # (in, out), float32
+    bias: np.ndarray | None = None
+
+
 def fold(net: Network) -> list[tuple[str, object]]:
     """The layer list with input normalisation and affines folded into the convolutions.
 
@@ -90,11 +98,14 @@ def _pad_to(tf, x, shape: tuple[int, int, int]):
     return tf.pad(x, pads)
 
 
-def build(net: Network) -> Callable:
-    """A ``tf.function`` from raw RGB pixels (N, 150, 150, 3) float32 to raw 128-d descriptors."""
+def build(net: Network, steps: list[tuple[str, object]] | None = None) -> Callable:
+    """A ``tf.function`` from raw RGB pixels (N, 150, 150, 3) float32 to raw 128-d descriptors.
+
+    ``steps`` (default ``fold(net)``) may carry other weights for the same layers (dlib_resnet.ptq).
+    """
     import tensorflow as tf
 
-    steps = fold(net)
+    steps = fold(net) if steps is None else steps
 
     @tf.function(
         input_signature=[tf.TensorSpec([None, INPUT_SIZE, INPUT_SIZE, 3], tf.float32, name="pixels")],
@@ -126,7 +137,10 @@ def build(net: Network) -> Callable:
                 shape = tuple(max(int(a), int(b)) for a, b in zip(x.shape[1:], y.shape[1:]))
                 x = _pad_to(tf, x, shape) + _pad_to(tf, y, shape)
             elif kind == "fc":
-                x = tf.matmul(tf.reshape(x, [-1, payload.shape[0]]), tf.constant(payload))
+                fc = payload if isinstance(payload, FoldedFC) else FoldedFC(payload)
+                x = tf.matmul(tf.reshape(x, [-1, fc.weights.shape[0]]), tf.constant(fc.weights))
+                if fc.bias is not None:
+                    x = tf.nn.bias_add(x, tf.constant(fc.bias))
             else:  # pragma: no cover
                 raise AssertionError(kind)
         return {"descriptor": x}
@@ -142,11 +156,16 @@ def to_tflite_float32(fn: Callable) -> bytes:
     return converter.convert()
 
 
-def to_tflite_int8(fn: Callable, calibration: Iterable[np.ndarray]) -> bytes:
+def to_tflite_int8(fn: Callable, calibration: Iterable[np.ndarray],
+                   ranges: dict[str, list[tuple[tuple[int, ...], float, float]]] | None = None) -> bytes:
     """Full-integer int8: per-channel int8 weights, int8 activations, int8 input and output.
 
     ``calibration`` yields uint8 chips (150, 150, 3); together they must contain the pixel values 0
     and 255 so the input tensor gets scale 1.0 and zero point -128 (raw pixels map exactly).
+
+    With ``ranges`` (per op type, in graph order: output shape, min, max; dlib_resnet.ptq) the
+    calibrator's activation ranges of the CONV_2D, ADD, MEAN and FULLY_CONNECTED outputs are replaced
+    by these before quantizing, and pooling, padding and reshaping outputs take their input's range.
     """
     import tensorflow as tf
 
@@ -163,4 +182,51 @@ def to_tflite_int8(fn: Callable, calibration: Iterable[np.ndarray]) -> bytes:
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = tf.int8
     converter.inference_output_type = tf.int8
-    return converter.convert()
+    if ranges is None:
+        return converter.convert()
+    from tensorflow.lite.python.convert import mlir_quantize
+
+    # The same two steps converter.convert() takes (calibrate, then the MLIR quantizer), with the
+    # ranges replaced in between; without replacements this gives a functionally identical model.
+    converter._experimental_calibrate_only = True  # TF's own switch for exactly this
+    calibrated = set_ranges(converter.convert(), ranges)
+    return mlir_quantize(calibrated, False, input_data_type=tf.int8, output_data_type=tf.int8)
+
+
+SAME_RANGE_OPS = ("MAX_POOL_2D", "AVERAGE_POOL_2D", "PAD", "RESHAPE")
+
+
+def set_ranges(calibrated: bytes, ranges: dict[str, list[tuple[tuple[int, ...], float, float]]]) -> bytes:
+    """Write activation ranges into a calibrated (float, with min/max statistics) TFLite model.
+
+    Why: TFLite's calibrator reads each tensor after every op, and where an ADD works in place on
+    its input's buffer (the identity blocks), the ADD's result is recorded as that input's range too:
+    the convolution before the add gets max(conv, add) instead of its own maximum (up to 3x wider in
+    the deep blocks), which costs int8 resolution for nothing.
+    """
+    from tensorflow.lite.tools import flatbuffer_utils as fu
+
+    model = fu.convert_bytearray_to_object(bytearray(calibrated))
+    graph = model.subgraphs[0]
+    queues = {k: list(v) for k, v in ranges.items()}
+    for op in graph.operators:
+        name = fu.opcode_to_name(model, op.opcodeIndex)
+        out = graph.tensors[op.outputs[0]]
+        if name in queues:
+            if not queues[name]:
+                raise ValueError(f"more {name} ops in the model than ranges")
+            shape, lo, hi = queues[name].pop(0)
+            if tuple(int(d) for d in out.shape[1:]) != tuple(shape):
+                raise ValueError(f"{name} output {out.name!r} has shape {out.shape}, the ranges say {shape}")
+            src_min, src_max = np.float32(lo), np.float32(hi)
+        elif name in SAME_RANGE_OPS:
+            q = graph.tensors[op.inputs[0]].quantization
+            src_min, src_max = q.min[0], q.max[0]
+        else:
+            raise ValueError(f"no range rule for {name}")
+        out.quantization.min = np.asarray([src_min], dtype=np.float32)
+        out.quantization.max = np.asarray([src_max], dtype=np.float32)
+    left = {k: len(v) for k, v in queues.items() if v}
+    if left:
+        raise ValueError(f"ranges left over (fewer ops in the model): {left}")
+    return bytes(fu.convert_object_to_bytearray(model))
