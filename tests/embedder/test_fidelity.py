@@ -19,7 +19,7 @@ from edgeface.modelcard import ModelCard, find_card
 from edgeface.runtime.loader import runtime_info
 
 FIXTURES = Path(__file__).parent / "fixtures"
-MIN_COSINE = {"dlib-resnet-v1-float32": 0.9999, "dlib-resnet-v1-int8": 0.999}
+MIN_COSINE = {"dlib-resnet-v1-float32": 0.9999, "dlib-resnet-v1-int8": 0.9993}  # int8 measured: min 0.99961 here, 0.99940 on 1,000 held-out LFW chips
 CONV_LAYERS = 29  # dlib's ResNet: the 7x7 stem + 14 blocks of two 3x3 convolutions
 
 
