@@ -2,10 +2,11 @@
 
 TFLite's converter alone (min/max calibration, round-to-nearest weights) leaves the int8 model at a
 mean cosine to dlib of about 0.99941 with about 1 chip in 300 below 0.999. Measured in a simulation
-of the int8 network (below) that agrees with the converted model to within 1 %: the error comes almost
-entirely from rounding the activations (rounding the weights is 5 % of it), most of it from the
-residual stream (the adds and the convolutions that feed them) in the last stages, and it is noise,
-not clipping: the worst chips are not the ones with out-of-range activations. So:
+of the int8 network (below) that agrees with the converted model to within 1 %: once the biases
+are corrected, the error comes almost entirely from rounding the activations (rounding the weights
+is 5 % of it), most of it from the residual stream (the adds and the convolutions that feed them) in
+the last stages, and it is noise, not clipping: the worst chips are not the ones with out-of-range
+activations. So:
 
 1. **Own activation ranges** (:class:`Result`, written into the model by
    ``tfgraph.to_tflite_int8(..., ranges=)``): plain min/max of every int8 tensor over the
