@@ -172,6 +172,8 @@ def main() -> int:
         if gallery.exists():
             shutil.rmtree(gallery)
         shutil.copytree(pub.dir, gallery)
+        for f in gallery.iterdir():
+            f.chmod(0o644)  # readable by the service user whoever installs the package
         note = ("# DEMO ONLY: verifies the sample gallery bundled with edgeface (tools/build_sample.py).\n"
                 "# Its private key was discarded. Never list this key in gallery.trusted_keys on a unit.\n")
         (SAMPLE / "demo-signing-DEMO-ONLY.pub").write_text(note + (t / "demo.pub").read_text())

@@ -70,7 +70,9 @@ def render(doc: dict[str, Any], now: float | None = None) -> str:
                      f"dropped {c.get('frames_dropped', 0)}, unreadable {c.get('frames_unreadable', 0)}, "
                      f"failed {c.get('frames_failed', 0)}")
     g = doc["gallery"]
-    if g.get("installed"):
+    if g.get("error") and "dir" not in g:
+        lines.append(f"  gallery     unknown: {g['error']}")
+    elif g.get("installed"):
         sync = g.get("sync") or {}
         lines.append(f"  gallery     version {g['version']}, built {_span(g['age_s'] or 0)} ago ({g['created']}), "
                      f"{g['count']} images of {g['identities']} people; last sync "
@@ -78,9 +80,12 @@ def render(doc: dict[str, Any], now: float | None = None) -> str:
     else:
         lines.append(f"  gallery     none installed in {g['dir']}" + (f" ({g['error']})" if g.get("error") else ""))
     o = doc["outbox"]
-    lines.append(f"  outbox      {o.get('pending', 0)} waiting ({o.get('matches', 0)} matches), oldest "
-                 f"{_span(o['oldest_age_s']) if o.get('oldest_age_s') is not None else '-'}, {_bytes(o.get('bytes'))}"
-                 + (f", {o['quarantined']} quarantined" if o.get("quarantined") else ""))
+    if o.get("error"):
+        lines.append(f"  outbox      unknown: {o['error']}")
+    else:
+        lines.append(f"  outbox      {o.get('pending', 0)} waiting ({o.get('matches', 0)} matches), oldest "
+                     f"{_span(o['oldest_age_s']) if o.get('oldest_age_s') is not None else '-'}, "
+                     f"{_bytes(o.get('bytes'))}" + (f", {o['quarantined']} quarantined" if o.get("quarantined") else ""))
     link = doc.get("link") or {}
     if link:
         if not link.get("configured"):
@@ -90,9 +95,12 @@ def render(doc: dict[str, Any], now: float | None = None) -> str:
             lines.append(f"  link        {now_state} ({link.get('host')}); last connected {_ago(link.get('last_connected_at'), now)}"
                          + (f"; last error: {link['last_error']}" if link.get("last_error") else ""))
     d = doc["disk"]
-    used = ", ".join(f"{k} {_bytes(v)}" for k, v in d["edgeface_bytes"].items())
-    lines.append(f"  disk        {_bytes(d['free_bytes'])} free of {_bytes(d['total_bytes'])} on {d['path']}; "
-                 f"edgeface: {used}")
+    if d.get("error"):
+        lines.append(f"  disk        unknown: {d['error']}")
+    else:
+        used = ", ".join(f"{k} {_bytes(v)}" for k, v in d["edgeface_bytes"].items())
+        lines.append(f"  disk        {_bytes(d['free_bytes'])} free of {_bytes(d['total_bytes'])} on {d['path']}; "
+                     f"edgeface: {used}")
     e = doc.get("errors")
     if e is not None:
         latest = e["recent"][-1] if e.get("recent") else None

@@ -22,6 +22,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import queue
 import resource
@@ -706,12 +707,14 @@ class Daemon:
 
     def run(self) -> int:
         """Start everything, run until stopped or the source ends, drain, and return the exit code."""
+        logging.getLogger().addHandler(self.metrics.errors)  # "errors in the last hour" = the log's errors
         try:
             self._setup()
             self._start_network()
         except EdgefaceError as e:
             log.error("daemon.cannot_start", error=str(e))
             self._close_partial()
+            logging.getLogger().removeHandler(self.metrics.errors)
             raise
         self._install_signals()
         if self.config.capture.mode == "trigger" and self.source.kind != "folder":
@@ -790,6 +793,7 @@ class Daemon:
             signal.signal(s, previous)
         log.info("daemon.stopped", reason=self.stop_reason, frames=self.summary.frames, faces=self.summary.faces,
                  results=self.summary.results, outbox_pending=self.summary.outbox_pending)
+        logging.getLogger().removeHandler(self.metrics.errors)
 
     def _close_partial(self) -> None:
         for name in ("retention", "outbox"):

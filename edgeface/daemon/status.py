@@ -160,7 +160,10 @@ def gather(config: Config, now: float | None = None) -> dict[str, Any]:
                                         "rates", "counters", "link", "errors", "stages", "retention") if k in doc})
         if state != "running" and "rates" in out:
             out["rates"] = {**out["rates"], "frames_per_s": 0.0, "faces_per_s": 0.0, "note": "daemon not running"}
-    out["gallery"] = gallery_info(config, now)
-    out["outbox"] = outbox_info(config)
-    out["disk"] = disk_info(config)
+    for key, fn in (("gallery", lambda: gallery_info(config, now)), ("outbox", lambda: outbox_info(config)),
+                    ("disk", lambda: disk_info(config))):
+        try:
+            out[key] = fn()
+        except (OSError, EdgefaceError) as e:  # e.g. run as a user who may not read the service's files
+            out[key] = {"error": f"{e}; run as the service user (sudo -u edgeface) or root"}
     return out

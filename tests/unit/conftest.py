@@ -10,31 +10,39 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from unit_helpers import toml_text, unit_sections
+from unit_helpers import REPO, toml_text, unit_sections
 
 from edgeface.bench.broker import LocalBroker
 from edgeface.config import Config, load_config
-from edgeface.daemon import demo
 
 
 @pytest.fixture(scope="session")
 def test_gallery(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """The sample gallery's content (Obama, Biden) re-published under a test key: (bundle dir, public key).
-    A unit must not trust the demo key, so the tests do not either."""
-    import json
-
-    import numpy as np
-
+    """A gallery of Barack Obama and Joe Biden (tests/images), enrolled with the current models and signed
+    with a test key: (bundle dir, public key). Built here rather than taken from the demo sample, so these
+    tests follow model changes; and a unit must not trust the demo key, so the tests do not either."""
+    from edgeface.engine import Engine
     from edgeface.gallery import signing
-    from edgeface.gallery.manifest import Manifest
+    from edgeface.gallery.enroll import EnrollItem, Workspace, enroll, settings_key
+    from edgeface.gallery.manifest import EmbedderRef
     from edgeface.gallery.publish import publish
 
     root = tmp_path_factory.mktemp("test-gallery")
+    config = load_config(None, env={})
+    engine = Engine(config)
+    card = engine.embedder_card
+    spec = card.embedder
+    assert spec is not None
+    ws = Workspace(root / "workspace")
+    images = REPO / "tests" / "images"
+    enroll(engine, ws, [EnrollItem("barack-obama", images / "obama.jpg", "public domain", "tests", "pytest",
+                                   "Barack Obama"),
+                        EnrollItem("joe-biden", images / "biden.jpg", "public domain", "tests", "pytest", "Joe Biden")])
+    vectors, entries, identities = ws.content(settings_key(engine, config.enroll.second_face_ratio))
+    ws.close()
     signing.generate_keypair(root / "central.pem", root / "central.pub")
-    m = Manifest.from_bytes((demo.GALLERY / "manifest.json").read_bytes())
-    lines = lambda name: [json.loads(x) for x in (demo.GALLERY / name).read_text().splitlines() if x]
-    pub = publish(root / "publish", vectors=np.load(demo.GALLERY / "vectors.npy"), entries=lines("entries.ndjson"),
-                  identities=lines("identities.ndjson"), embedder=m.embedder, thresholds=m.thresholds,
+    pub = publish(root / "publish", vectors=vectors, entries=entries, identities=identities,
+                  embedder=EmbedderRef(card.id, card.sha256, spec.dim, spec.metric), thresholds=spec.thresholds,
                   signer=signing.load_private_key(root / "central.pem"))
     return pub.dir, root / "central.pub"
 
@@ -53,15 +61,15 @@ def install_gallery(config: Config, bundle: Path) -> None:
 def make_unit(tmp_path: Path, test_gallery: tuple[Path, Path]) -> Callable[..., tuple[Config, Path]]:
     """``make_unit(**sections)`` -> (validated Config, its TOML file); inbox created, test gallery installed."""
 
-    def make(*, gallery: bool = True, **sections: dict[str, Any]) -> tuple[Config, Path]:
+    def make(*, with_gallery: bool = True, **sections: dict[str, Any]) -> tuple[Config, Path]:
         (tmp_path / "inbox").mkdir(exist_ok=True)
         sec = unit_sections(tmp_path, **sections)
-        if gallery:
+        if with_gallery:
             sec["gallery"].setdefault("trusted_keys", [str(test_gallery[1])])
         path = tmp_path / "unit.toml"
         path.write_text(toml_text(sec))
         config = load_config(path, env={})
-        if gallery:
+        if with_gallery:
             install_gallery(config, test_gallery[0])
         return config, path
 

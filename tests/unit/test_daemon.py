@@ -264,3 +264,60 @@ def test_status_file_while_running_and_after(make_unit: MakeUnit, face_image: np
         t.join(60)
     saved = json.loads(status_mod.status_path(config).read_text())
     assert saved["state"] == "stopped" and status_mod.gather(config)["daemon"] == "stopped"
+
+
+def test_gallery_sync_in_the_background_switches_the_gallery(make_unit: MakeUnit, tmp_path: Path,
+                                                            test_gallery: tuple[Path, Path]) -> None:
+    """A newer gallery published while the unit runs is fetched by the sync thread (here on the MQTT
+    'sync_gallery' command), verified, installed, and used from the next frame on."""
+    import shutil
+
+    from edgeface.gallery import signing
+    from edgeface.gallery.publish import publish
+    from edgeface.gallery.serve import make_gallery_server
+    from edgeface.gallery.store import GalleryStore
+
+    bundle, key = test_gallery
+    publish_dir = tmp_path / "publish"
+    shutil.copytree(bundle.parent, publish_dir)
+    server = make_gallery_server(publish_dir, port=0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    config, _ = make_unit(gallery={"sync_url": f"http://127.0.0.1:{server.server_port}/", "sync_interval_s": 3600},
+                          capture={"fps": 10})
+    stranger = load_image(SAMPLE_PHOTOS[2])  # Eileen Collins: not in gallery version 1
+    seen: list[dict[str, Any]] = []
+    d = Daemon(config, source=FakeCamera(stranger, [], endless=True), install_signals=False, on_result=seen.append)
+    t = threading.Thread(target=d.run)
+    t.start()
+    try:
+        assert wait(lambda: any(r["decision"] == "no_match" for r in seen))
+        engine = Engine(config)
+        faces = engine.detect_and_assess(stranger)
+        vec = engine.embed(engine.align(stranger, faces[0].face))
+        g = GalleryStore.from_config(config).open()
+        assert g is not None
+        entries = [g.entry(i) for i in range(len(g))] + [
+            {"identity": "eileen-collins", "image": "ab" * 32, "source": "test", "consent": "test",
+             "enrolled_by": "pytest", "enrolled_at": "2025-01-01T00:00:00Z"}]
+        identities = [g.identity(i) for i in range(g.manifest.identities)] + [{"id": "eileen-collins",
+                                                                                 "name": "Eileen Collins"}]
+        publish(publish_dir, vectors=np.vstack([np.asarray(g.vectors), vec[None]]), entries=entries,
+                identities=identities, embedder=g.manifest.embedder, thresholds=g.manifest.thresholds,
+                signer=signing.load_private_key(key.with_name("central.pem")))
+        g.close()
+        d._on_command({"command": "sync_gallery"})  # what the publisher does with the MQTT command
+        assert wait(lambda: any(r["identity"] == "eileen-collins" and r["decision"] == "match" for r in seen))
+    finally:
+        d.request_stop()
+        t.join(60)
+        server.shutdown()
+    assert status_mod.gallery_info(config)["version"] == 2
+
+
+def wait(condition: Callable[[], bool], timeout: float = 60.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False
