@@ -1,1 +1,1 @@
-{"algorithm": "ed25519", "key_id": "55eb3c26689e7abd", "signature": "P3/sAr6fwrxMoRvPczDy0Lbuv/QeTDXjWkBlx3vuueQXuZbZMp0N8Bwd4Jy8fc6uEUamw2m46DvBpkOtv1eFCw=="}
+{"algorithm": "ed25519", "key_id": "f06c0f9f20bb719d", "signature": "fFgIYlpmwyHMgpcolFs0arRg/PN8jIZY9o7DySiKYyCVhUqEZ2qsS9O4/bQO+3bHkoDAR1L0IjYt30QP1mkKDw=="}
