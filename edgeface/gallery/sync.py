@@ -385,7 +385,8 @@ class Syncer:
         self.last: SyncResult | None = None
 
     def trigger(self, announcement: bytes | dict[str, Any] | None = None) -> bool:
-        """Called by the MQTT client with the retained gallery announcement ({"version": N, ...}).
+        """Called by the MQTT client with the retained gallery announcement (announce.v1.json:
+        ``{"gallery_version": N, ...}``).
 
         Wakes the sync loop if the announced version is newer than the installed one (or unknown).
         Returns whether a sync was requested. Never raises on a malformed announcement.
@@ -393,7 +394,8 @@ class Syncer:
         version = None
         try:
             doc = json.loads(announcement) if isinstance(announcement, (bytes, str)) else (announcement or {})
-            version = int(doc.get("version")) if doc.get("version") is not None else None
+            announced = doc.get("gallery_version")
+            version = int(announced) if announced is not None else None
         except (ValueError, TypeError, AttributeError):
             log.warning("gallery.sync.bad_announcement")
         if version is not None and version <= self.store.installed_version():

@@ -202,11 +202,18 @@ def test_trigger_from_announcement_wakes_the_loop(tmp_path, content, signer, mak
     t.start()
     assert installed.wait(20)  # the first check runs at start
     installed.clear()
-    assert syncer.trigger(b'{"version": 1}') is False  # not newer: nothing to do
+    # the announcement exactly as the server publishes it (announce.v1.json)
+    from edgeface.mqtt.payloads import announce_payload
+
+    def announced(version: int) -> bytes:
+        return json.dumps(announce_payload(gallery_version=version, url=url, model_id="m")).encode()
+
+    assert syncer.trigger(announced(1)) is False  # not newer: nothing to do
     content.change(1, 1).publish(pub, signer)
     assert syncer.trigger(b"not json") is True  # a malformed announcement still triggers a (verified) check
     assert installed.wait(20)
     assert store.installed_version() == 2
-    assert syncer.trigger({"schema": 1, "version": 3}) is True
+    assert syncer.trigger(announced(2)) is False
+    assert syncer.trigger(announced(3)) is True
     stop.set()
     t.join(10)
