@@ -70,3 +70,18 @@ def _tail(spec: EmbedderSpec) -> tuple[np.ndarray, np.ndarray]:
             "with models/calibrate_thresholds.py, or set gallery.threshold explicitly"
         )
     return tail
+
+
+def gallery_thresholds(spec: EmbedderSpec, gallery_size: int, target_fpir: float) -> dict[str, float]:
+    """What a bundle carries: ``cosine`` is the 1:N decision threshold for this gallery's size at the
+    target FPIR (the 1:1 threshold where the card has no impostor statistics), ``cosine_1to1`` the
+    card's pair threshold, ``target_fpir`` the target used."""
+    if "cosine" not in spec.thresholds:
+        raise ModelError("the embedder card has no calibrated [thresholds] cosine value; run "
+                         "models/calibrate_thresholds.py")
+    one = spec.thresholds["cosine"]
+    if spec.impostor_tail is None:
+        log.warning("calibration.no_impostor_tail", threshold=one)
+        return {"cosine": one, "cosine_1to1": one}
+    t = identification_threshold(spec, gallery_size, target_fpir)
+    return {"cosine": round(t, 4), "cosine_1to1": one, "target_fpir": target_fpir}

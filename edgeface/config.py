@@ -174,10 +174,18 @@ class GalleryConfig:
         [], "Ed25519 public keys (PEM) of the central server; a bundle signed by none of them is refused."
     )
     top_k: int = setting(5, "Candidates (distinct identities) returned per face, best first.", min=1, max=100)
+    target_fpir: float = setting(
+        0.01,
+        "When a bundle is built: the chance that a face of someone NOT enrolled is reported as a match, "
+        "from which the bundle's decision threshold is derived for its size (edgeface/calibration.py). "
+        "Candidates are sent with their scores either way; this only sets the 'match' flag.",
+        min=1e-6,
+        max=0.5,
+    )
     threshold: float | None = setting(
         None,
         "Cosine similarity below which the best candidate is 'no match'; empty means the threshold the "
-        "bundle carries from the embedder's model card.",
+        "bundle carries (derived at build time from gallery.target_fpir and the embedder card).",
         min=-1.0,
         max=1.0,
     )

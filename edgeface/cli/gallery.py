@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from ..calibration import gallery_thresholds
 from ..errors import BundleRejected, GalleryError
 from .app import EXIT_FAILED, AppContext, emit_json, pass_app
 from .main import cli
@@ -93,10 +94,9 @@ def build(app: AppContext, publish_dir: Path, signing_key: Path, workspace: Path
         ws.close()
     if not entries:
         raise GalleryError("nothing enrolled with this embedder and these settings; run `edgeface enroll` first")
-    if "cosine" not in spec.thresholds:
-        raise GalleryError(f"model card {card.id} has no calibrated [thresholds] cosine value")
     pub = publish(publish_dir, vectors=vectors, entries=entries, identities=identities,
-                  embedder=EmbedderRef(card.id, card.sha256, spec.dim, spec.metric), thresholds=spec.thresholds,
+                  embedder=EmbedderRef(card.id, card.sha256, spec.dim, spec.metric),
+                  thresholds=gallery_thresholds(spec, len(vectors), app.config.gallery.target_fpir),
                   signer=key, delta_depth=delta_depth, keep=keep)
     m = pub.manifest
     rec = {"version": m.gallery_version, "dir": str(pub.dir), "count": m.count, "identities": m.identities,

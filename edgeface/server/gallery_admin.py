@@ -19,6 +19,7 @@ from typing import Any
 from flask import Blueprint, Response, abort, g, redirect, render_template, request, send_file, url_for
 from sqlalchemy import delete, func, insert, select, update
 
+from ..calibration import gallery_thresholds
 from ..errors import EdgefaceError, GalleryError, ImageError
 from ..logs import get_logger
 from . import audit
@@ -225,6 +226,7 @@ def publish_gallery(svc: Any, actor: str, base_url: str) -> dict[str, Any]:
         engine = svc.engine()
         card = engine.embedder_card
         spec = card.embedder
+        assert spec is not None  # find_card(task="embedder") guarantees it
         ws = Workspace(svc.workspace_dir)
         try:
             vectors, entries, idents = ws.content(settings_key(engine, cfg.enroll.second_face_ratio))
@@ -232,10 +234,9 @@ def publish_gallery(svc: Any, actor: str, base_url: str) -> dict[str, Any]:
             ws.close()
         if not entries:
             raise GalleryError("nothing is enrolled with this embedder and these settings: enroll identities first")
-        if spec is None or "cosine" not in spec.thresholds:
-            raise GalleryError(f"model card {card.id} has no calibrated cosine threshold")
         pub = publish(svc.publish_dir, vectors=vectors, entries=entries, identities=idents,
-                      embedder=EmbedderRef(card.id, card.sha256, spec.dim, spec.metric), thresholds=spec.thresholds,
+                      embedder=EmbedderRef(card.id, card.sha256, spec.dim, spec.metric),
+                      thresholds=gallery_thresholds(spec, len(vectors), cfg.gallery.target_fpir),
                       signer=key)
     m = pub.manifest
     manifest_sha = hashlib.sha256((pub.dir / "manifest.json").read_bytes()).hexdigest()

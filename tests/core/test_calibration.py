@@ -48,3 +48,12 @@ def test_a_rising_tail_is_refused() -> None:
 def test_missing_tail_says_how_to_calibrate() -> None:
     with pytest.raises(ModelError, match="calibrate_thresholds"):
         identification_threshold(dataclasses.replace(SPEC, impostor_tail=None), 10, 0.01)
+
+
+def test_gallery_thresholds_for_a_bundle() -> None:
+    from edgeface.calibration import gallery_thresholds
+
+    small, large = gallery_thresholds(SPEC, 2, 0.01), gallery_thresholds(SPEC, 5000, 0.01)
+    assert small["cosine_1to1"] == large["cosine_1to1"] == 0.91
+    assert 0.91 <= small["cosine"] < large["cosine"] and large["target_fpir"] == 0.01
+    assert gallery_thresholds(dataclasses.replace(SPEC, impostor_tail=None), 5000, 0.01)["cosine"] == 0.91
