@@ -274,7 +274,7 @@ class Daemon:
 
     def _on_announce(self, doc: dict[str, Any]) -> None:
         if self.syncer is not None:
-            self.syncer.trigger({"version": doc.get("gallery_version")})
+            self.syncer.trigger(doc)
 
     def _install_signals(self) -> None:
         if not self.install_signals or threading.current_thread() is not threading.main_thread():
