@@ -35,6 +35,7 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from edgeface.calibration import gallery_thresholds
 from edgeface.config import load_config
 from edgeface.engine import Engine
 from edgeface.gallery import signing
@@ -166,7 +167,8 @@ def main() -> int:
         ws.close()
         signing.generate_keypair(t / "demo.pem", t / "demo.pub")
         pub = publish(t / "publish", vectors=vectors, entries=entries, identities=identities,
-                      embedder=EmbedderRef(card.id, card.sha256, spec.dim, spec.metric), thresholds=spec.thresholds,
+                      embedder=EmbedderRef(card.id, card.sha256, spec.dim, spec.metric),
+                      thresholds=gallery_thresholds(spec, len(vectors), config.gallery.target_fpir),
                       signer=signing.load_private_key(t / "demo.pem"))
         gallery = SAMPLE / "gallery"
         if gallery.exists():

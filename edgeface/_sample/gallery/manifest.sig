@@ -1,1 +1,1 @@
-{"algorithm": "ed25519", "key_id": "f06c0f9f20bb719d", "signature": "fFgIYlpmwyHMgpcolFs0arRg/PN8jIZY9o7DySiKYyCVhUqEZ2qsS9O4/bQO+3bHkoDAR1L0IjYt30QP1mkKDw=="}
+{"algorithm": "ed25519", "key_id": "248d82473eeb9f73", "signature": "vTGW4kyJZCqf1L0Xpsrm9Q2JkzxPEA3o1ENtt9OD2mTV+JG98CGEFiMFImPB3oE1i5fxyMbXHBEXPkUue/5PAw=="}
