@@ -5,16 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+import numpy as np
 
 from ..engine import Engine
-from ..errors import ImageError
 from ..imageio import save_image
-from ..logs import get_logger
-from .app import EXIT_FAILED, AppContext, emit_json, pass_app, progress
-from .inputs import expand_images
+from .app import AppContext, emit_json, pass_app
+from .inputs import expand_images, for_each_image
 from .main import cli
-
-log = get_logger(__name__)
 
 
 @cli.command("detect")
@@ -42,28 +39,18 @@ def detect_cmd(app: AppContext, images: tuple[str, ...], as_json: bool, save_cro
     if save_crops:
         save_crops.mkdir(parents=True, exist_ok=True)
         _ = engine.alignment  # fail now, not after the first image, if the embedder card is missing
-    failed = 0
-    with progress(paths, "detecting") as bar:
-        for path in bar:
-            record: dict = {"image": str(path)}
-            try:
-                image = engine.load_image(path)
-            except ImageError as e:
-                failed += 1
-                record["error"] = str(e)
-                log.warning("detect.image_failed", image=str(path), error=str(e))
-                _print(record, as_json)
-                continue
-            faces = engine.detect_and_assess(image)
-            record.update(width=image.shape[1], height=image.shape[0], faces=[f.to_dict() for f in faces])
-            if save_crops:
-                for i, f in enumerate(faces):
-                    chip_path = save_crops / f"{path.stem}_face{i}.png"
-                    save_image(chip_path, engine.align(image, f.face))
-                    record["faces"][i]["crop"] = str(chip_path)
-            _print(record, as_json)
-    if failed:
-        raise click.exceptions.Exit(EXIT_FAILED)
+
+    def describe(path: Path, image: np.ndarray) -> dict:
+        faces = engine.detect_and_assess(image)
+        record = {"width": image.shape[1], "height": image.shape[0], "faces": [f.to_dict() for f in faces]}
+        if save_crops:
+            for i, f in enumerate(faces):
+                chip_path = save_crops / f"{path.stem}_face{i}.png"
+                save_image(chip_path, engine.align(image, f.face))
+                record["faces"][i]["crop"] = str(chip_path)
+        return record
+
+    for_each_image(engine, paths, "detect", describe, lambda r: _print(r, as_json))
 
 
 def _print(record: dict, as_json: bool) -> None:

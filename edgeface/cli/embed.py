@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 import numpy as np
 
 from ..engine import Engine
-from ..errors import ImageError
-from ..logs import get_logger
-from .app import EXIT_FAILED, AppContext, emit_json, pass_app, progress
-from .inputs import expand_images
+from .app import AppContext, emit_json, pass_app
+from .inputs import expand_images, for_each_image
 from .main import cli
-
-log = get_logger(__name__)
 
 
 @cli.command("embed")
@@ -32,27 +30,18 @@ def embed_cmd(app: AppContext, images: tuple[str, ...], as_json: bool, embedder:
     config = app.with_overrides(**{"models.embedder": embedder, "runtime.num_threads": threads})
     engine = Engine(config)
     _ = engine.embedder  # load (and verify) the model before reading any image
-    failed = 0
-    with progress(expand_images(images), "embedding") as bar:
-        for path in bar:
-            record: dict = {"image": str(path)}
-            try:
-                image = engine.load_image(path)
-            except ImageError as e:
-                failed += 1
-                record["error"] = str(e)
-                log.warning("embed.image_failed", image=str(path), error=str(e))
-                _print(record, as_json)
-                continue
-            faces = [f for f in engine.detect_and_assess(image) if f.quality.passed or not passed_only]
-            record.update(width=image.shape[1], height=image.shape[0], model=engine.embedder_card.id, faces=[])
-            if faces:
-                vecs = engine.embed(np.stack([engine.align(image, f.face) for f in faces]))
-                for f, v in zip(faces, vecs):
-                    record["faces"].append({**f.to_dict(), "embedding": [round(float(x), 6) for x in v]})
-            _print(record, as_json)
-    if failed:
-        raise click.exceptions.Exit(EXIT_FAILED)
+
+    def describe(path: Path, image: np.ndarray) -> dict:
+        faces = [f for f in engine.detect_and_assess(image) if f.quality.passed or not passed_only]
+        record: dict = {"width": image.shape[1], "height": image.shape[0], "model": engine.embedder_card.id,
+                        "faces": []}
+        if faces:
+            vecs = engine.embed(np.stack([engine.align(image, f.face) for f in faces]))
+            for f, v in zip(faces, vecs):
+                record["faces"].append({**f.to_dict(), "embedding": [round(float(x), 6) for x in v]})
+        return record
+
+    for_each_image(engine, expand_images(images), "embed", describe, lambda r: _print(r, as_json))
 
 
 def _print(record: dict, as_json: bool) -> None:

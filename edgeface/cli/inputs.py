@@ -3,6 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+import click
+import numpy as np
+
+from ..errors import ImageError
+from ..logs import get_logger
+from .app import EXIT_FAILED, progress
+
+if TYPE_CHECKING:
+    from ..engine import Engine
+
+log = get_logger(__name__)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".mpo"}
 
@@ -18,3 +31,26 @@ def expand_images(args: tuple[str, ...] | list[str]) -> list[Path]:
         else:
             out.append(p)
     return out
+
+
+def for_each_image(engine: "Engine", paths: list[Path], command: str,
+                   describe: Callable[[Path, np.ndarray], dict[str, Any]],
+                   show: Callable[[dict[str, Any]], None]) -> None:
+    """Read each image and print ``{"image": path, **describe(path, image)}``, in input order.
+
+    An unreadable image gets an error record and a log event, the others go on; exit status 1 at the
+    end if any failed (the convention of every per-image command).
+    """
+    failed = 0
+    with progress(paths, command) as bar:
+        for path in bar:
+            try:
+                image = engine.load_image(path)
+            except ImageError as e:
+                failed += 1
+                log.warning(f"{command}.image_failed", image=str(path), error=str(e))
+                show({"image": str(path), "error": str(e)})
+                continue
+            show({"image": str(path), **describe(path, image)})
+    if failed:
+        raise click.exceptions.Exit(EXIT_FAILED)
