@@ -50,9 +50,10 @@ def trees_for(count: int) -> int:
 
 
 def search_k_for(count: int) -> int:
-    """Nodes inspected per query: 16k at 100k, ~57k at 1M hold recall@1 >= 0.99 with margin (measured on
-    LFW + fitted distractors: 0.990 at 1M needs ~45k); 10k at least, where it costs well under 1 ms."""
-    return int(min(max(count, 1) * 64, max(10000, round(16000 * (max(count, 1) / 1e5) ** 0.55))))
+    """Nodes inspected per query: 16k at 100k, ~53k at 1M hold recall@1 >= 0.99 (measured on LFW + fitted
+    distractors, one quiet core: 0.9907 at 1M with p99 9.8 ms; 57k gave the same recall at 10.9 ms);
+    10k at least, where it costs well under 1 ms."""
+    return int(min(max(count, 1) * 64, max(10000, round(16000 * (max(count, 1) / 1e5) ** 0.52))))
 
 
 def plan_for(count: int, *, exact_max: int | None = None, search_k: int | None = None,
