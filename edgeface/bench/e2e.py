@@ -14,7 +14,7 @@
    * every photo: in the unit's folder ledger as done (with its result ids), unreadable or failed;
    * every result: stored by the ingest exactly once (redeliveries absorbed are counted), none left in
      the outbox, none stored centrally that the unit did not make;
-   * identification at the calibrated threshold (the gallery's, from the embedder card): rank-1 of
+   * identification at the bundle's threshold (derived for its size, edgeface.calibration): rank-1 of
      mated probes, correct identifications, false matches (a mated probe given someone else, a stranger
      given anyone), by the face nearest the image centre (LFW's labelled face).
 
@@ -87,6 +87,7 @@ def _cli(*args: str) -> list[str]:
 def run(lfw_root: Path, work: Path, *, enrolled: int = 100, strangers: int = 100, probes: int = 2, batch: int = 6,
         batch_interval_s: float = 0.5, seed: int = 0, target_fpir: float | None = None,
         progress: Progress = lambda s: None) -> dict[str, Any]:
+    from ..calibration import gallery_thresholds
     from ..engine import Engine
     from ..gallery.enroll import EnrollItem, Workspace, enroll, settings_key
     from ..gallery.manifest import EmbedderRef
@@ -119,18 +120,16 @@ def run(lfw_root: Path, work: Path, *, enrolled: int = 100, strangers: int = 100
     vectors, entries, identities = ws.content(settings_key(engine, config.enroll.second_face_ratio))
     ws.close()
     signing.generate_keypair(central / "signing.pem", central / "signing.pub")
+    # the bundle's decision threshold is derived for its size, as `edgeface gallery build` does
+    target = config.gallery.target_fpir if target_fpir is None else target_fpir
     pub = publish(central / "publish", vectors=vectors, entries=entries, identities=identities,
-                  embedder=EmbedderRef(card.id, card.sha256, spec.dim, spec.metric), thresholds=spec.thresholds,
+                  embedder=EmbedderRef(card.id, card.sha256, spec.dim, spec.metric),
+                  thresholds=gallery_thresholds(spec, len(vectors), target),
                   signer=signing.load_private_key(central / "signing.pem"))
-    from ..calibration import identification_threshold
-
-    one_to_n = {f"1:N, target FPIR {f:g}": round(identification_threshold(spec, pub.manifest.count, f), 4)
-                for f in (0.01,)}
+    one_to_n = {"the card's 1:1 threshold": spec.thresholds["cosine"]}
     server = make_gallery_server(central / "publish", port=0)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    threshold = pub.manifest.threshold  # the bundle's: the embedder card's 1:1 threshold
-    if target_fpir is not None:  # the unit decides at the 1:N threshold for this gallery size instead
-        threshold = round(identification_threshold(spec, pub.manifest.count, target_fpir), 4)
+    threshold = pub.manifest.threshold
 
     # -- the unit --------------------------------------------------------------------------------------
     port = free_port()
@@ -145,7 +144,7 @@ def run(lfw_root: Path, work: Path, *, enrolled: int = 100, strangers: int = 100
         "capture_folder": {"path": str(inbox), "settle_s": 0.5, "poll_s": 0.2},
         "gallery": {"dir": str(unit / "gallery"), "trusted_keys": [str(central / "signing.pub")],
                     "sync_url": f"http://127.0.0.1:{server.server_port}/", "key_file": str(unit / "gallery.key"),
-                    "sync_interval_s": 600, **({"threshold": threshold} if target_fpir is not None else {})},
+                    "sync_interval_s": 600},
         "outbox": {"path": str(unit / "outbox.sqlite3")},
         "mqtt": {"host": "127.0.0.1", "port": port, "tls": False, "reconnect_min_s": 0.2, "reconnect_max_s": 2.0,
                  "heartbeat_s": 5.0},
@@ -240,8 +239,7 @@ def run(lfw_root: Path, work: Path, *, enrolled: int = 100, strangers: int = 100
     store.close()
     figures.update(
         exit_code=exit_code, events=events, outbox_samples=samples, threshold=threshold, embedder=card.id,
-        threshold_source="gallery.threshold = 1:N threshold for target FPIR " + str(target_fpir)
-        if target_fpir is not None else "the bundle's threshold (embedder card, 1:1 calibration)",
+        threshold_source=f"the bundle's, derived for {pub.manifest.count} entries at target FPIR {target:g}",
         gallery={"version": pub.manifest.gallery_version, "people_enrolled": len(in_gallery),
                  "people_refused_at_enrollment": sorted(set(gallery_images) - in_gallery)},
         seconds=round(time.time() - t_start, 1), log=str(child.log_path),

@@ -27,8 +27,7 @@ from .bench import bench, json_option, lfw_option
 @click.option("--keep", is_flag=True, help="Keep the run's folder (logs, outbox, ledger, copies of the photos).")
 @click.option("--seed", default=0, show_default=True, help="Seed for choosing people and the order of photos.")
 @click.option("--fpir", type=float, default=None,
-              help="Have the unit decide at the 1:N threshold for this target FPIR and gallery size (edgeface."
-                   "calibration) instead of the bundle's 1:1 threshold.")
+              help="Build the bundle's 1:N threshold for this target FPIR (default: gallery.target_fpir).")
 def bench_e2e(lfw_path: Path | None, json_path: Path | None, enrolled: int, strangers: int, probes: int,
               out_dir: Path | None, keep: bool, seed: int, fpir: float | None) -> None:
     """Photos of enrolled and other people through `edgeface run` with the broker down for part of the run:
