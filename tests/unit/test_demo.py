@@ -79,3 +79,13 @@ def test_the_wheel_carries_the_sample_data(tmp_path: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     for p in [*demo.PHOTOS.iterdir(), *demo.GALLERY.iterdir(), demo.DEMO_KEY, demo.SAMPLE / "PROVENANCE.md"]:
         assert "edgeface/" + p.relative_to(demo.SAMPLE.parent).as_posix() in names, p
+    # every model the defaults use, with its card; the float32 embedder stays in the repository only
+    from edgeface.config import Config
+    from edgeface.modelcard import find_card
+
+    cfg = Config()
+    embedder = find_card(cfg.models.embedder)
+    assert embedder.embedder is not None
+    for card in (find_card(cfg.models.detector), embedder, find_card(embedder.embedder.alignment.landmark_model)):
+        assert f"edgeface/_models/{card.path.name}" in names and f"edgeface/_models/{card.file}" in names
+    assert not any("float32" in n for n in names)
