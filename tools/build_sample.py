@@ -35,13 +35,11 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from edgeface.calibration import gallery_thresholds
 from edgeface.config import load_config
 from edgeface.engine import Engine
 from edgeface.gallery import signing
 from edgeface.gallery.enroll import EnrollItem, Workspace, enroll, settings_key
-from edgeface.gallery.manifest import EmbedderRef
-from edgeface.gallery.publish import publish
+from edgeface.gallery.publish import publish_for
 
 SAMPLE = REPO / "edgeface" / "_sample"
 IMAGES = REPO / "tests" / "images"
@@ -133,8 +131,6 @@ def main() -> int:
     config = load_config(None, env={})
     engine = Engine(config)
     card = engine.embedder_card
-    spec = card.embedder
-    assert spec is not None
 
     photos = SAMPLE / "photos"
     if photos.exists():
@@ -166,10 +162,8 @@ def main() -> int:
         vectors, entries, identities = ws.content(settings_key(engine, config.enroll.second_face_ratio))
         ws.close()
         signing.generate_keypair(t / "demo.pem", t / "demo.pub")
-        pub = publish(t / "publish", vectors=vectors, entries=entries, identities=identities,
-                      embedder=EmbedderRef(card.id, card.sha256, spec.dim, spec.metric),
-                      thresholds=gallery_thresholds(spec, len(vectors), config.gallery.target_fpir),
-                      signer=signing.load_private_key(t / "demo.pem"))
+        pub = publish_for(t / "publish", card, vectors=vectors, entries=entries, identities=identities,
+                          signer=signing.load_private_key(t / "demo.pem"), target_fpir=config.gallery.target_fpir)
         gallery = SAMPLE / "gallery"
         if gallery.exists():
             shutil.rmtree(gallery)

@@ -37,7 +37,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..capture.folder import FolderLedger, ledger_path
+from ..capture.folder import read_ledger
 from ..config import load_config
 from ..errors import EdgefaceError
 from ..gallery import signing
@@ -87,11 +87,9 @@ def _cli(*args: str) -> list[str]:
 def run(lfw_root: Path, work: Path, *, enrolled: int = 100, strangers: int = 100, probes: int = 2, batch: int = 6,
         batch_interval_s: float = 0.5, seed: int = 0, target_fpir: float | None = None,
         progress: Progress = lambda s: None) -> dict[str, Any]:
-    from ..calibration import gallery_thresholds
     from ..engine import Engine
     from ..gallery.enroll import EnrollItem, Workspace, enroll, settings_key
-    from ..gallery.manifest import EmbedderRef
-    from ..gallery.publish import publish
+    from ..gallery.publish import publish_for
     from ..gallery.serve import make_gallery_server
     from ..mqtt import Ingest, ResultStore
     from ..mqtt.link import LinkSettings
@@ -122,10 +120,8 @@ def run(lfw_root: Path, work: Path, *, enrolled: int = 100, strangers: int = 100
     signing.generate_keypair(central / "signing.pem", central / "signing.pub")
     # the bundle's decision threshold is derived for its size, as `edgeface gallery build` does
     target = config.gallery.target_fpir if target_fpir is None else target_fpir
-    pub = publish(central / "publish", vectors=vectors, entries=entries, identities=identities,
-                  embedder=EmbedderRef(card.id, card.sha256, spec.dim, spec.metric),
-                  thresholds=gallery_thresholds(spec, len(vectors), target),
-                  signer=signing.load_private_key(central / "signing.pem"))
+    pub = publish_for(central / "publish", card, vectors=vectors, entries=entries, identities=identities,
+                      signer=signing.load_private_key(central / "signing.pem"), target_fpir=target)
     one_to_n = {"the card's 1:1 threshold": spec.thresholds["cosine"]}
     server = make_gallery_server(central / "publish", port=0)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -249,14 +245,7 @@ def run(lfw_root: Path, work: Path, *, enrolled: int = 100, strangers: int = 100
 
 
 def _ledger(config: Any) -> list[dict[str, Any]]:
-    path = ledger_path(config.run.state_dir, config.capture_folder.path)
-    if not path.exists():
-        return []
-    led = FolderLedger(path)
-    try:
-        return led.rows()
-    finally:
-        led.close()
+    return read_ledger(config.run.state_dir, config.capture_folder.path)
 
 
 def _central_face(docs: list[dict[str, Any]]) -> dict[str, Any] | None:

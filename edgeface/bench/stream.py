@@ -89,22 +89,18 @@ def _gallery(config: Config, work: Path, images: dict[str, Path]) -> Path:
     from ..engine import Engine
     from ..gallery import signing
     from ..gallery.enroll import EnrollItem, Workspace, enroll, settings_key
-    from ..gallery.manifest import EmbedderRef
-    from ..gallery.publish import publish
+    from ..gallery.publish import publish_for
     from ..gallery.store import GalleryStore
 
     engine = Engine(config)
     card = engine.embedder_card
-    spec = card.embedder
-    assert spec is not None
     ws = Workspace(work / "workspace")
     enroll(engine, ws, [EnrollItem(n, p, "LFW benchmark", "LFW", "bench", n) for n, p in sorted(images.items())])
     vectors, entries, identities = ws.content(settings_key(engine, config.enroll.second_face_ratio))
     ws.close()
     signing.generate_keypair(work / "k.pem", work / "k.pub")
-    pub = publish(work / "publish", vectors=vectors, entries=entries, identities=identities,
-                  embedder=EmbedderRef(card.id, card.sha256, spec.dim, spec.metric), thresholds=spec.thresholds,
-                  signer=signing.load_private_key(work / "k.pem"))
+    pub = publish_for(work / "publish", card, vectors=vectors, entries=entries, identities=identities,
+                    signer=signing.load_private_key(work / "k.pem"), target_fpir=config.gallery.target_fpir)
     unit = dataclasses.replace(config, gallery=dataclasses.replace(config.gallery, trusted_keys=(work / "k.pub",),
                                                                    dir=work / "gallery", encrypt=False))
     store = GalleryStore.from_config(unit)

@@ -136,6 +136,18 @@ def ledger_path(state_dir: Path, folder: Path) -> Path:
     return Path(state_dir) / f"folder-{digest}.sqlite3"
 
 
+def read_ledger(state_dir: Path, folder: Path) -> list[dict[str, Any]]:
+    """Every row of a folder's ledger (for reports and checks from another process); [] if none yet."""
+    path = ledger_path(state_dir, folder)
+    if not path.exists():
+        return []
+    ledger = FolderLedger(path)
+    try:
+        return ledger.rows()
+    finally:
+        ledger.close()
+
+
 def _is_temp(name: str) -> bool:
     return name.startswith(".") or name.lower().endswith(TEMP_SUFFIXES)
 

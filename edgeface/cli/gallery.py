@@ -13,7 +13,6 @@ from typing import Any
 
 import click
 
-from ..calibration import gallery_thresholds
 from ..errors import BundleRejected, GalleryError
 from .app import EXIT_FAILED, AppContext, emit_json, pass_app
 from .main import cli
@@ -79,14 +78,11 @@ def build(app: AppContext, publish_dir: Path, signing_key: Path, workspace: Path
     from ..gallery import signing
     from ..gallery.delta import summarise
     from ..gallery.enroll import Workspace, settings_key
-    from ..gallery.manifest import EmbedderRef
-    from ..gallery.publish import publish
+    from ..gallery.publish import publish_for
 
     key = signing.load_private_key(signing_key)
     engine = Engine(app.config)
     card = engine.embedder_card
-    spec = card.embedder
-    assert spec is not None
     ws = Workspace(workspace or app.config.enroll.workspace)
     try:
         vectors, entries, identities = ws.content(settings_key(engine, app.config.enroll.second_face_ratio))
@@ -94,10 +90,8 @@ def build(app: AppContext, publish_dir: Path, signing_key: Path, workspace: Path
         ws.close()
     if not entries:
         raise GalleryError("nothing enrolled with this embedder and these settings; run `edgeface enroll` first")
-    pub = publish(publish_dir, vectors=vectors, entries=entries, identities=identities,
-                  embedder=EmbedderRef(card.id, card.sha256, spec.dim, spec.metric),
-                  thresholds=gallery_thresholds(spec, len(vectors), app.config.gallery.target_fpir),
-                  signer=key, delta_depth=delta_depth, keep=keep)
+    pub = publish_for(publish_dir, card, vectors=vectors, entries=entries, identities=identities,
+                      signer=key, target_fpir=app.config.gallery.target_fpir, delta_depth=delta_depth, keep=keep)
     m = pub.manifest
     rec = {"version": m.gallery_version, "dir": str(pub.dir), "count": m.count, "identities": m.identities,
            "bytes": m.total_bytes, "deltas": [summarise(s, m) for s in pub.deltas.values()]}

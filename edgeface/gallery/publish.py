@@ -19,17 +19,21 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from ..calibration import gallery_thresholds
 from ..errors import GalleryError
 from ..logs import get_logger
 from .bundle import ENTRIES, MANIFEST, VECTORS, canonical_line, entry_key, write_bundle
 from .delta import DeltaSpec, make_delta
 from .manifest import EmbedderRef, Manifest
 from .store import version_dir_name
+
+if TYPE_CHECKING:
+    from ..modelcard import ModelCard
 
 log = get_logger(__name__)
 
@@ -99,6 +103,19 @@ def stable_order(prev_dir: Path | None, entries: Sequence[dict[str, Any]], vecto
                 used[i] = True
     order.extend(np.flatnonzero(~used).tolist())
     return np.asarray(order, np.int64)
+
+
+def publish_for(publish_dir: Path, card: "ModelCard", *, vectors: np.ndarray, entries: Sequence[dict[str, Any]],
+                identities: Sequence[dict[str, Any]], signer: Ed25519PrivateKey, target_fpir: float,
+                **kwargs: Any) -> Published:
+    """:func:`publish` for galleries embedded with ``card``: the bundle names that embedder and carries
+    the decision threshold derived for its size at ``target_fpir`` (edgeface/calibration.py)."""
+    spec = card.embedder
+    if spec is None:
+        raise GalleryError(f"model {card.id} is a {card.task}, not an embedder")
+    return publish(publish_dir, vectors=vectors, entries=entries, identities=identities,
+                   embedder=EmbedderRef(card.id, card.sha256, spec.dim, spec.metric),
+                   thresholds=gallery_thresholds(spec, len(vectors), target_fpir), signer=signer, **kwargs)
 
 
 def publish(publish_dir: Path, *, vectors: np.ndarray, entries: Sequence[dict[str, Any]],

@@ -19,7 +19,6 @@ from typing import Any
 from flask import Blueprint, Response, abort, g, redirect, render_template, request, send_file, url_for
 from sqlalchemy import delete, func, insert, select, update
 
-from ..calibration import gallery_thresholds
 from ..errors import EdgefaceError, GalleryError, ImageError
 from ..logs import get_logger
 from . import audit
@@ -215,8 +214,7 @@ def publish_gallery(svc: Any, actor: str, base_url: str) -> dict[str, Any]:
     """Build, sign and publish the next version from everything enrolled; announce it; record it."""
     from ..gallery import signing
     from ..gallery.enroll import Workspace, settings_key
-    from ..gallery.manifest import EmbedderRef
-    from ..gallery.publish import publish
+    from ..gallery.publish import publish_for
     from ..mqtt import payloads
     from .announce import announce
 
@@ -225,8 +223,6 @@ def publish_gallery(svc: Any, actor: str, base_url: str) -> dict[str, Any]:
     with _publish_lock(svc.publish_dir), svc.engine_lock:
         engine = svc.engine()
         card = engine.embedder_card
-        spec = card.embedder
-        assert spec is not None  # find_card(task="embedder") guarantees it
         ws = Workspace(svc.workspace_dir)
         try:
             vectors, entries, idents = ws.content(settings_key(engine, cfg.enroll.second_face_ratio))
@@ -234,10 +230,8 @@ def publish_gallery(svc: Any, actor: str, base_url: str) -> dict[str, Any]:
             ws.close()
         if not entries:
             raise GalleryError("nothing is enrolled with this embedder and these settings: enroll identities first")
-        pub = publish(svc.publish_dir, vectors=vectors, entries=entries, identities=idents,
-                      embedder=EmbedderRef(card.id, card.sha256, spec.dim, spec.metric),
-                      thresholds=gallery_thresholds(spec, len(vectors), cfg.gallery.target_fpir),
-                      signer=key)
+        pub = publish_for(svc.publish_dir, card, vectors=vectors, entries=entries, identities=idents,
+                          signer=key, target_fpir=cfg.gallery.target_fpir)
     m = pub.manifest
     manifest_sha = hashlib.sha256((pub.dir / "manifest.json").read_bytes()).hexdigest()
     url = svc.public_url(base_url) + "/bundles/"

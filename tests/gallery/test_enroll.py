@@ -17,9 +17,8 @@ from edgeface.config import load_config
 from edgeface.engine import Engine
 from edgeface.errors import EdgefaceError
 from edgeface.gallery.enroll import Workspace, enroll, read_csv, read_folder, settings_key
-from edgeface.gallery.manifest import EmbedderRef
 from edgeface.gallery.match import Gallery
-from edgeface.gallery.publish import publish
+from edgeface.gallery.publish import publish_for
 
 PEOPLE = ["Colin_Powell", "Tony_Blair", "Gloria_Macapagal_Arroyo"]
 
@@ -88,9 +87,8 @@ def test_enroll_folder(tmp_path, folder, engine, lfw_root):
     card = engine.embedder_card
     key = Ed25519PrivateKey.generate()
     vectors, entries, identities = ws.content(settings_key(engine, 0.7))
-    pub = publish(tmp_path / "pub", vectors=vectors, entries=entries, identities=identities,
-                  embedder=EmbedderRef(card.id, card.sha256, card.embedder.dim, "cosine"),
-                  thresholds=card.embedder.thresholds, signer=key)
+    pub = publish_for(tmp_path / "pub", card, vectors=vectors, entries=entries, identities=identities, signer=key,
+                      target_fpir=0.01)
     g = Gallery.open(pub.dir, [key.public_key()], embedder_sha256=card.sha256)
     probe_img = engine.load_image(lfw_root / "images" / PEOPLE[2] / f"{PEOPLE[2]}_0005.jpg")
     face = engine.detect_and_assess(probe_img)[0].face

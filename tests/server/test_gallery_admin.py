@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import select
 
 from edgeface.bench.broker import free_port
-from edgeface.bench.mqttload import sample_result, wait_for, write_toml
+from edgeface.bench.mqttload import sample_result, write_toml
 from edgeface.gallery.bundle import verify_bundle
 from edgeface.gallery.signing import generate_keypair, load_public_key
 from edgeface.mqtt import payloads, topics

@@ -24,15 +24,12 @@ def test_gallery(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     from edgeface.engine import Engine
     from edgeface.gallery import signing
     from edgeface.gallery.enroll import EnrollItem, Workspace, enroll, settings_key
-    from edgeface.gallery.manifest import EmbedderRef
-    from edgeface.gallery.publish import publish
+    from edgeface.gallery.publish import publish_for
 
     root = tmp_path_factory.mktemp("test-gallery")
     config = load_config(None, env={})
     engine = Engine(config)
     card = engine.embedder_card
-    spec = card.embedder
-    assert spec is not None
     ws = Workspace(root / "workspace")
     images = REPO / "tests" / "images"
     enroll(engine, ws, [EnrollItem("barack-obama", images / "obama.jpg", "public domain", "tests", "pytest",
@@ -41,9 +38,8 @@ def test_gallery(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     vectors, entries, identities = ws.content(settings_key(engine, config.enroll.second_face_ratio))
     ws.close()
     signing.generate_keypair(root / "central.pem", root / "central.pub")
-    pub = publish(root / "publish", vectors=vectors, entries=entries, identities=identities,
-                  embedder=EmbedderRef(card.id, card.sha256, spec.dim, spec.metric), thresholds=spec.thresholds,
-                  signer=signing.load_private_key(root / "central.pem"))
+    pub = publish_for(root / "publish", card, vectors=vectors, entries=entries, identities=identities,
+                      signer=signing.load_private_key(root / "central.pem"), target_fpir=config.gallery.target_fpir)
     return pub.dir, root / "central.pub"
 
 

@@ -21,7 +21,7 @@ from unit_helpers import SAMPLE_PHOTOS, edgeface_child, feed, wait_child
 
 from edgeface.bench.broker import LocalBroker, free_port
 from edgeface.bench.mqttload import wait_for
-from edgeface.capture.folder import FolderLedger, ledger_path
+from edgeface.capture.folder import read_ledger
 from edgeface.config import Config
 from edgeface.mqtt import Ingest, ResultStore
 from edgeface.mqtt.link import LinkSettings
@@ -31,14 +31,7 @@ MakeUnit = Callable[..., tuple[Config, Path]]
 
 
 def ledger_rows(config: Config) -> list[dict[str, Any]]:
-    path = ledger_path(config.run.state_dir, config.capture_folder.path)
-    if not path.exists():
-        return []
-    led = FolderLedger(path)
-    try:
-        return led.rows()
-    finally:
-        led.close()
+    return read_ledger(config.run.state_dir, config.capture_folder.path)
 
 
 def pending_ids(config: Config) -> list[str]:
