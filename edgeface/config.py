@@ -295,6 +295,13 @@ class OutboxConfig:
         "'full' fsyncs every stored result (survives power loss); 'normal' is faster but a power cut may "
         "roll back the last results stored (never corrupts). Keep 'full' unless storage is too slow.",
     )
+    cache_kib: int = setting(
+        1024,
+        "SQLite page cache per outbox connection, in KiB (the daemon uses up to four: pipeline, publisher, status, "
+        "retention). It fills as the outbox file grows, then stays: the unit's memory grows by at most this much "
+        "per connection after start-up.",
+        min=64, max=1048576,
+    )
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,23 @@ def current_rss_mb() -> float:
         return rss_mb()
 
 
+def sqlite_memory_mb() -> float | None:
+    """Heap held by SQLite in this process (page caches of every connection), in MiB; None where unknown.
+
+    Looked up through Python's own ``_sqlite3`` module, so it is the library the outbox uses even where
+    that is linked in statically.
+    """
+    try:
+        import _sqlite3
+        import ctypes
+
+        fn = ctypes.CDLL(_sqlite3.__file__).sqlite3_memory_used
+        fn.restype = ctypes.c_int64
+        return round(fn() / 2**20, 2)
+    except (OSError, AttributeError, ImportError):
+        return None
+
+
 def machine() -> dict[str, Any]:
     import os
 

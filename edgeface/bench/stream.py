@@ -29,7 +29,7 @@ import numpy as np
 
 from ..config import Config, load_config
 from .lfw import people
-from .report import current_rss_mb
+from .report import current_rss_mb, sqlite_memory_mb
 
 TILE = 250  # LFW images are 250 x 250
 
@@ -111,9 +111,24 @@ def _gallery(config: Config, work: Path, images: dict[str, Path]) -> Path:
     return work / "k.pub"
 
 
+RSS_WINDOW_S = 600.0  # "RSS after 10 minutes": its change over the run's last 10 minutes
+
+
+def _last_window(samples: list[dict[str, Any]], window_s: float) -> dict[str, Any]:
+    """RSS and SQLite heap at the start and end of the last ``window_s`` of the run (the whole run if shorter).
+
+    SQLite's page caches fill as the outbox file grows and then hold (``outbox.cache_kib`` per connection),
+    so growth in the first minutes that the SQLite column accounts for is a cache filling, not a leak.
+    """
+    end = samples[-1]
+    start = next((s for s in samples if s["t"] >= end["t"] - window_s - 1e-6), samples[0])
+    return {"window_s": round(end["t"] - start["t"], 1), "window_rss_mb": [start["rss_mb"], end["rss_mb"]],
+            "window_sqlite_mb": [start["sqlite_mb"], end["sqlite_mb"]]}
+
+
 def _snap(daemon: Any, t0: float) -> dict[str, Any]:
     ru = resource.getrusage(resource.RUSAGE_SELF)
-    return {"t": round(time.monotonic() - t0, 1), "rss_mb": current_rss_mb(), "cpu_s": round(ru.ru_utime + ru.ru_stime, 2),
+    return {"t": round(time.monotonic() - t0, 1), "rss_mb": current_rss_mb(), "sqlite_mb": sqlite_memory_mb(), "cpu_s": round(ru.ru_utime + ru.ru_stime, 2),
             "frames": int(daemon.metrics.total("edgeface_frames_processed_total")),
             "faces": int(daemon.metrics.total("edgeface_faces_total"))}
 
@@ -156,6 +171,7 @@ def run_stream(config: Config, video: Path, *, threads: list[int], workers: int 
             "cpu_percent": round(100 * (end["cpu_s"] - first["cpu_s"]) / span, 1) if span > 0 else None,
             "rss_mb_start": first["rss_mb"], "rss_mb_end": end["rss_mb"],
             "rss_mb_growth_after_warmup": round(max(steady) - min(steady), 1),
+            **_last_window(samples + [end], RSS_WINDOW_S),
             "frames": end["frames"], "faces": end["faces"], "results": daemon.summary.results,
             "faces_merged": daemon.summary.merged, "samples": samples + [end],
         }

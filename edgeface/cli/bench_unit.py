@@ -76,9 +76,11 @@ def stream_pipeline(config: Config, lfw_path: Path | None, json_path: Path | Non
                f"{duration:.0f} s after a {figures['warmup_s']:.0f} s warm-up; detector {config.models.detector}, "
                f"embedder {config.models.embedder}")
     rows = [[t, v["frames_per_s"], v["faces_per_s"], v["cpu_percent"], v["rss_mb_start"], v["rss_mb_end"],
-             v["rss_mb_growth_after_warmup"]] for t, v in figures["threads"].items()]
+             f"{v['window_s']:.0f} s: {v['window_rss_mb'][0]} -> {v['window_rss_mb'][1]}",
+             f"{v['window_sqlite_mb'][0]} -> {v['window_sqlite_mb'][1]}"] for t, v in figures["threads"].items()]
     click.echo(report.table(["threads", "frames/s", "faces/s", "CPU %", "RSS start MiB", "RSS end MiB",
-                             "RSS growth MiB"], rows))
+                             "RSS, last window MiB", "SQLite heap MiB"], rows))
     for t, v in figures["threads"].items():
-        click.echo(f"\nRSS over time, {t} thread(s): " + ", ".join(f"{s['t']:.0f}s {s['rss_mb']}" for s in v["samples"]))
+        click.echo(f"\nRSS (SQLite heap) over time, {t} thread(s): "
+                   + ", ".join(f"{s['t']:.0f}s {s['rss_mb']} ({s['sqlite_mb']})" for s in v["samples"]))
     report.write_json(json_path, "pipeline-stream", figures)

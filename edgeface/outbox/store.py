@@ -195,12 +195,15 @@ class Outbox:
         max_quarantined: int = 1000,
         synchronous: Synchronous = "full",
         max_db_pages: int | None = None,
+        cache_kib: int = 1024,
     ) -> None:
         """Open (creating if needed) the outbox at ``path``.
 
         ``ttl_s`` / ``match_ttl_s``: seconds after which an unsent no-match/refused or match result
         expires (0 = never). ``max_db_pages`` caps the database file (SQLite ``max_page_count``)
-        so a full disk can be simulated where a small filesystem cannot be mounted.
+        so a full disk can be simulated where a small filesystem cannot be mounted. ``cache_kib``: SQLite
+        page cache per connection (one per thread that uses the outbox); it fills as the file grows and
+        then holds, so it bounds the memory the outbox adds to the process.
         """
         if on_full not in ("drop_oldest_no_match", "refuse"):
             raise ValueError(f"on_full={on_full!r}: expected 'drop_oldest_no_match' or 'refuse'")
@@ -215,8 +218,11 @@ class Outbox:
         self.max_quarantined = max_quarantined
         self.synchronous: Synchronous = synchronous
         self.max_db_pages = max_db_pages
+        if cache_kib < 64:
+            raise ValueError(f"cache_kib={cache_kib}: expected at least 64")
+        self.cache_kib = cache_kib
         self._local = threading.local()
-        self._conns: list[sqlite3.Connection] = []
+        self._conns: list[tuple[threading.Thread, sqlite3.Connection]] = []  # one per thread, with its owner
         self._conns_lock = threading.Lock()
         self._closed = False
         try:
@@ -237,6 +243,7 @@ class Outbox:
             match_ttl_s=config.match_ttl_s,
             max_quarantined=config.max_quarantined,
             synchronous=config.synchronous,
+            cache_kib=config.cache_kib,
         )
 
     # ----------------------------------------------------------------------------------------------
@@ -260,13 +267,21 @@ class Outbox:
                 )
             conn.execute(f"PRAGMA synchronous = {self.synchronous.upper()}")
             conn.execute("PRAGMA journal_size_limit = 8388608")  # WAL shrinks back to 8 MiB after checkpoints
+            conn.execute(f"PRAGMA cache_size = -{int(self.cache_kib)}")  # negative: KiB, not pages
             if self.max_db_pages is not None:
                 conn.execute(f"PRAGMA max_page_count = {int(self.max_db_pages)}")
         except sqlite3.Error as e:
             raise _translate(e, self.path, "opening the database") from e
         self._local.conn = conn
         with self._conns_lock:
-            self._conns.append(conn)
+            # a restarted stage runs in a new thread: close what threads that ended left open (and their caches)
+            ended = [c for t, c in self._conns if not t.is_alive()]
+            self._conns = [(t, c) for t, c in self._conns if t.is_alive()] + [(threading.current_thread(), conn)]
+        for c in ended:
+            try:
+                c.close()
+            except sqlite3.Error:
+                pass  # its thread is gone; nothing can be pending in it
         return conn
 
     def _write(self, fn: Any, doing: str) -> Any:
@@ -320,7 +335,7 @@ class Outbox:
         """
         self.max_db_pages = pages
         with self._conns_lock:
-            conns = list(self._conns)
+            conns = [c for _, c in self._conns]
         for c in conns:
             c.execute(f"PRAGMA max_page_count = {int(pages) if pages is not None else 1073741823}")
 
@@ -328,7 +343,7 @@ class Outbox:
         """Close every connection (all threads). Safe to call twice."""
         self._closed = True
         with self._conns_lock:
-            conns, self._conns = self._conns, []
+            conns, self._conns = [c for _, c in self._conns], []
         for c in conns:
             try:
                 c.close()

@@ -6,6 +6,7 @@ import json
 import multiprocessing
 import random
 import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
@@ -49,7 +50,32 @@ def test_wal_mode_and_synchronous_setting(tmp_path: Path) -> None:
         con = box._conn()
         assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert con.execute("PRAGMA synchronous").fetchone()[0] == value
+        assert con.execute("PRAGMA cache_size").fetchone()[0] == -1024  # KiB: the outbox's memory is bounded
         box.close()
+    box = Outbox(tmp_path / "small.sqlite3", cache_kib=256)
+    assert box._conn().execute("PRAGMA cache_size").fetchone()[0] == -256
+    box.close()
+
+
+def test_connections_of_ended_threads_are_closed(tmp_path: Path) -> None:
+    """A restarted stage runs in a new thread; the old thread's connection (and its cache) must not pile up."""
+    box = Outbox(tmp_path / "o.sqlite3")
+    seen: list[sqlite3.Connection] = []
+
+    def use() -> None:
+        box.pending_count()
+        seen.append(box._conn())
+
+    for _ in range(3):
+        t = threading.Thread(target=use)
+        t.start()
+        t.join()
+    assert len(box._conns) == 2  # this thread's and the last thread's
+    for old in seen[:2]:
+        with pytest.raises(sqlite3.ProgrammingError):
+            old.execute("SELECT 1")
+    seen[2].execute("SELECT 1")
+    box.close()
 
 
 def test_matches_leave_first_then_no_matches_then_refusals_oldest_first(outbox: Outbox) -> None:
