@@ -54,6 +54,8 @@ def render(doc: dict[str, Any], now: float | None = None) -> str:
     elif doc.get("updated_at"):
         head += f" (last update {_ago(doc['updated_at'], now)})"
     lines.append(head)
+    if doc.get("demo"):
+        lines.append(f"  demo        the bundled demo's last run (nothing configured), state in {doc['demo']}")
     src = doc.get("source") or {}
     if src:
         extra = f", {src['waiting']} waiting" if "waiting" in src else ""
@@ -114,10 +116,22 @@ def render(doc: dict[str, Any], now: float | None = None) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @pass_app
 def status_cmd(app: AppContext, as_json: bool) -> None:
-    """Gallery version and age, outbox depth, last connection, frames/s, faces/s, disk, errors in the last hour."""
+    """Gallery version and age, outbox depth, last connection, frames/s, faces/s, disk, errors in the last hour.
+
+    With no configuration, on a machine where no unit has run, it shows the last `edgeface run` demo.
+    """
+    from ..daemon import demo as demo_mod
     from ..daemon import status as status_mod
 
-    doc = status_mod.gather(app.config)
+    config, demo = app.config, None
+    if demo_mod.wants_demo(app.config_path, app.overrides) and not status_mod.status_path(config).exists():
+        # nothing configured and no unit ever ran here: show the last `edgeface run` demo, if there was one
+        d = demo_mod.demo_dir()
+        if (d / "state" / status_mod.STATUS_FILE).is_file():
+            config, demo = demo_mod.demo_config(app.overrides, directory=d, fresh=False), d
+    doc = status_mod.gather(config)
+    if demo is not None:
+        doc["demo"] = str(demo)
     if as_json:
         emit_json(doc)
     else:

@@ -47,16 +47,21 @@ def wants_demo(config_path: str | None, overrides: Sequence[str], env: dict[str,
     return all(o.strip().startswith("logging.") for o in overrides)
 
 
-def demo_config(overrides: Sequence[str] = (), *, directory: Path | None = None) -> Config:
-    """The demo's configuration (fresh state each run), with the user's ``--set`` overrides on top."""
+def demo_config(overrides: Sequence[str] = (), *, directory: Path | None = None, fresh: bool = True) -> Config:
+    """The demo's configuration, with the user's ``--set`` overrides on top.
+
+    ``fresh``: clear the last demo's state first (each demo run starts clean); ``edgeface status`` reads
+    the last run's state instead.
+    """
     d = directory or demo_dir()
-    d.mkdir(parents=True, exist_ok=True)
-    for name in ("state", "gallery", "media", "outbox.sqlite3", "outbox.sqlite3-wal", "outbox.sqlite3-shm"):
-        p = d / name
-        if p.is_dir():
-            shutil.rmtree(p)
-        elif p.exists():
-            p.unlink()
+    if fresh:
+        d.mkdir(parents=True, exist_ok=True)
+        for name in ("state", "gallery", "media", "outbox.sqlite3", "outbox.sqlite3-wal", "outbox.sqlite3-shm"):
+            p = d / name
+            if p.is_dir():
+                shutil.rmtree(p)
+            elif p.exists():
+                p.unlink()
     settings = [
         "capture.source=folder", f"capture_folder.path={PHOTOS}", "capture_folder.once=true",
         "capture_folder.settle_s=0", "capture_folder.poll_s=0.05", "capture_folder.recursive=false",

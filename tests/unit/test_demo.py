@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -49,6 +50,14 @@ def test_unconfigured_run_is_the_demo_and_queues_results_offline(tmp_path: Path)
     assert "4 results queued offline" in r.stdout
     with Outbox(tmp_path / "demo" / "outbox.sqlite3") as box:
         assert box.pending_count() == 4
+    # `edgeface status` with nothing configured shows that run (not the never-run default unit), and keeps it
+    for _ in range(2):
+        s = subprocess.run([sys.executable, "-m", "edgeface", "status", "--json"], check=False, capture_output=True,
+                           text=True, timeout=120, env=env, cwd=tmp_path)
+        assert s.returncode == 3, s.stderr[-3000:]  # not running
+        doc = json.loads(s.stdout)
+        assert doc["demo"] == str(tmp_path / "demo") and doc["daemon"] == "stopped"
+        assert doc["outbox"]["pending"] == 4 and doc["counters"]["results"] == {"match": 2, "no_match": 1, "refused": 1}
 
 
 def test_wants_demo_only_when_nothing_is_configured() -> None:
