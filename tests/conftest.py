@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from edgeface.bench.broker import LocalBroker
 from edgeface.bench.lfw import default_lfw_dir
 
 IMAGES = Path(__file__).parent / "images"
@@ -24,3 +26,12 @@ def lfw_root() -> Path:
 def images_dir() -> Path:
     """Redistributable test photos (public-domain official portraits; see tests/images/PROVENANCE.md)."""
     return IMAGES
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[LocalBroker]:
+    """A plain (no TLS) persistent mosquitto on a free loopback port (the tests need mosquitto: CI installs it)."""
+    b = LocalBroker.plain(tmp_path / "broker")
+    b.start()
+    yield b
+    b.kill()

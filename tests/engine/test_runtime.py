@@ -8,7 +8,7 @@ import pytest
 from edgeface.config import RuntimeConfig
 from edgeface.errors import BackendUnavailable, ConfigError, ModelError
 from edgeface.modelcard import find_card
-from edgeface.runtime import TFLiteModel, TensorSpec, runtime_info
+from edgeface.runtime import TensorSpec, TFLiteModel, runtime_info
 from edgeface.runtime.quant import dequantize, quantize
 
 

@@ -22,15 +22,6 @@ DEVICES = ("unit-a", "unit-b")
 SERVER = "edgeface-ingest"
 
 
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[LocalBroker]:
-    """A plain (no TLS) persistent mosquitto on a free loopback port (the tests need mosquitto: CI installs it)."""
-    b = LocalBroker.plain(tmp_path / "broker")
-    b.start()
-    yield b
-    b.kill()
-
-
 @pytest.fixture(scope="session")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """CA, broker certificate (localhost, 127.0.0.1), client certificates for two units and the ingest,

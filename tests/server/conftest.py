@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 
-from edgeface.bench.broker import LocalBroker
 from edgeface.bench.mqttload import sample_result
 from edgeface.config import Config, load_config
 from edgeface.server import audit, auth
@@ -116,14 +115,6 @@ def add_results(db: Database, n: int, *, device: str = "unit-a", seed: int = 1, 
     docs = [sample_result(device, rng, **kw) for _ in range(n)]
     DbResultStore(db).add(docs)
     return docs
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[LocalBroker]:
-    b = LocalBroker.plain(tmp_path / "broker")
-    b.start()
-    yield b
-    b.kill()
 
 
 __all__ = ["ARTIFACTS", "PASSWORD", "Browser", "add_results", "audit", "csrf_of", "make_user", "server_config"]

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import shutil
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from unit_helpers import REPO, toml_text, unit_sections
 
-from edgeface.bench.broker import LocalBroker
 from edgeface.config import Config, load_config
 
 
@@ -77,14 +76,6 @@ def lfw_people(lfw_root: Path) -> dict[str, list[Path]]:
     from edgeface.bench.lfw import people
 
     return people(lfw_root)
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[LocalBroker]:
-    b = LocalBroker.plain(tmp_path / "broker")
-    b.start()
-    yield b
-    b.kill()
 
 
 @pytest.fixture
