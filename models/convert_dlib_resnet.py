@@ -35,6 +35,7 @@ import hashlib
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -117,6 +118,19 @@ def tflite_outputs(model: bytes, batch: np.ndarray) -> tuple[np.ndarray, dict]:
     return np.stack(results), {"input": inp, "output": out}
 
 
+def graph_outputs(fn: Any, batch: np.ndarray) -> np.ndarray:
+    """Descriptors of the TensorFlow graph ``fn`` for each chip of ``batch``."""
+    return np.concatenate([fn(c[None].astype(np.float32))["descriptor"].numpy() for c in batch])
+
+
+def check_close(what: str, got: np.ndarray, ref: np.ndarray, tol: float, failure: str) -> None:
+    """Stop the build where a conversion step strays from the reference forward pass by more than ``tol``."""
+    err = float(np.abs(got - ref).max())
+    log(f"check: {what}, {len(got)} chips: max |diff| {err:.2e}")
+    if err > tol:
+        raise SystemExit(failure)
+
+
 def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
 
@@ -154,28 +168,20 @@ def main() -> int:
     fn = tfgraph.build(net)
     probe = base[:8]
     ref = reference.forward(net, probe)
-    got = np.concatenate([fn(c[None].astype(np.float32))["descriptor"].numpy() for c in probe])
-    err = float(np.abs(got - ref).max())
-    log(f"check: TensorFlow graph vs NumPy reference (dlib semantics), {len(probe)} chips: max |diff| {err:.2e}")
-    if err > 1e-5:
-        raise SystemExit("the TensorFlow graph does not match the reference forward pass")
+    check_close("TensorFlow graph vs NumPy reference (dlib semantics)", graph_outputs(fn, probe), ref, 1e-5,
+                "the TensorFlow graph does not match the reference forward pass")
 
     args.out_dir.mkdir(parents=True, exist_ok=True)
     f32 = tfgraph.to_tflite_float32(fn)
     out_f32, io_f32 = tflite_outputs(f32, probe)
-    err = float(np.abs(out_f32 - ref).max())
-    log(f"float32: {len(f32):,} bytes, SHA-256 {sha256(f32)}; vs reference max |diff| {err:.2e}")
-    if err > 1e-4:
-        raise SystemExit("the float32 TFLite model does not match the reference forward pass")
+    log(f"float32: {len(f32):,} bytes, SHA-256 {sha256(f32)}")
+    check_close("float32 TFLite vs reference", out_f32, ref, 1e-4,
+                "the float32 TFLite model does not match the reference forward pass")
 
     log("int8: equalization and bias correction on the calibration samples (simulated int8 network) ...")
     equalized, refined = ptq.prepare(tfgraph.fold(net), calib, log=log)
-    eq_fn = tfgraph.build(net, equalized)
-    got = np.concatenate([eq_fn(c[None].astype(np.float32))["descriptor"].numpy() for c in probe])
-    err = float(np.abs(got - ref).max())
-    log(f"check: equalized float graph vs reference, {len(probe)} chips: max |diff| {err:.2e}")
-    if err > 1e-4:
-        raise SystemExit("equalization changed the network's function")
+    check_close("equalized float graph vs reference", graph_outputs(tfgraph.build(net, equalized), probe), ref,
+                1e-4, "equalization changed the network's function")
     i8 = tfgraph.to_tflite_int8(tfgraph.build(net, ptq.with_params(equalized, refined.params)), calib,
                                 ranges=refined.tflite_ranges(equalized))
     log(f"check: int8 model holds {ptq.verify(i8, equalized, refined)}")

@@ -164,15 +164,14 @@ def run_stream(config: Config, video: Path, *, threads: list[int], workers: int 
             runner.join(120)
         first = samples[0] if samples else end
         span = end["t"] - first["t"]
-        steady = [s["rss_mb"] for s in samples if s["t"] >= warmup_s + min(60.0, duration_s / 4)] or [end["rss_mb"]]
+        timeline = samples + [end] if not samples or end["t"] > samples[-1]["t"] else samples
         out["threads"][str(t)] = {
             "frames_per_s": round((end["frames"] - first["frames"]) / span, 2) if span > 0 else None,
             "faces_per_s": round((end["faces"] - first["faces"]) / span, 2) if span > 0 else None,
             "cpu_percent": round(100 * (end["cpu_s"] - first["cpu_s"]) / span, 1) if span > 0 else None,
             "rss_mb_start": first["rss_mb"], "rss_mb_end": end["rss_mb"],
-            "rss_mb_growth_after_warmup": round(max(steady) - min(steady), 1),
-            **_last_window(samples + [end], RSS_WINDOW_S),
+            **_last_window(timeline, RSS_WINDOW_S),
             "frames": end["frames"], "faces": end["faces"], "results": daemon.summary.results,
-            "faces_merged": daemon.summary.merged, "samples": samples + [end],
+            "faces_merged": daemon.summary.merged, "samples": timeline,
         }
     return out
