@@ -68,6 +68,11 @@ class Filters:
     def as_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if v not in ("", None)}
 
+    def as_query(self) -> dict[str, str]:
+        """The filters as query parameters for links (only these keys: never the request's own arguments,
+        whose names could collide with ``url_for``'s, e.g. ``format``, ``_external``, ``_anchor``)."""
+        return {k: str(v) for k, v in self.as_dict().items()}
+
 
 def _day(text: str, end: bool) -> float:
     try:
@@ -168,7 +173,7 @@ def queue() -> Any:
         rows, total = list_results(conn, f, offset=(page - 1) * PAGE)
         devices = [r[0] for r in conn.execute(select(results.c.device_id).distinct().order_by(results.c.device_id))]
     return render_template("review_list.html", rows=rows, total=total, f=f, page=page, pages=max(1, -(-total // PAGE)),
-                           devices=devices, statuses=STATUSES, query=request.args.to_dict())
+                           devices=devices, statuses=STATUSES, query=f.as_query())
 
 
 @bp.route("/review/<rid>")

@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import random
+import re
 from typing import Any
 
 import numpy as np
@@ -166,3 +167,21 @@ def test_payload_kept_verbatim(db: Any) -> None:
     with db.read() as conn:
         stored = conn.execute(select(results.c.payload).where(results.c.id == d["id"])).scalar_one()
     assert json.loads(stored) == d
+
+
+@pytest.mark.parametrize("junk", [
+    "format=json", "format=csv&status=all", "_external=1", "_anchor=x", "_method=POST", "_scheme=javascript",
+    "endpoint=accounts.index", "page=2&format=json", "rid=1&values=2", "status=all&_external=1&identity=x",
+])
+def test_queue_ignores_unknown_query_keys(db: Any, as_reviewer: Browser, junk: str) -> None:
+    """Only the known filter keys go into the page's links: keys colliding with url_for's parameters
+    (``format`` above all, which the export links set themselves) used to make the queue a 500."""
+    add_results(db, 60, match_share=1.0)  # more than one page, so the paging links are built too
+    r = as_reviewer.get(f"/review?{junk}")
+    assert r.status_code == 200, r.status_code
+    page = r.get_data(as_text=True)
+    links = re.findall(r'href="([^"]+)"', page)
+    export = sorted(x for x in links if x.startswith("/review/export"))
+    assert len(export) == 2 and [x.count("format=") for x in export] == [1, 1], export
+    assert "format=csv" in export[0] and "format=json" in export[1]
+    assert not any("_external" in x or "_anchor" in x or "endpoint=" in x or "#" in x for x in links), links
