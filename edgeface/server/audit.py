@@ -1,10 +1,12 @@
 """The audit log: append-only and hash-chained.
 
 Entry *n* stores ``hash_n = SHA-256(seq, ts, actor, action, subject, details, hash_{n-1})`` (canonical
-JSON), starting from a genesis hash of 64 zeros. The ``audit_head`` row holds the newest seq and hash;
-appending locks it (``SELECT ... FOR UPDATE`` on PostgreSQL, the write lock on SQLite), so entries from
-several processes form one chain, and every entry is written in the same transaction as the action it
-records: no action without its entry, no entry without its action.
+JSON), starting from a genesis hash of 64 zeros. Every field is stored exactly as hashed: the subject
+whole, however long (the log keeps what happened verbatim, not a cut that no longer verifies); an
+actor or action longer than its column is a programming error and refused. The ``audit_head`` row
+holds the newest seq and hash; appending locks it (``SELECT ... FOR UPDATE`` on PostgreSQL, the write
+lock on SQLite), so entries from several processes form one chain, and every entry is written in the
+same transaction as the action it records: no action without its entry, no entry without its action.
 
 :func:`verify` recomputes the chain: an edited entry changes its hash, a deleted one leaves a gap and a
 broken link, reordered entries break links, and deleting the newest entries leaves the chain short of
@@ -64,17 +66,20 @@ class Entry:
 def append(conn: Connection, actor: str, action: str, subject: str = "",
            details: Mapping[str, Any] | None = None) -> Entry:
     """Add an entry inside the caller's write transaction (committed with the action it records)."""
+    if len(actor) > 64 or len(action) > 64:
+        raise ValueError(f"audit actor and action are at most 64 characters (got {len(actor)}, {len(action)}): "
+                         "they are stored and hashed as given, never cut")
     head = conn.execute(select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)
                         .with_for_update()).one()
     seq, prev = int(head.seq) + 1, str(head.hash)
     ts = round(time.time(), 6)
     text = canonical(dict(details or {}))
     h = entry_hash(seq, ts, actor, action, subject, text, prev)
-    conn.execute(audit_log.insert().values(seq=seq, ts=ts, actor=actor, action=action, subject=subject[:256],
+    conn.execute(audit_log.insert().values(seq=seq, ts=ts, actor=actor, action=action, subject=subject,
                                            details=text, prev_hash=prev, hash=h))
     conn.execute(update(audit_head).where(audit_head.c.id == 1).values(seq=seq, hash=h))
     log.info("audit.appended", seq=seq, hash=h, action=action, actor=actor, subject=subject[:256])
-    return Entry(seq, ts, actor, action, subject[:256], dict(details or {}), prev, h)
+    return Entry(seq, ts, actor, action, subject, dict(details or {}), prev, h)
 
 
 def entries(conn: Connection, *, limit: int = 200, before: int | None = None,

@@ -66,8 +66,8 @@ class Database:
             yield conn
             conn.rollback()
 
-    def migrate(self) -> str:
-        """Bring the schema to the newest migration; returns the revision now in force."""
+    def migrate(self, revision: str = "head") -> str:
+        """Bring the schema to the newest migration (or ``revision``); returns the revision now in force."""
         from alembic import command
         from alembic.config import Config as AlembicConfig
         from alembic.runtime.migration import MigrationContext
@@ -78,7 +78,7 @@ class Database:
             if not self.is_sqlite:  # SQLite's BEGIN IMMEDIATE already serialises concurrent migrations
                 conn.execute(text("SELECT pg_advisory_xact_lock(7264531)"))
             cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
+            command.upgrade(cfg, revision)
             rev = MigrationContext.configure(conn).get_current_revision()
         log.info("server.db.migrated", revision=rev, backend=self.url.get_backend_name())
         return str(rev)

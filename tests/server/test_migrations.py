@@ -19,7 +19,7 @@ from sqlalchemy import inspect, text
 from edgeface.bench.broker import free_port
 from edgeface.bench.mqttload import sample_result
 from edgeface.server import audit, auth
-from edgeface.server.db import Database
+from edgeface.server.db import MIGRATIONS, Database
 from edgeface.server.ingest import DbResultStore
 from edgeface.server.review import decide
 from edgeface.server.tables import metadata
@@ -61,11 +61,30 @@ def postgres() -> Iterator[str]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+def head_revision() -> str:
+    from alembic.config import Config as AlembicConfig
+    from alembic.script import ScriptDirectory
+
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    return str(ScriptDirectory.from_config(cfg).get_current_head())
+
+
+def _schema_differences(db: Database) -> list[object]:
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    with db.engine.connect() as conn:
+        return list(compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), metadata))
+
+
 def _exercise(db: Database) -> None:
-    assert db.migrate() == "0001"
-    assert db.migrate() == "0001"  # idempotent
+    head = head_revision()
+    assert db.migrate() == head
+    assert db.migrate() == head  # idempotent
     tables = set(inspect(db.engine).get_table_names())
     assert set(metadata.tables) <= tables
+    assert _schema_differences(db) == []  # the migrations create exactly what tables.py declares
     with db.write() as conn:
         rita = auth.create_user(conn, "rita", PASSWORD, ["reviewer"])
     rng = random.Random(4)
@@ -87,9 +106,11 @@ def _exercise(db: Database) -> None:
         t.start()
     for t in threads:
         t.join()
+    with db.write() as conn:  # a subject longer than the old 256-character column is stored as hashed
+        audit.append(conn, "t", "review.unknown", "s" * 1000, {})
     with db.read() as conn:
         v = audit.verify(conn)
-        assert v.ok and v.entries == 41, v.problems
+        assert v.ok and v.entries == 42, v.problems
         assert conn.execute(text("SELECT count(*) FROM results")).scalar_one() == 51
 
 
@@ -126,3 +147,34 @@ def test_server_config_defaults_documented() -> None:
     assert "[server]" in text_ and "database_url" in text_ and "sync_password_file" in text_
 
 
+
+
+def _upgrade_keeps_the_chain(db: Database) -> None:
+    """A chain written under the first schema still verifies after every later migration."""
+    assert db.migrate("0001") == "0001"
+    with db.write() as conn:
+        for i in range(5):
+            audit.append(conn, "ada", "review.confirm", f"r{i}" * 40, {"i": i})  # up to 120 characters
+    db.migrate()
+    with db.read() as conn:
+        v = audit.verify(conn)
+    assert v.ok and v.entries == 5, v.problems
+    assert _schema_differences(db) == []
+
+
+def test_upgrade_keeps_the_audit_chain_sqlite(tmp_path: Path) -> None:
+    db = Database(f"sqlite:///{tmp_path / 'u.sqlite3'}")
+    try:
+        _upgrade_keeps_the_chain(db)
+    finally:
+        db.dispose()
+
+
+def test_upgrade_keeps_the_audit_chain_postgresql(postgres: str) -> None:
+    db = Database(postgres)
+    try:
+        with db.write() as conn:  # the module's cluster is shared: start from an empty schema
+            conn.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
+        _upgrade_keeps_the_chain(db)
+    finally:
+        db.dispose()

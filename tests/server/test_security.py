@@ -270,6 +270,27 @@ def test_tampered_audit_log_detected(db: Any, config: Any, tamper: str) -> None:
     assert r.exit_code == 1 and "BROKEN" in r.output
 
 
+def test_long_subject_verifies_and_an_edit_still_fails(db: Any, config: Any) -> None:
+    """What is hashed is what is stored: a subject far longer than the old 256-character column."""
+    long_subject = "identity-" + "x" * 990
+    with db.write() as conn:
+        audit.append(conn, "ada", "identity.wipe", "short", {})
+        audit.append(conn, "ada", "identity.wipe", long_subject, {"reason": "test"})
+        audit.append(conn, "ada", "identity.wipe", "after", {})
+    with db.read() as conn:
+        assert audit.verify(conn).ok
+        assert [e.subject for e in audit.entries(conn)][1] == long_subject
+    r = _verify_cli(config)
+    assert r.exit_code == 0 and "ok: 3 entries" in r.output, r.output
+    with db.write() as conn:
+        conn.execute(text("UPDATE audit_log SET subject = :s WHERE seq = 2"), {"s": long_subject[:-1] + "y"})
+    with db.read() as conn:
+        v = audit.verify(conn)
+    assert not v.ok and any("entry 2" in p and "edited" in p for p in v.problems), v.problems
+    r = _verify_cli(config)
+    assert r.exit_code == 1 and "BROKEN" in r.output
+
+
 def test_rewritten_history_detected_against_an_anchor(db: Any, config: Any) -> None:
     _chain(db, 4)
     with db.read() as conn:
