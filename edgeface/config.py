@@ -227,6 +227,21 @@ class GalleryConfig:
         "File holding this unit's bundle-download token (first line, mode 0600; `edgeface server add-device` "
         "prints it). Empty: no credentials are sent (a plain `edgeface gallery serve` needs none).",
     )
+    allow_insecure_http: bool = setting(
+        False,
+        "Send the bundle-download token (sync_password_file) over a plain http:// sync_url. Off: such a sync "
+        "is refused, since anyone on the network path could read the token; use https://. Only for a closed "
+        "lab network. Credentials never follow a redirect to another origin, whatever this says.",
+    )
+    pointer_ttl_s: int = setting(
+        3 * 86400,
+        "When publishing (gallery build/refresh, the central server): seconds the signed latest.json stays "
+        "valid. Units refuse an older pointer and show their gallery as stale, so a mirror cannot keep them on "
+        "an old gallery; re-sign it in time (`edgeface gallery refresh` from cron, daily; the central server "
+        "re-signs when a unit fetches it past half its lifetime). Longer = more offline slack for mirrors.",
+        min=600,
+        max=90 * 86400,
+    )
 
 
 @dataclass(frozen=True)
@@ -377,7 +392,8 @@ class ServerConfig:
     public_url: str = setting(
         "",
         "Base URL devices reach this server at (e.g. https://edgeface.example.org); the gallery "
-        "announcement points them to <public_url>/gallery/. Empty: http://<host>:<port>.",
+        "announcement points them to <public_url>/bundles/. Required to publish a gallery (the request's "
+        "Host header is never used).",
     )
     host: str = setting("127.0.0.1", "Address the web application listens on (put a TLS proxy in front).")
     port: int = setting(8480, "TCP port of the web application.", min=0, max=65535)

@@ -60,7 +60,7 @@ def create_app(config: Config, *, db: Database | None = None, migrate: bool = Tr
     app.after_request(_headers)
     app.context_processor(lambda: {"user": g.get("user"), "csrf_token": _page_csrf(), "now": time.time(),
                                    "fmt_time": fmt_time})
-    for code in (400, 401, 403, 404, 405, 413, 429, 500):
+    for code in (400, 401, 403, 404, 405, 409, 413, 422, 429, 500):
         app.register_error_handler(code, _error)
 
     app.add_url_rule("/", "home", home)

@@ -210,8 +210,12 @@ def image(image_id: int) -> Any:
     return resp
 
 
-def publish_gallery(svc: Any, actor: str, base_url: str) -> dict[str, Any]:
-    """Build, sign and publish the next version from everything enrolled; announce it; record it."""
+def publish_gallery(svc: Any, actor: str) -> dict[str, Any]:
+    """Build, sign and publish the next version from everything enrolled; announce it; record it.
+
+    Refused (ConfigError, before anything is built) without ``server.public_url``: the announcement
+    points units to ``<server.public_url>/bundles/`` and never to the Host header of a request.
+    """
     from ..gallery import signing
     from ..gallery.enroll import Workspace, settings_key
     from ..gallery.publish import publish_for
@@ -219,6 +223,7 @@ def publish_gallery(svc: Any, actor: str, base_url: str) -> dict[str, Any]:
     from .announce import announce
 
     cfg = svc.config
+    url = svc.bundles_url()
     key = signing.load_private_key(Path(cfg.server.signing_key))
     with _publish_lock(svc.publish_dir), svc.engine_lock:
         engine = svc.engine()
@@ -234,14 +239,13 @@ def publish_gallery(svc: Any, actor: str, base_url: str) -> dict[str, Any]:
                           signer=key, target_fpir=cfg.gallery.target_fpir)
     m = pub.manifest
     manifest_sha = hashlib.sha256((pub.dir / "manifest.json").read_bytes()).hexdigest()
-    url = svc.public_url(base_url) + "/bundles/"
     doc = payloads.announce_payload(gallery_version=m.gallery_version, url=url, model_id=card.id,
                                     manifest_sha256=manifest_sha, count=m.identities)
     announced, why = announce(cfg, doc)
     if not announced:
         log.warning("server.gallery.not_announced", version=m.gallery_version, why=why,
                     hint="units still find it at their next scheduled sync")
-    rec = {"version": m.gallery_version, "count": m.count, "identities": m.identities, "bytes": m.total_bytes,
+    rec = {"version": m.gallery_version, "url": url, "count": m.count, "identities": m.identities, "bytes": m.total_bytes,
            "manifest_sha256": manifest_sha, "announced": announced, "why_not_announced": why,
            "deltas": sorted(pub.deltas)}
     with svc.db.write() as conn:
@@ -257,7 +261,7 @@ def publish_gallery(svc: Any, actor: str, base_url: str) -> dict[str, Any]:
 @access("admin")
 def publish_view() -> Any:
     try:
-        rec = publish_gallery(_svc(), g.user.username, request.host_url)
+        rec = publish_gallery(_svc(), g.user.username)
     except EdgefaceError as e:
         abort(409, str(e))
     return render_template("published.html", rec=rec)

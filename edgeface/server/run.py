@@ -80,6 +80,8 @@ class _Workers:
 def run_server(config: Config, *, web: bool = True, ingest_workers: int | None = None, worker_index: int = 0,
                child_args: Sequence[str] = ()) -> None:
     """Run until SIGTERM or SIGINT."""
+    if web:
+        _check_public_url(config)
     db = Database(config.server.database_url)
     db.migrate()
     n = config.server.ingest_workers if ingest_workers is None else ingest_workers
@@ -122,6 +124,17 @@ def run_server(config: Config, *, web: bool = True, ingest_workers: int | None =
         workers.close()
         db.dispose()
         log.info("server.stopped")
+
+
+def _check_public_url(config: Config) -> None:
+    """A malformed ``server.public_url`` stops the start; an empty one only disables publishing (said once)."""
+    from .services import bundles_url
+
+    if not config.server.public_url.strip():
+        log.warning("server.no_public_url", hint="set server.public_url to the URL units reach this server at; "
+                    "publishing a gallery is refused until then")
+        return
+    bundles_url(config)  # raises ConfigError naming the setting
 
 
 def wait_port(host: str, port: int, timeout: float = 30.0) -> bool:

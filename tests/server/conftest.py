@@ -19,13 +19,15 @@ from edgeface.server.db import Database
 from edgeface.server.ingest import DbResultStore
 
 PASSWORD = "correct horse battery staple"
+PUBLIC_URL = "https://central.example/edge"  # server.public_url of the test servers
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 
 
 def server_config(tmp: Path, **sets: Any) -> Config:
     pairs = {"server.database_url": f"sqlite:///{tmp / 'server.sqlite3'}", "server.data_dir": str(tmp / "data"),
              "server.signing_key": str(tmp / "keys" / "signing.pem"), "server.cookie_secure": "false",
-             "server.ingest_workers": "0", "mqtt.host": "", **{k: str(v) for k, v in sets.items()}}
+             "server.ingest_workers": "0", "server.public_url": PUBLIC_URL, "mqtt.host": "",
+             **{k: str(v) for k, v in sets.items()}}
     return load_config(None, env={}, overrides=[f"{k}={v}" for k, v in pairs.items()])
 
 
@@ -117,4 +119,4 @@ def add_results(db: Database, n: int, *, device: str = "unit-a", seed: int = 1, 
     return docs
 
 
-__all__ = ["ARTIFACTS", "PASSWORD", "Browser", "add_results", "audit", "csrf_of", "make_user", "server_config"]
+__all__ = ["ARTIFACTS", "PASSWORD", "PUBLIC_URL", "Browser", "add_results", "audit", "csrf_of", "make_user", "server_config"]

@@ -126,3 +126,81 @@ def test_server_run_with_worker_processes(tmp_path: Path, broker: Any) -> None:
     log = err.decode(errors="replace")
     assert "server.worker.started" in log and "ingest-run-test-1" in log
     assert proc.returncode in (0, -15), log[-2000:]
+
+
+def _retained_announcement(port: int) -> dict[str, Any]:
+    import threading
+
+    import paho.mqtt.client as mqtt
+
+    got: dict[str, Any] = {}
+    done = threading.Event()
+
+    def on_message(c: Any, u: Any, msg: Any) -> None:
+        got.update(json.loads(msg.payload), retained=msg.retain)
+        done.set()
+
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="announce-reader", protocol=mqtt.MQTTv5)
+    c.on_message = on_message
+    c.connect("127.0.0.1", port)
+    c.subscribe(topics.GALLERY_ANNOUNCE, qos=1)
+    c.loop_start()
+    try:
+        assert done.wait(30), "no retained announcement on the broker"
+    finally:
+        c.loop_stop()
+        c.disconnect()
+    return got
+
+
+def _publishing_app(tmp_path: Path, broker: Any, public_url: str) -> tuple[Any, Database, Browser]:
+    from edgeface.server.app import create_app
+
+    from .conftest import make_user, server_config
+
+    cfg = server_config(tmp_path, **{"server.public_url": public_url, "mqtt.host": "127.0.0.1",
+                                     "mqtt.port": broker.port, "mqtt.tls": "false"})
+    generate_keypair(cfg.server.signing_key, cfg.server.signing_key.with_suffix(".pub"))
+    db = Database(cfg.server.database_url)
+    db.migrate()
+    make_user(db, "ada", "admin")
+    b = Browser(create_app(cfg, db=db, migrate=False))
+    b.login("ada")
+    # the session cookie goes along to the forged host too, so the forged request is authenticated
+    b.client.set_cookie("edgeface_session", b.client.get_cookie("edgeface_session").value, domain="evil.example")
+    assert _enroll(b, "obama", IMAGES / "obama.jpg").status_code == 200
+    return cfg, db, b
+
+
+FORGED = {"Host": "evil.example", "X-Forwarded-Host": "evil.example", "X-Forwarded-Proto": "http"}
+
+
+def test_publish_without_public_url_is_refused(tmp_path: Path, broker: Any) -> None:
+    cfg, db, admin = _publishing_app(tmp_path, broker, "")
+    r = admin.post("/gallery/publish", headers=FORGED)
+    text = r.get_data(as_text=True)
+    assert r.status_code == 409 and "server.public_url is not set" in text, text
+    with db.read() as conn:
+        assert conn.execute(select(publications.c.version)).all() == []
+        assert "gallery.publish" not in [e.action for e in audit.entries(conn)]
+    assert not list((cfg.server.data_dir / "publish").glob("v*"))  # nothing built either
+    db.dispose()
+
+
+def test_announcement_url_is_built_from_public_url_never_the_host_header(tmp_path: Path, broker: Any) -> None:
+    cfg, db, admin = _publishing_app(tmp_path, broker, "https://central.example/edge/")
+    r = admin.post("/gallery/publish", headers=FORGED)
+    assert r.status_code == 200 and "Announced" in r.get_data(as_text=True), r.get_data(as_text=True)
+    doc = _retained_announcement(broker.port)
+    assert doc["retained"] and doc["gallery_version"] == 1
+    assert doc["url"] == "https://central.example/edge/bundles/" and doc["url"] in r.get_data(as_text=True)
+    with db.read() as conn:
+        assert audit.entries(conn, action="gallery.publish")[0].details["url"] == doc["url"]
+    db.dispose()
+
+
+def test_server_run_refuses_a_malformed_public_url(tmp_path: Path) -> None:
+    r = subprocess.run([sys.executable, "-m", "edgeface", "--set", f"server.database_url=sqlite:///{tmp_path}/s.db",
+                        "--set", "server.public_url=ftp://central.example", "server", "run", "--ingest-workers", "0"],
+                       capture_output=True, text=True, timeout=120, check=False)
+    assert r.returncode != 0 and "server.public_url = 'ftp://central.example' is not a base URL" in r.stderr, r.stderr
