@@ -9,17 +9,21 @@ import fcntl
 import hashlib
 import io
 import json
+import os
 import re
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Response, abort, g, redirect, render_template, request, send_file, url_for
 from sqlalchemy import delete, func, insert, select, update
 
-from ..errors import EdgefaceError, GalleryError, ImageError
+from ..config import ImageConfig
+from ..errors import EdgefaceError, GalleryError, ImageError, ImageTooLarge
 from ..logs import get_logger
 from . import audit
 from .access import DEVICE, access
@@ -29,7 +33,7 @@ log = get_logger(__name__)
 bp = Blueprint("gallery_admin", __name__)
 
 IDENTITY_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-FORMATS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "BMP": ".bmp"}
+FORMATS = {"JPEG": ".jpg", "MPO": ".jpg", "PNG": ".png", "WEBP": ".webp", "BMP": ".bmp"}  # MPO: phones' JPEG
 
 
 def _svc() -> Any:
@@ -50,26 +54,95 @@ def _publish_lock(folder: Path) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def store_upload(images_dir: Path, data: bytes) -> tuple[str, str]:
-    """Keep an uploaded image under its SHA-256; returns (sha256, file name). Refuses non-images."""
+@dataclass(frozen=True)
+class Upload:
+    """One uploaded image, checked from its header (nothing decoded, nothing on disk yet)."""
+
+    original: str  # the browser's file name
+    data: bytes
+    sha256: str
+    filename: str  # <sha256>.<ext> under <data_dir>/images/
+
+
+class UploadRefused(EdgefaceError):
+    """An upload is refused as a whole; ``status`` is the HTTP status to answer with."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def inspect_upload(original: str, data: bytes, limits: ImageConfig) -> Upload:
+    """Check an uploaded file from its header only: an accepted format, within ``image.max_bytes`` and
+    ``image.max_pixels`` (a decompression bomb is refused before a single pixel is decoded)."""
     from PIL import Image, UnidentifiedImageError
 
+    if len(data) > limits.max_bytes:
+        raise ImageTooLarge(f"{original}: {len(data)} bytes, above image.max_bytes = {limits.max_bytes}")
     try:
-        with Image.open(io.BytesIO(data)) as im:
-            fmt = im.format or ""
-    except (UnidentifiedImageError, OSError) as e:
-        raise ImageError(f"not an image ({e})") from None
-    if fmt not in FORMATS:
-        raise ImageError(f"{fmt or 'unknown'} images are not accepted; upload JPEG, PNG, WebP or BMP")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit decides below
+            Image.init()
+            with Image.open(io.BytesIO(data), formats=[f for f in FORMATS if f in Image.OPEN]) as im:
+                fmt, (width, height) = im.format or "", im.size
+    except Image.DecompressionBombError as e:  # Pillow's own limit (Image.MAX_IMAGE_PIXELS) is twice exceeded
+        raise ImageTooLarge(f"{original}: far above image.max_pixels = {limits.max_pixels} ({e}); refused "
+                            "before decoding") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise ImageError(f"{original}: not an image in an accepted format (JPEG, PNG, WebP or BMP): {e}") from None
+    if width * height > limits.max_pixels:
+        raise ImageTooLarge(f"{original}: {width}x{height} = {width * height} pixels, above image.max_pixels = "
+                            f"{limits.max_pixels}; refused before decoding")
+    if width <= 0 or height <= 0:
+        raise ImageError(f"{original}: image has no pixels ({width}x{height})")
     sha = hashlib.sha256(data).hexdigest()
-    name = sha + FORMATS[fmt]
+    return Upload(original, data, sha, sha + FORMATS[fmt])
+
+
+def inspect_uploads(files: list[tuple[str, bytes]], limits: ImageConfig) -> list[Upload]:
+    """Every file checked before any is stored: one bad file refuses the whole upload (413 when a file
+    is too large, else 422), with every file's problem in the message."""
+    uploads, problems, too_large = [], [], False
+    for original, data in files:
+        try:
+            uploads.append(inspect_upload(original, data, limits))
+        except ImageError as e:
+            problems.append(str(e))
+            too_large = too_large or isinstance(e, ImageTooLarge)
+    if problems:
+        raise UploadRefused("Nothing was stored or enrolled: " + "; ".join(problems)
+                            + ". Remove or replace these files and upload again.", 413 if too_large else 422)
+    return uploads
+
+
+def store_uploads(images_dir: Path, uploads: list[Upload]) -> list[Path]:
+    """Keep each upload under its SHA-256; returns the files this call created (to undo on failure).
+    A file already there (the same image enrolled before) is left as it is and not returned."""
     images_dir.mkdir(parents=True, exist_ok=True)
-    path = images_dir / name
-    if not path.exists():
-        tmp = path.with_suffix(".part")
-        tmp.write_bytes(data)
-        tmp.replace(path)
-    return sha, name
+    created: list[Path] = []
+    try:
+        for u in uploads:
+            path = images_dir / u.filename
+            if path.exists():
+                continue
+            tmp = path.with_name(f".{u.filename}.{os.getpid()}.part")
+            tmp.write_bytes(u.data)
+            tmp.replace(path)
+            created.append(path)
+    except OSError:
+        discard_created(images_dir, created, referenced=set())
+        raise
+    return created
+
+
+def discard_created(images_dir: Path, created: list[Path], referenced: set[str]) -> None:
+    """Undo :func:`store_uploads`: remove the files it created unless a database row now refers to them
+    (the same image uploaded by someone else at the same moment)."""
+    for path in created:
+        if path.name not in referenced:
+            path.unlink(missing_ok=True)
+    for stray in images_dir.glob(f".*.{os.getpid()}.part"):
+        stray.unlink(missing_ok=True)
 
 
 @bp.route("/gallery")
@@ -115,45 +188,58 @@ def enroll_view() -> Any:
         problems.append("choose at least one image")
     if problems:
         abort(400, "; ".join(problems))
-    stored: list[tuple[str, str, str]] = []  # (original name, sha, file name)
-    report: list[dict[str, Any]] = []
-    for f in files:
+    try:
+        uploads = inspect_uploads([(f.filename or "", f.read()) for f in files], svc.config.image)
+    except UploadRefused as e:
+        log.warning("server.enroll_refused", identity=ident, status=e.status, why=str(e))
+        abort(e.status, str(e))
+    created = store_uploads(svc.images_dir, uploads)
+    try:
+        report = _enroll_stored(svc, ident, name, source, consent, uploads)
+    except BaseException:
+        with svc.db.read() as conn:
+            referenced = {r[0] for r in conn.execute(select(images.c.filename).where(
+                images.c.filename.in_([p.name for p in created])))}
+        discard_created(svc.images_dir, created, referenced)
+        log.error("server.enroll_failed", identity=ident, removed=len(created) - len(referenced))
+        raise
+    log.info("server.enrolled", identity=ident, images=len(report),
+             enrolled=sum(r["status"] in ("enrolled", "unchanged") for r in report))
+    return render_template("enroll_report.html", ident=ident, report=report), 200
+
+
+def _enroll_stored(svc: Any, ident: str, name: str, source: str, consent: str,
+                   uploads: list[Upload]) -> list[dict[str, Any]]:
+    """Enroll stored uploads into the workspace and record each image (with its audit entry) in one
+    database transaction; returns the report rows."""
+    from ..gallery.enroll import EnrollItem, Workspace, enroll
+
+    items = [EnrollItem(ident, svc.images_dir / u.filename, consent, source, g.user.username, name) for u in uploads]
+    with svc.engine_lock:
+        engine = svc.engine()
+        ws = Workspace(svc.workspace_dir)
         try:
-            sha, fname = store_upload(svc.images_dir, f.read())
-            stored.append((f.filename or "", sha, fname))
-        except ImageError as e:
-            report.append({"file": f.filename, "status": "error", "reasons": [str(e)]})
-    items = [EnrollItem(ident, svc.images_dir / fname, consent, source, g.user.username, name)
-             for _, _, fname in stored]
-    enroll_report = None
-    if items:
-        with svc.engine_lock:
-            engine = svc.engine()
-            ws = Workspace(svc.workspace_dir)
-            try:
-                enroll_report = enroll(engine, ws, items, duplicate_similarity=svc.config.enroll.duplicate_similarity,
-                                       second_face_ratio=svc.config.enroll.second_face_ratio)
-            finally:
-                ws.close()
+            enroll_report = enroll(engine, ws, items, duplicate_similarity=svc.config.enroll.duplicate_similarity,
+                                   second_face_ratio=svc.config.enroll.second_face_ratio)
+        finally:
+            ws.close()
     now = time.time()
+    report: list[dict[str, Any]] = []
     with svc.db.write() as conn:
         if conn.execute(select(identities.c.id).where(identities.c.id == ident)).first() is None:
             conn.execute(insert(identities).values(id=ident, name=name, created_at=now, created_by=g.user.username))
         else:
             conn.execute(update(identities).where(identities.c.id == ident).values(name=name))
-        for (orig, sha, fname), res in zip(stored, enroll_report.results if enroll_report else []):
-            conn.execute(insert(images).values(identity_id=ident, sha256=sha, filename=fname, source=source,
+        for u, res in zip(uploads, enroll_report.results):
+            conn.execute(insert(images).values(identity_id=ident, sha256=u.sha256, filename=u.filename, source=source,
                                                consent=consent, enrolled_by=g.user.username, enrolled_at=now,
                                                status=res.status, reasons="; ".join(res.reasons)))
-            entry = {"file": orig, "sha256": sha, "status": res.status, "reasons": res.reasons,
-                     "duplicates": res.duplicates[:3]}
-            report.append(entry)
+            report.append({"file": u.original, "sha256": u.sha256, "status": res.status, "reasons": res.reasons,
+                           "duplicates": res.duplicates[:3]})
             audit.append(conn, g.user.username, "enroll.image", ident,
-                         {"sha256": sha, "source": source, "consent": consent, "name": name, "status": res.status,
-                          "reasons": res.reasons})
-    log.info("server.enrolled", identity=ident, images=len(report),
-             enrolled=sum(r["status"] in ("enrolled", "unchanged") for r in report))
-    return render_template("enroll_report.html", ident=ident, report=report), 200
+                         {"sha256": u.sha256, "source": source, "consent": consent, "name": name,
+                          "status": res.status, "reasons": res.reasons})
+    return report
 
 
 @bp.route("/gallery/identities/<ident>")

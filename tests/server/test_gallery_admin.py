@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from edgeface.bench.broker import free_port
@@ -21,7 +22,7 @@ from edgeface.mqtt import payloads, topics
 from edgeface.server import audit
 from edgeface.server.db import Database
 from edgeface.server.ingest import DbResultStore
-from edgeface.server.tables import images, publications
+from edgeface.server.tables import identities, images, publications
 
 from .conftest import Browser
 
@@ -204,3 +205,75 @@ def test_server_run_refuses_a_malformed_public_url(tmp_path: Path) -> None:
                         "--set", "server.public_url=ftp://central.example", "server", "run", "--ingest-workers", "0"],
                        capture_output=True, text=True, timeout=120, check=False)
     assert r.returncode != 0 and "server.public_url = 'ftp://central.example' is not a base URL" in r.stderr, r.stderr
+
+
+def bomb_png(side: int = 15000) -> bytes:
+    """A real, valid PNG of side x side black pixels (1-bit grey): 225 megapixels that deflate to ~30 KB."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    z = zlib.compressobj(9)
+    row = bytes(1 + (side + 7) // 8)  # filter byte 0, then the row's bits, all zero
+    idat = b"".join(z.compress(row * 500) for _ in range(side // 500)) + z.compress(row * (side % 500)) + z.flush()
+    ihdr = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("side,why", [
+    (15000, "bomb.png: far above image.max_pixels = 50000000 (Image size (225000000 pixels)"),  # Pillow refuses
+    (8000, "bomb.png: 8000x8000 = 64000000 pixels, above image.max_pixels = 50000000"),  # Pillow would decode
+])
+def test_decompression_bomb_refused_and_nothing_stored(config: Any, db: Any, as_admin: Browser, side: int,
+                                                       why: str) -> None:
+    import io
+
+    bomb = bomb_png(side)
+    assert len(bomb) < 100_000
+    data = {"identity": "obama", "name": "Obama", "source": "tests/images (PROVENANCE.md)", "consent": "public domain",
+            "images": [(open(IMAGES / "obama.jpg", "rb"), "obama.jpg"), (io.BytesIO(bomb), "bomb.png")]}
+    r = as_admin.post("/gallery/enroll", data, content_type="multipart/form-data")
+    text = r.get_data(as_text=True)
+    assert r.status_code == 413, (r.status_code, text[-500:])
+    assert why in text
+    assert "Nothing was stored or enrolled" in text
+    images_dir = config.server.data_dir / "images"
+    assert not images_dir.exists() or list(images_dir.iterdir()) == []  # the good image is not left behind
+    with db.read() as conn:
+        assert conn.execute(select(images.c.id)).all() == []
+        assert conn.execute(select(identities.c.id)).all() == []
+        assert "enroll.image" not in [e.action for e in audit.entries(conn)]
+    # the same good image alone is then enrolled as usual
+    assert _enroll(as_admin, "obama", IMAGES / "obama.jpg").status_code == 200
+    assert len(list(images_dir.iterdir())) == 1
+
+
+def test_a_non_image_refuses_the_whole_upload(config: Any, db: Any, as_admin: Browser) -> None:
+    data = {"identity": "biden", "source": "s", "consent": "c",
+            "images": [(open(IMAGES / "biden.jpg", "rb"), "biden.jpg"), (open(__file__, "rb"), "notes.jpg")]}
+    r = as_admin.post("/gallery/enroll", data, content_type="multipart/form-data")
+    assert r.status_code == 422 and "notes.jpg: not an image" in r.get_data(as_text=True)
+    assert not (config.server.data_dir / "images").exists() or not list((config.server.data_dir / "images").iterdir())
+    with db.read() as conn:
+        assert conn.execute(select(images.c.id)).all() == []
+
+
+def test_a_failure_after_storing_removes_the_new_files(config: Any, db: Any, as_admin: Browser,
+                                                      monkeypatch: Any) -> None:
+    """Atomic: when recording fails after the files were written, the files this upload created go."""
+    from edgeface.server import gallery_admin
+
+    assert _enroll(as_admin, "obama", IMAGES / "obama.jpg").status_code == 200  # kept: enrolled before
+    images_dir = config.server.data_dir / "images"
+    before = sorted(p.name for p in images_dir.iterdir())
+
+    def broken(*a: Any, **kw: Any) -> Any:
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr(gallery_admin, "_enroll_stored", broken)
+    as_admin.app.testing = False  # answer 500 as in production instead of raising into the test
+    r = _enroll(as_admin, "obama", IMAGES / "obama.jpg", IMAGES / "obama2.jpg")
+    assert r.status_code == 500
+    assert sorted(p.name for p in images_dir.iterdir()) == before
