@@ -38,6 +38,7 @@ ACTIONS = (
     "login.ok", "login.failed", "login.refused", "logout", "user.create", "user.update",
     "review.confirm", "review.reject", "review.unknown", "results.export",
     "enroll.image", "identity.wipe", "gallery.publish", "device.credential", "device.revoke",
+    "images.view",  # one per page view that showed enrolled images, listing them
 )
 
 

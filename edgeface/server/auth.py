@@ -7,6 +7,8 @@ and the devices' bundle-download tokens.
   database does not log anyone in. Idle and absolute time-outs; a new token at every login.
 * CSRF: a random token per session, required (form field ``csrf_token`` or header ``X-CSRF-Token``) on
   every state-changing request; the login form uses a double-submit cookie before a session exists.
+* Image views: an enrolled image's URL carries an HMAC under that session's secret (:func:`view_token`),
+  so images open only from the (audited) page that showed them, in the same session.
 * Login limits: failures are counted per user name and per client address in the database (shared by
   every server process); past the limit, attempts are refused without checking the password.
 * Device tokens: 32 random bytes, shown once; stored as SHA-256 (a fast hash is enough for a
@@ -184,6 +186,17 @@ def expire_sessions(conn: Connection, *, idle_s: float, max_s: float) -> int:
 
 def csrf_ok(expected: str | None, given: str | None) -> bool:
     return bool(expected) and bool(given) and hmac.compare_digest(str(expected), str(given))
+
+
+def view_token(session_secret: str, scope: str, image_id: int) -> str:
+    """The token an image URL carries: HMAC of (scope, image id) under the session's own secret, so an
+    image opens only in the session whose page showed it (that page view is audited)."""
+    msg = f"image-view\0{scope}\0{image_id}".encode()
+    return hmac.new(session_secret.encode(), msg, hashlib.sha256).hexdigest()[:32]
+
+
+def view_token_ok(session_secret: str, scope: str, image_id: int, given: str | None) -> bool:
+    return bool(given) and hmac.compare_digest(view_token(session_secret, scope, image_id), str(given))
 
 
 # -- devices ------------------------------------------------------------------------------------------

@@ -19,20 +19,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Response, abort, g, redirect, render_template, request, send_file, url_for
+from flask import Blueprint, Response, abort, g, redirect, render_template, request, url_for
 from sqlalchemy import delete, func, insert, select, update
 
 from ..config import ImageConfig
 from ..errors import EdgefaceError, GalleryError, ImageError, ImageTooLarge
 from ..logs import get_logger
-from . import audit
+from . import audit, auth
 from .access import DEVICE, access
+from .review import send_image
 from .tables import devices, identities, images, publications
 
 log = get_logger(__name__)
 bp = Blueprint("gallery_admin", __name__)
 
 IDENTITY_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+GALLERY_SCOPE = "gallery"  # view-token scope of the images the gallery pages show
 FORMATS = {"JPEG": ".jpg", "MPO": ".jpg", "PNG": ".png", "WEBP": ".webp", "BMP": ".bmp"}  # MPO: phones' JPEG
 
 
@@ -162,7 +164,8 @@ def index() -> Any:
                             .order_by(devices.c.device_id)).all()
     running = [(d.device_id, (json.loads(d.status).get("gallery_version") if d.status else None), d.state)
                for d in devs]
-    return render_template("gallery.html", idents=idents, thumbs=thumbs, pubs=pubs, running=running,
+    tokens = _shown("gallery", sorted(thumbs.values()))
+    return render_template("gallery.html", idents=idents, thumbs=thumbs, tokens=tokens, pubs=pubs, running=running,
                            latest=pubs[0].version if pubs else None, report=None)
 
 
@@ -250,7 +253,8 @@ def identity(ident: str) -> Any:
         if row is None:
             abort(404)
         imgs = conn.execute(select(images).where(images.c.identity_id == ident).order_by(images.c.id)).all()
-    return render_template("identity.html", ident=row, imgs=imgs)
+    tokens = _shown(f"gallery/identities/{ident}", [int(i.id) for i in imgs])
+    return render_template("identity.html", ident=row, imgs=imgs, tokens=tokens)
 
 
 @bp.route("/gallery/identities/<ident>/wipe", methods=["POST"])
@@ -284,16 +288,25 @@ def wipe(ident: str) -> Any:
 
 
 @bp.route("/gallery/images/<int:image_id>")
-@access("reviewer", "admin")
+@access("admin")
 def image(image_id: int) -> Any:
+    """Any stored image, refused uploads included (administrators), as a gallery page showed it."""
     svc = _svc()
     with svc.db.read() as conn:
         fname = conn.execute(select(images.c.filename).where(images.c.id == image_id)).scalar()
-    if fname is None or not (svc.images_dir / fname).is_file():
+    if fname is None:
         abort(404)
-    resp = send_file(svc.images_dir / fname, max_age=0)
-    resp.headers["Cache-Control"] = "private, no-store"
-    return resp
+    if not auth.view_token_ok(g.session.csrf_token, GALLERY_SCOPE, image_id, request.args.get("t")):
+        abort(403, "Open images from the gallery page that shows them.")
+    return send_image(svc.images_dir / fname)
+
+
+def _shown(page: str, image_ids: list[int]) -> dict[int, str]:
+    """Audit one view of a gallery page showing these images; returns each image's URL token."""
+    if image_ids:
+        with _svc().db.write() as conn:
+            audit.append(conn, g.user.username, "images.view", page, {"images": image_ids})
+    return {i: auth.view_token(g.session.csrf_token, GALLERY_SCOPE, i) for i in image_ids}
 
 
 def publish_gallery(svc: Any, actor: str) -> dict[str, Any]:

@@ -16,13 +16,14 @@ import json
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Response, abort, g, redirect, render_template, request, url_for
+from flask import Blueprint, Response, abort, g, redirect, render_template, request, send_file, url_for
 from sqlalchemy import Connection, Select, and_, func, or_, select, update
 
 from ..errors import EdgefaceError
-from . import audit
+from . import audit, auth
 from .access import access
 from .auth import User
 from .tables import identities, images, results, reviews, users
@@ -176,25 +177,77 @@ def queue() -> Any:
                            devices=devices, statuses=STATUSES, query=f.as_query())
 
 
+SHOWN_PER_CANDIDATE = 3
+SHOWN_STATUSES = ("enrolled", "unchanged")
+
+
+def shown_images(conn: Connection, candidates: list[str]) -> dict[str, list[int]]:
+    """The enrolled images a review of these candidates shows: the first few accepted images of each.
+    Never refused uploads, never another identity's: this is all a reviewer can open."""
+    out: dict[str, list[int]] = {}
+    if not candidates:
+        return out
+    for r in conn.execute(select(images.c.identity_id, images.c.id).where(
+            and_(images.c.identity_id.in_(candidates), images.c.status.in_(SHOWN_STATUSES))).order_by(images.c.id)):
+        shown = out.setdefault(r.identity_id, [])
+        if len(shown) < SHOWN_PER_CANDIDATE:
+            shown.append(int(r.id))
+    return out
+
+
+def _candidates(payload: str) -> list[str]:
+    return [c["identity_id"] for c in json.loads(payload)["candidates"]]
+
+
 @bp.route("/review/<rid>")
 @access("reviewer")
 def detail(rid: str) -> Any:
-    with _svc().db.read() as conn:
+    svc = _svc()
+    with svc.db.read() as conn:
         row = conn.execute(select(results).where(results.c.id == rid)).first()
         if row is None:
             abort(404)
         doc = json.loads(row.payload)
-        ids = [c["identity_id"] for c in doc["candidates"]]
+        ids = _candidates(row.payload)
         names = dict(conn.execute(select(identities.c.id, identities.c.name).where(identities.c.id.in_(ids))).all())
-        imgs: dict[str, list[int]] = {}
-        for r in conn.execute(select(images.c.identity_id, images.c.id).where(
-                and_(images.c.identity_id.in_(ids), images.c.status.in_(("enrolled", "unchanged"))))
-                .order_by(images.c.id)):
-            imgs.setdefault(r.identity_id, []).append(int(r.id))
+        imgs = shown_images(conn, ids)
         history = conn.execute(select(reviews, users.c.username).join(users, users.c.id == reviews.c.user_id)
                                .where(reviews.c.result_id == rid).order_by(reviews.c.id)).all()
-    return render_template("review_detail.html", r=row, doc=doc, names=names, imgs=imgs, history=history,
-                           two_person=_svc().config.server.two_person_rule, error=request.args.get("error"))
+    shown = [i for ident in ids for i in imgs.get(ident, [])]
+    if shown:  # one entry per page view, listing every enrolled image it showed
+        with svc.db.write() as conn:
+            audit.append(conn, g.user.username, "images.view", f"review/{rid}",
+                         {"images": shown, "identities": [i for i in ids if i in imgs]})
+    tokens = {i: auth.view_token(g.session.csrf_token, f"review/{rid}", i) for i in shown}
+    return render_template("review_detail.html", r=row, doc=doc, names=names, imgs=imgs, tokens=tokens,
+                           history=history, two_person=svc.config.server.two_person_rule,
+                           error=request.args.get("error"))
+
+
+@bp.route("/review/<rid>/images/<int:image_id>")
+@access("reviewer")
+def image(rid: str, image_id: int) -> Any:
+    """An enrolled image of one of this result's candidates, as its (audited) review page showed it."""
+    svc = _svc()
+    with svc.db.read() as conn:
+        payload = conn.execute(select(results.c.payload).where(results.c.id == rid)).scalar()
+        if payload is None:
+            abort(404)
+        shown = {i for ids in shown_images(conn, _candidates(payload)).values() for i in ids}
+        fname = conn.execute(select(images.c.filename).where(images.c.id == image_id)).scalar()
+    if image_id not in shown or fname is None:
+        abort(404)  # a refused upload, another identity's image or too far down the list: not this review's
+    if not auth.view_token_ok(g.session.csrf_token, f"review/{rid}", image_id, request.args.get("t")):
+        abort(403, "Open images from the review page that shows them.")
+    return send_image(svc.images_dir / fname)
+
+
+def send_image(path: Path) -> Any:
+    if not path.is_file():
+        abort(404)
+    resp = send_file(path, max_age=0)
+    resp.headers["Cache-Control"] = "private, no-store"
+    return resp
 
 
 @bp.route("/review/<rid>/decide", methods=["POST"])

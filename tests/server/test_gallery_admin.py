@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import subprocess
 import sys
 import time
@@ -58,11 +59,14 @@ def test_enroll_publish_and_wipe(config: Any, db: Any, as_admin: Browser, as_rev
     assert vb.manifest.identities == 2
     entries = [json.loads(x) for x in (pub / "v0000000001" / "entries.ndjson").read_text().splitlines()]
     assert all(e["consent"] and e["source"] and e["enrolled_by"] == "ada" for e in entries)
-    # reviewers see enrolled images (for comparison), not the gallery pages
+    # reviewers see enrolled images only through a result's review page (tests/server/test_review.py),
+    # never the gallery's pages or images; administrators open them from the gallery pages
     with db.read() as conn:
         img_id = conn.execute(select(images.c.id).where(images.c.identity_id == "biden")).scalar()
-    assert as_reviewer.get(f"/gallery/images/{img_id}").status_code == 200
+    assert as_reviewer.get(f"/gallery/images/{img_id}").status_code == 403
     assert as_reviewer.get("/gallery").status_code == 403
+    thumb = re.search(r'src="(/gallery/images/[^"]+)"', as_admin.get("/gallery/identities/biden").get_data(as_text=True))
+    assert thumb and as_admin.get(thumb.group(1).replace("&amp;", "&")).status_code == 200
     # remove an identity: needs a reason; its image files go; the next version drops it
     assert as_admin.post("/gallery/identities/biden/wipe").status_code == 400
     assert as_admin.post("/gallery/identities/biden/wipe", {"reason": "enrolled by mistake"}).status_code == 302

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import base64
 import csv
+import hashlib
 import io
 import json
 import random
 import re
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,10 +18,10 @@ from sqlalchemy import insert, select
 
 from edgeface.bench.mqttload import sample_result
 from edgeface.mqtt import payloads
-from edgeface.server import audit
+from edgeface.server import audit, auth
 from edgeface.server.ingest import DbResultStore
 from edgeface.server.review import Filters, ReviewError, decide, list_results
-from edgeface.server.tables import identities, results
+from edgeface.server.tables import identities, images, results
 
 from .conftest import Browser, add_results, server_config
 
@@ -185,3 +187,92 @@ def test_queue_ignores_unknown_query_keys(db: Any, as_reviewer: Browser, junk: s
     assert len(export) == 2 and [x.count("format=") for x in export] == [1, 1], export
     assert "format=csv" in export[0] and "format=json" in export[1]
     assert not any("_external" in x or "_anchor" in x or "endpoint=" in x or "#" in x for x in links), links
+
+
+# -- enrolled images a review shows ------------------------------------------------------------------
+
+IMAGES = Path(__file__).resolve().parents[1] / "images"
+
+
+def _image(db: Any, config: Any, ident: str, photo: str, status: str) -> int:
+    """An image row and its file, as enrollment leaves them (refused uploads are kept for administrators)."""
+    data = (IMAGES / photo).read_bytes()
+    sha = hashlib.sha256(data).hexdigest()
+    (config.server.data_dir / "images").mkdir(parents=True, exist_ok=True)
+    (config.server.data_dir / "images" / f"{sha}.jpg").write_bytes(data)
+    with db.write() as conn:
+        if conn.execute(select(identities.c.id).where(identities.c.id == ident)).first() is None:
+            conn.execute(insert(identities).values(id=ident, name=ident.title(), created_at=0, created_by="ada"))
+        return int(conn.execute(insert(images).values(
+            identity_id=ident, sha256=sha, filename=f"{sha}.jpg", source="tests/images", consent="public domain",
+            enrolled_by="ada", enrolled_at=0, status=status, reasons="" if status == "enrolled" else "no face")
+            .returning(images.c.id)).scalar_one())
+
+
+@pytest.fixture
+def gallery(db: Any, config: Any) -> dict[str, Any]:
+    """jane (a candidate of the result): one accepted image and one refused upload; joe: not a candidate."""
+    ids = {"jane": _image(db, config, "jane", "obama.jpg", "enrolled"),
+           "jane_refused": _image(db, config, "jane", "obama_partial_face.jpg", "refused"),
+           "joe": _image(db, config, "joe", "biden.jpg", "enrolled")}
+    doc = sample_result("unit-a", random.Random(21), match_share=1.0)
+    doc["candidates"][0]["identity_id"] = "jane"
+    doc["candidates"] = [c for c in doc["candidates"] if c["identity_id"] != "joe"]
+    other = sample_result("unit-a", random.Random(22), match_share=1.0)  # jane is not among its candidates
+    other["candidates"] = [c for c in other["candidates"] if c["identity_id"] not in ("jane", "joe")]
+    DbResultStore(db).add([doc, other])
+    return {**ids, "rid": doc["id"], "other": other["id"]}
+
+
+def _srcs(page: str) -> list[str]:
+    return [u.replace("&amp;", "&") for u in re.findall(r'<img class="enrolled" src="([^"]+)"', page)]
+
+
+def test_review_page_shows_only_accepted_candidate_images_and_audits_the_view(
+        db: Any, gallery: dict[str, Any], as_reviewer: Browser) -> None:
+    rid = gallery["rid"]
+    srcs = _srcs(as_reviewer.get(f"/review/{rid}").get_data(as_text=True))
+    assert [s.split("?")[0] for s in srcs] == [f"/review/{rid}/images/{gallery['jane']}"]
+    r = as_reviewer.get(srcs[0])
+    assert r.status_code == 200 and r.data == (IMAGES / "obama.jpg").read_bytes()
+    assert r.headers["Cache-Control"] == "private, no-store"
+    with db.read() as conn:
+        views = audit.entries(conn, action="images.view")
+        assert audit.verify(conn).ok
+    assert len(views) == 1  # one entry per page view, not one per image fetched
+    assert views[0].actor == "rita" and views[0].subject == f"review/{rid}"
+    assert views[0].details == {"images": [gallery["jane"]], "identities": ["jane"]}
+
+
+def test_reviewer_cannot_open_refused_unrelated_or_unshown_images(
+        gallery: dict[str, Any], as_reviewer: Browser, as_reviewer2: Browser) -> None:
+    rid, other = gallery["rid"], gallery["other"]
+    secret = as_reviewer.csrf  # the session's secret: even correctly signed URLs open nothing else
+
+    def get(result: str, image_id: int, token: str | None = "sign") -> int:
+        t = auth.view_token(secret, f"review/{result}", image_id) if token == "sign" else token
+        return as_reviewer.get(f"/review/{result}/images/{image_id}" + (f"?t={t}" if t else "")).status_code
+
+    assert get(rid, gallery["jane"]) == 200
+    assert get(rid, gallery["jane_refused"]) == 404  # a refused upload of a candidate
+    assert get(rid, gallery["joe"]) == 404  # an identity that is not a candidate of this result
+    assert get(other, gallery["jane"]) == 404  # jane is not a candidate of that result
+    assert get("no-such-result", gallery["jane"]) == 404
+    assert get(rid, gallery["jane"], token=None) == 403  # not opened from the (audited) page
+    assert get(rid, gallery["jane"], token="0" * 32) == 403
+    foreign = auth.view_token(as_reviewer2.csrf, f"review/{rid}", gallery["jane"])  # another session's URL
+    assert as_reviewer.get(f"/review/{rid}/images/{gallery['jane']}?t={foreign}").status_code == 403
+    for image_id in gallery["jane"], gallery["jane_refused"], gallery["joe"]:  # the gallery's own route: admins
+        assert as_reviewer.get(f"/gallery/images/{image_id}").status_code == 403
+
+
+def test_admin_sees_refused_uploads_from_the_gallery_pages_audited(
+        db: Any, gallery: dict[str, Any], as_admin: Browser) -> None:
+    page = as_admin.get("/gallery/identities/jane").get_data(as_text=True)
+    srcs = [u.replace("&amp;", "&") for u in re.findall(r'<img class="thumb" src="([^"]+)"', page)]
+    assert len(srcs) == 2 and all(as_admin.get(s).status_code == 200 for s in srcs)
+    assert as_admin.get(f"/gallery/images/{gallery['jane_refused']}").status_code == 403  # no token
+    with db.read() as conn:
+        view = audit.entries(conn, action="images.view")[0]
+    assert view.subject == "gallery/identities/jane"
+    assert view.details == {"images": [gallery["jane"], gallery["jane_refused"]]}
