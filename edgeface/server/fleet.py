@@ -10,7 +10,7 @@ from flask import Blueprint, abort, g, redirect, render_template, request, url_f
 from sqlalchemy import func, select
 
 from ..errors import ConfigError
-from . import audit, auth
+from . import audit, auth, rejected
 from .access import access
 from .tables import devices, publications
 
@@ -48,7 +48,8 @@ def index() -> Any:
     with _svc().db.read() as conn:
         rows = device_rows(conn)
         latest = conn.execute(select(func.max(publications.c.version))).scalar()
-    return render_template("fleet.html", rows=rows, latest=latest, token=None, token_device=None)
+        bad = rejected.summary(conn)
+    return render_template("fleet.html", rows=rows, latest=latest, token=None, token_device=None, rejected=bad)
 
 
 @bp.route("/fleet/devices", methods=["POST"])
@@ -65,7 +66,9 @@ def issue() -> Any:
     with svc.db.read() as conn:
         rows = device_rows(conn)
         latest = conn.execute(select(func.max(publications.c.version))).scalar()
-    return render_template("fleet.html", rows=rows, latest=latest, token=token, token_device=device_id)
+        bad = rejected.summary(conn)
+    return render_template("fleet.html", rows=rows, latest=latest, token=token, token_device=device_id,
+                           rejected=bad)
 
 
 @bp.route("/fleet/devices/<device_id>/revoke", methods=["POST"])
