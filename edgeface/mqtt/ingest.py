@@ -10,8 +10,9 @@ Several ingest workers share the load through the MQTT 5 shared subscription
   is counted as a duplicate and stored once;
 * acknowledges (PUBACK, in arrival order) only after the batch holding the message is committed,
   so a crash before the commit makes the broker deliver it again;
-* counts and logs a malformed message, keeps its first bytes in the ``rejected`` table for
-  inspection, acknowledges it (a retry cannot fix it) and carries on.
+* counts and logs a malformed message, keeps its first bytes in the ``rejected`` table with the
+  reason, acknowledges it (a retry cannot fix it) and carries on: no message can stop a worker;
+* when the database itself fails, acknowledges nothing and retries the batch with backoff.
 
 Device status messages (retained, ``edgeface/v1/devices/+/status``) update the ``devices`` table.
 """
@@ -23,7 +24,7 @@ import sqlite3
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,39 @@ CREATE TABLE IF NOT EXISTS rejected (
 """
 
 
+@dataclass(frozen=True)
+class ResultRow:
+    """A checked result, converted to exactly what the stores write.
+
+    Everything that depends on the message (times, numbers, the JSON text) is computed here, before any
+    database is involved, so an error in it is the message's fault and never the store's.
+    """
+
+    id: str
+    device_id: str
+    captured_at: str
+    captured_ts: float
+    decision: str
+    top_identity: str | None
+    top_score: float | None
+    gallery_version: int | None
+    model_id: str
+    payload: str
+
+
+def result_row(doc: Mapping[str, Any]) -> ResultRow:
+    """The row of a result that passed :func:`payloads.decode` (``ValueError`` and friends if not)."""
+    top = doc["candidates"][0] if doc["candidates"] else None
+    version = doc["gallery_version"]
+    return ResultRow(
+        id=str(doc["id"]), device_id=str(doc["device_id"]), captured_at=str(doc["captured_at"]),
+        captured_ts=payloads.parse_timestamp(doc["captured_at"]), decision=str(doc["decision"]),
+        top_identity=str(top["identity_id"]) if top else None, top_score=float(top["score"]) if top else None,
+        gallery_version=None if version is None else int(version), model_id=str(doc["model_id"]),
+        payload=json.dumps(doc, separators=(",", ":"), ensure_ascii=False, allow_nan=False),
+    )
+
+
 class ResultStore:
     """SQLite store of received results; the result id is the primary key (idempotent inserts)."""
 
@@ -84,16 +118,21 @@ class ResultStore:
         self._db.executescript(_SCHEMA)
         self._lock = threading.Lock()
 
+    @staticmethod
+    def is_transient(error: BaseException) -> bool:
+        """True when ``error`` is the database's trouble (locked, disk full, I/O), not the data's."""
+        return isinstance(error, (sqlite3.OperationalError, OSError))
+
     def add(self, docs: Iterable[Mapping[str, Any]], *, received_at: float | None = None) -> tuple[int, int]:
         """Store results in one transaction; returns (stored, duplicates)."""
+        return self.add_rows([result_row(d) for d in docs], received_at=received_at)
+
+    def add_rows(self, rows: Sequence[ResultRow], *, received_at: float | None = None) -> tuple[int, int]:
+        """Store prepared rows in one transaction; returns (stored, duplicates)."""
         now = time.time() if received_at is None else received_at
-        rows = []
-        for d in docs:
-            top = d["candidates"][0] if d["candidates"] else None
-            rows.append((d["id"], d["device_id"], d["captured_at"], d["decision"],
-                         top["identity_id"] if top else None, top["score"] if top else None,
-                         d["gallery_version"], json.dumps(d, separators=(",", ":"), ensure_ascii=False), now))
-        if not rows:
+        values = [(r.id, r.device_id, r.captured_at, r.decision, r.top_identity, r.top_score, r.gallery_version,
+                   r.payload, now) for r in rows]
+        if not values:
             return 0, 0
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
@@ -101,16 +140,16 @@ class ResultStore:
                 before = self._db.total_changes
                 self._db.executemany(
                     "INSERT OR IGNORE INTO results (id, device_id, captured_at, decision, top_identity, top_score, "
-                    "gallery_version, payload, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+                    "gallery_version, payload, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", values)
                 stored = self._db.total_changes - before
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
-        return stored, len(rows) - stored
+        return stored, len(values) - stored
 
     def set_status(self, doc: Mapping[str, Any]) -> None:
-        """Record a device's latest status (the newest by its timestamp wins)."""
+        """Record a device's latest status (in arrival order)."""
         with self._lock:
             self._db.execute(
                 "INSERT INTO devices (device_id, state, status, updated_at) VALUES (?, ?, ?, ?) "
@@ -123,11 +162,16 @@ class ResultStore:
         """Keep the start of a malformed message (bounded to the last REJECTED_KEEP)."""
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
-            self._db.execute("INSERT INTO rejected VALUES (?, ?, ?, ?, ?, ?)",
-                             (time.time(), topic[:512], kind, error[:500], len(payload), bytes(payload[:REJECTED_HEAD])))
-            self._db.execute("DELETE FROM rejected WHERE rowid <= (SELECT MAX(rowid) FROM rejected) - ?",
-                             (REJECTED_KEEP,))
-            self._db.execute("COMMIT")
+            try:
+                self._db.execute("INSERT INTO rejected VALUES (?, ?, ?, ?, ?, ?)",
+                                 (time.time(), printable(topic, 512), kind, printable(error, 500), len(payload),
+                                  bytes(payload[:REJECTED_HEAD])))
+                self._db.execute("DELETE FROM rejected WHERE rowid <= (SELECT MAX(rowid) FROM rejected) - ?",
+                                 (REJECTED_KEEP,))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
 
     def count(self) -> int:
         with self._lock:
@@ -156,6 +200,12 @@ class ResultStore:
             self._db.close()
 
 
+def printable(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, with what a database cannot store (NUL, lone surrogates)
+    escaped: a rejected message's topic and error must always be storable."""
+    return text[:limit].encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
+
+
 @dataclass
 class IngestStats:
     """Counters since the worker started."""
@@ -163,8 +213,9 @@ class IngestStats:
     received: int = 0
     stored: int = 0
     duplicates: int = 0
-    malformed: Counter[str] = field(default_factory=Counter)
+    malformed: Counter[str] = field(default_factory=Counter)  # rejected messages, by kind
     statuses: int = 0
+    store_errors: int = 0  # flushes the database could not take (nothing acknowledged; retried)
     connected: bool = False
     subscribed: bool = False
 
@@ -175,11 +226,39 @@ class IngestStats:
     def as_dict(self) -> dict[str, Any]:
         return {"received": self.received, "stored": self.stored, "duplicates": self.duplicates,
                 "malformed": dict(self.malformed), "malformed_total": self.malformed_total,
-                "statuses": self.statuses, "connected": self.connected, "subscribed": self.subscribed}
+                "statuses": self.statuses, "store_errors": self.store_errors, "connected": self.connected,
+                "subscribed": self.subscribed}
+
+
+@dataclass
+class _Rejection:
+    topic: str
+    kind: str
+    error: str
+    payload: bytes
+
+
+@dataclass
+class _Pending:
+    """A received message waiting for its batch to be written; acknowledged only after that."""
+
+    mid: int
+    qos: int
+    action: ResultRow | _Rejection | dict[str, Any] | None  # what to write: result, rejection, status, nothing
+    done: bool = False  # written (a retried flush does not write it twice)
 
 
 class Ingest:
-    """One ingest worker: a shared-subscription client that stores results idempotently."""
+    """One ingest worker: a shared-subscription client that stores results idempotently.
+
+    No message can stop it. Everything that depends on a message's content (size, UTF-8, JSON,
+    schema, contract rules, the topic's device, the row it becomes) is checked as it arrives; any
+    failure there, expected or not, sends the message to the ``rejected`` table with its reason and
+    acknowledges it, since delivering it again cannot fix it. Failures of the database itself
+    (``store.is_transient``) are the opposite: nothing in the batch is acknowledged, the batch is
+    retried with backoff, and the broker keeps the messages. A row the database refuses for its data
+    is found by writing the batch one row at a time, and rejected alone.
+    """
 
     def __init__(
         self,
@@ -204,9 +283,11 @@ class Ingest:
         self.max_payload_bytes = max_payload_bytes
         self.subscribe_status = subscribe_status
         self.stats = IngestStats()
-        self._pending: list[tuple[int, int, dict[str, Any] | None]] = []  # (mid, qos, doc or None)
+        self._pending: list[_Pending] = []
         self._first_pending_at = 0.0
+        self._retry_at = 0.0
         self._backoff = Backoff(reconnect_min_s, reconnect_max_s)
+        self._store_backoff = Backoff(0.05, reconnect_max_s)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._conn: Connection | None = None
@@ -242,11 +323,12 @@ class Ingest:
             while not self._stop.is_set():
                 up = self._conn.step(0.01 if self._pending else 0.05)
                 self.stats.connected = up
-                if self._pending and (len(self._pending) >= self.batch
-                                      or time.monotonic() - self._first_pending_at >= self.flush_s):
+                now = time.monotonic()
+                if self._pending and now >= self._retry_at and (
+                        len(self._pending) >= self.batch or now - self._first_pending_at >= self.flush_s):
                     self._flush()
         finally:
-            if self._conn.connected:
+            if self._conn.connected and self._pending:
                 self._flush()
             self._conn.close()
 
@@ -275,53 +357,124 @@ class Ingest:
         self.stats.subscribed = False
         # Unacknowledged messages will be delivered again: forget them without storing twice.
         self._pending.clear()
+        self._retry_at = 0.0
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        parsed = topics.parse_device_topic(msg.topic)
-        kind = parsed[1] if parsed else ""
-        doc: dict[str, Any] | None = None
-        if kind == "status":
-            if msg.payload:  # an empty retained message clears the status; nothing to record
-                try:
-                    status = payloads.decode(msg.payload, "status", max_bytes=65536)
-                    if status["device_id"] != parsed[0]:  # type: ignore[index]
-                        raise PayloadError("status device_id differs from its topic", "device_mismatch")
-                    self.store.set_status(status)
-                    self.stats.statuses += 1
-                except PayloadError as e:
-                    self._malformed(msg, e)
-        elif kind == "results":
-            self.stats.received += 1
-            try:
-                doc = payloads.decode(msg.payload, "result", max_bytes=self.max_payload_bytes)
-                if doc["device_id"] != parsed[0]:  # type: ignore[index]
-                    raise PayloadError(
-                        f"payload device_id {doc['device_id']!r} differs from the topic's {parsed[0]!r}",  # type: ignore[index]
-                        "device_mismatch")
-            except PayloadError as e:
-                doc = None
-                self._malformed(msg, e)
-        else:
-            self._malformed(msg, PayloadError(f"unexpected topic {msg.topic[:200]!r}", "topic"))
+        try:
+            action = self._classify(msg)
+        except Exception as e:  # noqa: BLE001 - no message may stop the worker; it is kept with its reason
+            log.exception("ingest.message_error", topic=msg.topic[:200], bytes=len(msg.payload))
+            action = self._rejection(msg, PayloadError(f"{type(e).__name__}: {e}", "error"))
         if msg.qos > 0:
             if not self._pending:
                 self._first_pending_at = time.monotonic()
-            self._pending.append((msg.mid, msg.qos, doc))
+            self._pending.append(_Pending(msg.mid, msg.qos, action))
+        elif action is not None:  # QoS 0 (never sent by edgeface units): written at once, best effort
+            self._pending.append(_Pending(-1, 0, action))
 
-    def _malformed(self, msg: mqtt.MQTTMessage, e: PayloadError) -> None:
+    def _classify(self, msg: mqtt.MQTTMessage) -> ResultRow | _Rejection | dict[str, Any] | None:
+        """What a message becomes: a result row, a status, a rejection, or nothing (a cleared status)."""
+        parsed = topics.parse_device_topic(msg.topic)
+        if parsed is None or parsed[1] not in ("results", "status"):
+            return self._rejection(msg, PayloadError(f"unexpected topic {msg.topic[:200]!r}", "topic"))
+        device, kind = parsed
+        if kind == "status":
+            if not msg.payload:  # an empty retained message clears the status; nothing to record
+                return None
+            try:
+                status = payloads.decode(msg.payload, "status", max_bytes=65536)
+                if status["device_id"] != device:
+                    raise PayloadError("status device_id differs from its topic", "device_mismatch")
+            except PayloadError as e:
+                return self._rejection(msg, e)
+            return status
+        self.stats.received += 1
+        try:
+            doc = payloads.decode(msg.payload, "result", max_bytes=self.max_payload_bytes)
+            if doc["device_id"] != device:
+                raise PayloadError(f"payload device_id {doc['device_id']!r} differs from the topic's {device!r}",
+                                   "device_mismatch")
+        except PayloadError as e:
+            return self._rejection(msg, e)
+        return result_row(doc)
+
+    def _rejection(self, msg: mqtt.MQTTMessage, e: PayloadError) -> _Rejection:
         self.stats.malformed[e.kind] += 1
         log.warning("ingest.malformed", topic=msg.topic[:200], kind=e.kind, bytes=len(msg.payload), error=str(e)[:300])
-        self.store.reject(msg.topic, e.kind, str(e), msg.payload)
+        return _Rejection(msg.topic, e.kind, str(e), bytes(msg.payload))
 
     def _flush(self) -> None:
-        """Commit the batch, then acknowledge every message in it, in arrival order."""
-        docs = [d for _, _, d in self._pending if d is not None]
-        stored, dups = self.store.add(docs)
+        """Write the batch, then acknowledge every message in it, in arrival order.
+
+        If the database fails (``store.is_transient``), nothing is acknowledged and the same batch is
+        written again after a backoff delay; the broker holds the messages meanwhile (the in-flight
+        window bounds how many).
+        """
+        try:
+            self._write(self._pending)
+        except Exception as e:  # noqa: BLE001 - the store's failure: keep everything, try again later
+            self.stats.store_errors += 1
+            delay = self._store_backoff.next_delay()
+            self._retry_at = time.monotonic() + delay
+            log.error("ingest.store_failed", error=f"{type(e).__name__}: {e}"[:300], pending=len(self._pending),
+                      retry_in_s=round(delay, 3), hint="nothing was acknowledged; the broker keeps the messages",
+                      exc_info=not self.store.is_transient(e))
+            return
+        self._store_backoff.reset()
+        assert self._conn is not None
+        for p in self._pending:
+            if p.qos > 0:
+                self._conn.client.ack(p.mid, p.qos)
+        self._pending.clear()
+
+    def _write(self, batch: list[_Pending]) -> None:
+        rows = [p for p in batch if isinstance(p.action, ResultRow) and not p.done]
+        if rows:
+            try:
+                self._add([p.action for p in rows])  # type: ignore[misc]
+            except Exception as e:  # noqa: BLE001 - find the row the database refuses, if it is one row
+                if self.store.is_transient(e):
+                    raise
+                for p in rows:
+                    try:
+                        self._add([p.action])  # type: ignore[list-item]
+                    except Exception as e1:  # noqa: BLE001
+                        if self.store.is_transient(e1):
+                            raise
+                        row: ResultRow = p.action  # type: ignore[assignment]
+                        self.stats.malformed["store"] += 1
+                        log.warning("ingest.refused_by_store", id=row.id, device=row.device_id,
+                                    error=f"{type(e1).__name__}: {e1}"[:300])
+                        p.action = _Rejection(topics.results_topic(row.device_id), "store",
+                                              f"the database refused the row: {type(e1).__name__}: {e1}",
+                                              row.payload.encode("utf-8", "backslashreplace"))
+                    else:
+                        p.done = True
+            else:
+                for p in rows:
+                    p.done = True
+        for p in batch:
+            if p.done or p.action is None or isinstance(p.action, ResultRow):
+                continue
+            if isinstance(p.action, dict):
+                try:
+                    self.store.set_status(p.action)
+                    self.stats.statuses += 1
+                except Exception as e:  # noqa: BLE001 - a status the database refuses is rejected alone
+                    if self.store.is_transient(e):
+                        raise
+                    self.stats.malformed["store"] += 1
+                    p.action = _Rejection(topics.status_topic(str(p.action.get("device_id", ""))), "store",
+                                          f"the database refused the status: {type(e).__name__}: {e}",
+                                          json.dumps(p.action).encode())
+            if isinstance(p.action, _Rejection):
+                r = p.action
+                self.store.reject(r.topic, r.kind, r.error, r.payload)
+            p.done = True
+
+    def _add(self, rows: list[ResultRow]) -> None:
+        stored, dups = self.store.add_rows(rows)
         self.stats.stored += stored
         self.stats.duplicates += dups
         if dups:
             log.info("ingest.duplicates", count=dups, hint="redelivered results, stored once")
-        assert self._conn is not None
-        for mid, qos, _ in self._pending:
-            self._conn.client.ack(mid, qos)
-        self._pending.clear()

@@ -22,7 +22,7 @@ from typing import Any
 
 from ..errors import PayloadError
 from ..outbox.uuid7 import new_id
-from .validate import schema_errors
+from .validate import schema_errors, text_problems
 
 SCHEMA_VERSION = 1
 CROP_HARD_LIMIT = 64 * 1024  # bytes of JPEG; the schema's base64 maxLength matches it
@@ -39,7 +39,9 @@ class Candidate:
     display_name: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"identity_id": self.identity_id, "score": round(float(self.score), 6)}
+        # Cosine similarity of unit vectors; float32 rounding can step just outside [-1, 1].
+        score = min(1.0, max(-1.0, round(float(self.score), 6)))
+        out: dict[str, Any] = {"identity_id": self.identity_id, "score": score}
         if self.display_name:
             out["display_name"] = self.display_name
         return out
@@ -58,16 +60,24 @@ def utc_timestamp(t: float | datetime | None = None) -> str:
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
 
 
-_TIMESTAMP = re.compile(r"^([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(?:[.]([0-9]{1,6}))?Z$")
+_TIMESTAMP = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(?:[.]([0-9]{1,6}))?Z",
+                        re.ASCII)
 
 
 def parse_timestamp(text: str) -> float:
-    """Unix time of an RFC 3339 UTC timestamp as the payloads carry it (``...T12:00:00.5Z``)."""
-    m = _TIMESTAMP.match(text)
+    """Unix time of an RFC 3339 UTC timestamp as the payloads carry it (``...T12:00:00.5Z``).
+
+    ``ValueError`` unless it is one and names a real instant (no month 13, no 30 February, no leap
+    second: the devices never write one). The schemas assert the same through ``format: date-time``.
+    """
+    m = _TIMESTAMP.fullmatch(text)
     if not m:
-        raise ValueError(f"{text!r} is not an RFC 3339 UTC timestamp like 2025-01-31T12:00:00.123Z")
+        raise ValueError(f"{text[:40]!r} is not an RFC 3339 UTC timestamp like 2025-01-31T12:00:00.123Z")
     *parts, frac = m.groups()
-    dt = datetime(*(int(p) for p in parts), tzinfo=timezone.utc)  # type: ignore[misc]
+    try:
+        dt = datetime(*(int(p) for p in parts), tzinfo=timezone.utc)  # type: ignore[misc]
+    except ValueError as e:
+        raise ValueError(f"{text!r} is not a real time: {e}") from None
     return dt.timestamp() + (int(frac.ljust(6, "0")) / 1e6 if frac else 0.0)
 
 
@@ -166,6 +176,9 @@ def check(doc: Any, name: str) -> None:
     errors = schema_errors(doc, name)
     if errors:
         raise PayloadError(f"{name} payload does not follow {name}.v1.json: " + "; ".join(errors), "schema")
+    text = text_problems(doc)
+    if text:
+        raise PayloadError(f"{name} payload has text that cannot be stored: " + "; ".join(text), "text")
     if name == "result":
         rules = result_rules(doc)
         if rules:

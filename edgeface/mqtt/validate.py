@@ -20,8 +20,12 @@ from ..errors import PayloadError
 SUPPORTED = frozenset({
     "$schema", "$id", "$defs", "$ref", "title", "description",
     "type", "enum", "const", "properties", "required", "additionalProperties",
-    "items", "minItems", "maxItems", "minLength", "maxLength", "pattern", "minimum", "maximum",
+    "items", "minItems", "maxItems", "minLength", "maxLength", "pattern", "minimum", "maximum", "format",
 })
+
+# Formats asserted at run time (JSON Schema only annotates them by default; the tests check against
+# jsonschema with its format checker on). A pattern alone lets "2025-13-45T99:99:99Z" through.
+FORMATS = ("date-time",)
 
 SCHEMAS = ("result", "status", "announce", "command")
 
@@ -81,7 +85,63 @@ def _resolve(ref: str, root: dict[str, Any]) -> dict[str, Any]:
 
 @functools.lru_cache(maxsize=256)
 def _regex(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern)
+    """``pattern`` compiled with ECMA-262 meaning, as JSON Schema defines it.
+
+    Python's ``$`` also matches before a trailing newline (``"id\\n"`` would pass ``^...$``), and its
+    ``\\d``/``\\w`` match non-ASCII digits and letters; ECMA's do neither. So every ``$`` outside a
+    character class becomes ``\\Z`` and the pattern is compiled ASCII-only.
+    """
+    out, i, in_class = [], 0, False
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == "\\":
+            out.append(pattern[i:i + 2])
+            i += 2
+            continue
+        if in_class:
+            in_class = ch != "]"
+        elif ch == "[":
+            in_class = True
+        elif ch == "$":
+            ch = r"\Z"
+        out.append(ch)
+        i += 1
+    return re.compile("".join(out), re.ASCII)
+
+
+def _format_error(value: str, fmt: str) -> str | None:
+    if fmt == "date-time":
+        from .payloads import parse_timestamp  # the one parser the server stores with
+
+        try:
+            parse_timestamp(value)
+        except (ValueError, OverflowError) as e:
+            return str(e)
+        return None
+    raise ValueError(f"schema uses format {fmt!r}; interpreted: {', '.join(FORMATS)}")
+
+
+def text_problems(doc: Any, path: str = "$", *, limit: int = 10) -> list[str]:
+    """Strings a database cannot store faithfully: NUL and other C0 control characters, lone UTF-16
+    surrogates (legal in JSON text, not encodable as UTF-8). Object keys are checked too."""
+    problems: list[str] = []
+    stack = [(path, doc)]
+    while stack and len(problems) < limit:
+        where, node = stack.pop()
+        if isinstance(node, str):
+            if _BAD_TEXT.search(node):
+                problems.append(f"{where}: contains a control character or an unpaired surrogate")
+        elif isinstance(node, dict):
+            for k, v in node.items():
+                if isinstance(k, str) and _BAD_TEXT.search(k):
+                    problems.append(f"{where}: a key contains a control character or an unpaired surrogate")
+                stack.append((f"{where}.{str(k)[:32]}", v))
+        elif isinstance(node, list):
+            stack.extend((f"{where}[{i}]", v) for i, v in enumerate(node))
+    return problems
+
+
+_BAD_TEXT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
 
 
 def _equal(a: Any, b: Any) -> bool:
@@ -119,6 +179,10 @@ def _check(value: Any, schema: dict[str, Any], root: dict[str, Any], path: str, 
             errors.append(f"{path}: longer than {schema['maxLength']} characters")
         if "pattern" in schema and not _regex(schema["pattern"]).search(value):
             errors.append(f"{path}: does not match {schema['pattern']}")
+        elif "format" in schema:
+            problem = _format_error(value, schema["format"])
+            if problem:
+                errors.append(f"{path}: not a valid {schema['format']}: {problem[:120]}")
     elif _is_type(value, "number"):
         if "minimum" in schema and value < schema["minimum"]:
             errors.append(f"{path}: less than {schema['minimum']}")

@@ -13,17 +13,18 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sqlite3
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import exc, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ..config import Config
 from ..logs import get_logger
 from ..mqtt import payloads
-from ..mqtt.ingest import REJECTED_HEAD, Ingest
+from ..mqtt.ingest import REJECTED_HEAD, Ingest, ResultRow, printable, result_row
 from .db import Database
 from .tables import devices, rejected, results
 
@@ -38,30 +39,37 @@ class DbResultStore:
         self.rejected_keep = rejected_keep
         self._insert = sqlite.insert if db.is_sqlite else postgresql.insert
 
+    @staticmethod
+    def is_transient(error: BaseException) -> bool:
+        """True when ``error`` is the database's trouble (connection lost, locked, disk full), not the data's:
+        the ingest then acknowledges nothing and retries."""
+        return isinstance(error, (exc.OperationalError, exc.InterfaceError, exc.TimeoutError,
+                                  sqlite3.OperationalError, OSError))
+
     def add(self, docs: Iterable[Mapping[str, Any]], *, received_at: float | None = None) -> tuple[int, int]:
         """Store results in one transaction; returns (stored, duplicates)."""
+        return self.add_rows([result_row(d) for d in docs], received_at=received_at)
+
+    def add_rows(self, rows: Sequence[ResultRow], *, received_at: float | None = None) -> tuple[int, int]:
+        """Store prepared rows in one transaction; returns (stored, duplicates)."""
         now = time.time() if received_at is None else received_at
-        rows, last_seen = [], {}
-        for d in docs:
-            top = d["candidates"][0] if d["candidates"] else None
-            rows.append({"id": d["id"], "device_id": d["device_id"], "captured_at": d["captured_at"],
-                         "captured_ts": payloads.parse_timestamp(d["captured_at"]), "decision": d["decision"],
-                         "top_identity": top["identity_id"] if top else None,
-                         "top_score": float(top["score"]) if top else None,
-                         "gallery_version": d["gallery_version"], "model_id": d["model_id"],
-                         "payload": json.dumps(d, separators=(",", ":"), ensure_ascii=False),
-                         "received_at": now, "review_status": "pending"})
-            last_seen[d["device_id"]] = now
-        if not rows:
+        values, last_seen = [], {}
+        for r in rows:
+            values.append({"id": r.id, "device_id": r.device_id, "captured_at": r.captured_at,
+                           "captured_ts": r.captured_ts, "decision": r.decision, "top_identity": r.top_identity,
+                           "top_score": r.top_score, "gallery_version": r.gallery_version, "model_id": r.model_id,
+                           "payload": r.payload, "received_at": now, "review_status": "pending"})
+            last_seen[r.device_id] = now
+        if not values:
             return 0, 0
         stmt = self._insert(results).on_conflict_do_nothing(index_elements=["id"]).returning(results.c.id)
         with self.db.write() as conn:
-            stored = len(conn.execute(stmt, rows).all())
+            stored = len(conn.execute(stmt, values).all())
             dev = self._insert(devices)
             conn.execute(dev.on_conflict_do_update(index_elements=["device_id"],
                                                    set_={"last_result_at": dev.excluded.last_result_at}),
                          [{"device_id": k, "last_result_at": v, "revoked": False} for k, v in last_seen.items()])
-        return stored, len(rows) - stored
+        return stored, len(values) - stored
 
     def set_status(self, doc: Mapping[str, Any]) -> None:
         """Record a device's latest status, in arrival order (a last will carries its connection's start
@@ -77,8 +85,8 @@ class DbResultStore:
     def reject(self, topic: str, kind: str, error: str, payload: bytes) -> None:
         """Keep the start of a malformed message (the newest ``rejected_keep``)."""
         with self.db.write() as conn:
-            conn.execute(rejected.insert().values(received_at=time.time(), topic=topic[:512], kind=kind[:32],
-                                                  error=error[:500], size=len(payload),
+            conn.execute(rejected.insert().values(received_at=time.time(), topic=printable(topic, 512),
+                                                  kind=kind[:32], error=printable(error, 500), size=len(payload),
                                                   head=bytes(payload[:REJECTED_HEAD])))
             top = conn.execute(select(func.max(rejected.c.id))).scalar_one()
             conn.execute(rejected.delete().where(rejected.c.id <= top - self.rejected_keep))

@@ -22,7 +22,10 @@ QUALITY = {"score": 0.93, "size_px": 120.4, "sharpness": 80.0, "yaw": -12.5, "pi
 
 
 def validator(name: str) -> jsonschema.Draft202012Validator:
-    return jsonschema.Draft202012Validator(load_schema(name))
+    """The reference implementation, asserting formats as our runtime validator does."""
+    checker = jsonschema.Draft202012Validator.FORMAT_CHECKER
+    assert "date-time" in checker.checkers, "jsonschema checks date-time only with rfc3339-validator installed"
+    return jsonschema.Draft202012Validator(load_schema(name), format_checker=checker)
 
 
 def samples() -> dict[str, list[dict[str, Any]]]:
