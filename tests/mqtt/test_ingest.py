@@ -13,7 +13,8 @@ import pytest
 
 from edgeface.bench.broker import LocalBroker
 from edgeface.bench.mqttload import outbox_item, sample_result, wait_for
-from edgeface.mqtt import Publisher, topics
+from edgeface.errors import PayloadError
+from edgeface.mqtt import Publisher, ResultStore, payloads, topics
 from edgeface.outbox import Outbox
 
 from .conftest import fill, plain_settings
@@ -109,3 +110,111 @@ def test_payload_round_trip_keeps_every_field(broker: LocalBroker, start_ingest:
         box.close()
     stored = json.loads(ingest.store.payloads()[doc["id"]])
     assert stored == json.loads(outbox_item(doc)[2])
+
+
+def _publish(c: mqtt.Client, topic: str, data: bytes, *, retain: bool = False) -> None:
+    c.publish(topic, data, qos=1, retain=retain).wait_for_publish(5)
+
+
+def test_poison_that_matches_the_old_patterns_is_rejected_and_the_worker_goes_on(
+        broker: LocalBroker, start_ingest: Any) -> None:
+    """The security review's messages: each used to kill the worker (ValueError, OverflowError) or store a
+    second row (an id with a trailing newline); a retained status did it on every subscribe."""
+    rng = random.Random(21)
+    c = raw_publisher(broker)
+    poison_status = payloads.status_payload(device_id="unit-evil", state="online", reason="heartbeat")
+    poison_status["ts"] = "2025-02-30T00:00:00Z"
+    _publish(c, topics.status_topic("unit-evil"), json.dumps(poison_status).encode(), retain=True)
+    ingest = start_ingest(plain_settings(broker.port, "ingest-1"))
+    good = sample_result("unit-a", rng)
+    dup = sample_result("unit-evil", rng)
+    poison = []
+    for field, value in [("captured_at", "2025-13-45T99:99:99Z"), ("gallery_version", 10**20),
+                         ("id", good["id"] + "\n"), ("id", dup["id"] + "\n")]:
+        doc = sample_result("unit-evil", rng)
+        doc[field] = value
+        poison.append(doc)
+    surrogate = sample_result("unit-evil", rng)
+    surrogate["candidates"][0]["identity_id"] = "\ud800"
+    nul = sample_result("unit-evil", rng)
+    nul["model_id"] = "m\x00"
+    for doc in [*poison, surrogate, nul]:
+        _publish(c, topics.results_topic("unit-evil"), json.dumps(doc).encode())
+    for doc in (good, dup):
+        _publish(c, topics.results_topic(doc["device_id"]), json.dumps(doc).encode())
+    assert ingest.wait_count(2)
+    assert wait_for(lambda: len(ingest.store.rejected()) == 7, 10)
+    assert sorted(ingest.store.ids()) == sorted([good["id"], dup["id"]])
+    kinds = [r["kind"] for r in ingest.store.rejected()]
+    assert kinds == ["schema"] * 5 + ["text"] * 2  # the retained status first, at subscribe
+    assert "not a real time" in ingest.store.rejected()[0]["error"]
+    # A new session gets the retained poison again: rejected again, and the worker still runs.
+    ingest.worker.stop()
+    again = start_ingest(plain_settings(broker.port, "ingest-1"), db=ingest.store.path)  # a restart
+    assert wait_for(lambda: len(again.store.rejected()) == 8, 10)
+    late = sample_result("unit-a", rng)
+    _publish(c, topics.results_topic("unit-a"), json.dumps(late).encode())
+    assert again.wait_count(3)
+    assert again.worker.error is None and again.worker.stats.connected
+    c.loop_stop()
+    c.disconnect()
+
+
+def test_the_device_refuses_to_queue_what_the_ingest_would_reject() -> None:
+    doc = sample_result("unit-a", random.Random(5))
+    doc["captured_at"] = "2025-02-30T00:00:00Z"
+    with pytest.raises(PayloadError, match="not a real time"):
+        payloads.encode_result(doc)
+    doc = sample_result("unit-a", random.Random(5))
+    doc["candidates"][0]["identity_id"] = "a\x00b"
+    with pytest.raises(PayloadError, match="cannot be stored") as e:
+        payloads.encode_result(doc)
+    assert e.value.kind == "text"
+
+
+def test_a_row_the_database_refuses_is_rejected_alone(broker: LocalBroker, start_ingest: Any, tmp_path: Any) -> None:
+    """A rule in the database itself (here a trigger) refuses one row: the batch is written row by row,
+    that row goes to the rejected table with the database's reason, the others are stored."""
+    db = tmp_path / "rules.sqlite3"
+    store = ResultStore(db)
+    store._db.execute("CREATE TRIGGER refuse_unit_x BEFORE INSERT ON results WHEN NEW.device_id = 'unit-x' "
+                      "BEGIN SELECT RAISE(ABORT, 'unit-x is barred'); END")
+    store.close()
+    ingest = start_ingest(plain_settings(broker.port, "ingest-1"), db=db, batch=50, flush_ms=500)
+    rng = random.Random(8)
+    docs = [sample_result("unit-a", rng) for _ in range(5)] + [sample_result("unit-x", rng)] + \
+        [sample_result("unit-b", rng) for _ in range(5)]
+    c = raw_publisher(broker)
+    for d in docs:
+        c.publish(topics.results_topic(d["device_id"]), payloads.encode_result(d), qos=1)
+    assert ingest.wait_count(10)
+    assert wait_for(lambda: len(ingest.store.rejected()) == 1, 10)
+    assert sorted(ingest.store.ids()) == sorted(d["id"] for d in docs if d["device_id"] != "unit-x")
+    r = ingest.store.rejected()[0]
+    assert r["kind"] == "store" and "unit-x is barred" in r["error"] and r["topic"].endswith("/unit-x/results")
+    assert ingest.worker.error is None
+    c.loop_stop()
+    c.disconnect()
+
+
+def test_a_full_database_acknowledges_nothing_and_stores_everything_once_it_has_room(
+        broker: LocalBroker, start_ingest: Any) -> None:
+    """SQLite's 'database or disk is full' is the store's trouble, not the message's: nothing is rejected
+    or acknowledged, the batch is retried with backoff, and every result is stored once there is room."""
+    ingest = start_ingest(plain_settings(broker.port, "ingest-1"))
+    store = ingest.store
+    pages = store._db.execute("PRAGMA page_count").fetchone()[0]
+    store._db.execute(f"PRAGMA max_page_count = {pages}")
+    rng = random.Random(9)
+    docs = [sample_result("unit-a", rng) for _ in range(30)]
+    c = raw_publisher(broker)
+    for d in docs:
+        c.publish(topics.results_topic("unit-a"), payloads.encode_result(d), qos=1)
+    assert wait_for(lambda: ingest.worker.stats.store_errors >= 2, 20)
+    assert store.count() == 0 and store.rejected() == []
+    store._db.execute("PRAGMA max_page_count = 1073741823")
+    assert ingest.wait_count(30)
+    assert sorted(store.ids()) == sorted(d["id"] for d in docs)
+    assert store.rejected() == [] and ingest.worker.error is None
+    c.loop_stop()
+    c.disconnect()
