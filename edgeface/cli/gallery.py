@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import click
 
@@ -234,25 +234,41 @@ def sync(app: AppContext, url: str | None, as_json: bool) -> None:
 @json_flag
 @pass_app
 def wipe(app: AppContext, yes: bool, as_json: bool) -> None:
-    """Crypto-erase the unit's gallery: destroy the device key first, then delete the data."""
-    from ..gallery.crypto import load_device_key
-    from ..gallery.signing import load_trusted
+    """Crypto-erase the unit's gallery: destroy the device key first, then delete the data.
+
+    Every configured key source is destroyed: the key file (whatever its permissions), the decrypted copy
+    of a systemd credential. Exit status 1, with what to do, when any key or data could not be destroyed
+    (a key in the environment, a credential's sealed source, a file that cannot be deleted).
+    """
+    from ..gallery.crypto import destroy_device_keys
     from ..gallery.store import GalleryStore
 
     if not yes:
         raise click.UsageError("this destroys the device key and the gallery; pass --yes to confirm")
     g = app.config.gallery
-    key = None
-    if g.encrypt:
-        try:
-            key = load_device_key(g.key_file, g.key_env, g.key_credential)
-        except GalleryError as e:
-            click.echo(f"edgeface: warning: {e}; deleting the data only", err=True)
-    trusted = load_trusted(g.trusted_keys) if g.trusted_keys else []
-    out = GalleryStore(g.dir, trusted=trusted, key=key).wipe()
-    note = ""
-    if key is not None and not out["key_destroyed"]:
-        note = (f" The key came from {key.source}: destroy it there too (unset the variable, or remove the "
-                "credential with `systemd-creds` / from /etc/credstore.encrypted).")
-    _out({**out, "dir": str(g.dir)}, as_json,
-         f"wiped {g.dir}: key destroyed: {out['key_destroyed']} ({out['key_source']}).{note}")
+    keys = destroy_device_keys(g.key_file, g.key_env, g.key_credential)
+    data = GalleryStore(g.dir, trusted=[]).wipe() if g.dir.exists() else {"data_left": []}
+    left = cast("list[str]", data["data_left"])
+    complete = keys.complete and not left
+    rec = {"complete": complete, "dir": str(g.dir), "key_destroyed": bool(keys.destroyed) and keys.complete,
+           "keys_destroyed": keys.destroyed, "keys_remaining": keys.remaining, "data_left": left}
+    lines = [f"wiped {g.dir}" if not left else f"could NOT delete everything in {g.dir}:"]
+    lines += [f"  still there: {x}" for x in left]
+    lines += [f"  key destroyed: {x}" for x in keys.destroyed]
+    if not g.encrypt:
+        lines.append("  gallery.encrypt is off: the data was deleted, not crypto-erased (flash storage may keep old "
+                     "blocks readable)")
+    elif not keys.destroyed and keys.complete:
+        lines.append("  no device key found at the configured sources (gallery.key_file, $" + g.key_env + ", "
+                     f"credential '{g.key_credential}'): nothing to destroy; if the key is kept elsewhere, destroy "
+                     "it there")
+    lines += [f"  KEY NOT DESTROYED: {x}" for x in keys.remaining]
+    if not complete:
+        lines.append("WIPE INCOMPLETE: " + ("the device key still exists, so the gallery data (and any copy of "
+                     "it) can still be decrypted; " if keys.remaining else "") + "do the above, then run "
+                     "`edgeface gallery wipe --yes` again")
+    _out(rec, as_json, "\n".join(lines))
+    if not complete:
+        if as_json:
+            click.echo("edgeface: WIPE INCOMPLETE: " + "; ".join(keys.remaining + left), err=True)
+        raise click.exceptions.Exit(EXIT_FAILED)

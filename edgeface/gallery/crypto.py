@@ -28,8 +28,9 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+import stat
 import struct
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -281,6 +282,9 @@ def plain_stream(f: BinaryIO) -> Iterator[bytes]:
 def destroy_file(path: Path) -> bool:
     """Overwrite a (small) key file with random bytes, fsync, and unlink it. Returns False if absent.
 
+    The overwrite is best effort (a read-only file the owner may still delete is made writable first);
+    the unlink is not: an OSError means the key file is still there.
+
     On flash storage an overwrite may land on another block, leaving the old one until the controller
     erases it: that is why the key, not the gallery, is what is destroyed, and why a TPM-sealed key is
     preferred (see docs/gallery.md).
@@ -290,9 +294,87 @@ def destroy_file(path: Path) -> bool:
         size = p.stat().st_size
     except FileNotFoundError:
         return False
-    with open(p, "r+b") as f:
-        f.write(secrets.token_bytes(max(size, KEY_BYTES)))
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        if not os.access(p, os.W_OK):
+            os.chmod(p, 0o600)
+        with open(p, "r+b") as f:
+            f.write(secrets.token_bytes(max(size, KEY_BYTES)))
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError:
+        pass  # cannot overwrite (e.g. read-only media): deleting it is still the erase we can do
     p.unlink()
     return True
+
+
+@dataclass
+class KeyErasure:
+    """What a wipe did to the device key: where it was destroyed, and every source that may still hold it
+    (each with what the operator must do). The erase is complete only if ``remaining`` is empty."""
+
+    destroyed: list[str]
+    remaining: list[str]
+
+    @property
+    def complete(self) -> bool:
+        return not self.remaining
+
+
+def destroy_device_keys(key_file: Path | None = None, key_env: str = "EDGEFACE_GALLERY_KEY",
+                        key_credential: str = "edgeface-gallery-key",
+                        environ: Mapping[str, str] | None = None) -> KeyErasure:
+    """Destroy every device key source the unit is configured with (not only the one that would load first).
+
+    The key file is destroyed whenever it is a regular file at ``key_file``, even if its permissions are
+    wrong (a key readable by others is still the key). A key in the environment, or a systemd credential
+    (whose sealed source outside the service is decrypted again at every start), cannot be destroyed
+    from here: they are reported in ``remaining`` with what to do.
+    """
+    env = os.environ if environ is None else environ
+    out = KeyErasure([], [])
+    _erase_credential(env, key_credential, out)
+    if key_env and env.get(key_env):
+        out.remaining.append(f"${key_env} (environment variable) holds the key: unset it where it is set (the "
+                             "service's Environment=/EnvironmentFile=, a shell profile) and delete it from any "
+                             "file it was copied from")
+    if key_file is not None:
+        _erase_key_file(Path(key_file), out)
+    return out
+
+
+def _erase_credential(env: Mapping[str, str], name: str, out: KeyErasure) -> None:
+    cred_dir = env.get("CREDENTIALS_DIRECTORY")
+    if not (cred_dir and name and (Path(cred_dir) / name).exists()):
+        return
+    p = Path(cred_dir) / name
+    copy = "its decrypted copy was deleted"
+    try:
+        destroy_file(p)
+        out.destroyed.append(str(p))
+    except OSError as e:
+        copy = f"its decrypted copy {p} could not be deleted ({e.strerror or e})"
+    out.remaining.append(
+        f"systemd credential '{name}' ({copy}): the service decrypts it again from its sealed source at every "
+        f"start; as root delete that source (LoadCredentialEncrypted={name}, usually "
+        f"/etc/credstore.encrypted/{name}), remove the line from the service, then restart it")
+
+
+def _erase_key_file(p: Path, out: KeyErasure) -> None:
+    try:
+        st = os.lstat(p)
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        out.remaining.append(f"key file {p} cannot be examined ({e.strerror or e}): delete it as root")
+        return
+    if not stat.S_ISREG(st.st_mode):
+        out.remaining.append(f"{p} (gallery.key_file) is not a regular file (a link or device); not touched: "
+                             "find the key it leads to and delete it")
+        return
+    try:
+        destroy_file(p)
+    except OSError as e:
+        out.remaining.append(f"key file {p} could not be deleted ({e.strerror or e}): delete it as root "
+                             f"(shred -u {p})")
+    else:
+        out.destroyed.append(str(p))

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -239,17 +240,39 @@ class GalleryStore:
                             **{**self.open_options, **kwargs})
 
     def wipe(self) -> dict[str, object]:
-        """Crypto-erase: destroy the device key first (the data is unreadable from then on), then the data."""
+        """Crypto-erase: destroy the device key first (the data is unreadable from then on), then the data.
+
+        Only the key this store was opened with is destroyed here; ``edgeface gallery wipe`` destroys every
+        configured key source (:func:`~edgeface.gallery.crypto.destroy_device_keys`) and then calls this.
+        ``data_left`` lists what could not be deleted (empty when the folder is empty afterwards).
+        """
         out: dict[str, object] = {"key_destroyed": False, "key_source": self.key.source if self.key else None}
         if self.key is not None and self.key.path is not None:
             out["key_destroyed"] = destroy_file(self.key.path)
+        left: list[str] = []
         for child in list(self.root.iterdir()):
-            if child.is_symlink() or child.is_file():
-                child.unlink()
-            else:
-                shutil.rmtree(child, ignore_errors=True)
+            try:
+                if child.is_symlink() or child.is_file():
+                    child.unlink()
+                else:
+                    _rmtree_noting(child, left)
+            except OSError as e:
+                left.append(f"{child}: {e}")
+        out["data_left"] = left
         log.warning("gallery.wiped", dir=str(self.root), **out)
         return out
+
+
+def _rmtree_noting(path: Path, left: list[str]) -> None:
+    """Delete a tree, going on past what cannot be deleted and noting it in ``left``."""
+    def note(fn: object, where: str, exc: object) -> None:
+        err = exc[1] if isinstance(exc, tuple) else exc
+        left.append(f"{where}: {err}")
+
+    if sys.version_info >= (3, 12):
+        shutil.rmtree(path, onexc=note)
+    else:  # Python 3.10, 3.11
+        shutil.rmtree(path, onerror=note)
 
 
 def _version_of(d: Path) -> int:
