@@ -78,7 +78,7 @@ def build(app: AppContext, publish_dir: Path, signing_key: Path, workspace: Path
     from ..gallery import signing
     from ..gallery.delta import summarise
     from ..gallery.enroll import Workspace, settings_key
-    from ..gallery.publish import publish_for
+    from ..gallery.publish import publish_for, publish_lock
 
     key = signing.load_private_key(signing_key)
     engine = Engine(app.config)
@@ -90,8 +90,10 @@ def build(app: AppContext, publish_dir: Path, signing_key: Path, workspace: Path
         ws.close()
     if not entries:
         raise GalleryError("nothing enrolled with this embedder and these settings; run `edgeface enroll` first")
-    pub = publish_for(publish_dir, card, vectors=vectors, entries=entries, identities=identities,
-                      signer=key, target_fpir=app.config.gallery.target_fpir, delta_depth=delta_depth, keep=keep)
+    with publish_lock(publish_dir):
+        pub = publish_for(publish_dir, card, vectors=vectors, entries=entries, identities=identities,
+                          signer=key, target_fpir=app.config.gallery.target_fpir, delta_depth=delta_depth,
+                          keep=keep, pointer_ttl_s=app.config.gallery.pointer_ttl_s)
     m = pub.manifest
     rec = {"version": m.gallery_version, "dir": str(pub.dir), "count": m.count, "identities": m.identities,
            "bytes": m.total_bytes, "deltas": [summarise(s, m) for s in pub.deltas.values()]}
@@ -99,6 +101,33 @@ def build(app: AppContext, publish_dir: Path, signing_key: Path, workspace: Path
          f"identities, {m.total_bytes} bytes, in {pub.dir}" + "".join(
              f"\n  delta from {d['base_version']}: {d['delta_bytes']} bytes ({100 * d['fraction']:.2f}%)"
              for d in rec["deltas"]))
+
+
+@gallery_group.command("refresh")
+@click.option("--publish", "publish_dir", required=True,
+              type=click.Path(file_okay=False, exists=True, path_type=Path), help="The publish folder served to units.")
+@click.option("--signing-key", required=True, type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="The central Ed25519 signing key (PEM, mode 0600).")
+@click.option("--ttl", "ttl_s", type=click.IntRange(min=600), default=None,
+              help="Seconds the pointer stays valid (default: gallery.pointer_ttl_s).")
+@json_flag
+@pass_app
+def refresh(app: AppContext, publish_dir: Path, signing_key: Path, ttl_s: int | None, as_json: bool) -> None:
+    """Re-sign latest.json with a new expiry, without publishing a new version.
+
+    Units refuse a pointer past its expires_at (a mirror must not keep them on an old gallery), so a
+    publisher that does not publish often runs this from cron, e.g. daily:
+    `edgeface gallery refresh --publish /srv/gallery --signing-key /etc/edgeface/central.pem`.
+    """
+    from ..gallery import signing
+    from ..gallery.publish import publish_lock, refresh_pointer
+
+    key = signing.load_private_key(signing_key)
+    with publish_lock(publish_dir):
+        ptr = refresh_pointer(publish_dir, key, ttl_s or app.config.gallery.pointer_ttl_s)
+    _out({"version": ptr.version, "signed_at": ptr.signed_at, "expires_at": ptr.expires_at,
+          "pointer": str(publish_dir / "latest.json")}, as_json,
+         f"re-signed {publish_dir / 'latest.json'}: gallery version {ptr.version}, valid until {ptr.expires_at}")
 
 
 def _trusted(app: AppContext, trusted: tuple[Path, ...]):  # type: ignore[no-untyped-def]
@@ -221,7 +250,7 @@ def sync(app: AppContext, url: str | None, as_json: bool) -> None:
     headers = auth_headers(g.sync_username or device_id_from(app.config.device.id), g.sync_password_file) \
         if g.sync_password_file else {}
     r = sync_once(store, base, timeout=g.sync_timeout_s, ca_file=g.sync_ca_file, max_bytes=g.sync_max_bytes,
-                  headers=headers)
+                  headers=headers, allow_insecure_http=g.allow_insecure_http)
     _out(r.to_dict(), as_json, f"{r.status}: installed version {r.installed}"
          + (f" (was {r.previous}, via {r.via}, {r.downloaded_bytes} bytes)" if r.status == "updated" else "")
          + (f" — {r.message}" if r.message and r.status in ("refused", "failed") else ""))

@@ -79,6 +79,14 @@ def render(doc: dict[str, Any], now: float | None = None) -> str:
         lines.append(f"  gallery     version {g['version']}, built {_span(g['age_s'] or 0)} ago ({g['created']}), "
                      f"{g['count']} images of {g['identities']} people; last sync "
                      f"{sync.get('last_status') or 'never'} {_ago(sync.get('last_check'), now) if sync else ''}".rstrip())
+        if g.get("stale"):
+            lines.append("  gallery     STALE: " + (f"no signed pointer newer than {g['fresh_until']} has confirmed it is "
+                                                     "the latest" if g.get("fresh_until") else
+                                                     "no signed, unexpired pointer has confirmed it is the latest")
+                         + (f" (last sync: {sync.get('last_status')}, {sync.get('last_reason')})"
+                            if sync.get("last_reason") else "")
+                         + "; it still answers; check the link to gallery.sync_url and that the publisher re-signs "
+                           "latest.json (edgeface gallery refresh)")
     else:
         lines.append(f"  gallery     none installed in {g['dir']}" + (f" ({g['error']})" if g.get("error") else ""))
     o = doc["outbox"]

@@ -251,7 +251,8 @@ class Daemon:
                 if g.sync_password_file else {}
             self.syncer = Syncer(store, g.sync_url, interval_s=g.sync_interval_s, timeout=g.sync_timeout_s,
                                  ca_file=g.sync_ca_file, max_bytes=g.sync_max_bytes,
-                                 on_installed=lambda v: self.gallery.changed.set(), headers=headers)
+                                 on_installed=lambda v: self.gallery.changed.set(), headers=headers,
+                                 allow_insecure_http=g.allow_insecure_http)
             self._sync_thread = threading.Thread(target=self._sync_loop, name="edgeface-sync", daemon=True)
             self._sync_thread.start()
         if cfg.status.metrics_port:

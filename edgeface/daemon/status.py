@@ -91,16 +91,36 @@ def gallery_info(config: Config, now: float | None = None) -> dict[str, Any]:
             out.update(installed=True, version=m.gallery_version, created=m.created, count=m.count,
                        identities=m.identities, embedder=m.embedder.id,
                        age_s=None if created is None else round(now - created, 1))
+    s: dict[str, Any] = {}
     state = root / "sync-state.json"
     if state.exists():
         try:
             s = json.loads(state.read_text())
         except (OSError, ValueError):
             s = {}
+        last = s.get("last_result") or {}
         out["sync"] = {"last_check": s.get("last_check"), "last_success": s.get("last_success"),
-                       "last_status": (s.get("last_result") or {}).get("status")}
+                       "last_status": last.get("status"), "last_reason": last.get("reason")}
     out["sync_url"] = config.gallery.sync_url
+    out.update(freshness(out["installed"], bool(config.gallery.sync_url), s.get("fresh_until"), now))
     return out
+
+
+def freshness(installed: bool, syncing: bool, fresh_until: Any, now: float) -> dict[str, Any]:
+    """Whether the installed gallery is *stale*: no signed, unexpired pointer has named it as the newest.
+
+    ``fresh_until`` is the expiry of the last verified ``latest.json`` that named the installed version
+    (sync-state.json). Stale when that moment has passed, or when none was ever verified (a gallery
+    installed before signed pointers, or a server that serves none): fail closed. Not applicable (None)
+    without an installed gallery or without ``gallery.sync_url`` (a gallery that is never synced).
+    A stale gallery keeps answering; the operator learns the unit may be missing a newer one.
+    """
+    if not (installed and syncing):
+        return {"stale": None, "fresh_until": None}
+    if not isinstance(fresh_until, (int, float)):
+        return {"stale": True, "fresh_until": None}
+    return {"stale": now >= float(fresh_until), "fresh_until": time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                                            time.gmtime(float(fresh_until)))}
 
 
 def outbox_info(config: Config) -> dict[str, Any]:

@@ -3,30 +3,42 @@
 A publish folder, served as it is by ``edgeface gallery serve``::
 
     latest.json                       {"format": "edgeface-gallery-pointer", "version": 13,
-                                       "bundle": "v0000000013/", "deltas": {"12": "deltas/12-13/", ...}}
+                                       "bundle": "v0000000013/", "deltas": {"12": "deltas/12-13/", ...},
+                                       "signed_at": "...Z", "expires_at": "...Z", "signature": {...}}
     v0000000013/ ...                  full bundles (the last ``keep`` versions)
     deltas/12-13/ ...                 deltas to the latest version from the previous ``delta_depth``
 
-``latest.json`` is only a hint where to look: a device trusts nothing in it, it verifies what it downloads
-against the signed manifest and its own installed version.
+``latest.json`` is signed by the same key as the manifests, over every field but ``signature`` (as
+canonical JSON: sorted keys, no spaces, ASCII), so one file is replaced atomically and units of older
+releases, which ignore unknown fields, still read it. What the signature adds is **freshness**:
+``expires_at`` (``gallery.pointer_ttl_s`` after signing) bounds how long a mirror can keep serving an old
+pointer; past it units refuse the pointer and show their gallery as stale. The publisher re-signs it
+without a new version with :func:`refresh_pointer` (``edgeface gallery refresh``, e.g. daily from cron;
+the central server does it when a unit fetches a pointer past half its lifetime). Everything else a
+unit downloads is still verified against the signed manifest and its own installed version.
 """
 
 from __future__ import annotations
 
+import calendar
+import fcntl
 import json
 import os
 import shutil
-from collections.abc import Sequence
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from ..calibration import gallery_thresholds
-from ..errors import GalleryError
+from ..errors import BundleRejected, GalleryError
 from ..logs import get_logger
+from . import signing
 from .bundle import ENTRIES, MANIFEST, VECTORS, canonical_line, entry_key, write_bundle
 from .delta import DeltaSpec, make_delta
 from .manifest import EmbedderRef, Manifest
@@ -40,6 +52,23 @@ log = get_logger(__name__)
 POINTER = "latest.json"
 POINTER_FORMAT = "edgeface-gallery-pointer"
 MAX_POINTER_BYTES = 64 * 1024
+DEFAULT_POINTER_TTL_S = 3 * 86400  # gallery.pointer_ttl_s
+LOCK_FILE = ".publish.lock"  # a dotfile: never served; the central server's publication lock is the same file
+_UTC = "%Y-%m-%dT%H:%M:%SZ"
+
+
+def format_utc(ts: float) -> str:
+    return time.strftime(_UTC, time.gmtime(ts))
+
+
+def parse_utc(text: str) -> float:
+    """Seconds since the epoch of ``YYYY-MM-DDTHH:MM:SSZ`` (ValueError for anything else)."""
+    return float(calendar.timegm(time.strptime(text, _UTC)))
+
+
+def canonical(doc: dict[str, Any]) -> bytes:
+    """The bytes a pointer signature covers: ``doc`` as sorted, compact, ASCII JSON."""
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode()
 
 
 @dataclass(frozen=True)
@@ -47,26 +76,173 @@ class Pointer:
     version: int
     bundle: str
     deltas: dict[int, str]
+    signed_at: str | None = None  # None: an unsigned pointer (written before pointers were signed)
+    expires_at: str | None = None
+
+    def body(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"format": POINTER_FORMAT, "version": self.version, "bundle": self.bundle,
+                               "deltas": {str(k): v for k, v in sorted(self.deltas.items())}}
+        if self.signed_at is not None:
+            doc["signed_at"] = self.signed_at
+        if self.expires_at is not None:
+            doc["expires_at"] = self.expires_at
+        return doc
 
     def to_bytes(self) -> bytes:
-        return (json.dumps({"format": POINTER_FORMAT, "version": self.version, "bundle": self.bundle,
-                            "deltas": {str(k): v for k, v in sorted(self.deltas.items())}}, indent=2) + "\n").encode()
+        """The unsigned document (for tests and tools; :meth:`signed` is what is published)."""
+        return (json.dumps(self.body(), indent=2) + "\n").encode()
+
+    def signed(self, signer: Ed25519PrivateKey, ttl_s: float, now: float | None = None) -> tuple["Pointer", bytes]:
+        """This pointer signed now, valid ``ttl_s`` seconds: (the pointer with its times, the file's bytes)."""
+        if ttl_s <= 0:
+            raise GalleryError(f"gallery.pointer_ttl_s must be positive, not {ttl_s}")
+        now = time.time() if now is None else now
+        ptr = replace(self, signed_at=format_utc(now), expires_at=format_utc(now + ttl_s))
+        body = ptr.body()
+        sig = json.loads(signing.sign(canonical(body), signer))
+        return ptr, (json.dumps({**body, "signature": sig}, indent=2) + "\n").encode()
+
+    @property
+    def expires_ts(self) -> float | None:
+        return parse_utc(self.expires_at) if self.expires_at is not None else None
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "Pointer":
-        if len(data) > MAX_POINTER_BYTES:
-            raise GalleryError(f"{POINTER} is {len(data)} bytes; not a gallery pointer")
+    def from_doc(cls, d: Any) -> "Pointer":
         try:
-            d = json.loads(data)
             if d.get("format") != POINTER_FORMAT:
                 raise ValueError(f"format {d.get('format')!r}")
-            p = cls(int(d["version"]), str(d["bundle"]), {int(k): str(v) for k, v in d.get("deltas", {}).items()})
+            p = cls(int(d["version"]), str(d["bundle"]), {int(k): str(v) for k, v in d.get("deltas", {}).items()},
+                    None if d.get("signed_at") is None else str(d["signed_at"]),
+                    None if d.get("expires_at") is None else str(d["expires_at"]))
+            for t in (p.signed_at, p.expires_at):
+                if t is not None:
+                    parse_utc(t)
         except (ValueError, KeyError, TypeError, AttributeError) as e:
             raise GalleryError(f"{POINTER} is not a gallery pointer: {e}") from None
         for rel in (p.bundle, *p.deltas.values()):
             if rel.startswith("/") or ".." in rel.split("/") or "://" in rel:
                 raise GalleryError(f"{POINTER}: path {rel!r} must be relative to the publish folder")
         return p
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "Pointer":
+        """Parse without checking the signature (the publisher's own folder; units use :func:`verify_pointer`)."""
+        return cls.from_doc(_load_pointer_doc(data))
+
+
+def _load_pointer_doc(data: bytes) -> Any:
+    if len(data) > MAX_POINTER_BYTES:
+        raise GalleryError(f"{POINTER} is {len(data)} bytes; not a gallery pointer")
+    try:
+        return json.loads(data)
+    except ValueError as e:
+        raise GalleryError(f"{POINTER} is not a gallery pointer: {e}") from None
+
+
+def verify_pointer(data: bytes, trusted: Sequence[Ed25519PublicKey], where: str, now: float | None = None) -> Pointer:
+    """The pointer in ``data`` if a trusted key signed it and it has not expired; else :class:`BundleRejected`.
+
+    Fail closed: a pointer without a signature or without ``expires_at`` (as publishers before signed
+    pointers wrote them) is refused, since accepting it would let anyone who can serve an old file keep
+    a unit on an old gallery forever: the very attack the expiry exists to stop. The fix is on the
+    publisher, not the unit: ``edgeface gallery refresh`` signs the existing pointer in place. (The
+    sample gallery that ships with edgeface is a bundle, not a publish folder: it has no pointer.)
+    """
+    doc = _load_pointer_doc(data)
+    if not isinstance(doc, dict):
+        raise GalleryError(f"{where}: {POINTER} is not a gallery pointer (not a JSON object)")
+    sig = doc.pop("signature", None)
+    if sig is None:
+        raise BundleRejected("unsigned", f"{where} is not signed (written by a publisher older than signed "
+                             "pointers): on the publisher run `edgeface gallery refresh --publish DIR "
+                             "--signing-key KEY` (or publish a new version) and sync again")
+    signing.verify(canonical(doc), json.dumps(sig).encode(), trusted, what=where)
+    ptr = Pointer.from_doc(doc)
+    if ptr.expires_at is None:
+        raise BundleRejected("format", f"{where} is signed but has no expires_at; re-sign it with "
+                             "`edgeface gallery refresh`")
+    now = time.time() if now is None else now
+    expires = ptr.expires_ts
+    assert expires is not None
+    if now >= expires:
+        raise BundleRejected(
+            "expired",
+            f"{where} (gallery version {ptr.version}) expired at {ptr.expires_at} (signed {ptr.signed_at}); the "
+            "server, or a mirror between it and this unit, is serving an old pointer. The installed gallery "
+            "stays in use but is stale: have the publisher re-sign it (`edgeface gallery refresh`, or the "
+            "central server's next publication) and check that mirrors copy it")
+    return ptr
+
+
+@contextmanager
+def publish_lock(publish_dir: Path, *, wait: bool = True) -> Iterator[bool]:
+    """Hold the publish folder's lock (one writer of ``latest.json`` at a time); yields False if ``wait`` is
+    off and someone else holds it. The central server's publication takes the same lock (same file)."""
+    root = Path(publish_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / LOCK_FILE, "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def write_pointer(publish_dir: Path, ptr: Pointer, signer: Ed25519PrivateKey, ttl_s: float,
+                  now: float | None = None) -> Pointer:
+    """Sign ``ptr`` for ``ttl_s`` seconds and switch ``latest.json`` to it atomically; returns it with its times."""
+    root = Path(publish_dir)
+    signed, data = ptr.signed(signer, ttl_s, now)
+    tmp = root / (POINTER + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, root / POINTER)
+    return signed
+
+
+def refresh_pointer(publish_dir: Path, signer: Ed25519PrivateKey, ttl_s: float,
+                    now: float | None = None) -> Pointer:
+    """Re-sign the current ``latest.json`` (same version, bundle and deltas) with a new expiry.
+
+    The caller holds :func:`publish_lock` (so a publication cannot be overwritten by the old pointer).
+    """
+    root = Path(publish_dir)
+    ptr = read_pointer(root)
+    if ptr is None:
+        raise GalleryError(f"nothing published in {root} (no {POINTER}); build a version first: "
+                           "`edgeface gallery build --publish DIR --signing-key KEY`")
+    if not (root / ptr.bundle / MANIFEST).is_file():
+        raise GalleryError(f"{root / POINTER} points to {ptr.bundle}, which has no {MANIFEST}; refusing to re-sign "
+                           "a pointer to a missing bundle (publish a new version)")
+    signed = write_pointer(root, ptr, signer, ttl_s, now)
+    log.info("gallery.pointer.refreshed", version=signed.version, expires_at=signed.expires_at)
+    return signed
+
+
+def refresh_pointer_if_due(publish_dir: Path, ttl_s: float, load_signer: Callable[[], Ed25519PrivateKey],
+                           now: float | None = None) -> Pointer | None:
+    """Re-sign ``latest.json`` if less than half its lifetime is left (or it is unsigned); the new pointer,
+    or None when nothing was due, nothing is published, or a publication holds the lock right now (it
+    writes a fresh pointer itself). For a server without a publish loop: a unit's poll is its clock."""
+    root = Path(publish_dir)
+    now = time.time() if now is None else now
+    if not _refresh_due(root, ttl_s, now):
+        return None
+    with publish_lock(root, wait=False) as locked:
+        if not locked or not _refresh_due(root, ttl_s, now):
+            return None
+        return refresh_pointer(root, load_signer(), ttl_s, now)
+
+
+def _refresh_due(root: Path, ttl_s: float, now: float) -> bool:
+    ptr = read_pointer(root)
+    if ptr is None:
+        return False
+    expires = ptr.expires_ts
+    return expires is None or expires - now < ttl_s / 2
 
 
 @dataclass(frozen=True)
@@ -120,8 +296,10 @@ def publish_for(publish_dir: Path, card: "ModelCard", *, vectors: np.ndarray, en
 
 def publish(publish_dir: Path, *, vectors: np.ndarray, entries: Sequence[dict[str, Any]],
             identities: Sequence[dict[str, Any]], embedder: EmbedderRef, thresholds: dict[str, float],
-            signer: Ed25519PrivateKey, delta_depth: int = 3, keep: int = 5, trees: int | None = None) -> Published:
-    """Build version latest+1 from the full gallery content, its deltas, and switch the pointer to it."""
+            signer: Ed25519PrivateKey, delta_depth: int = 3, keep: int = 5, trees: int | None = None,
+            pointer_ttl_s: float = DEFAULT_POINTER_TTL_S) -> Published:
+    """Build version latest+1 from the full gallery content, its deltas, and switch the pointer to it
+    (signed, valid ``pointer_ttl_s`` seconds). One publisher at a time: callers hold :func:`publish_lock`."""
     root = Path(publish_dir)
     root.mkdir(parents=True, exist_ok=True)
     ptr = read_pointer(root)
@@ -149,12 +327,10 @@ def publish(publish_dir: Path, *, vectors: np.ndarray, entries: Sequence[dict[st
         else:
             shutil.rmtree(root / "deltas" / f"{old}-{version}")
     new_ptr = Pointer(version, version_dir_name(version) + "/", {v: f"deltas/{v}-{version}/" for v in deltas})
-    tmp = root / (POINTER + ".tmp")
-    tmp.write_bytes(new_ptr.to_bytes())
-    os.replace(tmp, root / POINTER)
+    new_ptr = write_pointer(root, new_ptr, signer, pointer_ttl_s)
     _prune(root, version, keep)
     log.info("gallery.published", version=version, count=manifest.count, bytes=manifest.total_bytes,
-             deltas={v: s.total_bytes for v, s in deltas.items()})
+             deltas={v: s.total_bytes for v, s in deltas.items()}, pointer_expires_at=new_ptr.expires_at)
     return Published(manifest, bundle_dir, deltas)
 
 

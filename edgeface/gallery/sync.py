@@ -15,7 +15,19 @@ One sync (:func:`sync_once`):
 The installed gallery is never touched before step 5, so a refused, interrupted or crashed sync leaves
 the unit matching against the gallery it had. :class:`Syncer` runs this on a schedule and when
 :meth:`Syncer.trigger` is called with the retained MQTT gallery announcement (the MQTT client calls it;
-the announcement is only a hint, nothing in it is trusted).
+the announcement is only a hint, nothing in it is trusted: not even its ``url``, the unit only ever asks
+``gallery.sync_url``).
+
+**Credentials** (the unit's bundle-download token, :func:`auth_headers`) never leave the origin of
+``gallery.sync_url``: a redirect to another scheme, host or port is refused, not followed (see
+:class:`SameOriginRedirects` for why), and they are never sent over plain ``http://`` unless
+``gallery.allow_insecure_http`` says so (a lab network).
+
+**Freshness.** ``latest.json`` is signed and carries ``expires_at`` (see publish.py): an expired pointer
+is refused like a bad signature, so a mirror that keeps serving an old, validly signed pointer cannot
+freeze a unit on an old gallery unnoticed. The expiry of the last verified pointer that named the
+installed version is kept in ``sync-state.json`` (``fresh_until``); past it the gallery is *stale*
+(``edgeface status``), and it keeps answering.
 """
 
 from __future__ import annotations
@@ -29,6 +41,7 @@ import ssl
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -43,7 +56,7 @@ from .crypto import DecryptError
 from .delta import DELTA, DELTA_SIG, PATCH_FILES, DeltaSpec, apply_delta
 from .index import self_check
 from .manifest import FileEntry, Manifest
-from .publish import MAX_POINTER_BYTES, POINTER, Pointer
+from .publish import MAX_POINTER_BYTES, POINTER, format_utc, verify_pointer
 from .store import GalleryStore, checkpoint, write_local_index_note
 
 log = get_logger(__name__)
@@ -66,18 +79,92 @@ class SyncResult:
         return asdict(self)
 
 
+class TransportRefused(SyncError):
+    """The unit refused to talk to the server this way (credentials over plain HTTP, a redirect to
+    another origin). Not a network failure: retrying does not help, the configuration must change.
+    ``reason`` is a short code ("insecure_http", "cross_origin_redirect", "credentials_in_url")."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+CREDENTIAL_HEADERS = ("authorization", "cookie", "proxy-authorization")
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def origin(url: str) -> tuple[str, str, int]:
+    """(scheme, host, port) of ``url``, lower-cased, the default port filled in: what "same origin" compares."""
+    parts = urllib.parse.urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        raise SyncError(f"{url!r} has an invalid port") from None
+    return scheme, (parts.hostname or "").lower(), port or DEFAULT_PORTS.get(scheme, 0)
+
+
+def has_credentials(headers: dict[str, str] | None) -> bool:
+    return any(k.lower() in CREDENTIAL_HEADERS for k in (headers or {}))
+
+
+def check_transport(base_url: str, headers: dict[str, str] | None, allow_insecure_http: bool = False) -> None:
+    """Refuse a sync URL that would expose the unit's credentials (raises :class:`TransportRefused`)."""
+    parts = urllib.parse.urlsplit(base_url)
+    if parts.scheme.lower() not in DEFAULT_PORTS or not parts.hostname:
+        raise SyncError(f"gallery.sync_url {base_url!r} must be an http:// or https:// URL with a host")
+    if parts.username is not None or parts.password is not None:
+        raise TransportRefused("credentials_in_url", "gallery.sync_url carries a user name or password; remove it "
+                               "from the URL and put the token in gallery.sync_password_file (the user name is "
+                               "gallery.sync_username or device.id)")
+    if parts.scheme.lower() == "http" and has_credentials(headers) and not allow_insecure_http:
+        raise TransportRefused(
+            "insecure_http",
+            f"gallery.sync_url {base_url} is plain http:// but the unit would send its bundle-download token "
+            "(gallery.sync_password_file) with every request, readable by anyone on the network path: use "
+            "the server's https:// URL (gallery.sync_ca_file for a private CA); on a closed lab network only, "
+            "set gallery.allow_insecure_http = true")
+
+
+class SameOriginRedirects(urllib.request.HTTPRedirectHandler):
+    """Follows a redirect only within the origin (scheme, host, port) of the request; refuses the others.
+
+    urllib's default handler copies every header, ``Authorization`` included, to wherever the server
+    redirects. Refusing (rather than following without the header) is deliberate: the unit is
+    configured with one server it trusts with its token and its biometric downloads; a redirect
+    elsewhere is either a misconfiguration (fix ``gallery.sync_url``) or someone steering the unit to
+    a host it was never told to trust, possibly from https:// down to http://. Same-origin redirects
+    (``/gallery`` -> ``/gallery/``) keep the headers, as the server that set them is the same.
+    """
+
+    def redirect_request(self, req: urllib.request.Request, fp: Any, code: int, msg: str, headers: Any,
+                         newurl: str) -> urllib.request.Request | None:
+        if origin(newurl) != origin(req.full_url):
+            fp.close()
+            log.error("gallery.sync.redirect_refused", url=req.full_url, location=newurl, status=code)
+            raise TransportRefused(
+                "cross_origin_redirect",
+                f"GET {req.full_url}: the server redirected (HTTP {code}) to {newurl}, another origin (scheme, "
+                "host or port); refused, so the unit's credentials never leave the configured server: point "
+                "gallery.sync_url at the final location if that server is to be trusted")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
 class Http:
-    """A minimal HTTP(S) client over urllib (standard library: nothing extra to install on a unit)."""
+    """A minimal HTTP(S) client over urllib (standard library: nothing extra to install on a unit).
+
+    Credentials in ``headers`` are only ever sent to the origin of ``base_url`` (see
+    :func:`check_transport` and :class:`SameOriginRedirects`).
+    """
 
     def __init__(self, base_url: str, timeout: float = 30.0, ca_file: Path | None = None,
-                 headers: dict[str, str] | None = None) -> None:
-        if not base_url.startswith(("http://", "https://")):
-            raise SyncError(f"gallery.sync_url {base_url!r} must start with http:// or https://")
+                 headers: dict[str, str] | None = None, *, allow_insecure_http: bool = False) -> None:
+        check_transport(base_url, headers, allow_insecure_http)
         self.base = base_url.rstrip("/") + "/"
         self.timeout = timeout
         self.headers = dict(headers or {})  # e.g. the device's Authorization for the central server
-        handlers: list[Any] = []
-        if base_url.startswith("https://"):
+        handlers: list[Any] = [SameOriginRedirects()]
+        if base_url.lower().startswith("https://"):
             handlers.append(urllib.request.HTTPSHandler(context=ssl.create_default_context(
                 cafile=str(ca_file) if ca_file else None)))
         self.opener = urllib.request.build_opener(*handlers)
@@ -312,52 +399,31 @@ def auth_headers(username: str, password_file: Path | None) -> dict[str, str]:
 
 
 def sync_once(store: GalleryStore, base_url: str, *, timeout: float = 30.0, ca_file: Path | None = None,
-              max_bytes: int = 8 * 1024**3, use_deltas: bool = True,
-              headers: dict[str, str] | None = None) -> SyncResult:
+              max_bytes: int = 8 * 1024**3, use_deltas: bool = True, headers: dict[str, str] | None = None,
+              allow_insecure_http: bool = False, now: float | None = None) -> SyncResult:
     """Check the server once and install a newer gallery if there is one (see the module docstring).
 
-    ``headers`` go with every request (:func:`auth_headers` for the central server's device login).
+    ``headers`` go with every request to ``base_url``'s origin (:func:`auth_headers` for the central
+    server's device login); with credentials, a plain ``http://`` URL is refused unless
+    ``allow_insecure_http``. ``now`` (seconds since the epoch) is the clock pointer expiry is judged by.
     """
     store.recover()
     current = store.installed_version()
-    http = Http(base_url, timeout, ca_file, headers)
     state = _load_state(store)
     result = SyncResult("failed", current, current)
+    http: Http | None = None
     try:
-        headers = {"If-None-Match": state["pointer_etag"]} if state.get("pointer_etag") and current else {}
-        code, body, resp_headers = http.get_small(POINTER, MAX_POINTER_BYTES, headers)
-        if code == 304:
-            result = SyncResult("not_modified", current, current, message="no new publication")
-        else:
-            ptr = Pointer.from_bytes(body)
-            result.offered = ptr.version
-            if ptr.version < current:
-                raise BundleRejected("rollback", f"the server offers version {ptr.version}, older than the "
-                                     f"installed {current}; keeping {current}")
-            if ptr.version == current:
-                result = SyncResult("up_to_date", current, current, ptr.version)
-            else:
-                manifest = None
-                if use_deltas and current and current in ptr.deltas:
-                    try:
-                        manifest = _sync_delta(store, http, ptr.deltas[current], current, max_bytes)
-                        result.via = "delta"
-                    except (BundleRejected, GalleryError, ValueError, OSError) as e:
-                        log.warning("gallery.sync.delta_failed", error=str(e), fallback="full bundle")
-                if manifest is None:
-                    manifest = _sync_full(store, http, ptr.bundle, current, max_bytes)
-                    result.via = "full"
-                result.status, result.installed = "updated", manifest.gallery_version
-            if resp_headers.get("ETag"):
-                state["pointer_etag"] = resp_headers["ETag"]
-    except BundleRejected as e:
+        http = Http(base_url, timeout, ca_file, headers, allow_insecure_http=allow_insecure_http)
+        result = _check_and_install(store, http, state, current, max_bytes, use_deltas,
+                                    time.time() if now is None else now)
+    except (BundleRejected, TransportRefused) as e:
         result.status, result.reason, result.message = "refused", e.reason, str(e)
         log.error("gallery.sync.refused", reason=e.reason, error=str(e), installed=current)
     except (SyncError, DecryptError, GalleryError, OSError) as e:
         result.status, result.reason, result.message = "failed", "network" if isinstance(e, SyncError) else \
             "error", str(e)
         log.warning("gallery.sync.failed", error=str(e), installed=current)
-    result.downloaded_bytes = http.downloaded
+    result.downloaded_bytes = http.downloaded if http is not None else 0
     state.update(last_check=time.time(), last_result=result.to_dict())
     if result.status in ("updated", "up_to_date", "not_modified"):
         state["last_success"] = time.time()
@@ -365,6 +431,51 @@ def sync_once(store: GalleryStore, base_url: str, *, timeout: float = 30.0, ca_f
     if result.status == "updated":
         log.info("gallery.sync.updated", version=result.installed, previous=current, via=result.via,
                  bytes=result.downloaded_bytes)
+    return result
+
+
+def _check_and_install(store: GalleryStore, http: Http, state: dict[str, Any], current: int, max_bytes: int,
+                       use_deltas: bool, now: float) -> SyncResult:
+    """One look at the pointer, and the download + install it calls for; updates ``state`` on success."""
+    fresh_until = state.get("fresh_until")
+    # a 304 is only worth asking for when the pointer it stands for was verified, and its expiry kept
+    ask_304 = bool(state.get("pointer_etag") and current and isinstance(fresh_until, (int, float)))
+    code, body, resp_headers = http.get_small(POINTER, MAX_POINTER_BYTES,
+                                              {"If-None-Match": state["pointer_etag"]} if ask_304 else {})
+    if code == 304:
+        if now >= float(fresh_until):
+            raise BundleRejected(
+                "expired", f"{http.base}{POINTER} is unchanged since this unit verified it, and it expired at "
+                f"{format_utc(float(fresh_until))}: the server, or a mirror, keeps serving an old pointer. The "
+                f"installed gallery {current} stays in use but is stale: have the publisher re-sign it "
+                "(`edgeface gallery refresh`)")
+        return SyncResult("not_modified", current, current, message="no new publication")
+    ptr = verify_pointer(body, store.trusted, http.base + POINTER, now)
+    result = SyncResult("failed", current, current, ptr.version)
+    if ptr.version < current:
+        raise BundleRejected("rollback", f"the server offers version {ptr.version}, older than the "
+                             f"installed {current}; keeping {current}")
+    if ptr.version == current:
+        result = SyncResult("up_to_date", current, current, ptr.version)
+    else:
+        manifest = None
+        if use_deltas and current and current in ptr.deltas:
+            try:
+                manifest = _sync_delta(store, http, ptr.deltas[current], current, max_bytes)
+                result.via = "delta"
+            except TransportRefused:
+                raise  # a redirect elsewhere: the full bundle would go the same way
+            except (BundleRejected, GalleryError, ValueError, OSError) as e:
+                log.warning("gallery.sync.delta_failed", error=str(e), fallback="full bundle")
+        if manifest is None:
+            manifest = _sync_full(store, http, ptr.bundle, current, max_bytes)
+            result.via = "full"
+        result.status, result.installed = "updated", manifest.gallery_version
+    if result.installed == ptr.version:  # the installed gallery is the newest, as of a signed, unexpired pointer
+        state.update(fresh_until=ptr.expires_ts, pointer={"version": ptr.version, "signed_at": ptr.signed_at,
+                                                          "expires_at": ptr.expires_at, "verified_at": now})
+        if resp_headers.get("ETag"):
+            state["pointer_etag"] = resp_headers["ETag"]
     return result
 
 
@@ -376,9 +487,9 @@ class Syncer:
 
     def __init__(self, store: GalleryStore, base_url: str, *, interval_s: float = 3600, timeout: float = 30.0,
                  ca_file: Path | None = None, max_bytes: int = 8 * 1024**3, on_installed=None,  # type: ignore[no-untyped-def]
-                 headers: dict[str, str] | None = None) -> None:
+                 headers: dict[str, str] | None = None, allow_insecure_http: bool = False) -> None:
         self.store, self.base_url, self.interval_s = store, base_url, interval_s
-        self.headers = headers
+        self.headers, self.allow_insecure_http = headers, allow_insecure_http
         self.timeout, self.ca_file, self.max_bytes = timeout, ca_file, max_bytes
         self.on_installed = on_installed
         self._wake = threading.Event()
@@ -389,7 +500,9 @@ class Syncer:
         ``{"gallery_version": N, ...}``).
 
         Wakes the sync loop if the announced version is newer than the installed one (or unknown).
-        Returns whether a sync was requested. Never raises on a malformed announcement.
+        Returns whether a sync was requested. Never raises on a malformed announcement. The
+        announcement's ``url`` is deliberately not used: the sync asks the configured ``base_url``
+        only, with the same checks as every sync (an announcement cannot send the unit's token elsewhere).
         """
         version = None
         try:
@@ -405,7 +518,8 @@ class Syncer:
 
     def run_once(self) -> SyncResult:
         self.last = sync_once(self.store, self.base_url, timeout=self.timeout, ca_file=self.ca_file,
-                              max_bytes=self.max_bytes, headers=self.headers)
+                              max_bytes=self.max_bytes, headers=self.headers,
+                              allow_insecure_http=self.allow_insecure_http)
         if self.last.status == "updated" and self.on_installed:
             self.on_installed(self.last.installed)
         return self.last

@@ -335,7 +335,7 @@ def publish_gallery(svc: Any, actor: str) -> dict[str, Any]:
         if not entries:
             raise GalleryError("nothing is enrolled with this embedder and these settings: enroll identities first")
         pub = publish_for(svc.publish_dir, card, vectors=vectors, entries=entries, identities=idents,
-                          signer=key, target_fpir=cfg.gallery.target_fpir)
+                          signer=key, target_fpir=cfg.gallery.target_fpir, pointer_ttl_s=cfg.gallery.pointer_ttl_s)
     m = pub.manifest
     manifest_sha = hashlib.sha256((pub.dir / "manifest.json").read_bytes()).hexdigest()
     doc = payloads.announce_payload(gallery_version=m.gallery_version, url=url, model_id=card.id,
@@ -377,6 +377,23 @@ def bundle_file(path: str) -> Any:
     env = dict(request.environ)
     env["PATH_INFO"] = "/" + path
     if path == "latest.json":
+        keep_pointer_fresh(svc)
         with svc.db.write() as conn:
             conn.execute(update(devices).where(devices.c.device_id == g.device).values(last_fetch_at=time.time()))
     return Response.from_app(files, env)
+
+
+def keep_pointer_fresh(svc: Any) -> None:
+    """Re-sign ``latest.json`` when a unit asks for it past half its lifetime (gallery.pointer_ttl_s): the
+    server has no publish loop, so units' polls are its clock. A failure is logged and the pointer served
+    as it is (units then refuse it once expired and show their gallery as stale)."""
+    from ..gallery import signing
+    from ..gallery.publish import refresh_pointer_if_due
+
+    cfg = svc.config
+    try:
+        refresh_pointer_if_due(svc.publish_dir, cfg.gallery.pointer_ttl_s,
+                               lambda: signing.load_private_key(Path(cfg.server.signing_key)))
+    except (EdgefaceError, OSError) as e:
+        log.error("server.gallery.pointer_refresh_failed", error=str(e),
+                  hint="check server.signing_key; units refuse the pointer once it expires")

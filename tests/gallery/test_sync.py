@@ -12,7 +12,7 @@ import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from gallery_helpers import OTHER_EMBEDDER, Content
 
-from edgeface.gallery.publish import POINTER
+from edgeface.gallery.publish import POINTER, Pointer, write_pointer
 from edgeface.gallery.sync import Syncer, sync_once
 
 
@@ -132,15 +132,18 @@ def test_older_version_is_refused(tmp_path, content, signer, make_store, serve):
     url, _ = serve(pub)
     store = make_store()
     assert sync_once(store, url).installed == 2
-    # the server is restored from an old backup: its pointer says version 1
+    # someone edits the signed pointer to say version 1: its signature no longer verifies
     ptr = json.loads((pub / POINTER).read_text())
     ptr.update(version=1, bundle="v0000000001/", deltas={})
     (pub / POINTER).write_text(json.dumps(ptr))
     r = sync_once(store, url)
+    assert (r.status, r.reason, r.installed) == ("refused", "bad_signature", 2)
+    # the server is restored from an old backup and re-signs its pointer: version 1, validly signed
+    write_pointer(pub, Pointer(1, "v0000000001/", {}), signer, 3600)
+    r = sync_once(store, url)
     assert (r.status, r.reason, r.installed) == ("refused", "rollback", 2)
-    # a pointer that lies (says 3, serves the signed version 1) is caught by the signed manifest
-    ptr.update(version=3)
-    (pub / POINTER).write_text(json.dumps(ptr))
+    # a signed pointer that lies (says 3, serves the signed version 1) is caught by the signed manifest
+    write_pointer(pub, Pointer(3, "v0000000001/", {}), signer, 3600)
     r = sync_once(store, url)
     assert (r.status, r.reason, r.installed) == ("refused", "rollback", 2)
     assert store.open().version == 2

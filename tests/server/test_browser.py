@@ -219,7 +219,8 @@ def _unit_config(tmp: Path, url: str, token: str, stack: dict[str, Any]) -> Path
     return toml(unit_dir / "unit.toml", {
         "device": {"id": "unit-1"},
         "gallery": {"dir": unit_dir / "gallery", "trusted_keys": [str(stack["keys"] / "signing.pub")],
-                    "key_file": key, "sync_url": url + "/bundles/", "sync_password_file": token_file},
+                    "key_file": key, "sync_url": url + "/bundles/", "sync_password_file": token_file,
+                    "allow_insecure_http": True},  # the token over http:// to loopback: a lab setting
         "outbox": {"path": unit_dir / "outbox.sqlite3"},
         "mqtt": {"host": "127.0.0.1", "port": stack["broker"].port, "tls": False, "include_crop": True},
     })
