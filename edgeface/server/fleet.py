@@ -23,8 +23,37 @@ def _svc() -> Any:
     return services()
 
 
+def gallery_stale(reported_version: int | None, last_fetch_at: float | None, pointer_expires: float | None,
+                  published: bool, ttl_s: float, now: float) -> bool | None:
+    """Whether a device's gallery is stale: no signed, unexpired pointer from this server can be vouching
+    for it. True when this server's own latest.json has expired or is unsigned (units refuse it), or
+    when the device last fetched it more than ``gallery.pointer_ttl_s`` ago (whatever it verified then has
+    expired since). None when it cannot be told (no gallery reported, nothing published, never fetched
+    here: a unit syncing from a mirror)."""
+    if reported_version is None or not published:
+        return None
+    if pointer_expires is None or pointer_expires <= now:
+        return True
+    if last_fetch_at is None:
+        return None
+    return now - last_fetch_at > ttl_s
+
+
+def _pointer_expiry(publish_dir: Any) -> tuple[bool, float | None]:
+    from ..errors import GalleryError
+    from ..gallery.publish import read_pointer
+
+    try:
+        ptr = read_pointer(publish_dir)
+    except (GalleryError, OSError):
+        return True, None
+    return ptr is not None, None if ptr is None else ptr.expires_ts
+
+
 def device_rows(conn: Any) -> list[dict[str, Any]]:
     latest = conn.execute(select(func.max(publications.c.version))).scalar()
+    svc, now = _svc(), time.time()
+    published, pointer_expires = _pointer_expiry(svc.publish_dir)
     out = []
     for d in conn.execute(select(devices).order_by(devices.c.device_id)):
         st = json.loads(d.status) if d.status else {}
@@ -36,6 +65,8 @@ def device_rows(conn: Any) -> list[dict[str, Any]]:
                     "quarantined": ob.get("quarantined"), "gallery_version": st.get("gallery_version"),
                     "gallery_behind": (latest is not None and st.get("gallery_version") is not None
                                        and st["gallery_version"] < latest),
+                    "gallery_stale": gallery_stale(st.get("gallery_version"), d.last_fetch_at, pointer_expires,
+                                                   published, svc.config.gallery.pointer_ttl_s, now),
                     "software_version": st.get("software_version"), "model_id": st.get("model_id"),
                     "uptime_s": st.get("uptime_s"), "credential": "revoked" if d.revoked else
                     ("yes" if d.token_hash else "none"), "last_fetch_at": d.last_fetch_at})
