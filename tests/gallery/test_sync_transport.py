@@ -11,6 +11,8 @@ from __future__ import annotations
 import base64
 import json
 import os
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -19,8 +21,11 @@ from typing import Any
 import pytest
 from gallery_helpers import Content
 
+from edgeface.gallery import signing
+from edgeface.gallery.manifest import EmbedderRef
 from edgeface.gallery.serve import GalleryFiles, make_gallery_server
 from edgeface.gallery.sync import Syncer, auth_headers, sync_once
+from edgeface.modelcard import find_card
 
 TOKEN = "s3cret-device-token"
 App = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -218,3 +223,35 @@ def test_announcement_driven_sync_takes_the_same_path(tmp_path, signer, make_sto
     assert syncer.trigger(doc) is True
     r = syncer.run_once()
     assert (r.status, r.reason) == ("refused", "insecure_http") and seen_b.requests == []
+
+
+def test_gallery_sync_command_applies_the_lab_setting(tmp_path, http_server):
+    """`edgeface gallery sync` as an operator runs it: refused with what to do (exit 1), accepted with
+    gallery.allow_insecure_http = true, and a wrong value for the setting is a usage error naming it."""
+    card = find_card("dlib-resnet-v1-int8", task="embedder")  # the unit's default embedder
+    signing.generate_keypair(tmp_path / "central.pem", tmp_path / "central.pub")
+    pub = tmp_path / "pub"
+    Content(100, seed=15).publish(pub, signing.load_private_key(tmp_path / "central.pem"),
+                                  embedder=EmbedderRef(card.id, card.sha256, 128))
+    url, seen = http_server(needs_token(GalleryFiles(pub)))
+    token = tmp_path / "token"
+    token.write_text(TOKEN + "\n")
+    os.chmod(token, 0o600)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EDGEFACE_")}
+    env.update(EDGEFACE_GALLERY__DIR=str(tmp_path / "unit"), EDGEFACE_GALLERY__ENCRYPT="false",
+               EDGEFACE_GALLERY__TRUSTED_KEYS=f'["{tmp_path / "central.pub"}"]', EDGEFACE_DEVICE__ID="unit-1",
+               EDGEFACE_GALLERY__SYNC_PASSWORD_FILE=str(token))
+
+    def sync(*sets: str) -> subprocess.CompletedProcess[str]:
+        args = [a for s in sets for a in ("--set", s)]
+        return subprocess.run([sys.executable, "-m", "edgeface", *args, "gallery", "sync", "--url", url],
+                              capture_output=True, text=True, env=env, timeout=120)
+
+    p = sync()
+    assert p.returncode == 1 and "refused" in p.stdout and "gallery.allow_insecure_http" in p.stdout, p.stdout
+    assert seen.requests == []
+    p = sync("gallery.allow_insecure_http=maybe")
+    assert p.returncode == 2 and "gallery.allow_insecure_http" in p.stderr, p.stderr
+    p = sync("gallery.allow_insecure_http=true")
+    assert p.returncode == 0 and p.stdout.startswith("updated"), p.stdout + p.stderr
+    assert seen.authorizations
