@@ -144,27 +144,31 @@ def _trusted(app: AppContext, trusted: tuple[Path, ...]):  # type: ignore[no-unt
 @pass_app
 def verify(app: AppContext, directory: Path, trusted: tuple[Path, ...], embedder_sha256: str | None,
            as_json: bool) -> None:
-    """Check a bundle folder (or a publish folder's latest version) completely: signature, every file.
+    """Check a bundle folder (or a publish folder: its signed latest.json, unexpired, and the version it
+    points to) completely: signatures, every file.
 
-    Exit status 1 with the reason if it would be refused.
+    Exit status 1 with the reason if a unit would refuse it.
     """
     from ..gallery.bundle import verify_bundle
-    from ..gallery.publish import read_pointer
+    from ..gallery.publish import POINTER, read_pointer, verify_pointer
 
     keys = _trusted(app, trusted)
     ptr = read_pointer(directory)
     target = directory / ptr.bundle if ptr else directory
     try:
+        if ptr is not None:
+            ptr = verify_pointer((directory / POINTER).read_bytes(), keys, str(directory / POINTER))
         vb = verify_bundle(target, keys, embedder_sha256=embedder_sha256)
     except BundleRejected as e:
         _out({"ok": False, "dir": str(target), "reason": e.reason, "error": str(e)}, as_json,
              f"REFUSED ({e.reason}): {e}")
         raise click.exceptions.Exit(EXIT_FAILED) from None
     m = vb.manifest
+    expires = {"pointer_expires_at": ptr.expires_at} if ptr is not None else {}
     _out({"ok": True, "dir": str(target), "version": m.gallery_version, "key_id": vb.key_id,
-          "files": len(m.files)}, as_json,
+          "files": len(m.files), **expires}, as_json,
          f"ok: {target} is gallery version {m.gallery_version}, signed by key {vb.key_id}, {len(m.files)} files "
-         "match the manifest")
+         "match the manifest" + (f"; {POINTER} valid until {ptr.expires_at}" if ptr is not None else ""))
 
 
 @gallery_group.command("inspect")

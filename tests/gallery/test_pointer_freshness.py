@@ -91,12 +91,14 @@ def test_expired_pointer_is_refused_and_the_old_gallery_stays(published):
     _answers(store, content, 1)  # the installed gallery keeps answering
 
 
-def test_refresh_extends_the_pointer_and_sync_goes_on(published, central):
+def test_refresh_extends_the_pointer_and_sync_goes_on(published, central, tmp_path):
     store, content, pub, url, _, key = published
     newer = content.change(2, 2)
     newer.publish(pub, key)
     old = _expire(pub, key)
     assert sync_once(store, url).reason == "expired"
+    p = _run("gallery", "verify", str(pub), "--trusted-key", str(tmp_path / "central.pub"), "--json")
+    assert p.returncode == 1 and json.loads(p.stdout)["reason"] == "expired"  # the operator sees it too
 
     p = _run("gallery", "refresh", "--publish", str(pub), "--signing-key", str(central[0]), "--json")
     assert p.returncode == 0, p.stdout + p.stderr
@@ -107,6 +109,8 @@ def test_refresh_extends_the_pointer_and_sync_goes_on(published, central):
     r = sync_once(store, url)
     assert (r.status, r.installed) == ("updated", 2), r
     _answers(store, newer, 2)
+    p = _run("gallery", "verify", str(pub), "--trusted-key", str(tmp_path / "central.pub"), "--json")
+    assert p.returncode == 0 and json.loads(p.stdout)["pointer_expires_at"] == out["expires_at"], p.stdout
 
 
 def test_refresh_of_an_empty_folder_says_what_to_do(tmp_path, central):
