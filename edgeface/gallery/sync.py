@@ -443,6 +443,8 @@ def _check_and_install(store: GalleryStore, http: Http, state: dict[str, Any], c
     code, body, resp_headers = http.get_small(POINTER, MAX_POINTER_BYTES,
                                               {"If-None-Match": state["pointer_etag"]} if ask_304 else {})
     if code == 304:
+        if not ask_304:
+            raise SyncError(f"GET {http.base}{POINTER}: HTTP 304 to a request that was not conditional; will retry")
         if now >= float(fresh_until):
             raise BundleRejected(
                 "expired", f"{http.base}{POINTER} is unchanged since this unit verified it, and it expired at "

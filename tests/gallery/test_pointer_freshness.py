@@ -207,3 +207,22 @@ def test_status_shows_the_gallery_stale_past_the_pointer_expiry(tmp_path, publis
     assert sync_once(store, url).status == "up_to_date"
     assert gallery_info(config)["stale"] is False
     _answers(store, content, 1)
+
+
+def test_a_304_nobody_asked_for_is_a_failure_not_a_crash(tmp_path, make_store):
+    import threading
+
+    from edgeface.gallery.serve import make_gallery_server
+
+    def always_304(environ, start_response):  # type: ignore[no-untyped-def]
+        start_response("304 Not Modified", [])
+        return []
+
+    srv = make_gallery_server(tmp_path, port=0, app=always_304)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        r = sync_once(make_store(), f"http://127.0.0.1:{srv.server_port}/")
+    finally:
+        srv.shutdown()
+        srv.server_close()
+    assert (r.status, r.reason, r.installed) == ("failed", "network", 0) and "not conditional" in r.message
