@@ -90,16 +90,24 @@ def _read_password(password_file: Path | None) -> str:
               help="Role(s) of the user (repeatable).")
 @click.option("--password-file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="Read the password from this file's first line (default: prompt, or one line on stdin).")
+@click.option("--owner", help="The person the account belongs to (staff number or name; default: USERNAME). "
+              "Accounts of one person never count as two under the two-person rule.")
 @pass_app
-def add_user(app: AppContext, username: str, roles: tuple[str, ...], password_file: Path | None) -> None:
-    """Create a user (the first administrator is made this way)."""
+def add_user(app: AppContext, username: str, roles: tuple[str, ...], password_file: Path | None,
+             owner: str | None) -> None:
+    """Create a user (the first administrators are made this way).
+
+    The roles are granted at once: whoever runs this controls the server. On the web, roles an
+    administrator adds wait for a second administrator's approval.
+    """
     from ..server import audit, auth
 
     db = _db(app)
     try:
         with db.write() as conn:
-            u = auth.create_user(conn, username, _read_password(password_file), list(roles))
-            audit.append(conn, "cli", "user.create", u.username, {"roles": sorted(u.roles)})
+            u = auth.create_user(conn, username, _read_password(password_file), list(roles), owner=owner)
+            audit.append(conn, "cli", "user.create", u.username,
+                         {"roles": sorted(u.roles), "owner": owner or u.username, "created_by": "command line"})
     finally:
         db.dispose()
     click.echo(f"created user {u.username} with roles {', '.join(sorted(u.roles))}")

@@ -1,4 +1,8 @@
-"""User administration (administrators only): create users, change roles, disable, reset passwords."""
+"""User administration (administrators): create users, ask for roles, approve another administrator's
+role requests, remove roles, disable, reset passwords; and every user's own account page (own password).
+
+Added roles wait for a second administrator's approval (:mod:`edgeface.server.people` says why).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ from typing import Any
 from flask import Blueprint, abort, g, redirect, render_template, request, url_for
 from sqlalchemy import select
 
-from . import audit, auth
+from . import audit, auth, people
 from .access import ROLES, access
 from .tables import users
 
@@ -20,44 +24,129 @@ def _svc() -> Any:
     return services()
 
 
+def _back(error: str | None = None, note: str | None = None) -> Any:
+    return redirect(url_for("accounts.index", **({"error": error} if error else {}), **({"note": note} if note else {})))
+
+
+def _waiting(req: people.RoleRequest | None) -> str | None:
+    if req is None:
+        return None
+    return (f"{', '.join(sorted(req.roles))} for {req.username} waits for another administrator's approval "
+            "(a different person)")
+
+
 @bp.route("/users")
 @access("admin")
 def index() -> Any:
+    creator = users.alias("creator")
     with _svc().db.read() as conn:
-        rows = conn.execute(select(users.c.id, users.c.username, users.c.roles, users.c.active, users.c.created_at)
+        rows = conn.execute(select(users.c.id, users.c.username, users.c.roles, users.c.active, users.c.created_at,
+                                   users.c.owner, creator.c.username.label("created_by_name"))
+                            .outerjoin(creator, creator.c.id == users.c.created_by)
                             .order_by(users.c.username)).all()
-    return render_template("users.html", rows=rows, roles=ROLES, error=request.args.get("error"))
+        requests = people.pending(conn)
+    return render_template("users.html", rows=rows, roles=ROLES, requests=requests, error=request.args.get("error"),
+                           note=request.args.get("note"))
 
 
 @bp.route("/users", methods=["POST"])
 @access("admin")
 def create() -> Any:
+    """A new account with no role yet; the roles asked for wait for a second administrator."""
+    username = request.form.get("username", "")
+    owner = (request.form.get("owner") or "").strip() or username.strip()
     try:
+        wanted = auth.parse_roles(request.form.getlist("roles"))
         with _svc().db.write() as conn:
-            u = auth.create_user(conn, request.form.get("username", ""), request.form.get("password", ""),
-                                 request.form.getlist("roles"))
-            audit.append(conn, g.user.username, "user.create", u.username, {"roles": sorted(u.roles)})
+            u = auth.create_user(conn, username, request.form.get("password", ""), [], owner=owner,
+                                 created_by=g.user.id, allow_no_role=True)
+            audit.append(conn, g.user.username, "user.create", u.username,
+                         {"roles": [], "roles_requested": sorted(wanted), "owner": owner,
+                          "created_by": g.user.username})
+            req = people.request_roles(conn, g.user, u.id, wanted)
     except auth.AccountError as e:
-        return redirect(url_for("accounts.index", error=str(e)))
-    return redirect(url_for("accounts.index"))
+        return _back(error=str(e))
+    return _back(note=_waiting(req))
 
 
 @bp.route("/users/<int:user_id>", methods=["POST"])
 @access("admin")
 def change(user_id: int) -> Any:
-    roles = request.form.getlist("roles")
+    """Removed roles, the active flag and a new password take effect now; added roles are requested."""
     active = request.form.get("active") == "on"
     password = request.form.get("password") or None
     try:
+        asked = auth.parse_roles(request.form.getlist("roles"), allow_empty=True)
         with _svc().db.write() as conn:
-            name = conn.execute(select(users.c.username).where(users.c.id == user_id)).scalar()
-            if name is None:
+            row = conn.execute(select(users.c.username, users.c.roles).where(users.c.id == user_id)).first()
+            if row is None:
                 abort(404)
-            if user_id == g.user.id and (not active or "admin" not in roles):
+            held = auth.stored_roles(row.roles)
+            removed, added = held - asked, asked - held
+            if user_id == g.user.id and (not active or "admin" in removed):
                 raise auth.AccountError("you cannot remove your own administrator role or disable yourself")
-            auth.set_user(conn, user_id, roles=roles, active=active, password=password)
-            audit.append(conn, g.user.username, "user.update", name,
-                         {"roles": sorted(roles), "active": active, "password_reset": password is not None})
+            auth.set_user(conn, user_id, roles=sorted(held - removed) if removed else None, active=active,
+                          password=password, password_set_by=None if user_id == g.user.id else g.user.id)
+            audit.append(conn, g.user.username, "user.update", row.username,
+                         {"roles": sorted(held - removed), "roles_removed": sorted(removed), "active": active,
+                          "password_reset": password is not None})
+            req = people.request_roles(conn, g.user, user_id, added) if added else None
     except auth.AccountError as e:
-        return redirect(url_for("accounts.index", error=str(e)))
-    return redirect(url_for("accounts.index"))
+        return _back(error=str(e))
+    return _back(note=_waiting(req))
+
+
+@bp.route("/users/requests/<int:request_id>/approve", methods=["POST"])
+@access("admin")
+def approve(request_id: int) -> Any:
+    return _decide(request_id, True)
+
+
+@bp.route("/users/requests/<int:request_id>/refuse", methods=["POST"])
+@access("admin")
+def refuse(request_id: int) -> Any:
+    return _decide(request_id, False)
+
+
+def _decide(request_id: int, approve: bool) -> Any:
+    try:
+        with _svc().db.write() as conn:
+            req = people.decide_request(conn, g.user, request_id, approve)
+    except auth.AccountError as e:
+        return _back(error=str(e))
+    verb = "granted to" if approve else "refused for"
+    return _back(note=f"{', '.join(sorted(req.roles))} {verb} {req.username}")
+
+
+# -- one's own account -----------------------------------------------------------------------------------
+
+@bp.route("/account")
+@access("reviewer", "admin")
+def own() -> Any:
+    creator, setter = users.alias("creator"), users.alias("setter")
+    with _svc().db.read() as conn:
+        me = conn.execute(select(users.c.username, users.c.roles, users.c.owner,
+                                 creator.c.username.label("created_by_name"),
+                                 setter.c.username.label("password_set_by_name"))
+                          .outerjoin(creator, creator.c.id == users.c.created_by)
+                          .outerjoin(setter, setter.c.id == users.c.password_set_by)
+                          .where(users.c.id == g.user.id)).one()
+    return render_template("account.html", me=me, error=request.args.get("error"))
+
+
+@bp.route("/account/password", methods=["POST"])
+@access("reviewer", "admin")
+def own_password() -> Any:
+    """Choose one's own password (then no administrator knows it); logs out every session."""
+    new = request.form.get("new_password") or ""
+    try:
+        with _svc().db.write() as conn:
+            if not auth.check_password(conn, g.user.id, request.form.get("password") or ""):
+                raise auth.AccountError("the current password is wrong")
+            if new != request.form.get("repeat"):
+                raise auth.AccountError("the two new passwords differ")
+            auth.set_user(conn, g.user.id, password=new, password_set_by=None)
+            audit.append(conn, g.user.username, "user.password", g.user.username, {"own": True})
+    except auth.AccountError as e:
+        return redirect(url_for("accounts.own", error=str(e)))
+    return redirect(url_for("login"))

@@ -132,6 +132,9 @@ def _guard() -> Any:
     g.user, g.session = sess.user, sess
     if not sess.user.has(*rule.roles):
         log.warning("server.forbidden", user=sess.user.username, endpoint=request.endpoint, needs=sorted(rule.roles))
+        if not sess.user.roles:
+            abort(403, "Your account has no role yet: the role an administrator asked for waits for a second "
+                       "administrator's approval.")
         abort(403)
     if request.method not in SAFE_METHODS and not auth.csrf_ok(sess.csrf_token, submitted_csrf()):
         log.warning("server.csrf_refused", user=sess.user.username, endpoint=request.endpoint)

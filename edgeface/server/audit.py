@@ -35,7 +35,8 @@ GENESIS = "0" * 64
 
 # What is audited (the action names used across the server).
 ACTIONS = (
-    "login.ok", "login.failed", "login.refused", "logout", "user.create", "user.update",
+    "login.ok", "login.failed", "login.refused", "logout", "user.create", "user.update", "user.password",
+    "user.role_request", "user.role_approve", "user.role_refuse",
     "review.confirm", "review.reject", "review.unknown", "results.export",
     "enroll.image", "identity.wipe", "gallery.publish", "device.credential", "device.revoke",
     "images.view",  # one per page view that showed enrolled images, listing them

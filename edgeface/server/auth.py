@@ -55,16 +55,31 @@ class AccountError(EdgefaceError):
     """A user account cannot be created or changed as asked (the message says why)."""
 
 
-def parse_roles(text: str | list[str] | tuple[str, ...]) -> frozenset[str]:
+def parse_roles(text: str | list[str] | tuple[str, ...], *, allow_empty: bool = False) -> frozenset[str]:
     items = text.split(",") if isinstance(text, str) else list(text)
     roles = frozenset(r.strip() for r in items if r.strip())
     bad = roles - set(ROLES)
-    if not roles or bad:
+    if (not roles and not allow_empty) or bad:
         raise AccountError(f"roles {sorted(bad) or '(none)'} not valid: give one or more of {', '.join(ROLES)}")
     return roles
 
 
-def create_user(conn: Connection, username: str, password: str, roles: str | list[str]) -> User:
+def stored_roles(text: str) -> frozenset[str]:
+    """The roles an account holds now (none while its first role waits for approval)."""
+    return parse_roles(text, allow_empty=True)
+
+
+def _check_owner(owner: str) -> str:
+    owner = owner.strip()
+    if not owner or len(owner) > 64 or not owner.isprintable():
+        raise AccountError("the person (owner) of an account is 1-64 printable characters, e.g. a staff number")
+    return owner
+
+
+def create_user(conn: Connection, username: str, password: str, roles: str | list[str], *,
+                owner: str | None = None, created_by: int | None = None, allow_no_role: bool = False) -> User:
+    """A new account. ``owner`` names the person it belongs to (default: the user name); ``created_by``
+    is the administrator creating it on the web (None: the command line), who then also set its password."""
     username = username.strip()
     if not username or len(username) > 64 or not username.isprintable():
         raise AccountError("user names are 1-64 printable characters")
@@ -72,28 +87,42 @@ def create_user(conn: Connection, username: str, password: str, roles: str | lis
         raise AccountError(f"passwords need at least {MIN_PASSWORD} characters")
     if conn.execute(select(users.c.id).where(users.c.username == username)).first():
         raise AccountError(f"user {username!r} already exists")
-    r = parse_roles(roles)
+    r = parse_roles(roles, allow_empty=allow_no_role)
     uid = conn.execute(insert(users).values(username=username, password_hash=_hasher.hash(password),
-                                            roles=",".join(sorted(r)), active=True, created_at=time.time())
+                                            roles=",".join(sorted(r)), active=True, created_at=time.time(),
+                                            owner=_check_owner(owner if owner is not None else username),
+                                            created_by=created_by, password_set_by=created_by)
                        .returning(users.c.id)).scalar_one()
     return User(int(uid), username, r)
 
 
 def set_user(conn: Connection, user_id: int, *, roles: str | list[str] | None = None, active: bool | None = None,
-             password: str | None = None) -> None:
+             password: str | None = None, password_set_by: int | None = None) -> None:
+    """Change an account. ``password_set_by``: the administrator who set ``password`` for someone else
+    (None: the account's own user); until its user sets their own, the two count as one person."""
     values: dict[str, object] = {}
     if roles is not None:
-        values["roles"] = ",".join(sorted(parse_roles(roles)))
+        values["roles"] = ",".join(sorted(parse_roles(roles, allow_empty=True)))
     if active is not None:
         values["active"] = active
     if password is not None:
         if len(password) < MIN_PASSWORD:
             raise AccountError(f"passwords need at least {MIN_PASSWORD} characters")
         values["password_hash"] = _hasher.hash(password)
+        values["password_set_by"] = password_set_by
     if values:
         conn.execute(update(users).where(users.c.id == user_id).values(**values))
     if active is False or password is not None or roles is not None:
         conn.execute(delete(sessions).where(sessions.c.user_id == user_id))  # log out everywhere
+
+
+def check_password(conn: Connection, user_id: int, password: str) -> bool:
+    """Whether ``password`` is this account's (for changing one's own password)."""
+    stored = conn.execute(select(users.c.password_hash).where(users.c.id == user_id)).scalar()
+    try:
+        return _hasher.verify(stored or _DUMMY, password) and stored is not None
+    except (VerificationError, InvalidHashError):
+        return False
 
 
 @dataclass(frozen=True)
@@ -133,7 +162,7 @@ def authenticate(conn: Connection, username: str, password: str, ip: str, *, max
     if _hasher.check_needs_rehash(row.password_hash):
         conn.execute(update(users).where(users.c.id == row.id).values(password_hash=_hasher.hash(password)))
     conn.execute(delete(login_failures).where(login_failures.c.username == username))
-    return LoginOutcome(User(int(row.id), row.username, parse_roles(row.roles)))
+    return LoginOutcome(User(int(row.id), row.username, stored_roles(row.roles)))
 
 
 # -- sessions ------------------------------------------------------------------------------------------
@@ -166,7 +195,7 @@ def find_session(conn: Connection, token: str | None, *, idle_s: float, max_s: f
     now = time.time()
     if row is None or not row.active or now - row.last_seen > idle_s or now - row.created_at > max_s:
         return None
-    return Session(User(int(row.id), row.username, parse_roles(row.roles)), row.csrf_token, th,
+    return Session(User(int(row.id), row.username, stored_roles(row.roles)), row.csrf_token, th,
                    float(row.last_seen))
 
 

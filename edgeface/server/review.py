@@ -2,8 +2,10 @@
 
 A match is a lead. A reviewer confirms it (naming the candidate), rejects it, or marks it unknown, with
 a comment; every decision is a row in ``reviews`` and an audit entry, in one transaction. With
-``server.two_person_rule`` a confirmation counts only when a second, different reviewer confirms the same
-identity (status ``awaiting_second`` until then); a rejection or "unknown" restarts the count.
+``server.two_person_rule`` a confirmation counts only when a second reviewer, another person (see
+:mod:`edgeface.server.people`: not the same owner, not created by or the creator of the first, not
+holding a password the first set), confirms the same identity (status ``awaiting_second`` until then);
+a rejection or "unknown" restarts the count.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from flask import Blueprint, Response, abort, g, redirect, render_template, requ
 from sqlalchemy import Connection, Select, and_, func, or_, select, update
 
 from ..errors import EdgefaceError
-from . import audit, auth
+from . import audit, auth, people
 from .access import access
 from .auth import User
 from .tables import identities, images, results, reviews, users
@@ -148,15 +150,28 @@ def decide(conn: Connection, result_id: str, user: User, verdict: str, identity_
         if user.id in agreeing:
             raise ReviewError("you already confirmed this candidate; under the two-person rule a second, "
                               "different reviewer must confirm it")
+        why = people.related(conn, user.id, agreeing)
+        if why:
+            raise ReviewError(f"under the two-person rule the second confirmation must come from another person, "
+                              f"and {why}; a reviewer who is a different person must confirm it")
         status = "confirmed" if agreeing else "awaiting_second"
     now = time.time()
     conn.execute(reviews.insert().values(result_id=result_id, user_id=user.id, verdict=verdict,
                                          identity_id=identity_id, comment=comment, created_at=now))
     conn.execute(update(results).where(results.c.id == result_id).values(review_status=status, reviewed_at=now))
+    me = people.accounts(conn, [user.id]).get(user.id)
     audit.append(conn, user.username, f"review.{verdict}", result_id,
                  {"identity": identity_id, "comment": comment, "status": status, "device": row.device_id,
-                  "score": row.top_score, "two_person_rule": two_person})
+                  "score": row.top_score, "two_person_rule": two_person,
+                  "reviewer_owner": me.owner if me else None,
+                  "reviewer_created_by": _creator(conn, me.created_by) if me else None})
     return status
+
+
+def _creator(conn: Connection, uid: int | None) -> str:
+    if uid is None:
+        return "command line"
+    return str(conn.execute(select(users.c.username).where(users.c.id == uid)).scalar())
 
 
 def _svc() -> Any:

@@ -27,9 +27,30 @@ users = Table(
     Column("id", Integer, primary_key=True),
     Column("username", String(64), nullable=False, unique=True),
     Column("password_hash", String(256), nullable=False),
-    Column("roles", String(64), nullable=False),  # comma-separated: reviewer, admin
+    Column("roles", String(64), nullable=False),  # comma-separated: reviewer, admin (empty: none granted yet)
     Column("active", Boolean, nullable=False, default=True),
     Column("created_at", Float, nullable=False),
+    # The person the account belongs to (staff number, name): accounts of one person never count as two.
+    Column("owner", String(64), nullable=False),
+    # The administrator who created it on the web (NULL: the command line, or before this was recorded).
+    Column("created_by", Integer, ForeignKey("users.id")),
+    # The administrator who last set its password for it (NULL: its own user, or the command line).
+    Column("password_set_by", Integer, ForeignKey("users.id")),
+)
+
+# Roles an administrator asked to add to an account: granted only when a second administrator, another
+# person than the requester and the account, approves (edgeface.server.people).
+role_requests = Table(
+    "role_requests", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("roles", String(64), nullable=False),  # comma-separated roles to add
+    Column("requested_by", Integer, ForeignKey("users.id"), nullable=False),
+    Column("requested_at", Float, nullable=False),
+    Column("state", String(16), nullable=False),  # pending, approved, refused
+    Column("decided_by", Integer, ForeignKey("users.id")),
+    Column("decided_at", Float),
+    Index("role_requests_state", "state", "user_id"),
 )
 
 sessions = Table(
