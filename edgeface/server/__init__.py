@@ -12,9 +12,12 @@ Modules, one job each:
 ``auth``        password hashing (argon2id), sessions, CSRF, login rate limits, device credentials
 ``access``      the per-route access declarations every view must carry (checked for every request)
 ``ingest``      the MQTT ingest workers storing results and device status into the database
-``review``      the review queue: filters, decisions, the two-person rule, export
+``review``      the review queue: filters, decisions, the two-person rule, export, the images a review shows
+``people``      which accounts are one person; role grants a second administrator approves
+``accounts``    user administration and one's own account page
 ``gallery_admin`` enrollment uploads, build + sign + publish, announcement, history
 ``fleet``       devices, their status and credentials
+``rejected``    malformed MQTT messages the ingest refused, summarised for the fleet page
 ``app``         the application factory; ``run`` starts the web server and ingest workers
 
 A match is a lead, never an identification: the review queue exists so a person decides.
