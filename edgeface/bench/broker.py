@@ -7,6 +7,8 @@ with its paths and ports rewritten to a temporary folder.
 
 from __future__ import annotations
 
+import glob
+import json
 import os
 import re
 import shutil
@@ -15,6 +17,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 from ..errors import EdgefaceError
 
@@ -28,6 +31,16 @@ def mosquitto_binary() -> str:
         raise EdgefaceError("mosquitto is not installed; install it with `apt-get install mosquitto` "
                             "(the benchmarks and tests start their own broker on loopback)")
     return found
+
+
+def dynsec_plugin() -> str:
+    """Path of Mosquitto's dynamic security plugin (Debian ships it in the mosquitto package)."""
+    found = sorted(glob.glob("/usr/lib/*/mosquitto_dynamic_security.so")) + sorted(
+        glob.glob("/usr/lib/mosquitto_dynamic_security.so"))
+    if not found:
+        raise EdgefaceError("Mosquitto's dynamic security plugin is missing (mosquitto_dynamic_security.so); "
+                            "install Mosquitto 2.0 or later from your distribution")
+    return found[0]
 
 
 def free_port() -> int:
@@ -58,6 +71,7 @@ class LocalBroker:
         self.port = port
         self.ports = ports or {"main": port}
         self.proc: subprocess.Popen[bytes] | None = None
+        self.rules_path: Path | None = None
         self.starts = 0
 
     @classmethod
@@ -76,37 +90,41 @@ class LocalBroker:
         return cls(workdir, text, port)
 
     @classmethod
-    def from_deploy(cls, workdir: Path, pki_dir: Path, *, passwd_file: Path | None = None,
-                    conf: Path = DEPLOY_DIR / "mosquitto.conf", acl: Path = DEPLOY_DIR / "acl") -> LocalBroker:
-        """The deployment config, on free loopback ports, with the PKI from ``pki_dir``.
+    def from_deploy(cls, workdir: Path, pki_dir: Path, *, rules: dict[str, Any],
+                    conf: Path = DEPLOY_DIR / "mosquitto.conf") -> LocalBroker:
+        """The deployment config, on free loopback ports, with the PKI from ``pki_dir`` and ``rules``
+        (the dynamic security plugin's configuration, :func:`edgeface.mqtt.dynsec.build`).
 
-        ``pki_dir`` holds ``ca.crt``, ``server.crt`` and ``server.key`` (see :mod:`edgeface.mqtt.certs`).
-        Ports: ``ports['mtls']`` (the 8883 listener) and ``ports['password']`` (8884).
+        ``pki_dir`` holds ``ca.crt`` (units), ``central-ca.crt`` (central accounts), ``server.crt`` and
+        ``server.key`` (see :mod:`edgeface.mqtt.certs`). Ports: ``ports['mtls']`` (the 8883 listener),
+        ``ports['password']`` (8884) and ``ports['central']`` (8885).
         """
         workdir = Path(workdir)
         workdir.mkdir(parents=True, exist_ok=True)
         etc = workdir / "etc"
         etc.mkdir(exist_ok=True)
-        for name in ("ca.crt", "server.crt", "server.key"):
+        for name in ("ca.crt", "central-ca.crt", "server.crt", "server.key"):
             shutil.copy(Path(pki_dir) / name, etc / name)
-        shutil.copy(acl, etc / "acl")
-        pw = etc / "passwd"
-        if passwd_file is not None:
-            shutil.copy(passwd_file, pw)
-        else:
-            pw.write_text("")
-        os.chmod(pw, 0o600)
+        data = workdir / "data"
+        data.mkdir(exist_ok=True)
+        rules_path = data / "dynamic-security.json"
+        rules_path.write_text(json.dumps(rules, indent=1))
+        os.chmod(rules_path, 0o600)
         text = Path(conf).read_text()
-        ports = {"mtls": free_port(), "password": free_port()}
-        text = text.replace("/etc/mosquitto/edgeface/", f"{etc}/").replace("/var/lib/mosquitto/", f"{workdir}/data/")
-        text = re.sub(r"^listener 8883\s*$", f"listener {ports['mtls']} 127.0.0.1", text, flags=re.MULTILINE)
-        text = re.sub(r"^listener 8884\s*$", f"listener {ports['password']} 127.0.0.1", text, flags=re.MULTILINE)
+        ports = {"mtls": free_port(), "password": free_port(), "central": free_port()}
+        text = text.replace("/etc/mosquitto/edgeface/", f"{etc}/").replace("/var/lib/mosquitto/", f"{data}/")
+        text = re.sub(r"^plugin /usr/lib/[^/]+/mosquitto_dynamic_security.so\s*$", f"plugin {dynsec_plugin()}", text,
+                      flags=re.MULTILINE)
+        for name, port in (("mtls", 8883), ("password", 8884), ("central", 8885)):
+            text = re.sub(rf"^listener {port}\s*$", f"listener {ports[name]} 127.0.0.1", text, flags=re.MULTILINE)
         settings = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
-        if "/etc/mosquitto" in settings or re.search(r"^listener (8883|8884)\b", settings, flags=re.MULTILINE):
+        if "/etc/mosquitto" in settings or re.search(r"^listener (8883|8884|8885)\b", settings, flags=re.MULTILINE):
             raise EdgefaceError(f"{conf}: could not rewrite every path and listener for a local test broker")
         if os.geteuid() == 0:
             text += "\nuser root\n"
-        return cls(workdir, text, ports["mtls"], ports)
+        broker = cls(workdir, text, ports["mtls"], ports)
+        broker.rules_path = rules_path
+        return broker
 
     # process control
 

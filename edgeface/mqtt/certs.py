@@ -90,20 +90,25 @@ def issue(ca: Pair, common_name: str, *, server_names: tuple[str, ...] = (), day
 
 
 def write_pki(folder: Path, *, clients: tuple[str, ...], server_names: tuple[str, ...] = ("localhost", "127.0.0.1"),
-              ca: Pair | None = None) -> dict[str, Path]:
-    """Write ``ca.crt``, ``server.crt/.key`` and ``<client>.crt/.key`` for each client identity.
+              ca: Pair | None = None, central: tuple[str, ...] = ()) -> dict[str, Path]:
+    """Write ``ca.crt``, ``server.crt/.key`` and ``<client>.crt/.key`` for each client identity, and
+    ``central-ca.crt`` with ``<name>.crt/.key`` for each central account (server, ingest), signed by a
+    second CA: the broker's central listener trusts only that one, so no unit certificate connects there.
 
-    Returns the paths by name (``ca``, ``server.crt``, ``server.key``, ``<client>.crt``, ...). The CA
-    key is not written: a lab that needs more certificates later keeps the :class:`Pair`.
+    Returns the paths by name (``ca``, ``central-ca``, ``server.crt``, ``server.key``, ``<client>.crt``,
+    ...). The CA keys are not written: a lab that needs more certificates later keeps the :class:`Pair`.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     ca = ca or make_ca()
-    paths = {"ca": folder / "ca.crt"}
+    central_ca = make_ca("edgeface central CA")
+    paths = {"ca": folder / "ca.crt", "central-ca": folder / "central-ca.crt"}
     paths["ca"].write_bytes(ca.cert.public_bytes(serialization.Encoding.PEM))
+    paths["central-ca"].write_bytes(central_ca.cert.public_bytes(serialization.Encoding.PEM))
     issue(ca, server_names[0], server_names=server_names).write(folder / "server.crt", folder / "server.key")
     paths["server.crt"], paths["server.key"] = folder / "server.crt", folder / "server.key"
-    for cn in clients:
-        issue(ca, cn).write(folder / f"{cn}.crt", folder / f"{cn}.key")
-        paths[f"{cn}.crt"], paths[f"{cn}.key"] = folder / f"{cn}.crt", folder / f"{cn}.key"
+    for signer, names in ((ca, clients), (central_ca, central)):
+        for cn in names:
+            issue(signer, cn).write(folder / f"{cn}.crt", folder / f"{cn}.key")
+            paths[f"{cn}.crt"], paths[f"{cn}.key"] = folder / f"{cn}.crt", folder / f"{cn}.key"
     return paths

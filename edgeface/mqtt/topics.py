@@ -5,7 +5,7 @@
     edgeface/v1/devices/<device_id>/commands   QoS 1, server to device (command.v1.json)
     edgeface/v1/gallery/announce               QoS 1, retained; the newest gallery (announce.v1.json)
 
-The broker's ACL (deploy/mosquitto/acl) lets a device write only under its own ``<device_id>``,
+The broker's rules (edgeface/mqtt/dynsec.py) let a device write only under its own ``<device_id>``,
 which must be its certificate CN (or broker username).
 """
 
@@ -19,8 +19,9 @@ ROOT = "edgeface/v1"
 GALLERY_ANNOUNCE = f"{ROOT}/gallery/announce"
 RESULTS_FILTER = f"{ROOT}/devices/+/results"
 STATUS_FILTER = f"{ROOT}/devices/+/status"
-DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-SHARE_GROUP = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+# \Z, not $: Python's $ also matches before a trailing newline ("unit-a\n" would pass).
+DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z", re.ASCII)
+SHARE_GROUP = re.compile(r"^[A-Za-z0-9._-]{1,64}\Z", re.ASCII)
 
 
 def check_device_id(device_id: str, key: str = "device.id") -> str:

@@ -1,7 +1,7 @@
 """The retained MQTT gallery announcement (``edgeface/v1/gallery/announce``, announce.v1.json).
 
 Only a hint for units to sync now; they trust what verifies, never the announcement. Published with
-the server's own broker account (``edgeface-server`` in deploy/mosquitto/acl) over a short-lived
+the server's own broker account (``edgeface-server`` in the broker rules, edgeface/mqtt/dynsec.py) over a short-lived
 clean-start connection, QoS 1, retained; MQTT 5 tells us if the ACL refused it.
 """
 

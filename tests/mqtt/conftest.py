@@ -4,7 +4,6 @@ the deploy/ configuration with TLS and the ACL), test certificates, outboxes, in
 from __future__ import annotations
 
 import random
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,36 +13,39 @@ from cryptography.hazmat.primitives import serialization
 
 from edgeface.bench.broker import LocalBroker
 from edgeface.bench.mqttload import outbox_item, sample_result, wait_for
-from edgeface.mqtt import Ingest, ResultStore, certs
+from edgeface.mqtt import Ingest, ResultStore, certs, dynsec
 from edgeface.mqtt.link import LinkSettings
 from edgeface.outbox import Outbox
 
 DEVICES = ("unit-a", "unit-b")
-SERVER = "edgeface-ingest"
+SERVER = "edgeface-ingest"  # central identities: certificates from the central CA, the broker's 8885 listener
+WEB = "edgeface-server"
+CENTRAL = (SERVER, WEB)
 
 
 @pytest.fixture(scope="session")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """CA, broker certificate (localhost, 127.0.0.1), client certificates for two units and the ingest,
-    plus a certificate for unit-a from a CA the broker does not trust."""
+    """CA, broker certificate (localhost, 127.0.0.1), client certificates for two units, the central CA
+    with the ingest's and the server's certificates, plus a certificate for unit-a from a CA the broker
+    does not trust and a unit-CA certificate named like the ingest (a CA operator's mistake)."""
     folder = tmp_path_factory.mktemp("pki")
-    paths = certs.write_pki(folder, clients=(*DEVICES, SERVER))
+    unit_ca = certs.make_ca()
+    paths = certs.write_pki(folder, clients=DEVICES, central=CENTRAL, ca=unit_ca)
+    certs.issue(unit_ca, SERVER).write(folder / "unitca-ingest.crt", folder / "unitca-ingest.key")
+    paths["unitca-ingest.crt"], paths["unitca-ingest.key"] = folder / "unitca-ingest.crt", folder / "unitca-ingest.key"
     rogue_ca = certs.make_ca("rogue CA")
     certs.issue(rogue_ca, "unit-a").write(folder / "rogue-unit-a.crt", folder / "rogue-unit-a.key")
     (folder / "rogue-ca.crt").write_bytes(rogue_ca.cert.public_bytes(serialization.Encoding.PEM))
     paths["rogue-unit-a.crt"], paths["rogue-unit-a.key"] = folder / "rogue-unit-a.crt", folder / "rogue-unit-a.key"
     paths["rogue-ca"] = folder / "rogue-ca.crt"
-    passwd = folder / "passwd"
-    subprocess.run(["mosquitto_passwd", "-c", "-b", str(passwd), "unit-p", "correct horse"], check=True,
-                   capture_output=True)
-    paths["passwd"] = passwd
     return paths
 
 
 @pytest.fixture
 def tls_broker(tmp_path: Path, pki: dict[str, Path]) -> Iterator[LocalBroker]:
-    """deploy/mosquitto/mosquitto.conf and deploy/mosquitto/acl, run for real on free ports."""
-    b = LocalBroker.from_deploy(tmp_path / "tls-broker", pki["ca"].parent, passwd_file=pki["passwd"])
+    """deploy/mosquitto/mosquitto.conf with the rules edgeface writes for it, run for real on free ports."""
+    rules = dynsec.build(DEVICES, passwords={"unit-p": "correct horse"}, servers=(WEB,), ingest=(SERVER,))
+    b = LocalBroker.from_deploy(tmp_path / "tls-broker", pki["ca"].parent, rules=rules)
     b.start()
     yield b
     b.kill()
@@ -54,7 +56,9 @@ def plain_settings(port: int, client_id: str, **kw: Any) -> LinkSettings:
 
 
 def mtls_settings(broker: LocalBroker, pki: dict[str, Path], identity: str, **kw: Any) -> LinkSettings:
-    return LinkSettings(host="127.0.0.1", port=broker.ports["mtls"], client_id=identity, ca_file=pki["ca"],
+    """A unit on the 8883 listener, or a central account on the 8885 listener."""
+    port = broker.ports["central" if identity in CENTRAL else "mtls"]
+    return LinkSettings(host="127.0.0.1", port=port, client_id=kw.pop("client_id", identity), ca_file=pki["ca"],
                         cert_file=pki[f"{identity}.crt"], key_file=pki[f"{identity}.key"], **kw)
 
 

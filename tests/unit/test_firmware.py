@@ -136,7 +136,7 @@ def test_provisioning_without_the_ca_key_writes_a_csr_and_password_mode(tmp_path
 
     root = tmp_path / "pw"
     r = provision(root, "--device-id", "unit-8", "--broker", "mqtt.example.org", "--password-auth")
-    assert r.returncode == 0 and "mosquitto_passwd -b" in r.stdout
+    assert r.returncode == 0 and "dynsec createClient unit-8 -p" in r.stdout
     config = load_config(root / "etc/edgeface/edgeface.toml", env={})
     assert config.mqtt.username == "unit-8" and mapped(root, config.mqtt.password_file).read_text().strip()
 
