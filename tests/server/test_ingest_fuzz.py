@@ -20,3 +20,18 @@ def test_no_message_stops_ingestion_and_every_message_is_accounted_for(tmp_path:
     assert figures["retained_poison_redelivered"] > 0
     assert any(k.startswith("results:hostile:store") for k in figures["sent"])  # schema-valid hostile results
     assert set(GOOD_UNITS)  # the good units are the ones whose results must never be lost
+
+
+def test_the_benchmark_command_writes_its_figures(tmp_path: Path) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from edgeface.cli.main import cli
+
+    out = tmp_path / "fuzz.json"
+    r = CliRunner().invoke(cli, ["bench", "ingest-fuzz", "--messages", "150", "--workers", "1", "--json", str(out),
+                                 "--workdir", str(tmp_path / "w")])
+    assert r.exit_code == 0, r.output
+    figures = json.loads(out.read_text())
+    assert figures["messages"] >= 150 and figures["problems"] == [] and "rejected rows" in r.output
