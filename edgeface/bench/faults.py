@@ -20,7 +20,16 @@ While the producer stores results at a steady rate, faults are injected one afte
   capped in that mode). New results are refused with OutboxDiskFull and the producer retries
   them; on the tmpfs, acknowledged rows cannot be deleted either until space returns;
 * ``corrupt_row``: with the link cut, a pending row's payload is altered on disk (one byte
-  flipped); the publisher must quarantine it, not send it and not stop.
+  flipped); the publisher must quarantine it, not send it and not stop;
+* ``hostile_unit``: another unit, with a valid certificate of its own, connects with the ingest's (or
+  the field unit's) client id, tries to join the ingest's shared subscription and to read every
+  unit's results, and publishes poison: results and a retained status that pass the old patterns but
+  are impossible (times, integers, ids with a newline, NUL characters), and garbage. The broker must
+  refuse the subscriptions and keep the client ids apart, and the ingest must reject the poison and
+  go on; the field unit's results are accounted for as always.
+
+The broker runs ``deploy/mosquitto/mosquitto.conf`` with the rules ``edgeface broker rules`` writes,
+mutual TLS for the unit (through the cuttable proxy) and the central listener for the ingest.
 
 Accounting, by result id: every result whose ``put`` returned must end up stored by the ingest
 exactly once with the payload that was stored (``lost`` = 0, ``altered`` = 0), or, for rows the
@@ -45,13 +54,18 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import OutboxDiskFull, OutboxFull
+from ..mqtt import certs, dynsec, payloads, topics
 from ..outbox import Outbox
 from .broker import LocalBroker
 from .mqttload import Child, digest, outbox_item, sample_result, wait_for, write_toml
 from .proxy import TcpProxy
 
-KINDS = ("broker_restart", "publisher_kill", "link_drop", "disk_full", "corrupt_row")
+KINDS = ("broker_restart", "publisher_kill", "link_drop", "disk_full", "corrupt_row", "hostile_unit")
 DEVICE = "field-unit-1"
+HOSTILE = "field-unit-666"
+INGEST = "edgeface-ingest"
+GROUP = "campaign"
+INGEST_CLIENT = "campaign-ingest"
 
 
 def _canonical(payload: bytes) -> str:
@@ -199,21 +213,25 @@ def run(workdir: Path, *, faults: int = 100, rate: float = 200.0, kinds: tuple[s
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     store = _Disk(workdir / "disk", disk, 24)
-    broker = LocalBroker.plain(workdir / "broker", persistence=True)
+    pki = certs.write_pki(workdir / "pki", clients=(DEVICE, HOSTILE), central=(INGEST,))
+    broker = LocalBroker.from_deploy(workdir / "broker", workdir / "pki",
+                                     rules=dynsec.build([DEVICE, HOSTILE], ingest=(INGEST,), group=GROUP))
     broker.start()
-    proxy = TcpProxy(broker.port)
+    proxy = TcpProxy(broker.ports["mtls"])
     outbox_path = store.folder / "outbox.sqlite3"
     db = workdir / "ingest.sqlite3"
-    common = {"reconnect_min_s": 0.05, "reconnect_max_s": 0.5, "tls": False, "host": "127.0.0.1"}
+    common = {"reconnect_min_s": 0.05, "reconnect_max_s": 0.5, "tls": True, "host": "127.0.0.1",
+              "ca_file": str(pki["ca"])}
     dev_cfg = write_toml(workdir / "device.toml", {
         "device": {"id": DEVICE},
         "outbox": {"path": str(outbox_path)},
         "mqtt": {**common, "port": proxy.port, "keepalive_s": 5, "ack_timeout_s": 5, "heartbeat_s": 2,
-                 "inflight": 50},
+                 "inflight": 50, "cert_file": str(pki[f"{DEVICE}.crt"]), "key_file": str(pki[f"{DEVICE}.key"])},
     })
     ing_cfg = write_toml(workdir / "ingest.toml", {
-        "mqtt": {**common, "port": broker.port},
-        "ingest": {"db": str(db), "group": "campaign", "client_id": "campaign-ingest"},
+        "mqtt": {**common, "port": broker.ports["central"], "cert_file": str(pki[f"{INGEST}.crt"]),
+                 "key_file": str(pki[f"{INGEST}.key"])},
+        "ingest": {"db": str(db), "group": GROUP, "client_id": INGEST_CLIENT},
     })
     publisher = Child(["--config", str(dev_cfg), "--log-json", "outbox", "drain"], workdir / "publisher.log")
     ingest = Child(["--config", str(ing_cfg), "--log-json", "ingest", "--stats-json", str(workdir / "ingest.json")],
@@ -227,7 +245,7 @@ def run(workdir: Path, *, faults: int = 100, rate: float = 200.0, kinds: tuple[s
     timeline = open(workdir / "faults.jsonl", "w", buffering=1)
     try:
         ingest.start()
-        if not wait_for(lambda: "as campaign-ingest" in broker.log_tail(50), 30):
+        if not wait_for(lambda: f"as {INGEST_CLIENT}" in broker.log_tail(50), 30):
             raise RuntimeError(f"the ingest did not connect; see {ingest.log_path}")
         publisher.start()
         producer.start()
@@ -258,6 +276,9 @@ def run(workdir: Path, *, faults: int = 100, rate: float = 200.0, kinds: tuple[s
                     details["disk_full_faults_that_refused_results"] += 1
                 time.sleep(rng.uniform(0.1, 0.5))
                 store.free(box)
+            elif kind == "hostile_unit":
+                for key, n in _hostile_unit(broker, pki, rng).items():
+                    details[f"hostile_{key}"] += n
             elif kind == "corrupt_row":
                 proxy.cut()
                 wait_for(lambda: box.stats().pending >= 3, 5)
@@ -272,6 +293,9 @@ def run(workdir: Path, *, faults: int = 100, rate: float = 200.0, kinds: tuple[s
             if not publisher.alive:
                 details["publisher_restarts_after_exit"] += 1
                 publisher.start()
+            if not ingest.alive:  # never expected: no message may stop the ingest
+                details["ingest_exits"] += 1
+                ingest.start()
             if i % 10 == 0:
                 say(f"{i}/{faults} faults, {len(producer.committed)} results stored on the device")
         producer.stop.set()
@@ -327,6 +351,7 @@ def run(workdir: Path, *, faults: int = 100, rate: float = 200.0, kinds: tuple[s
         "duplicates_stored": rows - distinct,
         "redeliveries_absorbed": ingest_stats.get("duplicates"),
         "malformed_at_ingest": ingest_stats.get("malformed_total"),
+        "ingest_exits": details.pop("ingest_exits", 0),
         "pending_left": pending_left,
         "drained": drained,
         "disk_full_refusals": producer.disk_full_refusals,
@@ -342,6 +367,60 @@ def run(workdir: Path, *, faults: int = 100, rate: float = 200.0, kinds: tuple[s
         (workdir / "lost.txt").write_text("\n".join(sorted(lost)) + "\n")
     (workdir / "figures.json").write_text(json.dumps(figures, indent=2) + "\n")
     return figures
+
+
+def _poison(rng: random.Random) -> list[tuple[str, bytes, bool]]:
+    """(topic, payload, retain) of what a hostile unit sends on its own topics."""
+    docs = []
+    for key, value in (("captured_at", "2025-13-45T99:99:99Z"), ("gallery_version", 10**20),
+                       ("id", payloads.new_id() + "\n"), ("model_id", "m\x00"), ("threshold", 1e308)):
+        doc = sample_result(HOSTILE, rng)
+        doc[key] = value
+        docs.append((topics.results_topic(HOSTILE), json.dumps(doc).encode(), False))
+    status = payloads.status_payload(device_id=HOSTILE, state="online", reason="heartbeat")
+    status["ts"] = "2025-02-30T00:00:00Z"
+    docs.append((topics.status_topic(HOSTILE), json.dumps(status).encode(), True))
+    docs.append((topics.results_topic(HOSTILE), bytes(rng.randrange(256) for _ in range(64)), False))
+    return docs
+
+
+def _hostile_unit(broker: LocalBroker, pki: dict[str, Path], rng: random.Random) -> Counter[str]:
+    """One visit of the hostile unit (see the module docstring); returns what it tried and got."""
+    import paho.mqtt.client as mqtt
+
+    out: Counter[str] = Counter()
+    got: dict[str, list[Any]] = {"connack": [], "suback": [], "puback": [], "messages": []}
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=rng.choice([INGEST_CLIENT, DEVICE, HOSTILE]),
+                    protocol=mqtt.MQTTv5)
+    c.tls_set(ca_certs=str(pki["ca"]), certfile=str(pki[f"{HOSTILE}.crt"]), keyfile=str(pki[f"{HOSTILE}.key"]))
+    c.on_connect = lambda cl, u, f, rc, p: got["connack"].append(rc)
+    c.on_subscribe = lambda cl, u, mid, rcs, p: got["suback"].extend(rcs)
+    c.on_publish = lambda cl, u, mid, rc, p: got["puback"].append(rc)
+    c.on_message = lambda cl, u, m: got["messages"].append(m.topic)
+    c.connect("127.0.0.1", broker.ports["mtls"])
+    c.loop_start()
+    try:
+        if not wait_for(lambda: got["connack"], 5) or got["connack"][0].is_failure:
+            out["connect_refused"] += 1
+            return out
+        out["client_id_attempts"] += 1
+        filters = [f"$share/{GROUP}/{topics.RESULTS_FILTER}", topics.RESULTS_FILTER, "#"]
+        for f in filters:
+            c.subscribe(f, qos=1)
+        wait_for(lambda: len(got["suback"]) >= len(filters), 5)
+        out["subscriptions_tried"] += len(filters)
+        out["subscriptions_granted"] += sum(1 for r in got["suback"] if not r.is_failure)
+        poison = _poison(rng)
+        for topic, data, retain in poison:
+            c.publish(topic, data, qos=1, retain=retain)
+        wait_for(lambda: len(got["puback"]) >= len(poison), 5)
+        out["poison_sent"] += len(poison)
+        time.sleep(0.1)
+        out["results_seen"] += len(got["messages"])
+    finally:
+        c.loop_stop()
+        c.disconnect()
+    return out
 
 
 def _corrupt_newest(path: Path) -> str | None:

@@ -54,7 +54,7 @@ def bench_outbox(json_path: Path | None, results: int, concurrent: int, inflight
 @json_option
 @click.option("--faults", type=int, default=100, show_default=True, help="Faults to inject in total.")
 @click.option("--rate", type=float, default=200.0, show_default=True, help="Results stored per second meanwhile.")
-@click.option("--kinds", default="broker_restart,publisher_kill,link_drop,disk_full,corrupt_row",
+@click.option("--kinds", default="broker_restart,publisher_kill,link_drop,disk_full,corrupt_row,hostile_unit",
               show_default=True, help="Fault kinds, comma-separated (injected in turn, shuffled).")
 @click.option("--disk", type=click.Choice(["auto", "tmpfs", "page_cap"]), default="auto", show_default=True,
               help="Full disk: a real tmpfs (needs root) or SQLite's max_page_count; auto tries tmpfs first.")
@@ -83,8 +83,15 @@ def bench_faults(json_path: Path | None, faults: int, rate: float, kinds: str, d
                f"did not corrupt: {f['quarantined_not_corrupted_by_campaign']}")
     click.echo(f"results refused while the disk was full, then retried: {f['disk_full_refusals']}; publisher "
                f"processes started {f['publisher_starts']}, broker starts {f['broker_starts']}, link cuts {f['link_cuts']}")
+    if f["faults_by_kind"].get("hostile_unit"):
+        click.echo(f"hostile unit: {f.get('hostile_poison_sent', 0)} poison messages sent, "
+                   f"{f['malformed_at_ingest']} rejected by the ingest (retained ones again on each resubscribe), "
+                   f"ingest exits {f['ingest_exits']}; subscriptions granted {f.get('hostile_subscriptions_granted', 0)} "
+                   f"of {f.get('hostile_subscriptions_tried', 0)}, other units' results seen "
+                   f"{f.get('hostile_results_seen', 0)}, client-id takeovers tried {f.get('hostile_client_id_attempts', 0)}")
     report.write_json(json_path, "faults", f)
     bad = f["lost"] or f["altered"] or f["duplicates_stored"] or f["phantom"] or not f["drained"] \
-        or f["quarantined_not_corrupted_by_campaign"]
+        or f["quarantined_not_corrupted_by_campaign"] or f["ingest_exits"] \
+        or f.get("hostile_subscriptions_granted") or f.get("hostile_results_seen")
     if bad:
         raise click.exceptions.Exit(1)

@@ -9,8 +9,8 @@ from edgeface.bench import faults
 
 
 def test_small_fault_campaign_loses_nothing_and_stores_nothing_twice(tmp_path: Path) -> None:
-    f = faults.run(tmp_path / "campaign", faults=10, rate=80.0, seed=7)
-    assert f["faults_injected"] == 10
+    f = faults.run(tmp_path / "campaign", faults=12, rate=80.0, seed=7)
+    assert f["faults_injected"] == 12
     assert f["faults_by_kind"] == {k: 2 for k in faults.KINDS}
     assert f["drained"] and f["pending_left"] == 0
     assert f["lost"] == 0, f.get("lost_ids_sample")
@@ -23,3 +23,7 @@ def test_small_fault_campaign_loses_nothing_and_stores_nothing_twice(tmp_path: P
     assert f["disk_full_refusals"] > 0
     assert f["publisher_starts"] == 3 and f["broker_starts"] == 3
     assert f["redeliveries_absorbed"] is not None
+    # The hostile unit got nothing and stopped nothing: its subscriptions refused, its poison rejected.
+    assert f["hostile_subscriptions_tried"] == 6 and f["hostile_subscriptions_granted"] == 0
+    assert f["hostile_results_seen"] == 0 and f["ingest_exits"] == 0
+    assert f["hostile_poison_sent"] == 14 and f["malformed_at_ingest"] >= 14
