@@ -365,12 +365,12 @@ class Ingest:
         except Exception as e:  # noqa: BLE001 - no message may stop the worker; it is kept with its reason
             log.exception("ingest.message_error", topic=msg.topic[:200], bytes=len(msg.payload))
             action = self._rejection(msg, PayloadError(f"{type(e).__name__}: {e}", "error"))
-        if msg.qos > 0:
-            if not self._pending:
-                self._first_pending_at = time.monotonic()
-            self._pending.append(_Pending(msg.mid, msg.qos, action))
-        elif action is not None:  # QoS 0 (never sent by edgeface units): written at once, best effort
-            self._pending.append(_Pending(-1, 0, action))
+        if msg.qos == 0 and action is None:
+            return  # nothing to write and nothing to acknowledge
+        if not self._pending:
+            self._first_pending_at = time.monotonic()
+        # QoS 0 (never sent by edgeface units) is written with the batch and needs no acknowledgement.
+        self._pending.append(_Pending(msg.mid, msg.qos, action))
 
     def _classify(self, msg: mqtt.MQTTMessage) -> ResultRow | _Rejection | dict[str, Any] | None:
         """What a message becomes: a result row, a status, a rejection, or nothing (a cleared status)."""
@@ -428,49 +428,53 @@ class Ingest:
         self._pending.clear()
 
     def _write(self, batch: list[_Pending]) -> None:
-        rows = [p for p in batch if isinstance(p.action, ResultRow) and not p.done]
+        """Write what the batch holds; marks each entry done, so a retry after a failure skips it."""
+        rows = [(p, p.action) for p in batch if isinstance(p.action, ResultRow) and not p.done]
         if rows:
             try:
-                self._add([p.action for p in rows])  # type: ignore[misc]
+                self._add([row for _, row in rows])
+                for p, _ in rows:
+                    p.done = True
             except Exception as e:  # noqa: BLE001 - find the row the database refuses, if it is one row
                 if self.store.is_transient(e):
                     raise
-                for p in rows:
-                    try:
-                        self._add([p.action])  # type: ignore[list-item]
-                    except Exception as e1:  # noqa: BLE001
-                        if self.store.is_transient(e1):
-                            raise
-                        row: ResultRow = p.action  # type: ignore[assignment]
-                        self.stats.malformed["store"] += 1
-                        log.warning("ingest.refused_by_store", id=row.id, device=row.device_id,
-                                    error=f"{type(e1).__name__}: {e1}"[:300])
-                        p.action = _Rejection(topics.results_topic(row.device_id), "store",
-                                              f"the database refused the row: {type(e1).__name__}: {e1}",
-                                              row.payload.encode("utf-8", "backslashreplace"))
-                    else:
-                        p.done = True
-            else:
-                for p in rows:
-                    p.done = True
+                for p, row in rows:
+                    self._add_alone(p, row)
         for p in batch:
             if p.done or p.action is None or isinstance(p.action, ResultRow):
                 continue
             if isinstance(p.action, dict):
-                try:
-                    self.store.set_status(p.action)
-                    self.stats.statuses += 1
-                except Exception as e:  # noqa: BLE001 - a status the database refuses is rejected alone
-                    if self.store.is_transient(e):
-                        raise
-                    self.stats.malformed["store"] += 1
-                    p.action = _Rejection(topics.status_topic(str(p.action.get("device_id", ""))), "store",
-                                          f"the database refused the status: {type(e).__name__}: {e}",
-                                          json.dumps(p.action).encode())
+                self._set_status(p, p.action)
             if isinstance(p.action, _Rejection):
                 r = p.action
                 self.store.reject(r.topic, r.kind, r.error, r.payload)
             p.done = True
+
+    def _add_alone(self, p: _Pending, row: ResultRow) -> None:
+        try:
+            self._add([row])
+        except Exception as e:  # noqa: BLE001 - this row's data is refused: reject it alone
+            if self.store.is_transient(e):
+                raise
+            self.stats.malformed["store"] += 1
+            log.warning("ingest.refused_by_store", id=row.id, device=row.device_id, error=f"{type(e).__name__}: {e}"[:300])
+            p.action = _Rejection(topics.results_topic(row.device_id), "store",
+                                  f"the database refused the row: {type(e).__name__}: {e}",
+                                  row.payload.encode("utf-8", "backslashreplace"))
+        else:
+            p.done = True
+
+    def _set_status(self, p: _Pending, status: dict[str, Any]) -> None:
+        try:
+            self.store.set_status(status)
+            self.stats.statuses += 1
+        except Exception as e:  # noqa: BLE001 - a status the database refuses is rejected alone
+            if self.store.is_transient(e):
+                raise
+            self.stats.malformed["store"] += 1
+            p.action = _Rejection(topics.status_topic(str(status.get("device_id", ""))), "store",
+                                  f"the database refused the status: {type(e).__name__}: {e}",
+                                  json.dumps(status).encode())
 
     def _add(self, rows: list[ResultRow]) -> None:
         stored, dups = self.store.add_rows(rows)
