@@ -24,8 +24,8 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from edgeface.bench import accuracy, lfw  # noqa: E402
-from edgeface.bench.embeddings import lfw_embeddings  # noqa: E402
+from edgeface.evaluation import accuracy, lfw  # noqa: E402
+from edgeface.evaluation.embeddings import lfw_embeddings  # noqa: E402
 from edgeface.config import Config  # noqa: E402
 
 BINS = np.linspace(-1.0, 1.0, 40001)  # 5e-5 wide

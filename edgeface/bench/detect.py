@@ -16,7 +16,7 @@ from ..config import Config
 from ..detection import BlazeFaceDetector, rotate_image
 from ..imageio import load_image
 from ..modelcard import find_card
-from . import lfw
+from ..evaluation import lfw
 from .report import percentiles, rss_mb
 
 

@@ -43,9 +43,9 @@ from ..errors import EdgefaceError
 from ..gallery import signing
 from ..gallery.crypto import generate_key_file
 from ..logs import get_logger
-from .broker import LocalBroker, free_port
-from .lfw import people
-from .mqttload import Child, wait_for
+from ..testing.broker import LocalBroker, free_port
+from ..evaluation.lfw import people
+from ..testing.mqttload import Child, wait_for
 
 log = get_logger(__name__)
 

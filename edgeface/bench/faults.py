@@ -54,11 +54,12 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import OutboxDiskFull, OutboxFull
-from ..mqtt import certs, dynsec, payloads, topics
+from ..mqtt import dynsec, payloads, topics
+from ..testing import certs
 from ..outbox import Outbox
-from .broker import LocalBroker
-from .mqttload import Child, digest, outbox_item, sample_result, wait_for, write_toml
-from .proxy import TcpProxy
+from ..testing.broker import LocalBroker
+from ..testing.mqttload import Child, digest, outbox_item, sample_result, wait_for, write_toml
+from ..testing.proxy import TcpProxy
 
 KINDS = ("broker_restart", "publisher_kill", "link_drop", "disk_full", "corrupt_row", "hostile_unit")
 DEVICE = "field-unit-1"

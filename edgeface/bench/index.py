@@ -30,7 +30,7 @@ import numpy as np
 
 from ..config import Config
 from . import report
-from .distractors import EmbeddingModel, compare, fit, sample
+from ..evaluation.distractors import EmbeddingModel, compare, fit, sample
 
 Wrap = Callable[[Iterable[Any]], Iterable[Any]]
 
@@ -38,8 +38,8 @@ Wrap = Callable[[Iterable[Any]], Iterable[Any]]
 def real_split(config: Config, root: Path, wrap: Wrap, non_mated: int = 1000,
                seed: int = 0) -> dict[str, np.ndarray]:
     """LFW embeddings split into gallery rows and probes (see the module docstring)."""
-    from .embeddings import lfw_embeddings
-    from .lfw import all_images
+    from ..evaluation.embeddings import lfw_embeddings
+    from ..evaluation.lfw import all_images
 
     paths = all_images(root)
     emb = lfw_embeddings(config, paths, wrap=wrap)

@@ -22,8 +22,8 @@ from typing import Any
 import paho.mqtt.client as mqtt
 
 from ..mqtt import payloads, topics
-from .broker import LocalBroker
-from .mqttload import Child, sample_result, wait_for, write_toml
+from ..testing.broker import LocalBroker
+from ..testing.mqttload import Child, sample_result, wait_for, write_toml
 
 
 def _publish(port: int, docs: list[dict[str, Any]]) -> float:

@@ -32,8 +32,8 @@ from typing import Any
 
 from ..errors import EdgefaceError, PayloadError
 from ..mqtt import payloads, topics
-from .broker import LocalBroker
-from .mqttload import sample_result, wait_for
+from ..testing.broker import LocalBroker
+from ..testing.mqttload import sample_result, wait_for
 
 GOOD_UNITS = ("unit-good-0", "unit-good-1", "unit-good-2")
 HOSTILE_UNITS = ("unit-evil-0", "unit-evil-1")
@@ -196,7 +196,7 @@ class Campaign:
     def __init__(self, workdir: Path, *, workers: int = 2, group: str = "edgeface-fuzz") -> None:
         from ..config import load_config
         from ..server.db import Database
-        from .mqttload import write_toml
+        from ..testing.mqttload import write_toml
 
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)

@@ -28,8 +28,8 @@ from ..mqtt.link import LinkSettings
 from ..mqtt.publisher import Publisher
 from ..outbox import Outbox
 from . import report
-from .broker import LocalBroker
-from .mqttload import Child, outbox_item, sample_result, wait_for, write_toml
+from ..testing.broker import LocalBroker
+from ..testing.mqttload import Child, outbox_item, sample_result, wait_for, write_toml
 
 DEVICE = "bench-unit"
 

@@ -17,7 +17,7 @@ import numpy as np
 from ..config import Config
 from ..engine import Engine
 from ..imageio import load_image
-from .embeddings import centre_face
+from ..evaluation.embeddings import centre_face
 from .report import current_rss_mb, percentiles, rss_mb
 
 STAGES = ("decode", "detect", "quality", "align", "embed")

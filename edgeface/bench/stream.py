@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 
 from ..config import Config, load_config
-from .lfw import people
+from ..evaluation.lfw import people
 from .report import current_rss_mb, sqlite_memory_mb
 
 TILE = 250  # LFW images are 250 x 250

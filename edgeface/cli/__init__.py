@@ -12,7 +12,6 @@ import sys
 
 import click
 
-from .app import AppContext, pass_app  # noqa: F401  (re-exported for command modules)
 from .main import cli
 
 

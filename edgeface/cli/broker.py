@@ -9,10 +9,9 @@ from pathlib import Path
 import click
 
 from .app import AppContext, pass_app
-from .main import cli
 
 
-@cli.group("broker")
+@click.group("broker")
 def broker() -> None:
     """The MQTT broker's configuration (deploy/mosquitto/)."""
 

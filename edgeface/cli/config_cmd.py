@@ -8,10 +8,9 @@ import click
 
 from ..config import Config, as_dict, to_toml
 from .app import AppContext, pass_app
-from .main import cli
 
 
-@cli.group("config")
+@click.group("config")
 def config_group() -> None:
     """Inspect and check the configuration."""
 

@@ -11,10 +11,9 @@ from ..engine import Engine
 from ..imageio import save_image
 from .app import AppContext, emit_json, pass_app
 from .inputs import expand_images, for_each_image
-from .main import cli
 
 
-@cli.command("detect")
+@click.command("detect")
 @click.argument("images", nargs=-1, required=True, type=click.Path())
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per image on stdout (JSON Lines).")
 @click.option("--save-crops", type=click.Path(file_okay=False, path_type=Path),

@@ -10,10 +10,9 @@ import numpy as np
 from ..engine import Engine
 from .app import AppContext, emit_json, pass_app
 from .inputs import expand_images, for_each_image
-from .main import cli
 
 
-@cli.command("embed")
+@click.command("embed")
 @click.argument("images", nargs=-1, required=True, type=click.Path())
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per image on stdout (JSON Lines).")
 @click.option("--embedder", help="Embedder model id (models.embedder), e.g. dlib-resnet-v1-float32.")

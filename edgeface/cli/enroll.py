@@ -7,10 +7,9 @@ from pathlib import Path
 import click
 
 from .app import EXIT_FAILED, AppContext, emit_json, pass_app, progress
-from .main import cli
 
 
-@cli.command("enroll")
+@click.command("enroll")
 @click.argument("source", type=click.Path(exists=True, path_type=Path))
 @click.option("--consent", help="Consent or legal basis for these images (required unless the CSV has it).")
 @click.option("--source", "source_text", help="Where the images came from (default: the folder or CSV path).")

@@ -15,7 +15,6 @@ import click
 
 from ..errors import BundleRejected, GalleryError
 from .app import EXIT_FAILED, AppContext, emit_json, pass_app
-from .main import cli
 
 json_flag = click.option("--json", "as_json", is_flag=True, help="Print one JSON object (for scripts).")
 trusted_option = click.option("--trusted-key", "trusted", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
@@ -29,7 +28,7 @@ def _out(record: dict[str, Any], as_json: bool, text: str) -> None:
         click.echo(text)
 
 
-@cli.group("gallery")
+@click.group("gallery")
 def gallery_group() -> None:
     """The gallery: signed bundles (central side) and the unit's installed, encrypted copy."""
 

@@ -12,10 +12,9 @@ from typing import Any
 import click
 
 from .app import AppContext, pass_app
-from .main import cli
 
 
-@cli.command("ingest")
+@click.command("ingest")
 @click.option("--db", "db_path", type=click.Path(dir_okay=False, path_type=Path),
               help="SQLite file to store results in (default: the ingest.db setting).")
 @click.option("--client-id", help="MQTT client id of this worker (default: ingest.client_id or ingest-<host>).")

@@ -57,18 +57,14 @@ def cli(ctx: click.Context, config_path: str | None, overrides: tuple[str, ...],
 
 
 def _register() -> None:
-    """Import every module of this package: each attaches its commands to ``cli`` or a subgroup.
+    """Attach every command; each module defines its commands and imports nothing from here."""
+    from . import broker, config_cmd, detect, embed, enroll, gallery, ingest, outbox, run, server, status
+    from .bench import bench
 
-    Adding a command is adding a module; no central list to edit.
-    """
-    import importlib
-    import pkgutil
-
-    from .. import cli as package
-
-    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda i: i.name):
-        if info.name not in ("main", "app", "inputs") and not info.name.startswith("_"):
-            importlib.import_module(f"{package.__name__}.{info.name}")
+    for command in (detect.detect_cmd, embed.embed_cmd, enroll.enroll_cmd, run.run_cmd, run.trigger_cmd, status.status_cmd,
+                    config_cmd.config_group, gallery.gallery_group, outbox.outbox_group, ingest.ingest,
+                    server.server_group, server.audit_group, broker.broker, bench):
+        cli.add_command(command)
 
 
 _register()

@@ -10,10 +10,9 @@ import click
 
 from ..bench import report
 from .app import AppContext, emit_json, pass_app
-from .main import cli
 
 
-@cli.group("outbox")
+@click.group("outbox")
 def outbox_group() -> None:
     """The disk outbox of results waiting for the broker."""
 

@@ -10,10 +10,9 @@ import click
 
 from ..errors import EdgefaceError
 from .app import EXIT_FAILED, AppContext, emit_json, pass_app
-from .main import cli
 
 
-@cli.command("run")
+@click.command("run")
 @click.option("--demo", is_flag=True,
               help="Run the bundled demo (what `edgeface run` does when nothing is configured).")
 @click.option("--once", is_flag=True, help="Exit when the folder has been processed (capture_folder.once).")
@@ -78,7 +77,7 @@ def _print_summary(s: dict[str, Any], outbox: str, demo_mode: bool, online: bool
                    "`edgeface --config edgeface.toml run` (see docs/field-unit.md)")
 
 
-@cli.command("trigger")
+@click.command("trigger")
 @pass_app
 def trigger_cmd(app: AppContext) -> None:
     """Make the running daemon take a picture now (trigger mode; sends it SIGUSR1)."""

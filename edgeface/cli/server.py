@@ -12,7 +12,6 @@ import click
 
 from ..errors import EdgefaceError
 from .app import AppContext, emit_json, pass_app
-from .main import cli
 
 
 def _need_extra() -> None:
@@ -36,7 +35,7 @@ def _db(app: AppContext):  # type: ignore[no-untyped-def]
     return db
 
 
-@cli.group("server")
+@click.group("server")
 def server_group() -> None:
     """The central server: review queue, audit log, gallery publishing, fleet view, ingest workers."""
 
@@ -140,7 +139,7 @@ def add_device(app: AppContext, device_id: str, token_file: Path | None) -> None
         click.echo(token)
 
 
-@cli.group("audit")
+@click.group("audit")
 def audit_group() -> None:
     """The central server's hash-chained audit log."""
 

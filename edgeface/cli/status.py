@@ -12,7 +12,6 @@ from typing import Any
 import click
 
 from .app import AppContext, emit_json, pass_app
-from .main import cli
 
 EXIT_NOT_RUNNING = 3
 
@@ -120,7 +119,7 @@ def render(doc: dict[str, Any], now: float | None = None) -> str:
     return "\n".join(lines)
 
 
-@cli.command("status")
+@click.command("status")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @pass_app
 def status_cmd(app: AppContext, as_json: bool) -> None:

@@ -22,8 +22,8 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent.parent))
 
-from edgeface.bench.embeddings import centre_face  # noqa: E402
-from edgeface.bench.lfw import lfw_dir  # noqa: E402
+from edgeface.evaluation.embeddings import centre_face  # noqa: E402
+from edgeface.evaluation.lfw import lfw_dir  # noqa: E402
 from edgeface.config import Config  # noqa: E402
 from edgeface.engine import Engine  # noqa: E402
 from edgeface.landmarks import FaceMesh  # noqa: E402

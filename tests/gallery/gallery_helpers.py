@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from edgeface.bench.distractors import sample, toy_model
+from edgeface.evaluation.distractors import sample, toy_model
 from edgeface.gallery.manifest import EmbedderRef
 from edgeface.gallery.publish import publish
 from edgeface.gallery.serve import GalleryFiles

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from gallery_helpers import EMBEDDER
 
-from edgeface.bench.distractors import sample, toy_model
+from edgeface.evaluation.distractors import sample, toy_model
 from edgeface.gallery.bundle import write_bundle
 from edgeface.gallery.index import exact_top1, plan_for
 from edgeface.gallery.match import Gallery

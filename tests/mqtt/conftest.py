@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from edgeface.bench.broker import LocalBroker
-from edgeface.bench.mqttload import outbox_item, sample_result, wait_for
-from edgeface.mqtt import Ingest, ResultStore, certs, dynsec
+from edgeface.testing.broker import LocalBroker
+from edgeface.testing.mqttload import outbox_item, sample_result, wait_for
+from edgeface.mqtt import Ingest, ResultStore, dynsec
+from edgeface.testing import certs
 from edgeface.mqtt.link import LinkSettings
 from edgeface.outbox import Outbox
 

@@ -12,9 +12,9 @@ from typing import Any
 import jsonschema
 import paho.mqtt.client as mqtt
 
-from edgeface.bench.broker import LocalBroker
-from edgeface.bench.mqttload import Child, outbox_item, sample_result, wait_for, write_toml
-from edgeface.bench.proxy import TcpProxy
+from edgeface.testing.broker import LocalBroker
+from edgeface.testing.mqttload import Child, outbox_item, sample_result, wait_for, write_toml
+from edgeface.testing.proxy import TcpProxy
 from edgeface.mqtt import Publisher, payloads, topics
 from edgeface.mqtt.validate import load_schema
 from edgeface.outbox import Outbox, Priority

@@ -11,8 +11,8 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 
-from edgeface.bench.broker import LocalBroker
-from edgeface.bench.mqttload import outbox_item, sample_result, wait_for
+from edgeface.testing.broker import LocalBroker
+from edgeface.testing.mqttload import outbox_item, sample_result, wait_for
 from edgeface.errors import PayloadError
 from edgeface.mqtt import Publisher, ResultStore, payloads, topics
 from edgeface.outbox import Outbox

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edgeface.bench.mqttload import sample_result
+from edgeface.testing.mqttload import sample_result
 from edgeface.errors import PayloadError
 from edgeface.mqtt import payloads
 from edgeface.mqtt.validate import SCHEMAS, SUPPORTED, load_schema, schema_errors

@@ -12,8 +12,8 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 
-from edgeface.bench.broker import LocalBroker
-from edgeface.bench.mqttload import outbox_item, sample_result, wait_for
+from edgeface.testing.broker import LocalBroker
+from edgeface.testing.mqttload import outbox_item, sample_result, wait_for
 from edgeface.errors import ConfigError
 from edgeface.mqtt import Publisher, dynsec, topics
 from edgeface.mqtt.link import LinkSettings

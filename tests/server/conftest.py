@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from edgeface.bench.mqttload import sample_result
+from edgeface.testing.mqttload import sample_result
 from edgeface.config import Config, load_config
 from edgeface.server import audit, auth
 from edgeface.server.app import create_app

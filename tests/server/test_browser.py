@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from edgeface.bench.broker import LocalBroker, free_port
+from edgeface.testing.broker import LocalBroker, free_port
 from edgeface.gallery.signing import generate_keypair
 from edgeface.server.run import wait_port
 

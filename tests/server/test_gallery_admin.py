@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from edgeface.bench.broker import free_port
-from edgeface.bench.mqttload import sample_result, write_toml
+from edgeface.testing.broker import free_port
+from edgeface.testing.mqttload import sample_result, write_toml
 from edgeface.gallery.bundle import verify_bundle
 from edgeface.gallery.signing import generate_keypair, load_public_key
 from edgeface.mqtt import payloads, topics

@@ -12,7 +12,7 @@ import paho.mqtt.client as mqtt
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
-from edgeface.bench.mqttload import sample_result, wait_for
+from edgeface.testing.mqttload import sample_result, wait_for
 from edgeface.cli.main import cli
 from edgeface.mqtt import Ingest, payloads, topics
 from edgeface.mqtt.link import LinkSettings

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import inspect, text
 
-from edgeface.bench.broker import free_port
-from edgeface.bench.mqttload import sample_result
+from edgeface.testing.broker import free_port
+from edgeface.testing.mqttload import sample_result
 from edgeface.server import audit, auth
 from edgeface.server.db import MIGRATIONS, Database
 from edgeface.server.ingest import DbResultStore

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from sqlalchemy import insert, select
 
-from edgeface.bench.mqttload import sample_result
+from edgeface.testing.mqttload import sample_result
 from edgeface.mqtt import payloads
 from edgeface.server import audit, auth
 from edgeface.server.ingest import DbResultStore

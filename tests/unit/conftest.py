@@ -73,7 +73,7 @@ def make_unit(tmp_path: Path, test_gallery: tuple[Path, Path]) -> Callable[..., 
 
 @pytest.fixture(scope="session")
 def lfw_people(lfw_root: Path) -> dict[str, list[Path]]:
-    from edgeface.bench.lfw import people
+    from edgeface.evaluation.lfw import people
 
     return people(lfw_root)
 

@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 from unit_helpers import SAMPLE_PHOTOS, edgeface_child, feed, wait_child
 
-from edgeface.bench.broker import LocalBroker, free_port
-from edgeface.bench.mqttload import wait_for
+from edgeface.testing.broker import LocalBroker, free_port
+from edgeface.testing.mqttload import wait_for
 from edgeface.capture.folder import read_ledger
 from edgeface.config import Config
 from edgeface.mqtt import Ingest, ResultStore

@@ -98,3 +98,4 @@ def test_the_wheel_carries_the_sample_data(tmp_path: Path) -> None:
     for card in (find_card(cfg.models.detector), embedder, find_card(embedder.embedder.alignment.landmark_model)):
         assert f"edgeface/_models/{card.path.name}" in names and f"edgeface/_models/{card.file}" in names
     assert not any("float32" in n for n in names)
+    assert not any(n.startswith("edgeface/testing/") for n in names)  # no test harness on a unit

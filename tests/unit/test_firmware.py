@@ -17,7 +17,7 @@ from unit_helpers import REPO
 
 from edgeface.config import load_config
 from edgeface.gallery import signing
-from edgeface.mqtt import certs
+from edgeface.testing import certs
 from edgeface.mqtt.link import LinkSettings, check_identity
 
 FW = REPO / "firmware"

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from edgeface.bench.mqttload import Child
+from edgeface.testing.mqttload import Child
 from edgeface.daemon import demo
 
 REPO = Path(__file__).resolve().parents[2]

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import click
 
-from ..bench import report
-from ..bench.lfw import lfw_dir
-from .app import AppContext, pass_app
-from .bench import _ints, _wrap, bench, json_option, lfw_option
+from ...bench import report
+from ...evaluation.lfw import lfw_dir
+from ..app import AppContext, pass_app
+from .options import ints, json_option, lfw_option, wrap
 
 workdir_option = click.option("--workdir", type=click.Path(file_okay=False, path_type=Path),
                               help="Where to build the bundles (default: a temporary folder; needs ~2 GiB at 1M).")
@@ -23,7 +23,7 @@ def _workdir(path: Path | None) -> Path:
     return d
 
 
-@bench.command("index")
+@click.command("index")
 @lfw_option
 @json_option
 @workdir_option
@@ -34,10 +34,10 @@ def _workdir(path: Path | None) -> Path:
 def bench_index(app: AppContext, lfw_path: Path | None, json_path: Path | None, workdir: Path | None,
                 sizes_text: str, no_exact: bool) -> None:
     """Index build time, size, RSS, query p50/p99 on one core and recall@1 vs exact search."""
-    from ..bench import index
+    from ...bench import index
 
     root = lfw_dir(lfw_path)
-    figures = index.run(app.config, root, _ints(sizes_text), _workdir(workdir), _wrap("embedding LFW"),
+    figures = index.run(app.config, root, ints(sizes_text), _workdir(workdir), wrap("embedding LFW"),
                         exact_compare=not no_exact)
     check = figures["distractor_check"]
     click.echo(f"Distractors fitted to {figures['real_gallery_rows']} real LFW embeddings; similarity quantiles "
@@ -60,7 +60,7 @@ def bench_index(app: AppContext, lfw_path: Path | None, json_path: Path | None, 
     report.write_json(json_path, "index", figures)
 
 
-@bench.command("delta")
+@click.command("delta")
 @lfw_option
 @json_option
 @workdir_option
@@ -70,8 +70,8 @@ def bench_index(app: AppContext, lfw_path: Path | None, json_path: Path | None, 
 def bench_delta(app: AppContext, lfw_path: Path | None, json_path: Path | None, workdir: Path | None, size: int,
                 fraction: float) -> None:
     """Bytes a unit downloads when a fraction of the gallery is removed and as many entries added."""
-    from ..bench import index
+    from ...bench import index
 
-    f = index.run_delta(app.config, lfw_dir(lfw_path), size, fraction, _workdir(workdir), _wrap("embedding LFW"))
+    f = index.run_delta(app.config, lfw_dir(lfw_path), size, fraction, _workdir(workdir), wrap("embedding LFW"))
     click.echo(report.table(["figure", "value"], [[k, v] for k, v in f.items()]))
     report.write_json(json_path, "delta", f)

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import click
 
-from ..bench import report
-from .bench import _ints, bench, json_option
+from ...bench import report, require_harness
+from .options import ints, json_option
 
 
-@bench.command("ingest")
+@click.command("ingest")
 @click.option("--results", default=20000, show_default=True, help="Results queued at the broker per run.")
 @click.option("--workers", "workers_text", default="1,2", show_default=True,
               help="Worker process counts to measure, comma-separated.")
@@ -21,9 +21,10 @@ from .bench import _ints, bench, json_option
 def bench_ingest(results: int, workers_text: str, workdir: Path | None, json_path: Path | None) -> None:
     """Results/s stored by `edgeface server` ingest workers on the shared subscription (local mosquitto,
     SQLite), and a check that no result is missing or stored twice (exit 1 otherwise)."""
-    workers = tuple(_ints(workers_text))
+    require_harness("ingest")
+    workers = tuple(ints(workers_text))
     with tempfile.TemporaryDirectory(prefix="edgeface-bench-ingest-") as tmp:
-        from ..bench.ingest import run_ingest_bench
+        from ...bench.ingest import run_ingest_bench
 
         rows = run_ingest_bench(workdir or Path(tmp), results=results, workers=workers)
     click.echo(report.table(["workers", "results", "seconds", "results/s", "duplicate rows", "missing"],
@@ -35,7 +36,7 @@ def bench_ingest(results: int, workers_text: str, workdir: Path | None, json_pat
         raise click.exceptions.Exit(1)
 
 
-@bench.command("ingest-fuzz")
+@click.command("ingest-fuzz")
 @click.option("--messages", default=10000, show_default=True, help="Messages generated and published.")
 @click.option("--workers", default=2, show_default=True, help="Server ingest workers on the shared subscription.")
 @click.option("--seed", default=11, show_default=True, help="Hypothesis seed (the same seed, the same messages).")
@@ -47,13 +48,14 @@ def bench_ingest_fuzz(messages: int, workers: int, seed: int, workdir: Path | No
     not) through a local mosquitto into the server's ingest workers; every good result must be stored
     once, every bad message rejected with its reason, no worker may stop (exit 1 otherwise). Needs
     hypothesis (pip install "edgeface[test]")."""
+    require_harness("ingest-fuzz")
     try:
         import hypothesis  # noqa: F401
     except ImportError:
         click.echo('edgeface: error: the fuzz campaign needs hypothesis: pip install "edgeface[test]"', err=True)
         raise click.exceptions.Exit(2) from None
     with tempfile.TemporaryDirectory(prefix="edgeface-bench-fuzz-") as tmp:
-        from ..bench.ingest_fuzz import run_campaign
+        from ...bench.ingest_fuzz import run_campaign
 
         f = run_campaign(workdir or Path(tmp), messages=messages, workers=workers, seed=seed)
     rows = [[k, v] for k, v in f["sent"].items()]

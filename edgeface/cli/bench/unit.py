@@ -9,14 +9,14 @@ from pathlib import Path
 
 import click
 
-from ..bench import report
-from ..bench.lfw import lfw_dir
-from ..config import Config
-from .app import EXIT_FAILED
-from .bench import bench, json_option, lfw_option
+from ...bench import report, require_harness
+from ...evaluation.lfw import lfw_dir
+from ...config import Config
+from ..app import EXIT_FAILED
+from .options import json_option, lfw_option
 
 
-@bench.command("e2e")
+@click.command("e2e")
 @lfw_option
 @json_option
 @click.option("--enrolled", default=100, show_default=True, help="LFW people enrolled (first image each).")
@@ -32,7 +32,8 @@ def bench_e2e(lfw_path: Path | None, json_path: Path | None, enrolled: int, stra
               out_dir: Path | None, keep: bool, seed: int, fpir: float | None) -> None:
     """Photos of enrolled and other people through `edgeface run` with the broker down for part of the run:
     every photo accounted for, every result delivered once, rank-1 and false matches at the threshold."""
-    from ..bench import e2e
+    require_harness("e2e")
+    from ...bench import e2e
 
     root = lfw_dir(lfw_path)
     work = out_dir or Path(tempfile.mkdtemp(prefix="edgeface-e2e-"))
@@ -54,7 +55,7 @@ def bench_e2e(lfw_path: Path | None, json_path: Path | None, enrolled: int, stra
 def stream_pipeline(config: Config, lfw_path: Path | None, json_path: Path | None, threads: list[int], source: str,
                     duration: float, workers: int, sample_every: float) -> None:
     """``edgeface bench pipeline --source ...``: the daemon's pipeline on a stream (edgeface/bench/stream.py)."""
-    from ..bench import stream
+    from ...bench import stream
 
     with tempfile.TemporaryDirectory(prefix="edgeface-video-") as tmp:
         enroll = None

@@ -1,4 +1,4 @@
-"""``edgeface bench ...``: benchmarks that print a table and can write JSON."""
+"""``edgeface bench detect|lfw|identify|pipeline``: accuracy and speed of the recognition chain on LFW."""
 
 from __future__ import annotations
 
@@ -6,39 +6,13 @@ from pathlib import Path
 
 import click
 
-from ..bench import report
-from ..bench.lfw import lfw_dir
-from .app import AppContext, pass_app, progress
-from .main import cli
+from ...bench import report
+from ...evaluation.lfw import lfw_dir
+from ..app import AppContext, pass_app
+from .options import ints, json_option, lfw_option, wrap
 
 
-def _ints(text: str) -> list[int]:
-    try:
-        return [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise click.BadParameter(f"{text!r}: expected comma-separated integers, e.g. 1,2") from None
-
-
-def _wrap(label: str):  # type: ignore[no-untyped-def]
-    def wrap(items: list) -> object:
-        with progress(items, label) as bar:
-            yield from bar
-
-    return wrap
-
-
-lfw_option = click.option("--lfw", "lfw_path", type=click.Path(file_okay=False, path_type=Path),
-                          help="LFW folder with images/ and pairs.txt (default: ../shared/data/lfw or $EDGEFACE_LFW).")
-json_option = click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
-                           help="Also write the figures to this JSON file.")
-
-
-@cli.group("bench")
-def bench() -> None:
-    """Benchmarks: accuracy, speed and memory figures (printed as tables)."""
-
-
-@bench.command("detect")
+@click.command("detect")
 @lfw_option
 @json_option
 @click.option("--limit", type=int, help="Use a random sample of this many images (default: all 13,233).")
@@ -49,10 +23,10 @@ def bench() -> None:
 def bench_detect(app: AppContext, lfw_path: Path | None, json_path: Path | None, limit: int | None,
                  threads_text: str, rot_text: str) -> None:
     """Detection recall on LFW (upright and rotated) and latency p50/p95 per thread count."""
-    from ..bench import detect
+    from ...bench import detect
 
     root = lfw_dir(lfw_path)
-    figures = detect.run(app.config, root, limit, _ints(threads_text), _ints(rot_text), _wrap("detect recall"))
+    figures = detect.run(app.config, root, limit, ints(threads_text), ints(rot_text), wrap("detect recall"))
     rows = [
         [f"{r}°", v["images"], v["found"], f"{100 * v['recall']:.2f}%", f"{100 * v['correctly_oriented']:.2f}%",
          v["latency_ms"]["p50"], v["latency_ms"]["p95"]]
@@ -78,7 +52,7 @@ flip_option = click.option("--flip/--no-flip", default=None,
                            help="Flip fusion on or off (embed.flip_fusion; default: the embedder card's choice).")
 
 
-@bench.command("lfw")
+@click.command("lfw")
 @lfw_option
 @json_option
 @embedders_option
@@ -89,16 +63,16 @@ flip_option = click.option("--flip/--no-flip", default=None,
 def bench_lfw(app: AppContext, lfw_path: Path | None, json_path: Path | None, embedders_text: str, flip: bool,
               dlib_chips: Path | None) -> None:
     """LFW View 2 verification: 10-fold accuracy, TAR@FAR=1e-3, threshold, accuracy by yaw."""
-    from ..bench import accuracy
+    from ...evaluation import accuracy
 
     root = lfw_dir(lfw_path)
     config = app.with_overrides(**{"embed.flip_fusion": flip})
     results = []
     for emb in [e.strip() for e in embedders_text.split(",") if e.strip()]:
         cfg = accuracy.with_embedder(config, emb)
-        results.append(accuracy.verify_one(cfg, root, _wrap(f"embedding LFW ({emb})")))
+        results.append(accuracy.verify_one(cfg, root, wrap(f"embedding LFW ({emb})")))
         if dlib_chips:
-            results.extend(accuracy.verify_dlib_chips(cfg, root, dlib_chips, _wrap(f"embedding LFW ({emb})")))
+            results.extend(accuracy.verify_dlib_chips(cfg, root, dlib_chips, wrap(f"embedding LFW ({emb})")))
     click.echo(f"LFW View 2 (10 folds, threshold chosen on the 9 training folds), detector {app.config.models.detector}")
     rows = []
     for r in results:
@@ -119,7 +93,7 @@ def bench_lfw(app: AppContext, lfw_path: Path | None, json_path: Path | None, em
     report.write_json(json_path, "lfw", {"results": results})
 
 
-@bench.command("identify")
+@click.command("identify")
 @lfw_option
 @json_option
 @embedders_option
@@ -128,14 +102,14 @@ def bench_lfw(app: AppContext, lfw_path: Path | None, json_path: Path | None, em
 def bench_identify(app: AppContext, lfw_path: Path | None, json_path: Path | None, embedders_text: str,
                    flip: bool) -> None:
     """Open-set 1:N on LFW: rank-1, FNIR at FPIR 1% and 0.1%, and at the card's threshold."""
-    from ..bench import accuracy
+    from ...evaluation import accuracy
 
     root = lfw_dir(lfw_path)
     config = app.with_overrides(**{"embed.flip_fusion": flip})
     results = []
     for emb in [e.strip() for e in embedders_text.split(",") if e.strip()]:
         cfg = accuracy.with_embedder(config, emb)
-        results.append(accuracy.identify_one(cfg, root, _wrap(f"embedding LFW ({emb})")))
+        results.append(accuracy.identify_one(cfg, root, wrap(f"embedding LFW ({emb})")))
     r0 = results[0]
     click.echo(f"Open-set 1:N on LFW: gallery {r0['gallery']} people (first image each), "
                f"{r0['mated_probes']} mated probes, {r0['non_mated_probes']} non-mated probes (people not enrolled)")
@@ -156,7 +130,7 @@ def bench_identify(app: AppContext, lfw_path: Path | None, json_path: Path | Non
     report.write_json(json_path, "identify", {"results": results})
 
 
-@bench.command("pipeline")
+@click.command("pipeline")
 @lfw_option
 @json_option
 @click.option("--threads", "threads_text", default="1,2", show_default=True, help="Interpreter thread counts.")
@@ -177,18 +151,18 @@ def bench_pipeline(app: AppContext, lfw_path: Path | None, json_path: Path | Non
 
     With --source: sustained frames/s, faces/s, CPU use and RSS over time of the whole daemon pipeline on a
     stream (see edgeface/bench/stream.py)."""
-    from ..bench import lfw as lfw_mod
-    from ..bench import pipeline
+    from ...evaluation import lfw as lfw_mod
+    from ...bench import pipeline
 
     config = app.with_overrides(**{"models.embedder": embedder})
     if stream_source:
-        from .bench_unit import stream_pipeline
+        from .unit import stream_pipeline
 
-        stream_pipeline(config, lfw_path, json_path, _ints(threads_text), stream_source, duration, workers,
+        stream_pipeline(config, lfw_path, json_path, ints(threads_text), stream_source, duration, workers,
                         sample_every)
         return
     root = lfw_dir(lfw_path)
-    figures = pipeline.run(config, lfw_mod.all_images(root), _ints(threads_text), samples)
+    figures = pipeline.run(config, lfw_mod.all_images(root), ints(threads_text), samples)
     click.echo(f"Pipeline on {figures['images']} LFW images, one face each: detector {figures['detector']}, "
                f"embedder {figures['embedder']} (latency in ms, p50 / p95)")
     rows = []
