@@ -1,6 +1,6 @@
 """The library surface: a handful of verbs over numpy arrays.
 
-Each verb uses a default :class:`~edgeface.engine.Engine` for the calling thread, created on first
+Each verb uses a default :class:`~edgeface.vision.engine.Engine` for the calling thread, created on first
 use with the built-in configuration (models load then, not at import). Pass ``engine=`` to use your
 own, configured one.
 
@@ -18,10 +18,10 @@ import threading
 
 import numpy as np
 
-from .detection import Face
-from .engine import Engine
-from .imageio import ImageSource
-from .quality import Quality
+from .vision.engine import Engine
+from .vision.faces import Face
+from .vision.imageio import ImageSource
+from .vision.quality import Quality
 
 _local = threading.local()
 

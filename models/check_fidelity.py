@@ -11,7 +11,7 @@ checks the committed test fixtures (chips + dlib descriptors) the same way.
 Run in the convert environment (dlib + ai-edge-litert):
 
     nice python models/check_fidelity.py --sdist /path/to/face_recognition_models-0.3.0.tar.gz \
-        --lfw ../shared/data/lfw --n 1000 --fixtures tests/embedder/fixtures
+        --lfw ../shared/data/lfw --n 1000 --fixtures tests/vision/fixtures
 
 ``--chips /tmp/heldout.npz`` caches the aligned held-out chips (LFW crops: keep them out of the repo);
 dlib's descriptors are computed afresh every run (they are also the dlib timing).
@@ -112,7 +112,7 @@ def main() -> int:
     ap.add_argument("--chips", type=Path, help="cache file (.npz) for the aligned held-out chips, outside the repo")
     ap.add_argument("--models-dir", type=Path, default=HERE)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--fixtures", type=Path, help="also check tests/embedder/fixtures (chips + dlib descriptors)")
+    ap.add_argument("--fixtures", type=Path, help="also check tests/vision/fixtures (chips + dlib descriptors)")
     ap.add_argument("--json", type=Path, help="write the figures here")
     args = ap.parse_args()
 

@@ -47,7 +47,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sdist", type=Path, help=f"path to {source.SDIST} (default: pip download it)")
     ap.add_argument("--images", type=Path, default=REPO / "tests" / "images")
-    ap.add_argument("--out", type=Path, default=REPO / "tests" / "embedder" / "fixtures")
+    ap.add_argument("--out", type=Path, default=REPO / "tests" / "vision" / "fixtures")
     args = ap.parse_args()
 
     import dlib

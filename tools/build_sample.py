@@ -36,10 +36,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from edgeface.config import load_config
-from edgeface.engine import Engine
 from edgeface.gallery import signing
 from edgeface.gallery.enroll import EnrollItem, Workspace, enroll, settings_key
 from edgeface.gallery.publish import publish_for
+from edgeface.vision.engine import Engine
 
 SAMPLE = REPO / "edgeface" / "_sample"
 IMAGES = REPO / "tests" / "images"

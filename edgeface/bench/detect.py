@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from ..config import Config
-from ..detection import BlazeFaceDetector, rotate_image
-from ..imageio import load_image
-from ..modelcard import find_card
 from ..evaluation import lfw
+from ..vision.cards import find_card
+from ..vision.geometry import rotate_image
+from ..vision.imageio import load_image
+from ..vision.models.blazeface import BlazeFaceDetector
 from .report import percentiles, rss_mb
 
 

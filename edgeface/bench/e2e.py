@@ -14,7 +14,7 @@
    * every photo: in the unit's folder ledger as done (with its result ids), unreadable or failed;
    * every result: stored by the ingest exactly once (redeliveries absorbed are counted), none left in
      the outbox, none stored centrally that the unit did not make;
-   * identification at the bundle's threshold (derived for its size, edgeface.calibration): rank-1 of
+   * identification at the bundle's threshold (derived for its size, edgeface.vision.calibration): rank-1 of
      mated probes, correct identifications, false matches (a mated probe given someone else, a stranger
      given anyone), by the face nearest the image centre (LFW's labelled face).
 
@@ -40,11 +40,11 @@ from typing import Any
 from ..capture.folder import read_ledger
 from ..config import load_config
 from ..errors import EdgefaceError
+from ..evaluation.lfw import people
 from ..gallery import signing
 from ..gallery.crypto import generate_key_file
 from ..logs import get_logger
 from ..testing.broker import LocalBroker, free_port
-from ..evaluation.lfw import people
 from ..testing.mqttload import Child, wait_for
 
 log = get_logger(__name__)
@@ -87,12 +87,12 @@ def _cli(*args: str) -> list[str]:
 def run(lfw_root: Path, work: Path, *, enrolled: int = 100, strangers: int = 100, probes: int = 2, batch: int = 6,
         batch_interval_s: float = 0.5, seed: int = 0, target_fpir: float | None = None,
         progress: Progress = lambda s: None) -> dict[str, Any]:
-    from ..engine import Engine
     from ..gallery.enroll import EnrollItem, Workspace, enroll, settings_key
     from ..gallery.publish import publish_for
     from ..gallery.serve import make_gallery_server
     from ..mqtt import Ingest, ResultStore
     from ..mqtt.link import LinkSettings
+    from ..vision.engine import Engine
 
     work.mkdir(parents=True, exist_ok=True)
     central, unit = work / "central", work / "unit"
@@ -313,7 +313,7 @@ def account(config: Any, names: dict[str, tuple[str, bool]], in_gallery: set[str
         "non_mated": {**strangers, "fpir": rate(strangers["false_match"], strangers["probes"])},
         "false_matches": mated["wrong_match"] + strangers["false_match"],
         # The same results decided at other thresholds (from the top candidate's score), e.g. the 1:N
-        # threshold edgeface.calibration derives from the card's impostor statistics for this gallery size.
+        # threshold edgeface.vision.calibration derives from the card's impostor statistics for this gallery size.
         "other_thresholds": {label: _at(tops, t, mated["probes"], strangers["probes"])
                              for label, t in (other_thresholds or {}).items()},
     }

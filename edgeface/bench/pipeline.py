@@ -15,9 +15,9 @@ from typing import Any, Iterable
 import numpy as np
 
 from ..config import Config
-from ..engine import Engine
-from ..imageio import load_image
 from ..evaluation.embeddings import centre_face
+from ..vision.engine import Engine
+from ..vision.imageio import load_image
 from .report import current_rss_mb, percentiles, rss_mb
 
 STAGES = ("decode", "detect", "quality", "align", "embed")

@@ -86,11 +86,11 @@ def _unit_config(base: Config, work: Path, video: Path, threads: int, workers: i
 
 def _gallery(config: Config, work: Path, images: dict[str, Path]) -> Path:
     """Enroll one image per person shown, publish, install into the unit's store; returns the trusted key."""
-    from ..engine import Engine
     from ..gallery import signing
     from ..gallery.enroll import EnrollItem, Workspace, enroll, settings_key
     from ..gallery.publish import publish_for
     from ..gallery.store import GalleryStore
+    from ..vision.engine import Engine
 
     engine = Engine(config)
     card = engine.embedder_card

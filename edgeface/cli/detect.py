@@ -7,8 +7,8 @@ from pathlib import Path
 import click
 import numpy as np
 
-from ..engine import Engine
-from ..imageio import save_image
+from ..vision.engine import Engine
+from ..vision.imageio import save_image
 from .app import AppContext, emit_json, pass_app
 from .inputs import expand_images, for_each_image
 

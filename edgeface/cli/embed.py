@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from ..engine import Engine
+from ..vision.engine import Engine
 from .app import AppContext, emit_json, pass_app
 from .inputs import expand_images, for_each_image
 

@@ -28,8 +28,8 @@ def enroll_cmd(app: AppContext, source: Path, consent: str | None, source_text: 
     embedded again. Refused images are listed with their reasons; near-duplicates are flagged. Exit
     status 1 if any image was refused or unreadable (the others are enrolled).
     """
-    from ..engine import Engine
     from ..gallery.enroll import Workspace, enroll, read_csv, read_folder
+    from ..vision.engine import Engine
 
     ws = Workspace(workspace or app.config.enroll.workspace)
     try:

@@ -73,11 +73,11 @@ def keygen(signing_key: Path | None, public_key: Path | None, device_key: Path |
 def build(app: AppContext, publish_dir: Path, signing_key: Path, workspace: Path | None, delta_depth: int,
           keep: int, as_json: bool) -> None:
     """Build and sign the next gallery version from everything enrolled, with deltas, and publish it."""
-    from ..engine import Engine
     from ..gallery import signing
     from ..gallery.delta import summarise
     from ..gallery.enroll import Workspace, settings_key
     from ..gallery.publish import publish_for, publish_lock
+    from ..vision.engine import Engine
 
     key = signing.load_private_key(signing_key)
     engine = Engine(app.config)

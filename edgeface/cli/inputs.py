@@ -13,7 +13,7 @@ from ..logs import get_logger
 from .app import EXIT_FAILED, progress
 
 if TYPE_CHECKING:
-    from ..engine import Engine
+    from ..vision.engine import Engine
 
 log = get_logger(__name__)
 

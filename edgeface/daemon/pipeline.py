@@ -33,13 +33,10 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from .. import __version__
 from ..capture import EndOfSource, Frame, Source, TriggerHub, make_source
 from ..capture.triggers import install as install_triggers
 from ..config import Config
-from ..engine import Engine
 from ..errors import (
     CaptureError,
     EdgefaceError,
@@ -53,6 +50,7 @@ from ..logs import get_logger
 from ..mqtt.link import Backoff, device_id_from
 from ..mqtt.queue import enqueue_result
 from ..outbox import Outbox
+from ..vision.engine import Engine
 from . import status as status_mod
 from .dedup import Track, Tracker
 from .endpoint import MetricsServer
@@ -414,16 +412,11 @@ class Daemon:
                 self.faces_q.put(FrameFaces(job, []))
                 return
         detected = engine.detect_and_assess(image)
-        passed = [i for i, d in enumerate(detected) if d.quality.passed]
-        embeddings: dict[int, np.ndarray] = {}
-        if passed:
-            chips = np.stack([engine.align(image, detected[i].face) for i in passed])
-            vecs = np.atleast_2d(engine.embed(chips))
-            embeddings = {i: vecs[k] for k, i in enumerate(passed)}
+        embeddings = engine.embed_detected(image, detected)  # None for faces the quality gate refused
         observations = []
         for i, d in enumerate(detected):
             observations.append(Observation(
-                job, i, d.face, d.quality, embeddings.get(i),
+                job, i, d.face, d.quality, embeddings[i],
                 crop=face_crop(image, d.face.box) if self.need_crop else None,
                 image=image if self.keep_frame else None,
             ))

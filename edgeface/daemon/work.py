@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 
 from ..capture.base import Frame, Outcome
-from ..detection import Face
-from ..quality import Quality
+from ..vision.faces import Face
+from ..vision.quality import Quality
 
 
 @dataclass(eq=False)

@@ -8,9 +8,9 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from .. import calibration
 from ..config import Config
-from ..engine import Engine
+from ..vision import calibration
+from ..vision.engine import Engine
 from . import identification, lfw, verification
 from .embeddings import lfw_embeddings
 

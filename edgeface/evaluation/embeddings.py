@@ -18,9 +18,9 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from ..config import Config
-from ..detection import Face
-from ..engine import Engine
-from ..quality import assess
+from ..vision.engine import Engine
+from ..vision.faces import Face
+from ..vision.quality import assess
 
 
 def cache_dir() -> Path:

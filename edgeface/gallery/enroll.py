@@ -29,9 +29,9 @@ from typing import Any
 
 import numpy as np
 
-from ..engine import Engine
 from ..errors import EdgefaceError, ImageError
 from ..logs import get_logger
+from ..vision.engine import Engine
 
 log = get_logger(__name__)
 

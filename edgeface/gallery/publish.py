@@ -35,9 +35,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from ..calibration import gallery_thresholds
 from ..errors import BundleRejected, GalleryError
 from ..logs import get_logger
+from ..vision.calibration import gallery_thresholds
 from . import signing
 from .bundle import ENTRIES, MANIFEST, VECTORS, canonical_line, entry_key, write_bundle
 from .delta import DeltaSpec, make_delta
@@ -45,7 +45,7 @@ from .manifest import EmbedderRef, Manifest
 from .store import version_dir_name
 
 if TYPE_CHECKING:
-    from ..modelcard import ModelCard
+    from ..vision.cards import ModelCard
 
 log = get_logger(__name__)
 
@@ -285,7 +285,7 @@ def publish_for(publish_dir: Path, card: "ModelCard", *, vectors: np.ndarray, en
                 identities: Sequence[dict[str, Any]], signer: Ed25519PrivateKey, target_fpir: float,
                 **kwargs: Any) -> Published:
     """:func:`publish` for galleries embedded with ``card``: the bundle names that embedder and carries
-    the decision threshold derived for its size at ``target_fpir`` (edgeface/calibration.py)."""
+    the decision threshold derived for its size at ``target_fpir`` (edgeface/vision/calibration.py)."""
     spec = card.embedder
     if spec is None:
         raise GalleryError(f"model {card.id} is a {card.task}, not an embedder")

@@ -101,7 +101,7 @@ class GalleryStore:
     @classmethod
     def from_config(cls, config: "Config") -> "GalleryStore":  # noqa: F821
         """The unit's store as configured: ``[gallery]`` dir, trusted keys, device key; its own embedder."""
-        from ..modelcard import find_card
+        from ..vision.cards import find_card
         from .crypto import load_device_key
         from .signing import load_trusted
 

@@ -108,7 +108,7 @@ def result_payload(
     """A result document (not yet checked; :func:`encode_result` checks and encodes it).
 
     ``quality`` is a mapping or an object with ``score, size_px, sharpness, yaw, pitch, roll``
-    (e.g. :class:`edgeface.quality.Quality`); NaN becomes null. ``crop`` comes from
+    (e.g. :class:`edgeface.vision.quality.Quality`); NaN becomes null. ``crop`` comes from
     :func:`crop_payload`. A new UUIDv7 ``id`` is made unless one is given.
     """
     get = quality.get if isinstance(quality, Mapping) else lambda k: getattr(quality, k, None)

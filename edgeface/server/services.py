@@ -40,7 +40,7 @@ class Services:
     def engine(self) -> Any:
         """The face engine (call with ``engine_lock`` held)."""
         if self._engine is None:
-            from ..engine import Engine
+            from ..vision.engine import Engine
 
             self._engine = Engine(self.config)
         return self._engine

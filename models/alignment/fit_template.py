@@ -22,12 +22,12 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent.parent))
 
+from edgeface.config import Config  # noqa: E402
 from edgeface.evaluation.embeddings import centre_face  # noqa: E402
 from edgeface.evaluation.lfw import lfw_dir  # noqa: E402
-from edgeface.config import Config  # noqa: E402
-from edgeface.engine import Engine  # noqa: E402
-from edgeface.landmarks import FaceMesh  # noqa: E402
-from edgeface.modelcard import find_card  # noqa: E402
+from edgeface.vision.cards import find_card  # noqa: E402
+from edgeface.vision.engine import Engine  # noqa: E402
+from edgeface.vision.models.facemesh import FaceMesh  # noqa: E402
 
 
 def mapped_keypoints(npz: Path, root: Path, mesh: bool = False) -> tuple[tuple[str, ...], np.ndarray]:

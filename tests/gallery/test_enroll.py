@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 
 from edgeface.config import load_config
-from edgeface.engine import Engine
 from edgeface.errors import EdgefaceError
 from edgeface.gallery.enroll import Workspace, enroll, read_csv, read_folder, settings_key
 from edgeface.gallery.match import Gallery
 from edgeface.gallery.publish import publish_for
+from edgeface.vision.engine import Engine
 
 PEOPLE = ["Colin_Powell", "Tony_Blair", "Gloria_Macapagal_Arroyo"]
 

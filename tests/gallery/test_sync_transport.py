@@ -25,7 +25,7 @@ from edgeface.gallery import signing
 from edgeface.gallery.manifest import EmbedderRef
 from edgeface.gallery.serve import GalleryFiles, make_gallery_server
 from edgeface.gallery.sync import Syncer, auth_headers, sync_once
-from edgeface.modelcard import find_card
+from edgeface.vision.cards import find_card
 
 TOKEN = "s3cret-device-token"
 App = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]

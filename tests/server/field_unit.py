@@ -14,10 +14,10 @@ import sys
 import numpy as np
 
 from edgeface.config import load_config
-from edgeface.engine import Engine
 from edgeface.gallery.store import GalleryStore
 from edgeface.mqtt import enqueue_result, payloads
 from edgeface.outbox import Outbox
+from edgeface.vision.engine import Engine
 
 
 def main() -> int:

@@ -20,10 +20,10 @@ def test_gallery(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A gallery of Barack Obama and Joe Biden (tests/images), enrolled with the current models and signed
     with a test key: (bundle dir, public key). Built here rather than taken from the demo sample, so these
     tests follow model changes; and a unit must not trust the demo key, so the tests do not either."""
-    from edgeface.engine import Engine
     from edgeface.gallery import signing
     from edgeface.gallery.enroll import EnrollItem, Workspace, enroll, settings_key
     from edgeface.gallery.publish import publish_for
+    from edgeface.vision.engine import Engine
 
     root = tmp_path_factory.mktemp("test-gallery")
     config = load_config(None, env={})

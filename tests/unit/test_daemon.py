@@ -20,11 +20,11 @@ from edgeface.config import Config
 from edgeface.daemon import Daemon
 from edgeface.daemon import status as status_mod
 from edgeface.daemon.retention import Retention
-from edgeface.engine import Engine
 from edgeface.errors import SourceUnavailable
-from edgeface.imageio import load_image
 from edgeface.mqtt import payloads
 from edgeface.outbox import Outbox
+from edgeface.vision.engine import Engine
+from edgeface.vision.imageio import load_image
 
 MakeUnit = Callable[..., tuple[Config, Path]]
 

@@ -10,8 +10,8 @@ from edgeface.capture import Frame
 from edgeface.daemon.dedup import Tracker
 from edgeface.daemon.results import build_result, result_id
 from edgeface.daemon.work import FrameJob, Observation
-from edgeface.detection import Face
-from edgeface.quality import Quality, Refusal
+from edgeface.vision.faces import Face
+from edgeface.vision.quality import Quality, Refusal
 
 RNG = np.random.default_rng(0)
 PEOPLE = {name: v / np.linalg.norm(v) for name, v in (("ann", RNG.normal(size=128)), ("bob", RNG.normal(size=128)))}

@@ -17,8 +17,8 @@ from edgeface.config import load_config
 from edgeface.daemon import demo
 from edgeface.errors import ConfigError
 from edgeface.gallery.manifest import Manifest
-from edgeface.modelcard import find_card
 from edgeface.outbox import Outbox
+from edgeface.vision.cards import find_card
 
 
 def test_sample_gallery_is_built_for_the_default_embedder() -> None:
@@ -90,7 +90,7 @@ def test_the_wheel_carries_the_sample_data(tmp_path: Path) -> None:
         assert "edgeface/" + p.relative_to(demo.SAMPLE.parent).as_posix() in names, p
     # every model the defaults use, with its card; the float32 embedder stays in the repository only
     from edgeface.config import Config
-    from edgeface.modelcard import find_card
+    from edgeface.vision.cards import find_card
 
     cfg = Config()
     embedder = find_card(cfg.models.embedder)

@@ -1,0 +1,115 @@
+"""Quality gate (score, size, sharpness, pose) and similarity alignment on real photos."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from edgeface.config import QualityConfig
+from edgeface.vision.align import align
+from edgeface.vision.cards import AlignmentSpec
+from edgeface.vision.geometry import rotate_image, similarity_transform
+from edgeface.vision.models.blazeface import BlazeFaceDetector
+from edgeface.vision.quality import assess
+
+SPEC = AlignmentSpec(
+    width=150, height=150,
+    template={"right_eye": (55.0, 56.0), "left_eye": (95.0, 56.0), "nose_tip": (75.0, 85.0), "mouth": (75.0, 108.0)},
+)
+
+
+def test_sharp_portrait_passes(detector: BlazeFaceDetector, obama: np.ndarray) -> None:
+    q = assess(obama, detector.detect(obama)[0])
+    assert q.passed, q.reasons
+    assert q.sharpness > 100 and q.size_px > 200 and abs(q.roll) < 10
+
+
+def test_blur_is_refused_with_reason(detector: BlazeFaceDetector, obama: np.ndarray) -> None:
+    blurred = cv2.GaussianBlur(obama, (0, 0), 12)
+    faces = detector.detect(blurred)
+    assert faces, "still detectable, just blurred"
+    q = assess(blurred, faces[0])
+    assert not q.passed
+    assert [r.check for r in q.refusals] == ["sharpness"]
+    assert "sharpness" in q.reasons[0] and "limit" in q.reasons[0]
+
+
+def test_small_face_is_refused(detector: BlazeFaceDetector, obama: np.ndarray) -> None:
+    small = cv2.resize(obama, None, fx=0.1, fy=0.1, interpolation=cv2.INTER_AREA)
+    faces = detector.detect(small)
+    assert faces
+    q = assess(small, faces[0], QualityConfig(min_sharpness=0))
+    assert "size" in [r.check for r in q.refusals]
+
+
+def test_score_limit_from_config(detector: BlazeFaceDetector, obama: np.ndarray) -> None:
+    q = assess(obama, detector.detect(obama)[0], QualityConfig(min_score=0.99))
+    assert [r.check for r in q.refusals] == ["score"]
+
+
+def test_yaw_sign_flips_with_a_mirror(detector: BlazeFaceDetector, images_dir) -> None:  # type: ignore[no-untyped-def]
+    from edgeface.vision.imageio import load_image
+
+    img = load_image(images_dir / "obama3.jpg")  # head clearly turned
+    yaw = assess(img, detector.detect(img)[0]).yaw
+    mirrored = np.ascontiguousarray(img[:, ::-1])
+    yaw_m = assess(mirrored, detector.detect(mirrored)[0]).yaw
+    assert abs(yaw) > 10
+    assert yaw_m == pytest.approx(-yaw, abs=8)
+
+
+def test_roll_follows_in_plane_rotation(detector: BlazeFaceDetector, obama: np.ndarray) -> None:
+    h, w = obama.shape[:2]
+    m = cv2.getRotationMatrix2D((w / 2, h / 2), -25, 1.0)  # OpenCV: positive = counter-clockwise
+    turned = cv2.warpAffine(obama, m, (w, h))
+    base = assess(obama, detector.detect(obama)[0]).roll
+    roll = assess(turned, detector.detect(turned)[0]).roll
+    assert roll - base == pytest.approx(25, abs=5)
+
+
+def test_profile_limit(detector: BlazeFaceDetector, images_dir) -> None:  # type: ignore[no-untyped-def]
+    from edgeface.vision.imageio import load_image
+
+    img = load_image(images_dir / "obama3.jpg")
+    q = assess(img, detector.detect(img)[0], QualityConfig(max_yaw=10))
+    assert "yaw" in [r.check for r in q.refusals]
+
+
+def test_similarity_transform_recovers_known_transform() -> None:
+    rng = np.random.default_rng(1)
+    src = rng.uniform(0, 200, (6, 2))
+    angle, scale, t = 0.7, 1.8, np.array([12.0, -30.0])
+    rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    dst = (scale * rot @ src.T).T + t
+    m = similarity_transform(src, dst)
+    assert np.allclose(m[:, :2], scale * rot) and np.allclose(m[:, 2], t)
+
+
+def test_similarity_transform_never_reflects() -> None:
+    src = np.array([[0, 0], [10, 0], [0, 10]], float)
+    dst = src * [-1, 1]  # a mirror image
+    m = similarity_transform(src, dst)
+    assert np.linalg.det(m[:, :2]) > 0
+
+
+def test_aligned_chip_puts_keypoints_on_template(detector: BlazeFaceDetector, obama: np.ndarray) -> None:
+    face = detector.detect(obama)[0]
+    chip = align(obama, face, SPEC)
+    assert chip.shape == (150, 150, 3) and chip.dtype == np.uint8
+    # the chip itself re-detected: eyes where the template put them (within a few pixels)
+    canvas = np.zeros((300, 300, 3), np.uint8)
+    canvas[75:225, 75:225] = chip
+    again = detector.detect(canvas)[0]
+    for name in ("right_eye", "left_eye"):
+        x, y = again.keypoint(name)
+        tx, ty = SPEC.template[name]
+        assert abs(x - 75 - tx) < 6 and abs(y - 75 - ty) < 6
+
+
+@pytest.mark.parametrize("degrees", [90, 180, 270])
+def test_rotation_is_undone_by_alignment(detector: BlazeFaceDetector, obama: np.ndarray, degrees: int) -> None:
+    upright = align(obama, detector.detect(obama)[0], SPEC).astype(int)
+    turned = rotate_image(obama, degrees)
+    chip = align(turned, detector.detect(turned)[0], SPEC).astype(int)
+    assert np.abs(chip - upright).mean() < 8  # same face, same way up (small keypoint jitter only)
