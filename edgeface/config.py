@@ -177,7 +177,7 @@ class GalleryConfig:
     target_fpir: float = setting(
         0.01,
         "When a bundle is built: the chance that a face of someone NOT enrolled is reported as a match, "
-        "from which the bundle's decision threshold is derived for its size (edgeface/calibration.py). "
+        "from which the bundle's decision threshold is derived for its size (edgeface/vision/calibration.py). "
         "Candidates are sent with their scores either way; this only sets the 'match' flag.",
         min=1e-6,
         max=0.5,

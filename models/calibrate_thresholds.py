@@ -7,7 +7,7 @@ Writes two things into the card:
 - ``[thresholds.impostor_tail]``: FAR(t), the share of impostor comparisons (every pair of LFW images
   of different people, ~87 million) scoring at least t, from FAR 1e-2 down to where at least 20
   impostor pairs remain. Galleries turn it into a 1:N threshold for their size
-  (edgeface/calibration.py).
+  (edgeface/vision/calibration.py).
 
     .venv/bin/python models/calibrate_thresholds.py --embedders dlib-resnet-v1-float32,dlib-resnet-v1-int8
 """
@@ -24,9 +24,9 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
+from edgeface.config import Config  # noqa: E402
 from edgeface.evaluation import accuracy, lfw  # noqa: E402
 from edgeface.evaluation.embeddings import lfw_embeddings  # noqa: E402
-from edgeface.config import Config  # noqa: E402
 
 BINS = np.linspace(-1.0, 1.0, 40001)  # 5e-5 wide
 
@@ -68,7 +68,7 @@ def write_card(card: Path, cosine: float, sims: np.ndarray, fars: np.ndarray, to
     table = (
         "[thresholds.impostor_tail]\n"
         f"# FAR(t): share of {total:,} LFW impostor pairs (all pairs of images of different people) with\n"
-        f"# cosine similarity >= t, {note}. Used to derive 1:N thresholds (edgeface/calibration.py).\n"
+        f"# cosine similarity >= t, {note}. Used to derive 1:N thresholds (edgeface/vision/calibration.py).\n"
         f"similarity = [{', '.join(f'{s:.4f}' for s in sims)}]\n"
         f"far = [{', '.join(f'{f:.4g}' for f in fars)}]\n"
     )
