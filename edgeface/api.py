@@ -1,20 +1,29 @@
-"""The library surface: a handful of verbs over numpy arrays.
+"""The library surface: a handful of verbs over numpy arrays, the whole chain from image to identity.
 
-Each verb uses a default :class:`~edgeface.vision.engine.Engine` for the calling thread, created on first
-use with the built-in configuration (models load then, not at import). Pass ``engine=`` to use your
-own, configured one.
+Each verb uses a default :class:`~edgeface.vision.engine.Engine` for the calling thread, created on
+first use with the built-in configuration (models load then, not at import). Pass ``engine=`` to use
+your own, configured one (``Engine(config)``; its configuration also says where the installed gallery is).
 
-=====================================  ==================================================================
-``load_image(path_or_bytes)``          HxWx3 uint8 RGB array, EXIF-upright; ImageError if unreadable
-``detect_faces(image)``                list of :class:`Face` (box, 6 keypoints, score, rotation), best first
-``assess_quality(image, face)``        :class:`Quality` with ``passed`` and the reasons for a refusal
-``align(image, face)``                 the embedder's aligned chip, HxWx3 uint8 RGB (150x150 by default)
-=====================================  ==================================================================
+======================================  ===============================================================
+``load_image(path_or_bytes)``           HxWx3 uint8 RGB array, EXIF-upright; ImageError if unreadable
+``detect_faces(image)``                 list of :class:`Face` (box, 6 keypoints, score, rotation), best first
+``assess_quality(image, face)``         :class:`Quality` with ``passed`` and the reasons for a refusal
+``align(image, face)``                  the embedder's aligned chip, HxWx3 uint8 RGB (150x150 by default)
+``embed(chip)`` / ``embed(image, face)`` L2-normalised embedding, (D,) (128 by default); (N, D) for N
+``open_gallery(bundle_dir=None)``       a verified :class:`Gallery` (the installed one by default)
+``identify(image, gallery=...)``        list of :class:`Identification`: per face, quality, candidates
+                                        with scores and the decision (match or none), best face first
+======================================  ===============================================================
 """
 
 from __future__ import annotations
 
+import os
 import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 
@@ -22,6 +31,12 @@ from .vision.engine import Engine
 from .vision.faces import Face
 from .vision.imageio import ImageSource
 from .vision.quality import Quality
+
+if TYPE_CHECKING:
+    from .gallery.match import Candidate, Decision, Gallery
+
+#: What ``identify`` and ``open_gallery`` accept as a gallery: an opened one, or a bundle folder.
+GallerySource = Union["Gallery", str, os.PathLike]
 
 _local = threading.local()
 
@@ -64,3 +79,117 @@ def assess_quality(image: np.ndarray, face: Face, *, engine: Engine | None = Non
 def align(image: np.ndarray, face: Face, *, engine: Engine | None = None) -> np.ndarray:
     """The aligned face chip the embedder expects (size and template from its model card)."""
     return (engine or default_engine()).align(image, face)
+
+
+def embed(image_or_chip: np.ndarray, face: Face | Sequence[Face] | None = None, *,
+          engine: Engine | None = None) -> np.ndarray:
+    """The L2-normalised embedding of a face, float32, as the daemon computes it (flip fusion as the
+    embedder's card or ``embed.flip_fusion`` says).
+
+    - ``embed(chip)``: ``chip`` is an aligned chip from :func:`align` (HxWx3 uint8); returns (D,).
+      A batch of chips (N, H, W, 3) gives (N, D).
+    - ``embed(image, face)``: aligns ``face`` in ``image`` first; returns (D,).
+    - ``embed(image, faces)``: every face of a list, aligned and embedded as one batch; returns (N, D).
+
+    D is the embedder card's dimension (128 for the default dlib ResNet). Compare two embeddings with
+    their dot product (cosine similarity). Raises ValueError for an input that is not a chip of the
+    embedder's size when no face is given.
+    """
+    engine = engine or default_engine()
+    if face is None:
+        return engine.embed(np.asarray(image_or_chip))
+    if isinstance(face, Face):
+        return engine.embed(engine.align(image_or_chip, face))
+    faces = list(face)
+    if not faces:
+        spec = engine.embedder_card.embedder
+        assert spec is not None
+        return np.zeros((0, spec.dim), dtype=np.float32)
+    return np.atleast_2d(engine.embed(np.stack([engine.align(image_or_chip, f) for f in faces])))
+
+
+def open_gallery(bundle_dir: str | os.PathLike | None = None, *, trusted_keys: Sequence[str | os.PathLike] | None = None,
+                 engine: Engine | None = None) -> Gallery:
+    """A verified gallery to search, ready for :func:`identify` (close it with ``.close()`` when done).
+
+    ``bundle_dir=None`` opens the gallery installed on this unit (``gallery.dir`` of the engine's
+    configuration, decrypted with the device key), as ``edgeface run`` does; a folder opens a published
+    bundle there, checked against ``trusted_keys`` (public key files; default ``gallery.trusted_keys``).
+    Either way the signature, every file's SHA-256 and the embedder are checked before use; a failed
+    check raises :class:`~edgeface.errors.BundleRejected`, no installed gallery
+    :class:`~edgeface.errors.GalleryError`.
+    """
+    from .errors import GalleryError
+    from .gallery.match import Gallery
+    from .gallery.signing import load_trusted
+    from .gallery.store import GalleryStore
+
+    engine = engine or default_engine()
+    cfg = engine.config
+    if bundle_dir is None:
+        opened = GalleryStore.from_config(cfg).open()
+        if opened is None:
+            raise GalleryError(f"no gallery is installed in {cfg.gallery.dir}; install one with `edgeface gallery "
+                               "sync`, or pass a bundle folder")
+        return opened
+    keys = cfg.gallery.trusted_keys if trusted_keys is None else [Path(k) for k in trusted_keys]
+    g = cfg.gallery
+    return Gallery.open(Path(bundle_dir), load_trusted(keys), embedder_sha256=engine.embedder_card.sha256,
+                        exact_max=g.exact_max, search_k=g.search_k, top_k=g.top_k, threshold=g.threshold)
+
+
+@dataclass(frozen=True)
+class Identification:
+    """One face found by :func:`identify` and who it may be. A match is a lead for a person to confirm."""
+
+    face: Face
+    quality: Quality
+    embedding: np.ndarray | None  # (D,); None when the quality gate refused the face
+    decision: Decision | None  # the candidates and the match; None when refused (not compared)
+
+    @property
+    def match(self) -> Candidate | None:
+        """The best candidate if it reached the gallery's threshold, else None ("no match" or refused)."""
+        return self.decision.match if self.decision is not None else None
+
+    @property
+    def candidates(self) -> list[Candidate]:
+        """The best distinct identities with their cosine similarities, best first (empty when refused)."""
+        return self.decision.candidates if self.decision is not None else []
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.face.to_dict(), "quality": self.quality.to_dict(),
+                "decision": self.decision.to_dict() if self.decision is not None else None}
+
+
+def identify(image: np.ndarray, *, gallery: GallerySource | None = None,
+             trusted_keys: Sequence[str | os.PathLike] | None = None, top_k: int | None = None,
+             threshold: float | None = None, engine: Engine | None = None) -> list[Identification]:
+    """Every face in ``image`` compared with a gallery: the daemon's steps for one frame.
+
+    Faces are detected and quality-checked; those that pass are aligned and embedded (one batch) and
+    searched in the gallery (:meth:`Gallery.identify`). ``gallery`` is an opened gallery
+    (:func:`open_gallery`; best for many images), a bundle folder, or None for the installed one; a
+    gallery opened here is closed before returning. ``top_k`` and ``threshold`` default to the
+    gallery's (``gallery.top_k``, else 5; ``gallery.threshold``, else the bundle's calibrated one).
+
+    Returns one :class:`Identification` per face, in :func:`detect_faces` order: ``face``,
+    ``quality``, ``embedding`` (D,) and ``decision`` (``match``: the best candidate or None,
+    ``candidates``: up to ``top_k`` identities with ``score``, ``threshold``), or ``embedding`` and
+    ``decision`` None for a face the quality gate refused.
+    """
+    from .gallery.match import Gallery
+
+    engine = engine or default_engine()
+    opened = gallery if isinstance(gallery, Gallery) else open_gallery(gallery, trusted_keys=trusted_keys,
+                                                                       engine=engine)
+    try:
+        detected = engine.detect_and_assess(image)
+        embeddings = engine.embed_detected(image, detected)
+        return [
+            Identification(d.face, d.quality, e, None if e is None else opened.identify(e, top_k, threshold))
+            for d, e in zip(detected, embeddings)
+        ]
+    finally:
+        if opened is not gallery:
+            opened.close()
