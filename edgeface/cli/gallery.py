@@ -28,6 +28,11 @@ def _out(record: dict[str, Any], as_json: bool, text: str) -> None:
         click.echo(text)
 
 
+def _plain(d: dict[str, Any]) -> str:
+    """A small mapping as text for people ("kind annoy, trees 50"), not a Python dict."""
+    return ", ".join(f"{k} {_plain(v) if isinstance(v, dict) else v}" for k, v in d.items()) or "none"
+
+
 @click.group("gallery")
 def gallery_group() -> None:
     """The gallery: signed bundles (central side) and the unit's installed, encrypted copy."""
@@ -82,13 +87,14 @@ def build(app: AppContext, publish_dir: Path, signing_key: Path, workspace: Path
     key = signing.load_private_key(signing_key)
     engine = Engine(app.config)
     card = engine.embedder_card
-    ws = Workspace(workspace or app.config.enroll.workspace)
+    ws = Workspace(workspace or app.config.enroll.workspace, create=False)
     try:
         vectors, entries, identities = ws.content(settings_key(engine, app.config.enroll.second_face_ratio))
     finally:
         ws.close()
     if not entries:
-        raise GalleryError("nothing enrolled with this embedder and these settings; run `edgeface enroll` first")
+        raise GalleryError(f"nothing enrolled in {ws.dir.resolve()} with this embedder and these settings; run "
+                           "`edgeface enroll` first (with the same configuration)")
     with publish_lock(publish_dir):
         pub = publish_for(publish_dir, card, vectors=vectors, entries=entries, identities=identities,
                           signer=key, target_fpir=app.config.gallery.target_fpir, delta_depth=delta_depth,
@@ -204,7 +210,7 @@ def inspect(app: AppContext, directory: Path | None, as_json: bool) -> None:
                f"{'' if rec['signed'] else ' (UNSIGNED)'}\n"
                f"  embedder {m.embedder.id} sha256 {m.embedder.sha256[:16]}..., {m.embedder.dim}-d {m.embedder.metric}, "
                f"threshold {m.threshold}\n  {m.count} images of {m.identities} identities, "
-               f"index {m.index}\n  {m.total_bytes} bytes:")
+               f"index {_plain(m.index)}\n  {m.total_bytes} bytes:")
     for name, f in sorted(m.files.items()):
         click.echo(f"    {name:20s} {f.size:>12d}  {f.sha256[:16]}...")
     if state.get("last_check"):
@@ -242,7 +248,8 @@ def sync(app: AppContext, url: str | None, as_json: bool) -> None:
     failed (the installed gallery is kept either way).
     """
     from ..gallery.store import GalleryStore
-    from ..gallery.sync import auth_headers, sync_once
+    from ..gallery.sync import sync_once
+    from ..gallery.transport import auth_headers
     from ..mqtt.link import device_id_from
 
     g = app.config.gallery

@@ -237,7 +237,8 @@ class Daemon:
         else:
             log.info("mqtt.off", hint="mqtt.host is empty: results wait in the outbox (edgeface outbox drain)")
         if cfg.gallery.sync_url:
-            from ..gallery.sync import Syncer, auth_headers
+            from ..gallery.sync import Syncer
+            from ..gallery.transport import auth_headers
 
             g = cfg.gallery
             store = self.gallery.store

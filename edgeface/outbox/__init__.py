@@ -7,7 +7,8 @@
     box.ack([r.id for r in rows])                             # only after the broker's PUBACK
 """
 
-from .store import Outbox, OutboxStats, Pending, Priority
+from .rows import OutboxStats, Pending, Priority
+from .store import Outbox
 from .uuid7 import is_uuid7, new_id, uuid7, uuid7_time_ms
 
 __all__ = ["Outbox", "OutboxStats", "Pending", "Priority", "is_uuid7", "new_id", "uuid7", "uuid7_time_ms"]

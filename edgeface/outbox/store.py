@@ -24,156 +24,33 @@ logged) instead of being sent or stopping the drain.
 
 Several threads and processes may use one outbox file: each thread gets its own connection and
 writers take SQLite's write lock (``BEGIN IMMEDIATE``) with a busy timeout.
+
+Longer than 500 lines because every transaction of the queue (put, make room, fetch, ack, purge,
+quarantine) follows the same connection, locking and error rules, which read best in one class; the
+on-disk format and the values are in :mod:`.rows`.
 """
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import threading
 import time
-import zlib
 from collections.abc import Collection, Iterable, Sequence
-from dataclasses import dataclass
-from enum import IntEnum
 from pathlib import Path
 from typing import Any, Literal
 
-from ..errors import OutboxCorrupt, OutboxDiskFull, OutboxError, OutboxFull
+from ..errors import OutboxError, OutboxFull
 from ..logs import get_logger
+from .rows import COUNTERS, SCHEMA, OutboxStats, Pending, Priority, crc32, damage, translate
 
 log = get_logger(__name__)
 
 FORMAT_VERSION = 1
 BUSY_TIMEOUT_MS = 30_000
 ACK_BATCH = 500  # ids per DELETE statement
-SQLITE_FULL = 13
 
 OnFull = Literal["drop_oldest_no_match", "refuse"]
 Synchronous = Literal["full", "normal"]
-
-
-class Priority(IntEnum):
-    """Send order; a lower value leaves first and is dropped last. Matches are never dropped."""
-
-    MATCH = 0
-    NO_MATCH = 1
-    REFUSED = 2
-
-    @classmethod
-    def for_decision(cls, decision: str) -> Priority:
-        """The priority of a result payload's ``decision`` ("match", "no_match", "refused")."""
-        try:
-            return {"match": cls.MATCH, "no_match": cls.NO_MATCH, "refused": cls.REFUSED}[decision]
-        except KeyError:
-            raise ValueError(f"unknown decision {decision!r}: expected match, no_match or refused") from None
-
-
-@dataclass(frozen=True)
-class Pending:
-    """One row ready to send."""
-
-    seq: int
-    id: str
-    topic: str
-    priority: Priority
-    created_at: float
-    payload: bytes
-
-
-@dataclass(frozen=True)
-class OutboxStats:
-    """Depth and counters; ``by_priority`` maps a priority name to (rows, bytes)."""
-
-    pending: int
-    bytes: int
-    by_priority: dict[str, tuple[int, int]]
-    oldest_created_at: float | None
-    quarantined: int
-    counters: dict[str, int]
-
-    @property
-    def matches(self) -> int:
-        return self.by_priority.get("match", (0, 0))[0]
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "pending": self.pending,
-            "bytes": self.bytes,
-            "by_priority": {k: {"rows": v[0], "bytes": v[1]} for k, v in self.by_priority.items()},
-            "oldest_age_s": None if self.oldest_created_at is None
-            else round(max(0.0, time.time() - self.oldest_created_at), 3),
-            "quarantined": self.quarantined,
-            **self.counters,
-        }
-
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS pending (
-    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
-    id         TEXT    NOT NULL UNIQUE,
-    topic      TEXT    NOT NULL,
-    priority   INTEGER NOT NULL,
-    created_at REAL    NOT NULL,
-    expires_at REAL,
-    size       INTEGER NOT NULL,
-    crc        INTEGER NOT NULL,
-    payload    BLOB    NOT NULL
-);
-CREATE INDEX IF NOT EXISTS pending_order ON pending (priority, seq);
-CREATE TABLE IF NOT EXISTS totals (
-    priority INTEGER PRIMARY KEY,
-    count    INTEGER NOT NULL,
-    bytes    INTEGER NOT NULL
-);
-INSERT OR IGNORE INTO totals VALUES (0, 0, 0), (1, 0, 0), (2, 0, 0);
-CREATE TRIGGER IF NOT EXISTS pending_ins AFTER INSERT ON pending BEGIN
-    UPDATE totals SET count = count + 1, bytes = bytes + NEW.size WHERE priority = NEW.priority;
-END;
-CREATE TRIGGER IF NOT EXISTS pending_del AFTER DELETE ON pending BEGIN
-    UPDATE totals SET count = count - 1, bytes = bytes - OLD.size WHERE priority = OLD.priority;
-END;
-CREATE TRIGGER IF NOT EXISTS pending_upd AFTER UPDATE OF size, priority ON pending BEGIN
-    UPDATE totals SET count = count - 1, bytes = bytes - OLD.size WHERE priority = OLD.priority;
-    UPDATE totals SET count = count + 1, bytes = bytes + NEW.size WHERE priority = NEW.priority;
-END;
-CREATE TABLE IF NOT EXISTS quarantine (
-    id             TEXT,
-    topic          TEXT,
-    priority       INTEGER,
-    created_at     REAL,
-    payload        BLOB,
-    reason         TEXT NOT NULL,
-    quarantined_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS counters (
-    name  TEXT PRIMARY KEY,
-    value INTEGER NOT NULL
-);
-"""
-
-COUNTERS = ("enqueued", "delivered", "dropped_overflow", "expired", "quarantined_total", "refused_full")
-
-
-def _crc(payload: bytes) -> int:
-    return zlib.crc32(payload) & 0xFFFFFFFF
-
-
-def _translate(e: sqlite3.Error, path: Path, doing: str) -> OutboxError:
-    """Turn an SQLite error into an edgeface error that says what to do."""
-    text = str(e).lower()
-    code = getattr(e, "sqlite_errorcode", None)  # Python 3.11+; the message text covers 3.10
-    if code == SQLITE_FULL or "database or disk is full" in text:
-        return OutboxDiskFull(
-            f"outbox {path}: the disk is full while {doing} ({e}); the result was not stored. "
-            f"Free space on {path.parent}, or move outbox.path to a larger disk."
-        )
-    if "malformed" in text or "not a database" in text:
-        return OutboxCorrupt(
-            f"outbox {path} is damaged ({e}) while {doing}. Stop edgeface, move the file aside for "
-            "inspection (sqlite3 .recover can salvage rows) and start again with a new outbox."
-        )
-    return OutboxError(f"outbox {path}: {e} while {doing}; check the storage and its permissions.")
 
 
 class Outbox:
@@ -271,7 +148,7 @@ class Outbox:
             if self.max_db_pages is not None:
                 conn.execute(f"PRAGMA max_page_count = {int(self.max_db_pages)}")
         except sqlite3.Error as e:
-            raise _translate(e, self.path, "opening the database") from e
+            raise translate(e, self.path, "opening the database") from e
         self._local.conn = conn
         with self._conns_lock:
             # a restarted stage runs in a new thread: close what threads that ended left open (and their caches)
@@ -302,14 +179,14 @@ class Outbox:
                     conn.execute("ROLLBACK")
                 except sqlite3.Error:
                     pass  # the original error below says what happened
-            raise _translate(e, self.path, doing) from e
+            raise translate(e, self.path, doing) from e
 
     def _migrate(self) -> None:
         conn = self._conn()
         try:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
         except sqlite3.Error as e:
-            raise _translate(e, self.path, "reading its format version") from e
+            raise translate(e, self.path, "reading its format version") from e
         if version > FORMAT_VERSION:
             raise OutboxError(
                 f"outbox {self.path} has format {version}, newer than this edgeface understands "
@@ -320,12 +197,12 @@ class Outbox:
             try:
                 counters = "".join(f"INSERT OR IGNORE INTO counters VALUES ('{n}', 0);" for n in COUNTERS)
                 conn.executescript(
-                    f"BEGIN IMMEDIATE;{_SCHEMA}{counters}PRAGMA user_version = {FORMAT_VERSION};COMMIT;"
+                    f"BEGIN IMMEDIATE;{SCHEMA}{counters}PRAGMA user_version = {FORMAT_VERSION};COMMIT;"
                 )
             except sqlite3.Error as e:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
-                raise _translate(e, self.path, "creating its tables") from e
+                raise translate(e, self.path, "creating its tables") from e
 
     def limit_pages(self, pages: int | None) -> None:
         """Cap the database file at ``pages`` pages on every connection (None lifts the cap).
@@ -386,7 +263,7 @@ class Outbox:
                 )
             ttl = self.match_ttl_s if priority == Priority.MATCH else self.ttl_s
             rows.append((id_, topic, int(priority), now, now + ttl if ttl > 0 else None, len(payload),
-                         _crc(bytes(payload)), bytes(payload)))
+                         crc32(bytes(payload)), bytes(payload)))
 
         def insert(c: sqlite3.Connection) -> list[tuple[str, int]]:
             dropped: list[tuple[str, int]] = []
@@ -485,12 +362,12 @@ class Outbox:
                 (now, limit + len(exclude)),
             ).fetchall()
         except sqlite3.Error as e:
-            raise _translate(e, self.path, "reading pending results") from e
+            raise translate(e, self.path, "reading pending results") from e
         out: list[Pending] = []
         for seq, rid, topic, prio, created, crc, payload in rows:
             if rid in exclude:
                 continue
-            reason = _damage(rid, topic, prio, crc, payload)
+            reason = damage(rid, topic, prio, crc, payload)
             if reason:
                 try:
                     self.quarantine(seq, reason)
@@ -593,7 +470,7 @@ class Outbox:
             oldest = first[0] if first else None
             quarantined = conn.execute("SELECT COUNT(*) FROM quarantine").fetchone()[0]
         except sqlite3.Error as e:
-            raise _translate(e, self.path, "reading its statistics") from e
+            raise translate(e, self.path, "reading its statistics") from e
         by = {Priority(p).name.lower(): (int(n), int(b)) for p, n, b in totals}
         return OutboxStats(
             pending=sum(v[0] for v in by.values()),
@@ -609,7 +486,7 @@ class Outbox:
         try:
             return int(self._conn().execute("SELECT SUM(count) FROM totals").fetchone()[0] or 0)
         except sqlite3.Error as e:
-            raise _translate(e, self.path, "counting pending results") from e
+            raise translate(e, self.path, "counting pending results") from e
 
     def __len__(self) -> int:
         return self.pending_count()
@@ -622,7 +499,7 @@ class Outbox:
                 "FROM quarantine ORDER BY quarantined_at DESC LIMIT ?", (limit,)
             ).fetchall()
         except sqlite3.Error as e:
-            raise _translate(e, self.path, "reading quarantined rows") from e
+            raise translate(e, self.path, "reading quarantined rows") from e
         keys = ("id", "topic", "priority", "created_at", "reason", "quarantined_at", "bytes")
         return [dict(zip(keys, r)) for r in rows]
 
@@ -640,7 +517,7 @@ class Outbox:
                 marks = ",".join("?" * len(chunk))
                 out.update(r[0] for r in conn.execute(f"SELECT id FROM pending WHERE id IN ({marks})", chunk))
         except sqlite3.Error as e:
-            raise _translate(e, self.path, "looking up pending results") from e
+            raise translate(e, self.path, "looking up pending results") from e
         return out
 
     def pending_ids(self) -> list[str]:
@@ -648,27 +525,4 @@ class Outbox:
         try:
             return [r[0] for r in self._conn().execute("SELECT id FROM pending ORDER BY priority, seq")]
         except sqlite3.Error as e:
-            raise _translate(e, self.path, "listing pending results") from e
-
-
-def _damage(rid: Any, topic: Any, prio: Any, crc: Any, payload: Any) -> str | None:
-    """Why a row cannot be sent as it is, or None when it is sound."""
-    if not isinstance(rid, str) or not rid:
-        return "missing id"
-    if not isinstance(topic, str) or not topic:
-        return "missing topic"
-    if prio not in (0, 1, 2):
-        return f"unknown priority {prio!r}"
-    if not isinstance(payload, bytes):
-        return f"payload is {type(payload).__name__}, not bytes"
-    if _crc(payload) != crc:
-        return "payload fails its CRC-32 (changed on disk)"
-    try:
-        doc = json.loads(payload)
-    except (ValueError, UnicodeDecodeError) as e:
-        return f"payload is not JSON ({e})"
-    if not isinstance(doc, dict):
-        return "payload is not a JSON object"
-    if doc.get("id") != rid:
-        return f"payload id {doc.get('id')!r} differs from the row id"
-    return None
+            raise translate(e, self.path, "listing pending results") from e

@@ -24,7 +24,8 @@ from gallery_helpers import Content
 from edgeface.gallery import signing
 from edgeface.gallery.manifest import EmbedderRef
 from edgeface.gallery.serve import GalleryFiles, make_gallery_server
-from edgeface.gallery.sync import Syncer, auth_headers, sync_once
+from edgeface.gallery.sync import Syncer, sync_once
+from edgeface.gallery.transport import auth_headers
 from edgeface.vision.cards import find_card
 
 TOKEN = "s3cret-device-token"

@@ -1,0 +1,138 @@
+"""The shape of the package, checked: no import cycles between modules, small modules, layers that point
+one way, and a field unit's code that never needs the central server's libraries."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "edgeface"
+MAX_LINES = 500
+LONG_REASON = "Longer than 500 lines because"
+
+
+def _module_name(path: Path) -> str:
+    rel = path.relative_to(PACKAGE.parent).with_suffix("")
+    parts = list(rel.parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _modules() -> dict[str, Path]:
+    return {_module_name(p): p for p in PACKAGE.rglob("*.py") if "migrations" not in p.parts}
+
+
+def _top_level_imports(name: str, path: Path, known: set[str]) -> set[str]:
+    """edgeface modules imported at import time (not inside functions, not under TYPE_CHECKING)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    out: set[str] = set()
+
+    def resolve(module: str | None, level: int) -> str:
+        if level == 0:
+            return module or ""
+        base = package.split(".")[: len(package.split(".")) - (level - 1)]
+        return ".".join(base + ([module] if module else []))
+
+    def visit(nodes: list[ast.stmt]) -> None:
+        for node in nodes:
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+                continue
+            if isinstance(node, (ast.If, ast.Try)):
+                visit(node.body)
+                visit(getattr(node, "orelse", []))
+                for h in getattr(node, "handlers", []):
+                    visit(h.body)
+                visit(getattr(node, "finalbody", []))
+            elif isinstance(node, ast.Import):
+                out.update(a.name for a in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                base = resolve(node.module, node.level)
+                for a in node.names:
+                    sub = f"{base}.{a.name}"
+                    out.add(sub if sub in known else base)
+
+    visit(tree.body)
+    return {m for m in out if m in known and m != name}
+
+
+def _graph() -> dict[str, set[str]]:
+    mods = _modules()
+    known = set(mods)
+    return {name: _top_level_imports(name, path, known) for name, path in mods.items()}
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan), i.e. the import cycles.
+    A package importing its own submodules (``__init__`` re-exports) is not a cycle of two modules
+    when the submodule does not import the package back."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on: set[str] = set()
+    out: list[list[str]] = []
+    counter = [0]
+
+    def strong(v: str) -> None:
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on.add(v)
+        for w in graph[v]:
+            if w not in index:
+                strong(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    import sys
+
+    sys.setrecursionlimit(10000)
+    for v in graph:
+        if v not in index:
+            strong(v)
+    return out
+
+
+def test_no_import_cycles_between_modules() -> None:
+    cycles = _cycles(_graph())
+    assert cycles == [], "import cycles: " + "; ".join(" <-> ".join(c) for c in cycles)
+
+
+def test_modules_are_small_or_say_why() -> None:
+    long = []
+    for name, path in _modules().items():
+        text = path.read_text(encoding="utf-8")
+        if len(text.splitlines()) > MAX_LINES and LONG_REASON not in text[:3000]:
+            long.append(f"{name} ({len(text.splitlines())} lines)")
+    assert long == [], f"over {MAX_LINES} lines with no '{LONG_REASON} ...' at the top: {long}"
+
+
+def test_layers_point_one_way() -> None:
+    """The recognition chain knows nothing of the daemon, the gallery, MQTT, the server or the CLI; the
+    field unit's packages never import the server (its libraries are an optional extra)."""
+    graph = _graph()
+    rules = {
+        "edgeface.vision": ("edgeface.daemon", "edgeface.gallery", "edgeface.mqtt", "edgeface.server",
+                            "edgeface.cli", "edgeface.outbox", "edgeface.capture", "edgeface.bench"),
+        "edgeface.outbox": ("edgeface.mqtt", "edgeface.daemon", "edgeface.server", "edgeface.cli"),
+        "edgeface.mqtt": ("edgeface.daemon", "edgeface.server", "edgeface.cli"),
+        "edgeface.gallery": ("edgeface.daemon", "edgeface.server", "edgeface.cli"),
+        "edgeface.daemon": ("edgeface.server", "edgeface.cli"),
+        "edgeface.capture": ("edgeface.daemon", "edgeface.server", "edgeface.cli"),
+    }
+    wrong = []
+    for mod, deps in graph.items():
+        for layer, forbidden in rules.items():
+            if mod == layer or mod.startswith(layer + "."):
+                wrong += [f"{mod} -> {d}" for d in deps if any(d == f or d.startswith(f + ".") for f in forbidden)]
+    assert wrong == []
