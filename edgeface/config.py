@@ -249,8 +249,9 @@ class EnrollConfig:
     """Enrollment on the central side: quality, duplicates and the incremental cache."""
 
     workspace: Path = setting(
-        Path("enrollment"),
-        "Enrollment workspace: a SQLite file of enrolled images, provenance and cached embeddings.",
+        Path("~/.local/share/edgeface/enrollment"),
+        "Enrollment workspace: a SQLite file of enrolled images, provenance and cached embeddings ('~' is "
+        "your home; one place, whichever folder you run edgeface from).",
     )
     duplicate_similarity: float = setting(
         0.985,

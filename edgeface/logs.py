@@ -119,3 +119,10 @@ def configure_logging(level: str = "info", fmt: str = "text", stream: TextIO | N
     handler._edgeface = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(level.upper())
+    # Libraries' progress chatter (Alembic's "Context impl SQLiteImpl", "Will assume transactional DDL",
+    # one line per migration) is not news to an operator: their warnings still show, the rest at debug.
+    for name in QUIET_LIBRARIES:
+        logging.getLogger(name).setLevel(logging.DEBUG if level.upper() == "DEBUG" else logging.WARNING)
+
+
+QUIET_LIBRARIES = ("alembic", "waitress", "urllib3", "PIL")

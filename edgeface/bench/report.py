@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
 import platform
 import resource
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
 
@@ -88,8 +91,25 @@ def _numeric(s: str) -> bool:
         return False
 
 
+_FIGURES_TO: contextvars.ContextVar[TextIO | None] = contextvars.ContextVar("figures_to", default=None)
+
+
+@contextlib.contextmanager
+def figures_to(stream: TextIO) -> Iterator[None]:
+    """While active, :func:`write_json` also prints the figures on ``stream`` (``bench ... --json``)."""
+    token = _FIGURES_TO.set(stream)
+    try:
+        yield
+    finally:
+        _FIGURES_TO.reset(token)
+
+
 def write_json(path: Path | None, name: str, figures: dict[str, Any]) -> None:
-    if path is None:
-        return
+    """The figures with the machine they were measured on: to ``path`` if given, and to stdout under --json."""
     doc = {"benchmark": name, "machine": machine(), **figures}
-    Path(path).write_text(json.dumps(doc, indent=2, default=float) + "\n")
+    stream = _FIGURES_TO.get()
+    if stream is not None:
+        stream.write(json.dumps(doc, default=float) + "\n")
+        stream.flush()
+    if path is not None:
+        Path(path).write_text(json.dumps(doc, indent=2, default=float) + "\n")

@@ -65,3 +65,14 @@ class _Plain:
 
     def __exit__(self, *exc: object) -> None:
         return None
+
+
+def human_bytes(n: float | None) -> str:
+    """Sizes for people, the same in every command: ``812 B``, ``3.4 KiB``, ``1.2 MiB``."""
+    if n is None:
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"

@@ -57,8 +57,8 @@ def enroll_cmd(app: AppContext, source: Path, consent: str | None, source_text: 
             emit_json(r.to_dict())
         elif r.status in ("refused", "error") or r.duplicates:
             what = "; ".join(r.reasons) if r.reasons else ""
-            dup = ", ".join(f"{d['identity']} ({d['similarity']}{', same image' if d['exact'] else ''})"
-                            for d in r.duplicates[:3])
+            dup = ", ".join(f"{d['file'] or d['image'][:12]} of {d['identity']} ({d['similarity']}"
+                            f"{', same image' if d['exact'] else ''})" for d in r.duplicates[:3])
             click.echo(f"{r.item.image}: {r.status.upper()}{' — ' + what if what else ''}"
                        f"{' — near-duplicate of ' + dup if dup else ''}")
     if as_json:

@@ -48,8 +48,10 @@ def for_each_image(engine: "Engine", paths: list[Path], command: str,
                 image = engine.load_image(path)
             except ImageError as e:
                 failed += 1
-                log.warning(f"{command}.image_failed", image=str(path), error=str(e))
-                show({"image": str(path), "error": str(e)})
+                # The record is the report (stdout, in input order); the log line is for collectors only.
+                error = str(e).removeprefix(f"{path}: ")
+                log.debug(f"{command}.image_failed", image=str(path), error=error)
+                show({"image": str(path), "error": error})
                 continue
             show({"image": str(path), **describe(path, image)})
     if failed:

@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from ..bench import report
-from .app import AppContext, emit_json, pass_app
+from .app import AppContext, emit_json, human_bytes, pass_app
 
 
 @click.group("outbox")
@@ -42,17 +42,17 @@ def status(app: AppContext, as_json: bool, show_quarantined: int) -> None:
     if as_json:
         emit_json({**stats, "quarantined_rows": quarantined})
         return
-    click.echo(f"outbox {cfg.path}: {stats['pending']} pending, {stats['bytes']} bytes "
-               f"(limits {cfg.max_results} results, {cfg.max_bytes} bytes, on_full {cfg.on_full})")
-    click.echo(report.table(["priority", "rows", "bytes"],
-                            [[k, v["rows"], v["bytes"]] for k, v in stats["by_priority"].items()]))
+    click.echo(f"outbox {cfg.path}: {stats['pending']} pending, {human_bytes(stats['bytes'])} "
+               f"(limits {cfg.max_results} results, {human_bytes(cfg.max_bytes)}, on_full {cfg.on_full})")
+    click.echo(report.table(["priority", "rows", "size"],
+                            [[k, v["rows"], human_bytes(v["bytes"])] for k, v in stats["by_priority"].items()]))
     age = stats["oldest_age_s"]
     click.echo(f"oldest pending: {'-' if age is None else f'{age:.1f} s ago'}")
     click.echo("counters: " + ", ".join(f"{k} {stats[k]}" for k in
                                         ("enqueued", "delivered", "dropped_overflow", "expired", "refused_full",
                                          "quarantined_total")))
     for q in quarantined:
-        click.echo(f"quarantined {q['id']}: {q['reason']} ({q['bytes']} bytes)")
+        click.echo(f"quarantined {q['id']}: {q['reason']} ({human_bytes(q['bytes'])})")
 
 
 @outbox_group.command("drain")

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from .app import AppContext, emit_json, pass_app
+from .app import AppContext, emit_json, human_bytes, pass_app
 
 EXIT_NOT_RUNNING = 3
 
@@ -31,16 +31,6 @@ def _span(s: float) -> str:
     if s < 2 * 86400:
         return f"{s / 3600:.1f} h"
     return f"{s / 86400:.1f} d"
-
-
-def _bytes(n: float | None) -> str:
-    if n is None:
-        return "-"
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n}"
 
 
 def render(doc: dict[str, Any], now: float | None = None) -> str:
@@ -94,7 +84,7 @@ def render(doc: dict[str, Any], now: float | None = None) -> str:
     else:
         lines.append(f"  outbox      {o.get('pending', 0)} waiting ({o.get('matches', 0)} matches), oldest "
                      f"{_span(o['oldest_age_s']) if o.get('oldest_age_s') is not None else '-'}, "
-                     f"{_bytes(o.get('bytes'))}" + (f", {o['quarantined']} quarantined" if o.get("quarantined") else ""))
+                     f"{human_bytes(o.get('bytes'))}" + (f", {o['quarantined']} quarantined" if o.get("quarantined") else ""))
     link = doc.get("link") or {}
     if link:
         if not link.get("configured"):
@@ -107,8 +97,8 @@ def render(doc: dict[str, Any], now: float | None = None) -> str:
     if d.get("error"):
         lines.append(f"  disk        unknown: {d['error']}")
     else:
-        used = ", ".join(f"{k} {_bytes(v)}" for k, v in d["edgeface_bytes"].items())
-        lines.append(f"  disk        {_bytes(d['free_bytes'])} free of {_bytes(d['total_bytes'])} on {d['path']}; "
+        used = ", ".join(f"{k} {human_bytes(v)}" for k, v in d["edgeface_bytes"].items())
+        lines.append(f"  disk        {human_bytes(d['free_bytes'])} free of {human_bytes(d['total_bytes'])} on {d['path']}; "
                      f"edgeface: {used}")
     e = doc.get("errors")
     if e is not None:

@@ -127,8 +127,11 @@ def read_csv(path: Path, *, consent: str | None = None, source: str | None = Non
 class Workspace:
     """The enrollment database: cached results per image, enrolled entries with provenance, identities."""
 
-    def __init__(self, directory: Path) -> None:
-        self.dir = Path(directory)
+    def __init__(self, directory: Path, *, create: bool = True) -> None:
+        self.dir = Path(directory).expanduser()
+        if not create and not (self.dir / DB_NAME).is_file():
+            raise EdgefaceError(f"no enrollment workspace at {self.dir.resolve()}: run `edgeface enroll` first, or "
+                                "point --workspace (or enroll.workspace) at the one you enrolled into")
         self.dir.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(self.dir / DB_NAME)
         self.db.execute("PRAGMA journal_mode=WAL")
@@ -183,6 +186,11 @@ class Workspace:
         self.db.execute("DELETE FROM identities WHERE id=?", (identity,))
         self.db.commit()
         return n
+
+    def file_of(self, identity: str, image: str) -> str | None:
+        """The file an enrolled image was read from (as given to ``enroll``), for messages."""
+        row = self.db.execute("SELECT path FROM entries WHERE identity = ? AND image = ?", (identity, image)).fetchone()
+        return str(row[0]) if row and row[0] else None
 
     def content(self, settings: str | None = None) -> tuple[np.ndarray, list[dict[str, Any]], list[dict[str, Any]]]:
         """(vectors, entries, identities) of everything enrolled, ready for ``publish``."""
@@ -289,9 +297,11 @@ def _flag_duplicates(workspace: Workspace, settings: str, results: list[ImageRes
             if e["image"] == res.sha256 and e["identity"] == res.item.identity:
                 continue  # itself
             res.duplicates.append({"identity": e["identity"], "image": e["image"],
+                                   "file": workspace.file_of(e["identity"], e["image"]),
                                    "similarity": round(float(sims[qi, j]), 4),
                                    "same_identity": e["identity"] == res.item.identity,
                                    "exact": e["image"] == res.sha256})
         if res.duplicates:
             log.warning("enroll.near_duplicate", image=str(res.item.image), identity=res.item.identity,
-                        duplicates=res.duplicates[:5])
+                        like=[f"{d['file'] or d['image'][:12]} ({d['identity']}, {d['similarity']})"
+                              for d in res.duplicates[:5]])

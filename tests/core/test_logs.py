@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 
 from edgeface.logs import configure_logging, get_logger
 
@@ -37,3 +38,17 @@ def test_exceptions_stay_on_one_line() -> None:
         get_logger("x").exception("failed")
     lines = buf.getvalue().splitlines()
     assert len(lines) == 1 and "ValueError: boom" in json.loads(lines[0])["exception"]
+
+
+def test_library_chatter_is_quiet_unless_debugging() -> None:
+    """Alembic printed ~10 INFO lines on every server command; their warnings still come through."""
+    buf = io.StringIO()
+    configure_logging("info", "text", buf)
+    logging.getLogger("alembic.runtime.migration").info("Context impl SQLiteImpl.")
+    logging.getLogger("alembic.runtime.migration").warning("something odd")
+    get_logger("edgeface.test").info("ours")
+    text = buf.getvalue()
+    assert "Context impl" not in text and "something odd" in text and "ours" in text
+    configure_logging("debug", "text", buf)
+    logging.getLogger("alembic.runtime.migration").info("Running upgrade")
+    assert "Running upgrade" in buf.getvalue()

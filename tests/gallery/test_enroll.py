@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -62,6 +63,8 @@ def test_enroll_folder(tmp_path, folder, engine, lfw_root):
     assert any(d["identity"] == PEOPLE[0] and d["same_identity"] and not d["exact"] for d in dup)
     cross = by_name["mislabelled.jpg"].duplicates
     assert any(d["identity"] == PEOPLE[1] and not d["same_identity"] and d["exact"] for d in cross)
+    # a near-duplicate is named by the file it was enrolled from, not only by its SHA-256
+    assert any(d["file"] and d["file"].endswith(f"{PEOPLE[1]}_0001.jpg") for d in cross)
 
     vectors, entries, identities = ws.content()
     assert len(entries) == 11 and {i["id"] for i in identities} == set(PEOPLE)
@@ -129,3 +132,33 @@ def test_enroll_csv_and_cli(tmp_path, folder, lfw_root):
     p = subprocess.run([*cmd[:4], str(folder), "--consent", "test", "--workspace", str(tmp_path / "ws")],
                        capture_output=True, text=True, timeout=300)
     assert p.returncode == 1 and "blank.png: REFUSED — no face found" in p.stdout
+
+
+def test_the_default_workspace_is_one_place_and_build_names_a_missing_one(tmp_path, lfw_root):
+    """`enroll` and `gallery build` run from different folders find the same workspace (it lives under
+    the home folder, not the current one); a workspace that does not exist is named, not created empty."""
+    home, a, b = tmp_path / "home", tmp_path / "a", tmp_path / "b"
+    for d in (home, a, b):
+        d.mkdir()
+    people = a / "people" / PEOPLE[0]
+    people.mkdir(parents=True)
+    shutil.copy(lfw_root / "images" / PEOPLE[0] / f"{PEOPLE[0]}_0001.jpg", people)
+    env = {**os.environ, "HOME": str(home)}
+    env.pop("EDGEFACE_CONFIG", None)
+    cli = [sys.executable, "-c", "import sys; from edgeface.cli import main; sys.exit(main(sys.argv[1:]))"]
+    p = subprocess.run([*cli, "enroll", "people", "--consent", "test"], cwd=a, env=env, capture_output=True,
+                       text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert (home / ".local/share/edgeface/enrollment").is_dir() and not (a / "enrollment").exists()
+
+    p = subprocess.run([*cli, "gallery", "keygen", "--signing-key", "k.pem", "--public-key", "k.pub"], cwd=b,
+                       env=env, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    p = subprocess.run([*cli, "gallery", "build", "--publish", "pub", "--signing-key", "k.pem"], cwd=b, env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0 and "published gallery version 1: 1 images" in p.stdout, p.stderr
+    missing = tmp_path / "nowhere"
+    p = subprocess.run([*cli, "gallery", "build", "--publish", "pub", "--signing-key", "k.pem", "--workspace",
+                        str(missing)], cwd=b, env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 1 and f"no enrollment workspace at {missing}" in p.stderr
+    assert not missing.exists()

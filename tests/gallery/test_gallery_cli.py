@@ -85,6 +85,9 @@ def test_operator_workflow(tmp_path, unit):
     assert out["ok"] and out["version"] == 1
     info = json.loads(_run("gallery", "inspect", str(pub), "--json", env=env).stdout)
     assert info["count"] == len(content.vectors) and info["embedder"]["sha256"] == embedder.sha256
+    text = _run("gallery", "inspect", str(pub), env=env).stdout
+    assert f"{info['count']} images" in text and "index " in text
+    assert "{" not in text and "'" not in text  # for people: no Python dict or repr
 
     port = _free_port()
     server = subprocess.Popen([*EDGEFACE, "gallery", "serve", str(pub), "--port", str(port)],

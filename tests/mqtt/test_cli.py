@@ -9,6 +9,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from edgeface.cli import cli
+from edgeface.cli.app import human_bytes
 from edgeface.config import load_config
 from edgeface.outbox import Outbox
 
@@ -27,6 +28,9 @@ def test_outbox_status_json(tmp_path: Path) -> None:
     assert sum(v["rows"] for v in doc["by_priority"].values()) == 7
     r = CliRunner().invoke(cli, ["--set", f"outbox.path={path}", "outbox", "status"])
     assert r.exit_code == 0 and "7 pending" in r.output
+    # sizes read as in `edgeface status` (KiB), not raw byte counts
+    assert f"{human_bytes(doc['bytes'])} (limits" in r.output and " KiB" in r.output
+    assert f"{doc['bytes']} bytes" not in r.output
 
 
 def test_outbox_status_without_an_outbox_says_so(tmp_path: Path) -> None:

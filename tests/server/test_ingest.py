@@ -119,7 +119,7 @@ def test_rejected_table_is_bounded(db: Any) -> None:
 
 def test_bench_ingest_small(tmp_path: Any) -> None:
     out = tmp_path / "bench.json"
-    r = CliRunner().invoke(cli, ["bench", "ingest", "--results", "1500", "--workers", "1,2", "--json", str(out),
+    r = CliRunner().invoke(cli, ["bench", "ingest", "--results", "1500", "--workers", "1,2", "--out", str(out),
                                  "--workdir", str(tmp_path / "wd")])
     assert r.exit_code == 0, r.output
     runs = json.loads(out.read_text())["runs"]
