@@ -59,7 +59,12 @@ def test_json_records_in_input_order_with_errors(tmp_path: Path, images_dir: Pat
         "right_eye", "left_eye", "nose_tip", "mouth", "right_ear_tragion", "left_ear_tragion"}
     assert "no such file" in recs[1]["error"] and "truncated" in recs[2]["error"]
     assert len(recs[3]["faces"]) == 1
-    assert "detect.image_failed" in r.stderr  # structured log line on stderr, not stdout
+    # the record is the report: the missing file is named once (its own record), not again in the error
+    # text or a log line on stderr
+    assert recs[1]["error"] == "no such file"
+    assert "missing.jpg" not in r.stderr
+    human = run("detect", str(tmp_path / "missing.jpg"))
+    assert human.returncode == 1 and human.stdout.count("missing.jpg") == 1 and "missing.jpg" not in human.stderr
 
 
 def test_human_output_and_success_exit(images_dir: Path) -> None:
