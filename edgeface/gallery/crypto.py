@@ -130,6 +130,7 @@ class EncryptedWriter:
         self.size = 0
         self._buf = bytearray()
         self._index = 0
+        self._f: BinaryIO
         if not (resume and self._resume(key)):
             salt = secrets.token_bytes(16)
             header = HEADER.pack(MAGIC, salt, CHUNK)

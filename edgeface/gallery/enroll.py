@@ -147,7 +147,8 @@ class Workspace:
     def close(self) -> None:
         self.db.close()
 
-    def cached(self, sha: str, settings: str) -> tuple[str, list[str], dict | None, np.ndarray | None] | None:
+    def cached(self, sha: str, settings: str
+               ) -> tuple[str, list[str], dict[str, Any] | None, np.ndarray | None] | None:
         row = self.db.execute("SELECT status, reasons, quality, vector FROM results WHERE sha256=? AND settings=?",
                               (sha, settings)).fetchone()
         if row is None:
@@ -155,13 +156,13 @@ class Workspace:
         vec = np.frombuffer(row[3], np.float32).copy() if row[3] is not None else None
         return row[0], json.loads(row[1]), json.loads(row[2]) if row[2] else None, vec
 
-    def remember(self, sha: str, settings: str, status: str, reasons: list[str], quality: dict | None,
+    def remember(self, sha: str, settings: str, status: str, reasons: list[str], quality: dict[str, Any] | None,
                  vector: np.ndarray | None) -> None:
         self.db.execute("INSERT OR REPLACE INTO results VALUES (?,?,?,?,?,?)",
                         (sha, settings, status, json.dumps(reasons), json.dumps(quality) if quality else None,
                          None if vector is None else np.asarray(vector, np.float32).tobytes()))
 
-    def upsert_entry(self, item: EnrollItem, sha: str, settings: str, quality: dict | None) -> bool:
+    def upsert_entry(self, item: EnrollItem, sha: str, settings: str, quality: dict[str, Any] | None) -> bool:
         """Add or update an entry; returns False when it was already there unchanged."""
         cur = self.db.execute("SELECT source, consent, enrolled_by, settings, path FROM entries WHERE identity=? "
                               "AND image=?", (item.identity, sha)).fetchone()
@@ -217,7 +218,7 @@ def settings_key(engine: Engine, second_face_ratio: float) -> str:
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _process(engine: Engine, path: Path, second_face_ratio: float) -> tuple[str, list[str], dict | None,
+def _process(engine: Engine, path: Path, second_face_ratio: float) -> tuple[str, list[str], dict[str, Any] | None,
                                                                              np.ndarray | None]:
     image = engine.load_image(path)
     faces = engine.detect_and_assess(image)

@@ -19,13 +19,15 @@ galleries small enough that a full scan is as fast are scanned exactly.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from annoy import AnnoyIndex
 
-ANNOY_METRIC = "euclidean"  # in the projected space (see the module docstring)
+ANNOY_METRIC: Literal["euclidean"] = "euclidean"  # in the projected space (see the module docstring)
 DEFAULT_SEED = 1
 EXACT_MAX = 20_000  # up to here a BLAS scan of the mmapped vectors is as fast as the index on one core
 KEEP_VARIANCE = 0.90
@@ -84,7 +86,8 @@ def fit_projection(vectors: np.ndarray, keep: float = KEEP_VARIANCE, sample: int
 
 
 def project(projection: np.ndarray, x: np.ndarray) -> np.ndarray:
-    return (np.asarray(x, np.float32) - projection[0]) @ projection[1:].T
+    out: np.ndarray = (np.asarray(x, np.float32) - projection[0]) @ projection[1:].T
+    return out
 
 
 def build_annoy(vectors: np.ndarray, path: Path, trees: int, projection: np.ndarray,

@@ -127,7 +127,8 @@ class _Lines:
         return bytes(self.data[self.starts[i] : self.ends[i] + 1])
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        return json.loads(self.raw(i))
+        entry: dict[str, Any] = json.loads(self.raw(i))
+        return entry
 
 
 @dataclass

@@ -39,6 +39,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -238,7 +239,7 @@ def _check_and_install(store: GalleryStore, http: Http, state: dict[str, Any], c
     code, body, resp_headers = http.get_small(POINTER, MAX_POINTER_BYTES,
                                               {"If-None-Match": state["pointer_etag"]} if ask_304 else {})
     if code == 304:
-        if not ask_304:
+        if not ask_304 or not isinstance(fresh_until, (int, float)):
             raise SyncError(f"GET {http.base}{POINTER}: HTTP 304 to a request that was not conditional; will retry")
         if now >= float(fresh_until):
             raise BundleRejected(
@@ -283,7 +284,8 @@ class Syncer:
     """
 
     def __init__(self, store: GalleryStore, base_url: str, *, interval_s: float = 3600, timeout: float = 30.0,
-                 ca_file: Path | None = None, max_bytes: int = 8 * 1024**3, on_installed=None,  # type: ignore[no-untyped-def]
+                 ca_file: Path | None = None, max_bytes: int = 8 * 1024**3,
+                 on_installed: Callable[[int], None] | None = None,
                  headers: dict[str, str] | None = None, allow_insecure_http: bool = False) -> None:
         self.store, self.base_url, self.interval_s = store, base_url, interval_s
         self.headers, self.allow_insecure_http = headers, allow_insecure_http

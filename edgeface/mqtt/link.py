@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -128,7 +129,7 @@ def make_client(settings: LinkSettings, *, will: tuple[str, bytes] | None = None
     kwargs: dict[str, Any] = {}
     if protocol == mqtt.MQTTv311:
         kwargs["clean_session"] = False  # persistent session
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=settings.client_id, protocol=protocol,
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=settings.client_id, protocol=protocol,
                          manual_ack=manual_ack, reconnect_on_failure=False, **kwargs)
     client.connect_timeout = settings.connect_timeout_s
     if settings.tls:
@@ -156,7 +157,7 @@ def connect_properties(settings: LinkSettings) -> Properties | None:
     """MQTT 5 CONNECT properties: the session outlives the connection by ``session_expiry_s``."""
     if settings.protocol != "mqtt5":
         return None
-    props = Properties(PacketTypes.CONNECT)
+    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # paho's constructor is unannotated
     props.SessionExpiryInterval = settings.session_expiry_s
     return props
 

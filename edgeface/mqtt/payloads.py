@@ -75,7 +75,8 @@ def parse_timestamp(text: str) -> float:
         raise ValueError(f"{text[:40]!r} is not an RFC 3339 UTC timestamp like 2025-01-31T12:00:00.123Z")
     *parts, frac = m.groups()
     try:
-        dt = datetime(*(int(p) for p in parts), tzinfo=timezone.utc)  # type: ignore[misc]
+        year, month, day, hour, minute, second = (int(p) for p in parts)
+        dt = datetime(year, month, day, hour, minute, second, tzinfo=timezone.utc)
     except ValueError as e:
         raise ValueError(f"{text!r} is not a real time: {e}") from None
     return dt.timestamp() + (int(frac.ljust(6, "0")) / 1e6 if frac else 0.0)
@@ -206,7 +207,7 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-def decode(data: bytes, name: str, *, max_bytes: int) -> dict[str, Any]:
+def decode(data: bytes | bytearray, name: str, *, max_bytes: int) -> dict[str, Any]:
     """Parse and check a received payload; :class:`PayloadError` (with ``kind``) says what is wrong.
 
     The size is checked before anything is parsed, the text must be strict UTF-8 JSON (no NaN or
@@ -219,11 +220,12 @@ def decode(data: bytes, name: str, *, max_bytes: int) -> dict[str, Any]:
     except UnicodeDecodeError as e:
         raise PayloadError(f"payload is not UTF-8: {e}", "not_utf8") from None
     try:
-        doc = json.loads(text, parse_constant=_reject_constant)
+        doc: Any = json.loads(text, parse_constant=_reject_constant)
     except (ValueError, RecursionError) as e:
         raise PayloadError(f"payload is not JSON: {str(e)[:200]}", "not_json") from None
     check(doc, name)
-    return doc
+    checked: dict[str, Any] = doc  # check() refused anything that is not an object of the schema
+    return checked
 
 
 def crop_payload(rgb: Any, *, max_bytes: int, max_side: int = 160) -> dict[str, Any]:

@@ -36,7 +36,8 @@ def load_schema(name: str, version: int = 1) -> dict[str, Any]:
     if name not in SCHEMAS:
         raise ValueError(f"unknown schema {name!r}; known: {', '.join(SCHEMAS)}")
     text = resources.files("edgeface").joinpath("schemas", f"{name}.v{version}.json").read_text("utf-8")
-    return json.loads(text)
+    schema: dict[str, Any] = json.loads(text)
+    return schema
 
 
 def schema_errors(doc: Any, name: str, version: int = 1, *, limit: int = 10) -> list[str]:
@@ -80,7 +81,8 @@ def _resolve(ref: str, root: dict[str, Any]) -> dict[str, Any]:
     node: Any = root
     for part in ref[2:].split("/"):
         node = node[part]
-    return node
+    resolved: dict[str, Any] = node
+    return resolved
 
 
 @functools.lru_cache(maxsize=256)

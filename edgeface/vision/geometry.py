@@ -19,10 +19,12 @@ def iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
     area = (box[2] - box[0]) * (box[3] - box[1])
     areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    return inter / np.maximum(area + areas - inter, 1e-9)
+    iou: np.ndarray = inter / np.maximum(area + areas - inter, 1e-9)
+    return iou
 
 
-def weighted_nms(boxes: np.ndarray, points: np.ndarray, scores: np.ndarray, iou_limit: float) -> list[tuple]:
+def weighted_nms(boxes: np.ndarray, points: np.ndarray, scores: np.ndarray, iou_limit: float
+                 ) -> list[tuple[np.ndarray, np.ndarray, float]]:
     """MediaPipe's weighted non-maximum suppression.
 
     Candidates overlapping the best remaining one by more than ``iou_limit`` are merged into it: box and
@@ -31,7 +33,7 @@ def weighted_nms(boxes: np.ndarray, points: np.ndarray, scores: np.ndarray, iou_
     order = np.argsort(-scores)
     boxes, points, scores = boxes[order], points[order], scores[order]
     alive = np.ones(len(scores), dtype=bool)
-    out = []
+    out: list[tuple[np.ndarray, np.ndarray, float]] = []
     for i in range(len(scores)):
         if not alive[i]:
             continue

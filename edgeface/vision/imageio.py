@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import BinaryIO, Union
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..config import ImageConfig
 from ..errors import ImageError, ImageTooLarge
@@ -21,7 +21,7 @@ from ..logs import get_logger
 
 log = get_logger(__name__)
 
-ImageSource = Union[str, os.PathLike, bytes, BinaryIO]
+ImageSource = Union[str, "os.PathLike[str]", bytes, BinaryIO]
 
 #: Formats accepted. MPO is the multi-picture JPEG many phones write.
 FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "BMP")
@@ -115,7 +115,7 @@ def load_image(source: ImageSource, limits: ImageConfig | None = None) -> np.nda
         raise ImageTooLarge(
             f"{name}: refused before decoding, above image.max_pixels = {limits.max_pixels} ({e})"
         ) from e
-    except Image.UnidentifiedImageError:
+    except UnidentifiedImageError:
         raise ImageError(
             f"{name}: not a supported image (accepted: JPEG, PNG, WebP, BMP); convert other formats "
             "such as HEIC or RAW to JPEG first"

@@ -36,7 +36,8 @@ CHILD = textwrap.dedent("""
                 os.kill(os.getpid(), signal.SIGKILL)
     store_mod.checkpoint = checkpoint
     import edgeface.gallery.sync as sync_mod
-    sync_mod.checkpoint = checkpoint
+    import edgeface.gallery.transport as transport_mod
+    sync_mod.checkpoint = transport_mod.checkpoint = checkpoint
     trusted = [serialization.load_pem_public_key(Path(pub_pem).read_bytes())]
     store = store_mod.GalleryStore(Path(root), trusted=trusted, key=DeviceKey(bytes.fromhex(key_hex), "env"),
                                    embedder_sha256=emb)

@@ -66,7 +66,8 @@ def quantize(x: np.ndarray, spec: TensorSpec) -> np.ndarray:
     zero = _broadcast(spec.zero_points, spec, x.ndim)
     info = np.iinfo(spec.dtype)
     q = np.rint(x / scale) + zero
-    return np.clip(q, info.min, info.max).astype(spec.dtype)
+    out: np.ndarray = np.clip(q, info.min, info.max).astype(spec.dtype)
+    return out
 
 
 def dequantize(q: np.ndarray, spec: TensorSpec) -> np.ndarray:
@@ -75,4 +76,5 @@ def dequantize(q: np.ndarray, spec: TensorSpec) -> np.ndarray:
         return np.asarray(q, dtype=np.float32)
     scale = _broadcast(spec.scales, spec, q.ndim)
     zero = _broadcast(spec.zero_points, spec, q.ndim)
-    return (scale * (q.astype(np.float32) - zero)).astype(np.float32)
+    out: np.ndarray = (scale * (q.astype(np.float32) - zero)).astype(np.float32)
+    return out
