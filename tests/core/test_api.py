@@ -138,7 +138,7 @@ def test_a_bundle_signed_by_another_key_is_refused(tmp_path: Path, images_dir: P
 
 def test_identify_gives_the_daemons_decisions_on_the_installed_gallery(tmp_path: Path) -> None:
     """`gallery=None` is the unit's installed gallery; the verbs and `edgeface run` reach the same decisions."""
-    from edgeface.daemon.pipeline import Daemon
+    from edgeface.daemon import Daemon
 
     config = demo.demo_config(directory=tmp_path / "demo")
     engine = edgeface.Engine(config)
