@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar, cast
 
 from ..logs import get_logger
 from .metrics import Metrics
@@ -29,19 +29,22 @@ RESTART_MIN_S = 0.2
 RESTART_MAX_S = 30.0
 HEALTHY_AFTER_S = 60.0  # a thread that ran this long without crashing resets the backoff
 
+Ctx = TypeVar("Ctx")  # what ``setup()`` makes for each thread (an Engine), None without setup
+Item = TypeVar("Item")  # what travels through the inbox
+
 
 @dataclass(eq=False)
-class Slot:
+class Slot(Generic[Item]):
     index: int
     thread: threading.Thread | None = None
-    current: Any = None
+    current: Item | None = None
     busy_since: float | None = None
     beat: float = field(default_factory=time.monotonic)
     started: float = field(default_factory=time.monotonic)
     error: BaseException | None = None
 
 
-class Stage:
+class Stage(Generic[Ctx, Item]):
     """``threads`` threads running ``handle(ctx, item)`` over ``inbox`` (see the module docstring).
 
     ``attempts(item)`` / ``bump(item)`` read and count an item's crashes; ``give_up(item)`` is called
@@ -49,10 +52,10 @@ class Stage:
     been empty for a moment (timers, flushes).
     """
 
-    def __init__(self, name: str, inbox: queue.Queue[Any], handle: Callable[[Any, Any], None], *, threads: int = 1,
-                 setup: Callable[[], Any] | None = None, idle: Callable[[Any], None] | None = None,
-                 attempts: Callable[[Any], int] = lambda item: 0, bump: Callable[[Any], None] = lambda item: None,
-                 give_up: Callable[[Any, BaseException], None] | None = None, max_attempts: int = 3,
+    def __init__(self, name: str, inbox: queue.Queue[Item], handle: Callable[[Ctx, Item], None], *, threads: int = 1,
+                 setup: Callable[[], Ctx] | None = None, idle: Callable[[Ctx], None] | None = None,
+                 attempts: Callable[[Item], int] = lambda item: 0, bump: Callable[[Item], None] = lambda item: None,
+                 give_up: Callable[[Item, BaseException], None] | None = None, max_attempts: int = 3,
                  metrics: Metrics | None = None) -> None:
         self.name = name
         self.inbox = inbox
@@ -64,7 +67,7 @@ class Stage:
         self.give_up = give_up
         self.max_attempts = max_attempts
         self.metrics = metrics or Metrics()
-        self.slots = [Slot(i) for i in range(threads)]
+        self.slots: list[Slot[Item]] = [Slot(i) for i in range(threads)]
         self.restarts = 0
         self._closing = threading.Event()
         self._next_restart: dict[int, float] = {}
@@ -76,16 +79,16 @@ class Stage:
         for slot in self.slots:
             self._spawn(slot)
 
-    def _spawn(self, slot: Slot) -> None:
+    def _spawn(self, slot: Slot[Item]) -> None:
         slot.error, slot.current, slot.busy_since = None, None, None
         slot.started = slot.beat = time.monotonic()
         slot.thread = threading.Thread(target=self._run, args=(slot,), name=f"edgeface-{self.name}-{slot.index}",
                                        daemon=True)
         slot.thread.start()
 
-    def _run(self, slot: Slot) -> None:
+    def _run(self, slot: Slot[Item]) -> None:
         try:
-            ctx = self.setup() if self.setup is not None else None
+            ctx = self.setup() if self.setup is not None else cast(Ctx, None)  # no setup: the context is None
             while True:
                 slot.beat = time.monotonic()
                 try:
@@ -122,7 +125,7 @@ class Stage:
             self._spawn(slot)
         return restarted
 
-    def _after_crash(self, slot: Slot, now: float) -> None:
+    def _after_crash(self, slot: Slot[Item], now: float) -> None:
         error = slot.error
         assert error is not None
         crashes = 0 if now - slot.started > HEALTHY_AFTER_S else self._crashes.get(slot.index, 0)
@@ -142,7 +145,7 @@ class Stage:
         log.warning("stage.restarted", stage=self.name, thread=slot.index, restarts=self.restarts,
                     retried_item=item is not None)
 
-    def _put_back(self, item: Any) -> None:
+    def _put_back(self, item: Item) -> None:
         while True:  # the inbox may be full; its other threads (or the replacement) empty it
             try:
                 self.inbox.put(item, timeout=1.0)

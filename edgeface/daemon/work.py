@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..capture.base import Frame, Outcome
 from ..vision.faces import Face
 from ..vision.quality import Quality
+
+if TYPE_CHECKING:
+    from ..gallery.match import Decision
 
 
 @dataclass(eq=False)
@@ -46,7 +49,7 @@ class Observation:
     embedding: np.ndarray | None  # None: refused by the quality gate, not embedded
     crop: np.ndarray | None = None  # small RGB crop (payload crop, retention 'crop')
     image: np.ndarray | None = None  # the whole frame, only when retention.save == 'frame'
-    decision: Any = None  # gallery Decision, set by the match stage
+    decision: Decision | None = None  # set by the match stage (None: no gallery installed)
     gallery_version: int | None = None
     threshold: float | None = None
     placed: bool = False  # handed to the tracker (a retried sink item skips it)

@@ -4,6 +4,8 @@ poison frames, camera loss and backoff, dropping live frames, trigger mode, dedu
 from __future__ import annotations
 
 import json
+import logging
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -20,7 +22,7 @@ from edgeface.config import Config
 from edgeface.daemon import Daemon
 from edgeface.daemon import status as status_mod
 from edgeface.daemon.retention import Retention
-from edgeface.errors import SourceUnavailable
+from edgeface.errors import ConfigError, SourceUnavailable
 from edgeface.mqtt import payloads
 from edgeface.outbox import Outbox
 from edgeface.vision.engine import Engine
@@ -193,10 +195,9 @@ def test_trigger_mode_takes_frames_only_when_triggered(make_unit: MakeUnit, face
     t.start()
     try:
         deadline = time.monotonic() + 60
-        while d.notifier is None or not hasattr(d, "stages") and time.monotonic() < deadline:
-            time.sleep(0.05)
-        d._on_command({"command": "capture"})  # what the publisher does with an MQTT 'capture' command
-        d._on_command({"command": "capture"})
+        assert d.running.wait(60)
+        d.on_command({"command": "capture"})  # what the publisher does with an MQTT 'capture' command
+        d.on_command({"command": "capture"})
         while d.metrics.total("edgeface_frames_captured_total") < 4 and time.monotonic() < deadline:
             time.sleep(0.05)
         time.sleep(0.3)
@@ -242,6 +243,33 @@ def test_retention_keeps_nothing_unasked_and_deletes_imported_photos_when_asked(
         assert ret.sweep() == 0 and all(p.exists() for p in photos)  # acknowledged, kept for keep_after_ack_s
         assert ret.sweep(now=time.time() + 3601) == 2 and not any(p.exists() for p in photos)
         ret.close()
+
+
+def test_a_failed_start_closes_what_was_opened_and_says_why(make_unit: MakeUnit, face_image: np.ndarray,
+                                                             caplog: pytest.LogCaptureFixture) -> None:
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    try:
+        config, _ = make_unit(status={"metrics_port": busy.getsockname()[1]})  # the last part to start fails
+        cam = ShutdownRecorder(face_image, [])
+        d = Daemon(config, source=cam, install_signals=False)
+        with pytest.raises(ConfigError, match="status.metrics_port"):
+            d.run()
+    finally:
+        busy.close()
+    assert cam.shut_down  # the source, outbox, retention and gallery were closed again
+    assert "daemon.cannot_start" in [r.getMessage() for r in caplog.records]
+    assert d.metrics.errors not in logging.getLogger().handlers
+    with Outbox(config.outbox.path) as box:
+        assert box.pending_count() == 0
+
+
+class ShutdownRecorder(FakeCamera):
+    shut_down = False
+
+    def shutdown(self) -> None:
+        self.shut_down = True
 
 
 def test_status_file_while_running_and_after(make_unit: MakeUnit, face_image: np.ndarray) -> None:
@@ -305,7 +333,7 @@ def test_gallery_sync_in_the_background_switches_the_gallery(make_unit: MakeUnit
                 identities=identities, embedder=g.manifest.embedder, thresholds=g.manifest.thresholds,
                 signer=signing.load_private_key(key.with_name("central.pem")))
         g.close()
-        d._on_command({"command": "sync_gallery"})  # what the publisher does with the MQTT command
+        d.on_command({"command": "sync_gallery"})  # what the publisher does with the MQTT command
         assert wait(lambda: any(r["identity"] == "eileen-collins" and r["decision"] == "match" for r in seen))
     finally:
         d.request_stop()
