@@ -21,50 +21,41 @@ def _modules() -> dict[str, Path]:
     return {_module_name(p): p for p in PACKAGE.rglob("*.py") if "migrations" not in p.parts}
 
 
-def _top_level_imports(name: str, path: Path, known: set[str]) -> set[str]:
-    """edgeface modules imported at import time (not inside functions, not under TYPE_CHECKING)."""
+def _imports(name: str, path: Path, known: set[str]) -> set[str]:
+    """edgeface modules this module imports anywhere: at the top, inside functions (a deferred import is
+    still a dependency), not under ``TYPE_CHECKING`` (annotations only)."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    skip: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            skip.update(id(n) for child in node.body for n in ast.walk(child))
     out: set[str] = set()
-
-    def resolve(module: str | None, level: int) -> str:
-        if level == 0:
-            return module or ""
-        base = package.split(".")[: len(package.split(".")) - (level - 1)]
-        return ".".join(base + ([module] if module else []))
-
-    def visit(nodes: list[ast.stmt]) -> None:
-        for node in nodes:
-            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-                continue
-            if isinstance(node, (ast.If, ast.Try)):
-                visit(node.body)
-                visit(getattr(node, "orelse", []))
-                for h in getattr(node, "handlers", []):
-                    visit(h.body)
-                visit(getattr(node, "finalbody", []))
-            elif isinstance(node, ast.Import):
-                out.update(a.name for a in node.names)
-            elif isinstance(node, ast.ImportFrom):
-                base = resolve(node.module, node.level)
-                for a in node.names:
-                    sub = f"{base}.{a.name}"
-                    out.add(sub if sub in known else base)
-
-    visit(tree.body)
+    for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
+        if isinstance(node, ast.Import):
+            out.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                parts = package.split(".")
+                base = ".".join(parts[: len(parts) - (node.level - 1)] + ([node.module] if node.module else []))
+            else:
+                base = node.module or ""
+            for a in node.names:
+                sub = f"{base}.{a.name}"
+                out.add(sub if sub in known else base)
     return {m for m in out if m in known and m != name}
 
 
 def _graph() -> dict[str, set[str]]:
     mods = _modules()
     known = set(mods)
-    return {name: _top_level_imports(name, path, known) for name, path in mods.items()}
+    return {name: _imports(name, path, known) for name, path in mods.items()}
 
 
 def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
-    """Strongly connected components with more than one module (Tarjan), i.e. the import cycles.
-    A package importing its own submodules (``__init__`` re-exports) is not a cycle of two modules
-    when the submodule does not import the package back."""
+    """Strongly connected components with more than one module (Tarjan), i.e. the import cycles."""
     index: dict[str, int] = {}
     low: dict[str, int] = {}
     stack: list[str] = []

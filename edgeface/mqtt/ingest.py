@@ -33,7 +33,7 @@ import paho.mqtt.client as mqtt
 
 from ..errors import EdgefaceError, PayloadError
 from ..logs import get_logger
-from . import payloads, topics
+from . import payloads, timestamps, topics
 from .link import Backoff, Connection, LinkSettings
 
 log = get_logger(__name__)
@@ -98,7 +98,7 @@ def result_row(doc: Mapping[str, Any]) -> ResultRow:
     version = doc["gallery_version"]
     return ResultRow(
         id=str(doc["id"]), device_id=str(doc["device_id"]), captured_at=str(doc["captured_at"]),
-        captured_ts=payloads.parse_timestamp(doc["captured_at"]), decision=str(doc["decision"]),
+        captured_ts=timestamps.parse_timestamp(doc["captured_at"]), decision=str(doc["decision"]),
         top_identity=str(top["identity_id"]) if top else None, top_score=float(top["score"]) if top else None,
         gallery_version=None if version is None else int(version), model_id=str(doc["model_id"]),
         payload=json.dumps(doc, separators=(",", ":"), ensure_ascii=False, allow_nan=False),

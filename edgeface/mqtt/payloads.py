@@ -14,14 +14,14 @@ import io
 import itertools
 import json
 import math
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 from ..errors import PayloadError
 from ..outbox.uuid7 import new_id
+from .timestamps import utc_timestamp
 from .validate import schema_errors, text_problems
 
 SCHEMA_VERSION = 1
@@ -45,41 +45,6 @@ class Candidate:
         if self.display_name:
             out["display_name"] = self.display_name
         return out
-
-
-def utc_timestamp(t: float | datetime | None = None) -> str:
-    """RFC 3339 UTC with milliseconds and 'Z', e.g. ``2025-01-31T12:00:00.123Z`` (now when None)."""
-    if t is None:
-        dt = datetime.now(timezone.utc)
-    elif isinstance(t, datetime):
-        if t.tzinfo is None:
-            raise ValueError("timestamps must be timezone-aware (naive datetimes are ambiguous)")
-        dt = t.astimezone(timezone.utc)
-    else:
-        dt = datetime.fromtimestamp(float(t), timezone.utc)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
-
-
-_TIMESTAMP = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(?:[.]([0-9]{1,6}))?Z",
-                        re.ASCII)
-
-
-def parse_timestamp(text: str) -> float:
-    """Unix time of an RFC 3339 UTC timestamp as the payloads carry it (``...T12:00:00.5Z``).
-
-    ``ValueError`` unless it is one and names a real instant (no month 13, no 30 February, no leap
-    second: the devices never write one). The schemas assert the same through ``format: date-time``.
-    """
-    m = _TIMESTAMP.fullmatch(text)
-    if not m:
-        raise ValueError(f"{text[:40]!r} is not an RFC 3339 UTC timestamp like 2025-01-31T12:00:00.123Z")
-    *parts, frac = m.groups()
-    try:
-        year, month, day, hour, minute, second = (int(p) for p in parts)
-        dt = datetime(year, month, day, hour, minute, second, tzinfo=timezone.utc)
-    except ValueError as e:
-        raise ValueError(f"{text!r} is not a real time: {e}") from None
-    return dt.timestamp() + (int(frac.ljust(6, "0")) / 1e6 if frac else 0.0)
 
 
 def _num(v: Any, nd: int = 3) -> float | None:

@@ -36,7 +36,7 @@ from .. import __version__
 from ..errors import OutboxError, PayloadError
 from ..logs import get_logger
 from ..outbox.store import Outbox
-from . import payloads, topics
+from . import payloads, timestamps, topics
 from .link import Backoff, Connection, LinkSettings, check_identity
 
 log = get_logger(__name__)
@@ -300,7 +300,7 @@ class Publisher:
             self._seen_commands[doc["id"]] = None
             while len(self._seen_commands) > SEEN_COMMANDS:
                 self._seen_commands.popitem(last=False)
-            if "expires_at" in doc and payloads.parse_timestamp(doc["expires_at"]) < time.time():
+            if "expires_at" in doc and timestamps.parse_timestamp(doc["expires_at"]) < time.time():
                 log.info("mqtt.command_expired", id=doc["id"], command=doc["command"])
                 return
             self.stats.commands += 1
@@ -400,7 +400,7 @@ class Publisher:
                 log.warning("outbox.stats_failed", error=str(e))
         link = {"reconnects": max(0, self.stats.connects - 1), "protocol": self.settings.protocol}
         if self.stats.connected_since is not None:
-            link["connected_since"] = payloads.utc_timestamp(self.stats.connected_since)
+            link["connected_since"] = timestamps.utc_timestamp(self.stats.connected_since)
         try:
             gallery_version = self.gallery_version()
         except Exception as e:  # a failing callback must not stop results from flowing: count + log

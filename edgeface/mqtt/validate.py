@@ -16,6 +16,7 @@ from importlib import resources
 from typing import Any
 
 from ..errors import PayloadError
+from .timestamps import parse_timestamp
 
 SUPPORTED = frozenset({
     "$schema", "$id", "$defs", "$ref", "title", "description",
@@ -113,8 +114,6 @@ def _regex(pattern: str) -> re.Pattern[str]:
 
 def _format_error(value: str, fmt: str) -> str | None:
     if fmt == "date-time":
-        from .payloads import parse_timestamp  # the one parser the server stores with
-
         try:
             parse_timestamp(value)
         except (ValueError, OverflowError) as e:

@@ -13,15 +13,11 @@ from sqlalchemy import select
 
 from . import audit, auth, people
 from .access import ROLES, access
+from .services import services
 from .tables import users
 
 bp = Blueprint("accounts", __name__)
 
-
-def _svc() -> Any:
-    from .app import services
-
-    return services()
 
 
 def _back(error: str | None = None, note: str | None = None) -> Any:
@@ -39,7 +35,7 @@ def _waiting(req: people.RoleRequest | None) -> str | None:
 @access("admin")
 def index() -> Any:
     creator = users.alias("creator")
-    with _svc().db.read() as conn:
+    with services().db.read() as conn:
         rows = conn.execute(select(users.c.id, users.c.username, users.c.roles, users.c.active, users.c.created_at,
                                    users.c.owner, creator.c.username.label("created_by_name"))
                             .outerjoin(creator, creator.c.id == users.c.created_by)
@@ -57,7 +53,7 @@ def create() -> Any:
     owner = (request.form.get("owner") or "").strip() or username.strip()
     try:
         wanted = auth.parse_roles(request.form.getlist("roles"))
-        with _svc().db.write() as conn:
+        with services().db.write() as conn:
             u = auth.create_user(conn, username, request.form.get("password", ""), [], owner=owner,
                                  created_by=g.user.id, allow_no_role=True)
             audit.append(conn, g.user.username, "user.create", u.username,
@@ -77,7 +73,7 @@ def change(user_id: int) -> Any:
     password = request.form.get("password") or None
     try:
         asked = auth.parse_roles(request.form.getlist("roles"), allow_empty=True)
-        with _svc().db.write() as conn:
+        with services().db.write() as conn:
             row = conn.execute(select(users.c.username, users.c.roles).where(users.c.id == user_id)).first()
             if row is None:
                 abort(404)
@@ -110,7 +106,7 @@ def refuse(request_id: int) -> Any:
 
 def _decide(request_id: int, approve: bool) -> Any:
     try:
-        with _svc().db.write() as conn:
+        with services().db.write() as conn:
             req = people.decide_request(conn, g.user, request_id, approve)
     except auth.AccountError as e:
         return _back(error=str(e))
@@ -124,7 +120,7 @@ def _decide(request_id: int, approve: bool) -> Any:
 @access("reviewer", "admin")
 def own() -> Any:
     creator, setter = users.alias("creator"), users.alias("setter")
-    with _svc().db.read() as conn:
+    with services().db.read() as conn:
         me = conn.execute(select(users.c.username, users.c.roles, users.c.owner,
                                  creator.c.username.label("created_by_name"),
                                  setter.c.username.label("password_set_by_name"))
@@ -140,7 +136,7 @@ def own_password() -> Any:
     """Choose one's own password (then no administrator knows it); logs out every session."""
     new = request.form.get("new_password") or ""
     try:
-        with _svc().db.write() as conn:
+        with services().db.write() as conn:
             if not auth.check_password(conn, g.user.id, request.form.get("password") or ""):
                 raise auth.AccountError("the current password is wrong")
             if new != request.form.get("repeat"):

@@ -21,7 +21,7 @@ from ..logs import get_logger
 from . import audit, auth
 from .access import DEVICE, PUBLIC, access, rule_of
 from .db import Database
-from .services import Services
+from .services import Services, services
 
 log = get_logger(__name__)
 
@@ -32,12 +32,6 @@ STATIC = Path(__file__).parent / "static"
 
 def session_cookie_name(config: Config) -> str:
     return "__Host-edgeface" if config.server.cookie_secure else "edgeface_session"
-
-
-def services() -> Services:
-    from flask import current_app
-
-    return current_app.extensions["edgeface"]
 
 
 def create_app(config: Config, *, db: Database | None = None, migrate: bool = True) -> Flask:

@@ -12,15 +12,11 @@ from sqlalchemy import func, select
 from ..errors import ConfigError
 from . import audit, auth, rejected
 from .access import access
+from .services import services
 from .tables import devices, publications
 
 bp = Blueprint("fleet", __name__)
 
-
-def _svc() -> Any:
-    from .app import services
-
-    return services()
 
 
 def gallery_stale(reported_version: int | None, last_fetch_at: float | None, pointer_expires: float | None,
@@ -52,7 +48,7 @@ def _pointer_expiry(publish_dir: Any) -> tuple[bool, float | None]:
 
 def device_rows(conn: Any) -> list[dict[str, Any]]:
     latest = conn.execute(select(func.max(publications.c.version))).scalar()
-    svc, now = _svc(), time.time()
+    svc, now = services(), time.time()
     published, pointer_expires = _pointer_expiry(svc.publish_dir)
     out = []
     for d in conn.execute(select(devices).order_by(devices.c.device_id)):
@@ -76,7 +72,7 @@ def device_rows(conn: Any) -> list[dict[str, Any]]:
 @bp.route("/fleet")
 @access("reviewer", "admin")
 def index() -> Any:
-    with _svc().db.read() as conn:
+    with services().db.read() as conn:
         rows = device_rows(conn)
         latest = conn.execute(select(func.max(publications.c.version))).scalar()
         bad = rejected.summary(conn)
@@ -87,7 +83,7 @@ def index() -> Any:
 @access("admin")
 def issue() -> Any:
     device_id = (request.form.get("device_id") or "").strip()
-    svc = _svc()
+    svc = services()
     try:
         with svc.db.write() as conn:
             token = auth.issue_device_token(conn, device_id)
@@ -105,7 +101,7 @@ def issue() -> Any:
 @bp.route("/fleet/devices/<device_id>/revoke", methods=["POST"])
 @access("admin")
 def revoke(device_id: str) -> Any:
-    with _svc().db.write() as conn:
+    with services().db.write() as conn:
         if not auth.revoke_device(conn, device_id):
             abort(404)
         audit.append(conn, g.user.username, "device.revoke", device_id, {})

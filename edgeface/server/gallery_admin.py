@@ -28,6 +28,7 @@ from ..logs import get_logger
 from . import audit, auth
 from .access import DEVICE, access
 from .review import send_image
+from .services import services
 from .tables import devices, identities, images, publications
 
 log = get_logger(__name__)
@@ -37,11 +38,6 @@ IDENTITY_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 GALLERY_SCOPE = "gallery"  # view-token scope of the images the gallery pages show
 FORMATS = {"JPEG": ".jpg", "MPO": ".jpg", "PNG": ".png", "WEBP": ".webp", "BMP": ".bmp"}  # MPO: phones' JPEG
 
-
-def _svc() -> Any:
-    from .app import services
-
-    return services()
 
 
 @contextmanager
@@ -150,7 +146,7 @@ def discard_created(images_dir: Path, created: list[Path], referenced: set[str])
 @bp.route("/gallery")
 @access("admin")
 def index() -> Any:
-    svc = _svc()
+    svc = services()
     with svc.db.read() as conn:
         idents = conn.execute(select(identities, func.count(images.c.id).label("n"))
                               .outerjoin(images, (images.c.identity_id == identities.c.id)
@@ -172,9 +168,8 @@ def index() -> Any:
 @bp.route("/gallery/enroll", methods=["POST"])
 @access("admin")
 def enroll_view() -> Any:
-    from ..gallery.enroll import EnrollItem, Workspace, enroll
 
-    svc = _svc()
+    svc = services()
     ident = (request.form.get("identity") or "").strip()
     name = (request.form.get("name") or "").strip()[:200] or ident
     source = (request.form.get("source") or "").strip()[:500]
@@ -248,7 +243,7 @@ def _enroll_stored(svc: Any, ident: str, name: str, source: str, consent: str,
 @bp.route("/gallery/identities/<ident>")
 @access("admin")
 def identity(ident: str) -> Any:
-    with _svc().db.read() as conn:
+    with services().db.read() as conn:
         row = conn.execute(select(identities).where(identities.c.id == ident)).first()
         if row is None:
             abort(404)
@@ -263,7 +258,7 @@ def wipe(ident: str) -> Any:
     """Remove an identity: its workspace entries, its images (unless another identity uses the file)."""
     from ..gallery.enroll import Workspace
 
-    svc = _svc()
+    svc = services()
     reason = (request.form.get("reason") or "").strip()[:500]
     if not reason:
         abort(400, "say why the identity is removed (reason)")
@@ -291,7 +286,7 @@ def wipe(ident: str) -> Any:
 @access("admin")
 def image(image_id: int) -> Any:
     """Any stored image, refused uploads included (administrators), as a gallery page showed it."""
-    svc = _svc()
+    svc = services()
     with svc.db.read() as conn:
         fname = conn.execute(select(images.c.filename).where(images.c.id == image_id)).scalar()
     if fname is None:
@@ -304,7 +299,7 @@ def image(image_id: int) -> Any:
 def _shown(page: str, image_ids: list[int]) -> dict[int, str]:
     """Audit one view of a gallery page showing these images; returns each image's URL token."""
     if image_ids:
-        with _svc().db.write() as conn:
+        with services().db.write() as conn:
             audit.append(conn, g.user.username, "images.view", page, {"images": image_ids})
     return {i: auth.view_token(g.session.csrf_token, GALLERY_SCOPE, i) for i in image_ids}
 
@@ -360,7 +355,7 @@ def publish_gallery(svc: Any, actor: str) -> dict[str, Any]:
 @access("admin")
 def publish_view() -> Any:
     try:
-        rec = publish_gallery(_svc(), g.user.username)
+        rec = publish_gallery(services(), g.user.username)
     except EdgefaceError as e:
         abort(409, str(e))
     return render_template("published.html", rec=rec)
@@ -372,7 +367,7 @@ def bundle_file(path: str) -> Any:
     """A device downloads a published file: ETag, 304 and byte ranges from the gallery's WSGI server."""
     from ..gallery.serve import GalleryFiles
 
-    svc = _svc()
+    svc = services()
     files = svc.__dict__.setdefault("_gallery_files", GalleryFiles(svc.publish_dir))
     env = dict(request.environ)
     env["PATH_INFO"] = "/" + path

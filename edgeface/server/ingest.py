@@ -23,7 +23,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from ..config import Config
 from ..logs import get_logger
-from ..mqtt import payloads
+from ..mqtt import timestamps
 from ..mqtt.ingest import REJECTED_HEAD, Ingest, ResultRow, printable, result_row
 from .db import Database
 from .tables import devices, rejected, results
@@ -76,7 +76,7 @@ class DbResultStore:
         time, so ordering by the device's timestamp would ignore it)."""
         ins = self._insert(devices)
         values = {"device_id": doc["device_id"], "state": doc["state"],
-                  "status": json.dumps(doc, separators=(",", ":")), "status_ts": payloads.parse_timestamp(doc["ts"]),
+                  "status": json.dumps(doc, separators=(",", ":")), "status_ts": timestamps.parse_timestamp(doc["ts"]),
                   "updated_at": time.time()}
         with self.db.write() as conn:
             conn.execute(ins.values(revoked=False, **values).on_conflict_do_update(

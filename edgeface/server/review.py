@@ -28,6 +28,7 @@ from ..errors import EdgefaceError
 from . import audit, auth, people
 from .access import access
 from .auth import User
+from .services import services
 from .tables import identities, images, results, reviews, users
 
 bp = Blueprint("review", __name__)
@@ -174,18 +175,13 @@ def _creator(conn: Connection, uid: int | None) -> str:
     return str(conn.execute(select(users.c.username).where(users.c.id == uid)).scalar())
 
 
-def _svc() -> Any:
-    from .app import services
-
-    return services()
-
 
 @bp.route("/review")
 @access("reviewer")
 def queue() -> Any:
     f = Filters.from_args(request.args)
     page = max(1, request.args.get("page", 1, type=int))
-    with _svc().db.read() as conn:
+    with services().db.read() as conn:
         rows, total = list_results(conn, f, offset=(page - 1) * PAGE)
         devices = [r[0] for r in conn.execute(select(results.c.device_id).distinct().order_by(results.c.device_id))]
     return render_template("review_list.html", rows=rows, total=total, f=f, page=page, pages=max(1, -(-total // PAGE)),
@@ -217,7 +213,7 @@ def _candidates(payload: str) -> list[str]:
 @bp.route("/review/<rid>")
 @access("reviewer")
 def detail(rid: str) -> Any:
-    svc = _svc()
+    svc = services()
     with svc.db.read() as conn:
         row = conn.execute(select(results).where(results.c.id == rid)).first()
         if row is None:
@@ -243,7 +239,7 @@ def detail(rid: str) -> Any:
 @access("reviewer")
 def image(rid: str, image_id: int) -> Any:
     """An enrolled image of one of this result's candidates, as its (audited) review page showed it."""
-    svc = _svc()
+    svc = services()
     with svc.db.read() as conn:
         payload = conn.execute(select(results.c.payload).where(results.c.id == rid)).scalar()
         if payload is None:
@@ -268,7 +264,7 @@ def send_image(path: Path) -> Any:
 @bp.route("/review/<rid>/decide", methods=["POST"])
 @access("reviewer")
 def decide_view(rid: str) -> Any:
-    svc = _svc()
+    svc = services()
     try:
         with svc.db.write() as conn:
             decide(conn, rid, g.user, request.form.get("verdict", ""), request.form.get("identity") or None,
@@ -289,7 +285,7 @@ def decide_view(rid: str) -> Any:
 @bp.route("/review/<rid>/crop.jpg")
 @access("reviewer")
 def crop(rid: str) -> Any:
-    with _svc().db.read() as conn:
+    with services().db.read() as conn:
         payload = conn.execute(select(results.c.payload).where(results.c.id == rid)).scalar()
     if payload is None:
         abort(404)
@@ -315,7 +311,7 @@ def export() -> Any:
     if fmt not in ("csv", "json"):
         abort(400, "format is csv or json")
     f = Filters.from_args(request.args)
-    svc = _svc()
+    svc = services()
     with svc.db.read() as conn:
         rows, _ = list_results(conn, f, limit=100_000)
         ids = [r.id for r in rows]

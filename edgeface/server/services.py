@@ -70,3 +70,11 @@ def bundles_url(config: Config) -> str:
             f"server.public_url = {raw!r} is not a base URL: give scheme and host, e.g. https://edgeface.example.org "
             "(no user name, query or fragment)")
     return raw.rstrip("/") + "/bundles/"
+
+
+def services() -> Services:
+    """The running app's :class:`Services` (inside a request or an app context)."""
+    from flask import current_app
+
+    found: Services = current_app.extensions["edgeface"]
+    return found

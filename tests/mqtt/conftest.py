@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from edgeface.testing.broker import LocalBroker
-from edgeface.testing.mqttload import outbox_item, sample_result, wait_for
 from edgeface.mqtt import Ingest, ResultStore, dynsec
-from edgeface.testing import certs
 from edgeface.mqtt.link import LinkSettings
 from edgeface.outbox import Outbox
+from edgeface.testing import certs
+from edgeface.testing.broker import LocalBroker
+from edgeface.testing.mqttload import outbox_item, sample_result, wait_for
 
 DEVICES = ("unit-a", "unit-b")
 SERVER = "edgeface-ingest"  # central identities: certificates from the central CA, the broker's 8885 listener

@@ -12,12 +12,12 @@ from typing import Any
 import jsonschema
 import paho.mqtt.client as mqtt
 
-from edgeface.testing.broker import LocalBroker
-from edgeface.testing.mqttload import Child, outbox_item, sample_result, wait_for, write_toml
-from edgeface.testing.proxy import TcpProxy
 from edgeface.mqtt import Publisher, payloads, topics
 from edgeface.mqtt.validate import load_schema
 from edgeface.outbox import Outbox, Priority
+from edgeface.testing.broker import LocalBroker
+from edgeface.testing.mqttload import Child, outbox_item, sample_result, wait_for, write_toml
+from edgeface.testing.proxy import TcpProxy
 
 from .conftest import fill, plain_settings
 

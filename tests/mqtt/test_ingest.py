@@ -11,11 +11,11 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 
-from edgeface.testing.broker import LocalBroker
-from edgeface.testing.mqttload import outbox_item, sample_result, wait_for
 from edgeface.errors import PayloadError
 from edgeface.mqtt import Publisher, ResultStore, payloads, topics
 from edgeface.outbox import Outbox
+from edgeface.testing.broker import LocalBroker
+from edgeface.testing.mqttload import outbox_item, sample_result, wait_for
 
 from .conftest import fill, plain_settings
 

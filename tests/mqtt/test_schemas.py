@@ -13,10 +13,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edgeface.testing.mqttload import sample_result
 from edgeface.errors import PayloadError
-from edgeface.mqtt import payloads
+from edgeface.mqtt import payloads, timestamps
 from edgeface.mqtt.validate import SCHEMAS, SUPPORTED, load_schema, schema_errors
+from edgeface.testing.mqttload import sample_result
 
 QUALITY = {"score": 0.93, "size_px": 120.4, "sharpness": 80.0, "yaw": -12.5, "pitch": 3.0, "roll": float("nan")}
 
@@ -208,6 +208,6 @@ def test_decode_classifies_bad_input(data: bytes, kind: str) -> None:
 
 def test_timestamps_round_trip_in_utc() -> None:
     t = 1_700_000_000.123
-    text = payloads.utc_timestamp(t)
+    text = timestamps.utc_timestamp(t)
     assert text == "2023-11-14T22:13:20.123Z"
-    assert abs(payloads.parse_timestamp(text) - t) < 1e-3
+    assert abs(timestamps.parse_timestamp(text) - t) < 1e-3

@@ -12,12 +12,12 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 
-from edgeface.testing.broker import LocalBroker
-from edgeface.testing.mqttload import outbox_item, sample_result, wait_for
 from edgeface.errors import ConfigError
 from edgeface.mqtt import Publisher, dynsec, topics
 from edgeface.mqtt.link import LinkSettings
 from edgeface.outbox import Outbox
+from edgeface.testing.broker import LocalBroker
+from edgeface.testing.mqttload import outbox_item, sample_result, wait_for
 
 from .conftest import CENTRAL, SERVER, WEB, fill, mtls_settings
 
