@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -91,3 +93,25 @@ def test_external_needs_a_path() -> None:
         TFLiteModel(_detector_bytes(), RuntimeConfig(backend="external"))
     with pytest.raises(BackendUnavailable, match="/nonexistent/libvx_delegate.so"):
         TFLiteModel(_detector_bytes(), RuntimeConfig(backend="external", delegate_path="/nonexistent/libvx_delegate.so"))
+
+
+def test_the_runtime_start_up_chatter_stays_off_the_terminal_and_nothing_else_is_lost() -> None:
+    """`INFO: Created TensorFlow Lite XNNPACK delegate for CPU.` used to open every command's stderr
+    (and break the enroll progress bar); a warning written to fd 2 meanwhile must still come through."""
+    import subprocess
+    import sys
+
+    code = (
+        "import os\n"
+        "from edgeface.vision.runtime.quiet import native_chatter_filtered\n"
+        "with native_chatter_filtered():\n"
+        "    os.write(2, b'INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\\n')\n"
+        "    os.write(2, b'WARNING: something the operator must see\\n')\n"
+        "import edgeface\n"
+        "print(len(edgeface.detect_faces(edgeface.load_image('tests/images/obama.jpg'))))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                       cwd=Path(__file__).resolve().parents[2])
+    assert r.returncode == 0 and r.stdout.strip() == "1", r.stderr
+    assert "Created TensorFlow Lite" not in r.stderr
+    assert "WARNING: something the operator must see" in r.stderr

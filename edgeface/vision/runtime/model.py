@@ -19,6 +19,7 @@ from ...logs import get_logger
 from . import backends
 from .loader import runtime_info
 from .quant import TensorSpec, dequantize, is_quantized, quantize
+from .quiet import native_chatter_filtered
 
 __all__ = ["TFLiteModel", "TensorSpec"]
 
@@ -34,8 +35,9 @@ class TFLiteModel:
         options = backends.interpreter_options(runtime, rt)
         t0 = time.perf_counter()
         try:
-            self._interp = rt.module.Interpreter(model_content=content, **options)
-            self._interp.allocate_tensors()
+            with native_chatter_filtered():
+                self._interp = rt.module.Interpreter(model_content=content, **options)
+                self._interp.allocate_tensors()
         except (ValueError, RuntimeError) as e:
             raise ModelError(
                 f"{name}: the TFLite runtime ({rt.package} {rt.version}) cannot load this model: {e}. "
