@@ -1,16 +1,14 @@
-"""Fixtures for the field-unit tests: unit configurations in a temp folder, photos to feed, stand-ins for
-optional hardware modules, a real mosquitto on loopback."""
+"""Fixtures for the daemon tests: a signed test gallery, unit configurations in a temp folder, LFW people."""
 
 from __future__ import annotations
 
 import shutil
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from unit_helpers import REPO, toml_text, unit_sections
+from daemon_helpers import REPO, toml_text, unit_sections
 
 from edgeface.config import Config, load_config
 
@@ -76,13 +74,3 @@ def lfw_people(lfw_root: Path) -> dict[str, list[Path]]:
     from edgeface.evaluation.lfw import people
 
     return people(lfw_root)
-
-
-@pytest.fixture
-def fake_modules(monkeypatch: pytest.MonkeyPatch) -> Callable[[str, Any], None]:
-    """Install a stand-in module under a name (picamera2, libcamera, gpiozero) for one test."""
-
-    def install(name: str, module: Any) -> None:
-        monkeypatch.setitem(sys.modules, name, module)
-
-    return install

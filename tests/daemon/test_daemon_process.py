@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from unit_helpers import SAMPLE_PHOTOS, edgeface_child, feed, wait_child
+from daemon_helpers import edgeface_child, wait_child
+from sample_photos import SAMPLE_PHOTOS, feed
 
 from edgeface.testing.broker import LocalBroker, free_port
 from edgeface.testing.mqttload import wait_for

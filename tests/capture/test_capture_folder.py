@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
-from unit_helpers import SAMPLE_PHOTOS, feed
+from sample_photos import SAMPLE_PHOTOS, feed
 
 from edgeface.capture import EndOfSource, Outcome
 from edgeface.capture.folder import FolderSource

@@ -11,7 +11,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from unit_helpers import REPO
+from daemon_helpers import REPO
 
 from edgeface.config import load_config
 from edgeface.daemon import demo

@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.x509.oid import NameOID
-from unit_helpers import REPO
 
 from edgeface.config import load_config
 from edgeface.gallery import signing
 from edgeface.testing import certs
 from edgeface.mqtt.link import LinkSettings, check_identity
 
+REPO = Path(__file__).resolve().parents[2]
 FW = REPO / "firmware"
 UNIT = FW / "systemd" / "edgeface.service"
 PROVISION = FW / "provision" / "edgeface-provision"

@@ -1,18 +1,15 @@
-"""Helpers for the field-unit tests (imported by conftest.py and the test modules)."""
+"""Helpers for the daemon tests (imported by conftest.py and the test modules): a unit's configuration
+under a temp folder, and the daemon as a child process."""
 
 from __future__ import annotations
 
-import os
-import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 from edgeface.testing.mqttload import Child
-from edgeface.daemon import demo
 
 REPO = Path(__file__).resolve().parents[2]
-SAMPLE_PHOTOS = sorted(demo.PHOTOS.glob("*.jpg"))
 
 
 def unit_sections(root: Path, **sections: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -50,20 +47,6 @@ def toml_text(sections: dict[str, dict[str, Any]]) -> str:
         out += [f"{k} = {val(v)}" for k, v in values.items()]
         out.append("")
     return "\n".join(out)
-
-
-def feed(inbox: Path, photos: list[Path], names: list[str] | None = None, mtime0: float | None = None) -> list[Path]:
-    """Copy photos into the inbox the safe way (temporary name, then rename), with increasing mtimes."""
-    out = []
-    mtime0 = time.time() - 3600 if mtime0 is None else mtime0
-    for i, src in enumerate(photos):
-        name = names[i] if names else f"{i:03d}-{src.name}"
-        tmp = inbox / f".{name}.part"
-        shutil.copyfile(src, tmp)
-        os.utime(tmp, (mtime0 + i, mtime0 + i))
-        os.replace(tmp, inbox / name)
-        out.append(inbox / name)
-    return out
 
 
 def edgeface_child(args: list[str], log: Path, env: dict[str, str] | None = None) -> Child:

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from unit_helpers import SAMPLE_PHOTOS, feed
+from sample_photos import SAMPLE_PHOTOS, feed
 
 from edgeface.capture import EndOfSource, Frame, Source
 from edgeface.capture.folder import FolderLedger, ledger_path
