@@ -20,13 +20,14 @@ import pytest
 from daemon_helpers import edgeface_child, wait_child
 from sample_photos import SAMPLE_PHOTOS, feed
 
-from edgeface.testing.broker import LocalBroker, free_port
-from edgeface.testing.mqttload import wait_for
 from edgeface.capture.folder import read_ledger
 from edgeface.config import Config
+from edgeface.daemon.status import status_path
 from edgeface.mqtt import Ingest, ResultStore
 from edgeface.mqtt.link import LinkSettings
 from edgeface.outbox import Outbox
+from edgeface.testing.broker import LocalBroker, free_port
+from edgeface.testing.mqttload import wait_for
 
 MakeUnit = Callable[..., tuple[Config, Path]]
 
@@ -88,6 +89,9 @@ def test_kill_9_mid_run_then_restart_processes_every_file_once(make_unit: MakeUn
     child = edgeface_child(["--config", str(path), "run"], tmp_path / "run.log")
     child.start()
     try:
+        # photos arrive while the daemon runs (not while it starts: on a busy machine it could start after
+        # the last one arrived, and the kill would not be mid-run)
+        assert wait_child(child, status_path(config).exists, 60), child.log_tail()
         fed = 0
         while fed < len(photos) and len([r for r in ledger_rows(config) if r["status"] == "done"]) < 6:
             feed(inbox, photos[fed : fed + 2], [f"{fed:03d}.jpg", f"{fed + 1:03d}.jpg"], mtime0=time.time() - 60 + fed)

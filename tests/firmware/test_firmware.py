@@ -16,8 +16,8 @@ from cryptography.x509.oid import NameOID
 
 from edgeface.config import load_config
 from edgeface.gallery import signing
-from edgeface.testing import certs
 from edgeface.mqtt.link import LinkSettings, check_identity
+from edgeface.testing import certs
 
 REPO = Path(__file__).resolve().parents[2]
 FW = REPO / "firmware"
