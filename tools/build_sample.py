@@ -14,7 +14,7 @@
   trusts it is refused by `edgeface run`;
 * PROVENANCE.md: where every shipped photo comes from, with SHA-256.
 
-Rebuild when the default embedder model changes (tests/unit/test_demo.py fails with a message saying so).
+Rebuild when the default embedder model changes (tests/daemon/test_demo.py fails with a message saying so).
 The script checks the result: the demo must give match, match, no_match, refused.
 """
 
