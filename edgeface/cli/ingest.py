@@ -34,7 +34,7 @@ def ingest(app: AppContext, db_path: Path | None, client_id: str | None, stats_e
 
     log = get_logger("edgeface.ingest")
     store = ResultStore(db_path or app.config.ingest.db)
-    worker = Ingest.from_config(app.config, store, client_id=client_id)
+    worker = Ingest.from_config(app.config.mqtt, app.config.ingest, store, client_id=client_id)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: Any) -> None:

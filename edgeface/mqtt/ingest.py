@@ -35,6 +35,7 @@ from ..errors import EdgefaceError, PayloadError
 from ..logs import get_logger
 from . import payloads, timestamps, topics
 from .link import Backoff, Connection, LinkSettings
+from .settings import IngestConfig, MqttConfig
 
 log = get_logger(__name__)
 
@@ -294,16 +295,16 @@ class Ingest:
         self.error: BaseException | None = None
 
     @classmethod
-    def from_config(cls, config: Any, store: ResultStore, *, client_id: str | None = None) -> Ingest:
+    def from_config(cls, mqtt: MqttConfig, ingest: IngestConfig, store: ResultStore, *,
+                    client_id: str | None = None) -> Ingest:
         """From the ``[mqtt]`` (broker, TLS, server account) and ``[ingest]`` sections."""
         import socket
 
-        cid = client_id or config.ingest.client_id or f"ingest-{socket.gethostname()}"
-        settings = LinkSettings.from_config(config.mqtt, cid)
-        i = config.ingest
-        return cls(store, settings, group=i.group, batch=i.batch, flush_ms=i.flush_ms,
-                   max_payload_bytes=config.mqtt.max_payload_bytes,
-                   reconnect_min_s=config.mqtt.reconnect_min_s, reconnect_max_s=config.mqtt.reconnect_max_s)
+        cid = client_id or ingest.client_id or f"ingest-{socket.gethostname()}"
+        settings = LinkSettings.from_config(mqtt, cid)
+        return cls(store, settings, group=ingest.group, batch=ingest.batch, flush_ms=ingest.flush_ms,
+                   max_payload_bytes=mqtt.max_payload_bytes,
+                   reconnect_min_s=mqtt.reconnect_min_s, reconnect_max_s=mqtt.reconnect_max_s)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run_guarded, name="edgeface-ingest", daemon=True)

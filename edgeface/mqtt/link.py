@@ -22,6 +22,7 @@ from paho.mqtt.properties import Properties
 
 from ..errors import ConfigError, MqttError
 from ..logs import get_logger
+from .settings import MqttConfig
 from .topics import check_device_id
 
 
@@ -44,9 +45,9 @@ class LinkSettings:
     session_expiry_s: int = 7 * 86400
 
     @classmethod
-    def from_config(cls, mqtt_config: Any, client_id: str) -> LinkSettings:
-        """From an ``[mqtt]`` section; reads the password file and checks the TLS files exist."""
-        c = mqtt_config
+    def from_config(cls, mqtt: MqttConfig, client_id: str) -> LinkSettings:
+        """From the ``[mqtt]`` section; reads the password file and checks the TLS files exist."""
+        c = mqtt
         if not c.host:
             raise ConfigError("mqtt.host is empty: set the broker's host name (results wait in the outbox until then)")
         for key in ("ca_file", "cert_file", "key_file", "password_file"):

@@ -42,6 +42,7 @@ from typing import Any, Literal
 from ..errors import OutboxError, OutboxFull
 from ..logs import get_logger
 from .rows import COUNTERS, SCHEMA, OutboxStats, Pending, Priority, crc32, damage, translate
+from .settings import OutboxConfig
 
 log = get_logger(__name__)
 
@@ -109,18 +110,18 @@ class Outbox:
         self._migrate()
 
     @classmethod
-    def from_config(cls, config: Any) -> Outbox:
-        """Open the outbox described by an ``[outbox]`` config section."""
+    def from_config(cls, outbox: OutboxConfig) -> Outbox:
+        """Open the outbox described by the ``[outbox]`` config section."""
         return cls(
-            config.path,
-            max_results=config.max_results,
-            max_bytes=config.max_bytes,
-            on_full=config.on_full,
-            ttl_s=config.ttl_s,
-            match_ttl_s=config.match_ttl_s,
-            max_quarantined=config.max_quarantined,
-            synchronous=config.synchronous,
-            cache_kib=config.cache_kib,
+            outbox.path,
+            max_results=outbox.max_results,
+            max_bytes=outbox.max_bytes,
+            on_full=outbox.on_full,
+            ttl_s=outbox.ttl_s,
+            match_ttl_s=outbox.match_ttl_s,
+            max_quarantined=outbox.max_quarantined,
+            synchronous=outbox.synchronous,
+            cache_kib=outbox.cache_kib,
         )
 
     # ----------------------------------------------------------------------------------------------

@@ -22,9 +22,9 @@ from typing import Any
 from flask import Blueprint, Response, abort, g, redirect, render_template, request, url_for
 from sqlalchemy import delete, func, insert, select, update
 
-from ..config import ImageConfig
 from ..errors import EdgefaceError, GalleryError, ImageError, ImageTooLarge
 from ..logs import get_logger
+from ..vision.settings import ImageConfig
 from . import audit, auth
 from .access import DEVICE, access
 from .review import send_image

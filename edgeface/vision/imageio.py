@@ -15,9 +15,9 @@ from typing import BinaryIO, Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from ..config import ImageConfig
 from ..errors import ImageError, ImageTooLarge
 from ..logs import get_logger
+from .settings import ImageConfig
 
 log = get_logger(__name__)
 

@@ -20,8 +20,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ..config import QualityConfig
 from .faces import Face
+from .settings import QualityConfig
 
 SHARPNESS_WIDTH = 112  # faces are rescaled to this width before measuring sharpness
 

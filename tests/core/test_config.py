@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from edgeface.config import Config, as_dict, load_config, to_toml
 from edgeface.errors import ConfigError
+from edgeface.vision.settings import DetectConfig
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
 
 
 def test_defaults_are_valid() -> None:
@@ -16,19 +26,32 @@ def test_defaults_are_valid() -> None:
     assert cfg.runtime.backend == "cpu" and cfg.detect.rotations == (0, 90, 270, 180)
 
 
+def _leaves(section: Any, prefix: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Every setting of a (nested) section, by its dotted key."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(section):
+        value = getattr(section, f.name)
+        if dataclasses.is_dataclass(value):
+            out.update(_leaves(value, (*prefix, f.name)))
+        else:
+            out[".".join((*prefix, f.name))] = value
+    return out
+
+
 def test_documented_defaults_round_trip(tmp_path: Path) -> None:
     text = to_toml(Config())
     assert "# Refuse images with more pixels" in text
     p = tmp_path / "edgeface.toml"
     p.write_text(text)
-    loaded, default = as_dict(load_config(p, env={})), as_dict(Config())
-    for section, values in default.items():
-        for key, value in values.items():
-            got = loaded[section][key]
-            if isinstance(value, str) and got != value:  # a relative path now relative to the file
-                assert got == str(tmp_path / value), f"{section}.{key}"
-            else:
-                assert got == value, f"{section}.{key}"
+    notices: list[str] = []
+    loaded, default = _leaves(load_config(p, env={}, notices=notices)), _leaves(Config())
+    assert loaded.keys() == default.keys() and notices == []
+    for key, value in default.items():
+        got = loaded[key]
+        if isinstance(value, Path) and got != value:  # '~' expanded, a relative path now relative to the file
+            assert got == (value.expanduser() if str(value).startswith("~") else tmp_path / value), key
+        else:
+            assert got == value, key
 
 
 def test_precedence_file_env_cli(tmp_path: Path) -> None:
@@ -105,3 +128,92 @@ def test_malformed_override() -> None:
 def test_as_dict_is_plain() -> None:
     d = as_dict(Config())
     assert d["detect"]["rotations"] == [0, 90, 270, 180]
+
+
+def test_optional_settings_are_left_out_not_empty() -> None:
+    """An unset optional setting is absent from the file: `config defaults` writes it commented out,
+    with what leaving it unset means; "" appears only as the value of a string."""
+    text = to_toml(Config())
+    assert "\n# min_score =   (unset: the detector card's calibrated value)\n" in text
+    written = _leaves_of_toml(tomllib.loads(text))
+    for key, value in _leaves(Config()).items():
+        if value is None:
+            assert key not in written and f"# {key.rpartition('.')[2]} =   (unset: " in text, key
+        elif written[key] == "":
+            assert isinstance(value, str), key
+    assert all(f.metadata.get("unset") for f in dataclasses.fields(DetectConfig) if f.default is None)
+
+
+def _leaves_of_toml(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in table.items():
+        if isinstance(v, dict) and k != "delegate_options":
+            out.update(_leaves_of_toml(v, f"{prefix}{k}."))
+        else:
+            out[prefix + k] = v
+    return out
+
+
+def test_old_empty_string_for_an_unset_optional_is_accepted_with_a_notice(tmp_path: Path) -> None:
+    p = tmp_path / "old.toml"
+    p.write_text('[detect]\nmin_score = ""\n[models]\ndir = ""\n[gallery]\nthreshold = 0.5\n')
+    notices: list[str] = []
+    cfg = load_config(p, env={}, notices=notices)
+    assert cfg.detect.min_score is None and cfg.models.dir is None and cfg.gallery.threshold == 0.5
+    assert len(notices) == 2
+    assert notices[0].startswith(f'detect.min_score = "" (from {p}) leaves it unset (the detector card')
+    assert '"" no longer means unset: delete the line' in notices[0]
+    assert notices[1].startswith('models.dir = ""') and "(the bundled models)" in notices[1]
+
+
+def test_notices_are_logged_when_not_collected(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    p = tmp_path / "old.toml"
+    p.write_text('[embed]\nflip_fusion = ""\n')
+    with caplog.at_level("WARNING", logger="edgeface.config"):
+        assert load_config(p, env={}).embed.flip_fusion is None
+    assert [r.getMessage() for r in caplog.records] == ["config.migrate"]
+
+
+def test_an_empty_string_is_still_a_string_and_still_wrong_for_a_number(tmp_path: Path) -> None:
+    p = tmp_path / "c.toml"
+    p.write_text('[mqtt]\nhost = ""\n[runtime]\nnum_threads = ""\n')
+    with pytest.raises(ConfigError, match=r"runtime.num_threads = '' .*expected an integer"):
+        load_config(p, env={})
+
+
+def test_sections_are_declared_by_their_packages() -> None:
+    """Each section class lives in the package that owns it; the config package only assembles them."""
+    owners = {name: type(getattr(Config(), name)).__module__ for name in (f.name for f in dataclasses.fields(Config))}
+    assert owners["detect"] == owners["runtime"] == owners["models"] == "edgeface.vision.settings"
+    assert owners["gallery"] == owners["enroll"] == "edgeface.gallery.settings"
+    assert owners["outbox"] == "edgeface.outbox.settings"
+    assert owners["mqtt"] == owners["ingest"] == "edgeface.mqtt.settings"
+    assert owners["server"] == "edgeface.server.settings"
+    assert owners["logging"] == owners["device"] == "edgeface.config.core"
+
+
+@pytest.mark.parametrize("first", [
+    "edgeface.config", "edgeface.config.fields", "edgeface.vision.settings", "edgeface.gallery.settings",
+    "edgeface.outbox.settings", "edgeface.mqtt.settings", "edgeface.server.settings", "edgeface.gallery",
+    "edgeface.mqtt", "edgeface.outbox", "edgeface.vision.engine",
+])
+def test_any_import_order_works(first: str) -> None:
+    """The owners' settings modules import the config package's field helper and the config package
+    imports them back to assemble Config: whichever a process imports first, both end up complete."""
+    code = f"import importlib; importlib.import_module({first!r}); from edgeface.config import Config; Config()"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert r.returncode == 0, r.stderr[-2000:]
+
+
+def test_server_settings_need_no_server_libraries() -> None:
+    """A field unit has neither Flask nor SQLAlchemy, yet loads the whole configuration."""
+    code = ("import sys\n"
+            "class Block:\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name.split('.')[0] in ('flask', 'sqlalchemy', 'alembic'):\n"
+            "            raise ImportError(name)\n"
+            "sys.meta_path.insert(0, Block())\n"
+            "from edgeface.config import load_config\n"
+            "print(load_config(env={}).server.port)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert r.returncode == 0 and r.stdout.strip() == "8480", r.stderr[-2000:]

@@ -5,10 +5,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeface.config import DetectConfig, RuntimeConfig
 from edgeface.vision.cards import find_card
 from edgeface.vision.imageio import load_image
 from edgeface.vision.models.blazeface import BlazeFaceDetector
+from edgeface.vision.settings import DetectConfig, RuntimeConfig
 
 
 @pytest.fixture(scope="session")

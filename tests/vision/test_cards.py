@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from edgeface.config import RuntimeConfig
 from edgeface.errors import ModelError
 from edgeface.vision.cards import bundled_models_dir, find_card, list_cards, load_card
 from edgeface.vision.models.facemesh import FaceMesh
 from edgeface.vision.runtime.backends import BACKENDS
+from edgeface.vision.settings import RuntimeConfig
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeface.config import DetectConfig, RuntimeConfig
 from edgeface.errors import ModelError
 from edgeface.vision.cards import find_card, load_card
 from edgeface.vision.geometry import rotate_image, unrotate_box, unrotate_points, weighted_nms
 from edgeface.vision.imageio import load_image
 from edgeface.vision.models.blazeface import BlazeFaceDetector, ssd_anchors
+from edgeface.vision.settings import DetectConfig, RuntimeConfig
 
 
 def _centre_faces(faces, image):  # type: ignore[no-untyped-def]

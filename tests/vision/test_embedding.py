@@ -12,9 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeface.config import AlignConfig, Config, EmbedConfig
+from edgeface.config import Config
 from edgeface.evaluation import lfw
 from edgeface.vision.engine import Engine
+from edgeface.vision.settings import AlignConfig, EmbedConfig
 
 
 @pytest.fixture(scope="module")

@@ -11,9 +11,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from edgeface.config import ImageConfig
 from edgeface.errors import ImageError
 from edgeface.vision.imageio import load_image
+from edgeface.vision.settings import ImageConfig
 
 LIMITS = ImageConfig(max_pixels=4_000_000)
 

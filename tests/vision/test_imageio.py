@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edgeface.config import ImageConfig
 from edgeface.errors import ImageError, ImageTooLarge
 from edgeface.vision.imageio import load_image
+from edgeface.vision.settings import ImageConfig
 
 
 def _encode(im: Image.Image, fmt: str, **kw: object) -> bytes:

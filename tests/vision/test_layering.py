@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 VISION = Path(__file__).resolve().parents[2] / "edgeface" / "vision"
-ALLOWED_OUTSIDE = {"edgeface.config", "edgeface.errors", "edgeface.logs"}
+ALLOWED_OUTSIDE = {"edgeface.config", "edgeface.config.fields", "edgeface.errors", "edgeface.logs"}
 
 
 def _module(path: Path) -> str:

@@ -6,12 +6,12 @@ import cv2
 import numpy as np
 import pytest
 
-from edgeface.config import QualityConfig
 from edgeface.vision.align import align
 from edgeface.vision.cards import AlignmentSpec
 from edgeface.vision.geometry import rotate_image, similarity_transform
 from edgeface.vision.models.blazeface import BlazeFaceDetector
 from edgeface.vision.quality import assess
+from edgeface.vision.settings import QualityConfig
 
 SPEC = AlignmentSpec(
     width=150, height=150,

@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeface.config import RuntimeConfig
 from edgeface.errors import BackendUnavailable, ConfigError, ModelError
 from edgeface.vision.cards import find_card
 from edgeface.vision.runtime import TensorSpec, TFLiteModel, runtime_info
 from edgeface.vision.runtime.quant import dequantize, quantize
+from edgeface.vision.settings import RuntimeConfig
 
 
 def _spec(dtype: type, scales: list[float], zeros: list[int], axis: int = 0) -> TensorSpec:

@@ -13,12 +13,12 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from ...config import DetectConfig, RuntimeConfig
 from ...errors import ModelError
 from ..cards import DetectorSpec, ModelCard
 from ..faces import Face
 from ..geometry import iou, rotate_image, unrotate_box, unrotate_points, weighted_nms
 from ..runtime import TFLiteModel
+from ..settings import DetectConfig, RuntimeConfig
 
 __all__ = ["BlazeFaceDetector", "ssd_anchors"]
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...config import RuntimeConfig
 from ...errors import ModelError
 from ..cards import ModelCard
 from ..runtime import TFLiteModel
+from ..settings import RuntimeConfig
 
 
 class Embedder:

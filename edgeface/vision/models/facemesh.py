@@ -14,11 +14,11 @@ import math
 import cv2
 import numpy as np
 
-from ...config import RuntimeConfig
 from ...errors import ModelError
 from ..cards import ModelCard
 from ..faces import Face
 from ..runtime import TFLiteModel
+from ..settings import RuntimeConfig
 
 
 class FaceMesh:

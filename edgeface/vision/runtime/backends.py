@@ -12,8 +12,8 @@ import ctypes
 from dataclasses import dataclass
 from typing import Any
 
-from ...config import RuntimeConfig
 from ...errors import BackendUnavailable, ConfigError
+from ..settings import RuntimeConfig
 from .loader import RuntimeInfo
 
 

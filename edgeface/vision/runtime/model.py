@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ...config import RuntimeConfig
 from ...errors import ModelError
 from ...logs import get_logger
+from ..settings import RuntimeConfig
 from . import backends
 from .loader import runtime_info
 from .quant import TensorSpec, dequantize, is_quantized, quantize

@@ -1,0 +1,63 @@
+"""The central server's configuration section (``[server]``). Imports neither Flask nor SQLAlchemy, so
+the field unit (which has neither) can load a configuration. Assembled into :class:`edgeface.config.Config`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..config.fields import setting
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """The central server (``edgeface server``): web application, database, gallery publishing, accounts."""
+
+    database_url: str = setting(
+        "sqlite:////var/lib/edgeface/server.sqlite3",
+        "SQLAlchemy database URL: sqlite:////absolute/path.sqlite3 (one host) or "
+        "postgresql+psycopg://user@host/edgeface (several server hosts; see deploy/postgresql.md).",
+    )
+    data_dir: Path = setting(
+        Path("/var/lib/edgeface/server"),
+        "Server files: uploaded enrollment images, the enrollment workspace, the publish folder.",
+    )
+    signing_key: Path = setting(
+        Path("/etc/edgeface/gallery-signing.pem"),
+        "Ed25519 key that signs gallery bundles (mode 0600; `edgeface gallery keygen`).",
+    )
+    public_url: str = setting(
+        "",
+        "Base URL devices reach this server at (e.g. https://edgeface.example.org); the gallery "
+        "announcement points them to <public_url>/bundles/. Required to publish a gallery (the request's "
+        "Host header is never used).",
+    )
+    host: str = setting("127.0.0.1", "Address the web application listens on (put a TLS proxy in front).")
+    port: int = setting(8480, "TCP port of the web application.", min=0, max=65535)
+    threads: int = setting(8, "Web request threads per server process.", min=1, max=256)
+    ingest_workers: int = setting(
+        1, "Ingest workers started by `edgeface server run` (processes on the MQTT 5 shared subscription).",
+        min=0, max=64,
+    )
+    two_person_rule: bool = setting(
+        False, "A confirmation counts only once a second, different reviewer confirmed the same identity."
+    )
+    cookie_secure: bool = setting(
+        True, "Send session cookies only over HTTPS (turn off only for loopback tests without TLS)."
+    )
+    session_idle_s: int = setting(1800, "Log a user out after this many seconds without a request.", min=60)
+    session_max_s: int = setting(43200, "Log a user out this many seconds after login, active or not.", min=300)
+    login_max_failures: int = setting(
+        5, "Failed logins per user name within login_window_s before further attempts are refused.", min=1
+    )
+    login_max_failures_ip: int = setting(
+        20, "Failed logins per client address within login_window_s before it is refused.", min=1
+    )
+    login_window_s: int = setting(900, "Window of the login rate limits (seconds).", min=10)
+    trusted_proxies: int = setting(
+        0, "Reverse proxies in front of the server whose X-Forwarded-For/-Proto are believed (0: none).",
+        min=0, max=5,
+    )
+    max_upload_bytes: int = setting(20 * 1024**2, "Largest upload (enrollment images) per request, bytes.",
+                                    min=1024)
+    rejected_keep: int = setting(1000, "Malformed MQTT messages kept (first bytes) for inspection.", min=0)
