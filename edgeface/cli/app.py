@@ -24,6 +24,7 @@ class AppContext:
     config: Config
     config_path: str | None = None
     overrides: list[str] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)  # old names the configuration still uses (logged once)
 
     def with_overrides(self, **pairs: Any) -> Config:
         """Re-validate the configuration with command-flag values (``section.key`` -> value)."""
@@ -32,7 +33,7 @@ class AppContext:
         extra = [f"{k}={v}" for k, v in pairs.items() if v is not None]
         if not extra:
             return self.config
-        self.config = load_config(self.config_path, overrides=[*self.overrides, *extra])
+        self.config = load_config(self.config_path, overrides=[*self.overrides, *extra], notices=[])
         return self.config
 
 

@@ -6,13 +6,17 @@ import json
 
 import click
 
-from ..config import Config, as_dict, to_toml
+from ..config import Config, as_dict, log_notices, to_toml
 from .app import AppContext, pass_app
 
 
 @click.group("config")
-def config_group() -> None:
+@click.pass_context
+def config_group(ctx: click.Context) -> None:
     """Inspect and check the configuration."""
+    app = ctx.find_object(AppContext)
+    if app is not None and ctx.invoked_subcommand != "check":
+        log_notices(app.notices)
 
 
 @config_group.command("defaults")
@@ -35,5 +39,15 @@ def show(app: AppContext, as_json: bool) -> None:
 @config_group.command("check")
 @pass_app
 def check(app: AppContext) -> None:
-    """Validate the configuration and exit 0 if it is valid (errors exit 2 with the key named)."""
-    click.echo(f"ok: {app.config_path or 'built-in defaults'} is valid")
+    """Validate the configuration and exit 0 if it is valid (errors exit 2 with the key named).
+
+    Old names (a section that moved, "" for an unset setting) are still read; each is listed with what
+    to rename.
+    """
+    where = app.config_path or "built-in defaults"
+    if not app.notices:
+        click.echo(f"ok: {where} is valid")
+        return
+    click.echo(f"ok: {where} is valid, but says {len(app.notices)} thing(s) the old way (still read); update them:")
+    for note in app.notices:
+        click.echo(f"  - {note}")

@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from .. import __version__
-from ..config import load_config
+from ..config import load_config, log_notices
 from ..errors import EdgefaceError
 from ..logs import configure_logging
 from .app import AppContext, fail
@@ -48,12 +48,15 @@ def cli(ctx: click.Context, config_path: str | None, overrides: tuple[str, ...],
         sets.append(f"logging.level={log_level}")
     if log_json:
         sets.append("logging.format=json")
+    notices: list[str] = []
     try:
-        config = load_config(config_path, overrides=sets)
+        config = load_config(config_path, overrides=sets, notices=notices)
     except EdgefaceError as e:
         raise fail(e) from None
     configure_logging(config.logging.level, config.logging.format)
-    ctx.obj = AppContext(config=config, config_path=config_path, overrides=sets)
+    ctx.obj = AppContext(config=config, config_path=config_path, overrides=sets, notices=notices)
+    if ctx.invoked_subcommand != "config":  # `config check` reports them itself, the others log them there
+        log_notices(notices)
 
 
 def _register() -> None:

@@ -41,18 +41,18 @@ from .field_unit import (
 from .fields import section, setting
 
 if TYPE_CHECKING:
-    from .loader import ENV_CONFIG, ENV_PREFIX, load_config
+    from .loader import ENV_CONFIG, ENV_PREFIX, load_config, log_notices
     from .render import as_dict, to_toml
     from .schema import Config
 
 __all__ = [
     "ENV_CONFIG", "ENV_PREFIX", "CaptureConfig", "CaptureFolderConfig", "CaptureOpenCVConfig",
     "CapturePicamera2Config", "Config", "ConfigError", "DedupConfig", "DeviceConfig", "LoggingConfig",
-    "RetentionConfig", "RunConfig", "StatusConfig", "as_dict", "load_config", "section", "setting", "to_toml",
+    "RetentionConfig", "RunConfig", "StatusConfig", "as_dict", "load_config", "log_notices", "section", "setting", "to_toml",
 ]
 
 _LAZY = {"Config": "schema", "load_config": "loader", "ENV_CONFIG": "loader", "ENV_PREFIX": "loader",
-         "to_toml": "render", "as_dict": "render"}
+         "log_notices": "loader",          "to_toml": "render", "as_dict": "render"}
 
 
 def __getattr__(name: str) -> Any:

@@ -78,11 +78,16 @@ def load_config(
     config = _build(Config, values)
     unique = list(dict.fromkeys(notes))
     if notices is None:
-        for note in unique:
-            log.warning("config.migrate", what=note)
+        log_notices(unique)
     else:
         notices.extend(unique)
     return config
+
+
+def log_notices(notices: Sequence[str]) -> None:
+    """Log what an old configuration should rename (one warning each, event ``config.migrate``)."""
+    for note in notices:
+        log.warning("config.migrate", what=note)
 
 
 # -- the three sources, as trees of raw values under today's names -----------------------------------
