@@ -56,11 +56,12 @@ def run_cmd(app: AppContext, demo: bool, once: bool, duration: float | None, as_
 def _print_summary(s: dict[str, Any], outbox: str, demo_mode: bool, online: bool) -> None:
     if demo_mode:
         for r in sorted(s["recent"], key=lambda r: str(r["source"])):
+            at = f" at threshold {r['threshold']:.3f}" if r.get("threshold") is not None else ""
             if r["decision"] == "match":
-                what = f"{r['name'] or r['identity']} ({r['identity']}), similarity {r['score']:.3f}"
+                what = f"{r['name'] or r['identity']} ({r['identity']}), similarity {r['score']:.3f}{at}"
             elif r["decision"] == "no_match":
-                what = (f"nobody in the gallery (closest {r['identity']}, {r['score']:.3f})" if r["identity"]
-                        else "nobody in the gallery")
+                what = (f"nobody in the gallery{at} (closest {r['identity']}, {r['score']:.3f})" if r["identity"]
+                        else f"nobody in the gallery{at}")
             else:
                 what = "; ".join(r["reasons"])
             click.echo(f"  {r['source']!s:28s} {r['decision']:9s} {what}")

@@ -272,6 +272,7 @@ class Pipeline:
             "identity": top["identity_id"] if top else None,
             "name": top.get("display_name") if top else None,
             "score": top["score"] if top else None,
+            "threshold": doc.get("threshold"),
             "faces": len(track.members),
             "reasons": doc.get("refusal_reasons", []),
         }
