@@ -127,7 +127,7 @@ def open_gallery(bundle_dir: str | os.PathLike | None = None, *, trusted_keys: S
     engine = engine or default_engine()
     cfg = engine.config
     if bundle_dir is None:
-        opened = GalleryStore.from_config(cfg).open()
+        opened = GalleryStore.from_config(cfg.gallery, cfg.models).open()
         if opened is None:
             raise GalleryError(f"no gallery is installed in {cfg.gallery.dir}; install one with `edgeface gallery "
                                "sync`, or pass a bundle folder")

@@ -137,7 +137,7 @@ def run(lfw_root: Path, work: Path, *, enrolled: int = 100, strangers: int = 100
         "device": {"id": "e2e-unit"},
         "logging": {"format": "json"},
         "capture": {"source": "folder"},
-        "capture_folder": {"path": str(inbox), "settle_s": 0.5, "poll_s": 0.2},
+        "capture.folder": {"path": str(inbox), "settle_s": 0.5, "poll_s": 0.2},
         "gallery": {"dir": str(unit / "gallery"), "trusted_keys": [str(central / "signing.pub")],
                     "sync_url": f"http://127.0.0.1:{server.server_port}/", "key_file": str(unit / "gallery.key"),
                     "sync_interval_s": 600},
@@ -245,7 +245,7 @@ def run(lfw_root: Path, work: Path, *, enrolled: int = 100, strangers: int = 100
 
 
 def _ledger(config: Any) -> list[dict[str, Any]]:
-    return read_ledger(config.run.state_dir, config.capture_folder.path)
+    return read_ledger(config.run.state_dir, config.capture.folder.path)
 
 
 def _central_face(docs: list[dict[str, Any]]) -> dict[str, Any] | None:

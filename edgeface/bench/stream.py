@@ -69,7 +69,7 @@ def synthetic_video(lfw_root: Path, path: Path, *, frames: int = 600, fps: int =
 def _unit_config(base: Config, work: Path, video: Path, threads: int, workers: int, trusted: Path | None) -> Config:
     """The benchmark unit: base settings (models, quality, runtime) with the stream as its camera."""
     sets = [
-        "capture.source=opencv", f"capture_opencv.device={video}", "capture_opencv.loop=true", "capture.fps=0",
+        "capture.source=opencv", f"capture.opencv.device={video}", "capture.opencv.loop=true", "capture.fps=0",
         f"runtime.num_threads={threads}", f"run.workers={workers}", f"run.state_dir={work / 'state'}",
         f"outbox.path={work / 'outbox.sqlite3'}", f"gallery.dir={work / 'gallery'}", "gallery.encrypt=false",
         f"retention.dir={work / 'media'}", "status.metrics_port=0", "status.interval_s=1", "device.id=bench-unit",
@@ -103,7 +103,7 @@ def _gallery(config: Config, work: Path, images: dict[str, Path]) -> Path:
                     signer=signing.load_private_key(work / "k.pem"), target_fpir=config.gallery.target_fpir)
     unit = dataclasses.replace(config, gallery=dataclasses.replace(config.gallery, trusted_keys=(work / "k.pub",),
                                                                    dir=work / "gallery", encrypt=False))
-    store = GalleryStore.from_config(unit)
+    store = GalleryStore.from_config(unit.gallery, unit.models)
     staged = store.staging(pub.manifest.gallery_version)
     for f in pub.dir.iterdir():
         shutil.copyfile(f, staged / f.name)

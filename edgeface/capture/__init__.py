@@ -16,10 +16,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..config import Config
 from .base import EndOfSource, Frame, Outcome, Source
 from .triggers import TriggerHub
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 
 def make_source(config: Config, state_dir: Path | None = None) -> Source:
@@ -29,15 +32,15 @@ def make_source(config: Config, state_dir: Path | None = None) -> Source:
     if kind == "folder":
         from .folder import FolderSource
 
-        return FolderSource(config.capture_folder, state_dir or config.run.state_dir, name)
+        return FolderSource(config.capture.folder, state_dir or config.run.state_dir, name)
     if kind == "opencv":
         from .opencv import OpenCVSource
 
-        return OpenCVSource(config.capture_opencv, name)
+        return OpenCVSource(config.capture.opencv, name)
     if kind == "picamera2":
         from .picamera2 import Picamera2Source
 
-        return Picamera2Source(config.capture_picamera2, name)
+        return Picamera2Source(config.capture.picamera2, name)
     raise ValueError(f"unknown capture.source {kind!r}")  # the config loader only lets known names through
 
 

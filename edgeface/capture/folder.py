@@ -32,10 +32,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import CaptureFolderConfig
 from ..errors import CaptureError, SourceUnavailable
 from ..logs import get_logger
 from .base import EndOfSource, Frame, Outcome, Source
+from .settings import CaptureFolderConfig
 
 log = get_logger(__name__)
 
@@ -131,7 +131,7 @@ class FolderLedger:
 
 
 def ledger_path(state_dir: Path, folder: Path) -> Path:
-    """One progress file per watched folder, so changing capture_folder.path starts a fresh ledger."""
+    """One progress file per watched folder, so changing capture.folder.path starts a fresh ledger."""
     digest = hashlib.sha256(str(Path(folder).resolve()).encode()).hexdigest()[:12]
     return Path(state_dir) / f"folder-{digest}.sqlite3"
 
@@ -153,7 +153,7 @@ def _is_temp(name: str) -> bool:
 
 
 class FolderSource(Source):
-    """New photos in ``capture_folder.path``; see the module docstring for the guarantees."""
+    """New photos in ``capture.folder.path``; see the module docstring for the guarantees."""
 
     kind = "folder"
     live = False
@@ -179,8 +179,8 @@ class FolderSource(Source):
     def open(self) -> None:
         if not self.root.is_dir():
             raise SourceUnavailable(
-                f"capture_folder.path = {str(self.root)!r} does not exist or is not a folder (a card not mounted "
-                "yet?); retrying. Create it, or point capture_folder.path at the folder photos are copied to."
+                f"capture.folder.path = {str(self.root)!r} does not exist or is not a folder (a card not mounted "
+                "yet?); retrying. Create it, or point capture.folder.path at the folder photos are copied to."
             )
         if self.ledger is None:
             self.ledger = FolderLedger(self.ledger_file)
@@ -262,11 +262,11 @@ class FolderSource(Source):
                         continue
                     out.append((os.path.relpath(full, self.root), st.st_size, st.st_mtime_ns))
         except FileNotFoundError as e:
-            raise SourceUnavailable(f"capture_folder.path = {str(self.root)!r} went away ({e}); retrying") from e
+            raise SourceUnavailable(f"capture.folder.path = {str(self.root)!r} went away ({e}); retrying") from e
         except OSError as e:
             raise SourceUnavailable(f"cannot list {self.root}: {e.strerror or e}") from e
         if not self.root.is_dir():
-            raise SourceUnavailable(f"capture_folder.path = {str(self.root)!r} went away; retrying")
+            raise SourceUnavailable(f"capture.folder.path = {str(self.root)!r} went away; retrying")
         return out
 
     def _scan(self) -> None:
@@ -313,7 +313,7 @@ class FolderSource(Source):
 
     def _set_aside(self, rel: str, known: _Version) -> None:
         assert self.ledger is not None
-        error = f"processing was interrupted {known.attempts} times (capture_folder.max_attempts)"
+        error = f"processing was interrupted {known.attempts} times (capture.folder.max_attempts)"
         self.ledger.finish(rel, known.size, known.mtime_ns, Outcome("failed", error=error))
         with self._lock:
             self._known[rel] = _Version(known.size, known.mtime_ns, "failed", known.attempts)

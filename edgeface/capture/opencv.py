@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from ..config import CaptureOpenCVConfig
 from ..errors import CaptureError, SourceUnavailable
 from ..logs import get_logger
 from .base import EndOfSource, Frame, Source
+from .settings import CaptureOpenCVConfig
 
 log = get_logger(__name__)
 
@@ -47,7 +47,7 @@ def has_gstreamer(cv2: Any) -> bool:
 
 
 class OpenCVSource(Source):
-    """``capture_opencv.device``: see :func:`classify` for the kinds it accepts."""
+    """``capture.opencv.device``: see :func:`classify` for the kinds it accepts."""
 
     kind = "opencv"
 
@@ -73,12 +73,12 @@ class OpenCVSource(Source):
         device = self.cfg.device.strip()
         if self.target == "gstreamer" and not has_gstreamer(cv2):
             raise CaptureError(
-                "capture_opencv.device is a GStreamer pipeline, but this OpenCV was built without GStreamer "
+                "capture.opencv.device is a GStreamer pipeline, but this OpenCV was built without GStreamer "
                 "(pip's opencv-python-headless is). On a Jetson use JetPack's OpenCV (python3-opencv, in a "
                 "virtual environment made with --system-site-packages; see firmware/jetson/README.md)."
             )
         if self.target == "file" and not Path(device).is_file():
-            raise SourceUnavailable(f"capture_opencv.device = {device!r}: no such video file; retrying")
+            raise SourceUnavailable(f"capture.opencv.device = {device!r}: no such video file; retrying")
         api = {"index": cv2.CAP_ANY, "v4l2": cv2.CAP_V4L2, "url": cv2.CAP_FFMPEG,
                "gstreamer": cv2.CAP_GSTREAMER, "file": cv2.CAP_ANY}[self.target]
         arg: Any = int(device) if self.target == "index" else device
@@ -92,7 +92,7 @@ class OpenCVSource(Source):
                 "gstreamer": "run the pipeline with gst-launch-1.0 to see GStreamer's own error",
                 "file": "check it is a video file OpenCV's FFmpeg can decode",
             }[self.target]
-            raise SourceUnavailable(f"capture_opencv.device = {device!r} cannot be opened: {hint}; retrying")
+            raise SourceUnavailable(f"capture.opencv.device = {device!r} cannot be opened: {hint}; retrying")
         if self.target != "file":
             if self.cfg.fourcc:
                 cap.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter_fourcc(*self.cfg.fourcc[:4].ljust(4)))
@@ -146,11 +146,11 @@ class OpenCVSource(Source):
                     break
                 self._cond.wait(remaining)
             if self._failed is not None:
-                raise SourceUnavailable(f"capture_opencv.device = {self.cfg.device!r}: {self._failed}")
+                raise SourceUnavailable(f"capture.opencv.device = {self.cfg.device!r}: {self._failed}")
             if self._latest is None or self._latest_n == self._returned_n:
                 if timeout >= self.cfg.read_timeout_s:
-                    raise SourceUnavailable(f"capture_opencv.device = {self.cfg.device!r}: no frame for "
-                                            f"{self.cfg.read_timeout_s} s (capture_opencv.read_timeout_s)")
+                    raise SourceUnavailable(f"capture.opencv.device = {self.cfg.device!r}: no frame for "
+                                            f"{self.cfg.read_timeout_s} s (capture.opencv.read_timeout_s)")
                 return None
             image, at, n = self._latest
             self._returned_n = n

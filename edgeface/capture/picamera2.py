@@ -12,10 +12,10 @@ import importlib
 import time
 from typing import Any
 
-from ..config import CapturePicamera2Config
 from ..errors import CaptureError, SourceUnavailable
 from ..logs import get_logger
 from .base import Frame, Source
+from .settings import CapturePicamera2Config
 
 log = get_logger(__name__)
 
@@ -31,7 +31,7 @@ FORMAT = "BGR888"
 
 
 class Picamera2Source(Source):
-    """``[capture_picamera2]``: one CSI camera, frames as RGB arrays."""
+    """``[capture.picamera2]``: one CSI camera, frames as RGB arrays."""
 
     kind = "picamera2"
     live = True
@@ -58,7 +58,7 @@ class Picamera2Source(Source):
         cams = picamera2.Picamera2.global_camera_info()
         if self.cfg.camera >= len(cams):
             raise SourceUnavailable(
-                f"capture_picamera2.camera = {self.cfg.camera} but libcamera sees {len(cams)} camera(s): check the "
+                f"capture.picamera2.camera = {self.cfg.camera} but libcamera sees {len(cams)} camera(s): check the "
                 "ribbon cable, and camera_auto_detect=1 (or the sensor's dtoverlay) in /boot/firmware/config.txt; "
                 "`rpicam-hello --list-cameras` shows what the system sees. Retrying."
             )

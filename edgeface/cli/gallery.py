@@ -256,7 +256,7 @@ def sync(app: AppContext, url: str | None, as_json: bool) -> None:
     base = url or g.sync_url
     if not base:
         raise click.UsageError("no sync URL: pass --url or set gallery.sync_url")
-    store = GalleryStore.from_config(app.config)
+    store = GalleryStore.from_config(g, app.config.models)
     headers = auth_headers(g.sync_username or device_id_from(app.config.device.id), g.sync_password_file) \
         if g.sync_password_file else {}
     r = sync_once(store, base, timeout=g.sync_timeout_s, ca_file=g.sync_ca_file, max_bytes=g.sync_max_bytes,

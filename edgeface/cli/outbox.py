@@ -67,7 +67,7 @@ def drain(app: AppContext, until_empty: bool, timeout: float | None, as_json: bo
     from ..mqtt import Publisher
 
     box = _open(app)
-    pub = Publisher.from_config(app.config, box)
+    pub = Publisher.from_config(app.config.mqtt, app.config.device, box, model_id=app.config.models.embedder)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: Any) -> None:

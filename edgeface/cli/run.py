@@ -15,7 +15,7 @@ from .app import EXIT_FAILED, AppContext, emit_json, pass_app
 @click.command("run")
 @click.option("--demo", is_flag=True,
               help="Run the bundled demo (what `edgeface run` does when nothing is configured).")
-@click.option("--once", is_flag=True, help="Exit when the folder has been processed (capture_folder.once).")
+@click.option("--once", is_flag=True, help="Exit when the folder has been processed (capture.folder.once).")
 @click.option("--duration", type=float, help="Stop (and drain) after this many seconds.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run's summary as one JSON object at exit.")
 @pass_app
@@ -40,7 +40,7 @@ def run_cmd(app: AppContext, demo: bool, once: bool, duration: float | None, as_
         click.echo(f"edgeface: no configuration given: running the bundled demo (sample photos in "
                    f"{demo_mod.PHOTOS}, sample gallery version {version} signed with the DEMO key)", err=True)
     else:
-        config = app.with_overrides(**{"capture_folder.once": "true" if once else None})
+        config = app.with_overrides(**{"capture.folder.once": "true" if once else None})
         demo_mod.refuse_demo_key(config)
     daemon = Daemon(config, duration_s=duration)
     code = daemon.run()

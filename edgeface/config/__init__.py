@@ -18,7 +18,10 @@ commented TOML file. The modules here:
 
 ``Config`` and the functions that need it are loaded on first use (PEP 562 ``__getattr__``): the owners'
 settings modules import :mod:`.fields`, which runs this file, so this file must not import them back
-while one of them is still half-imported.
+while one of them is still half-imported. For the same reason, a module that importing an owner's
+package runs (its ``__init__`` and what that imports) takes ``Config`` for annotations only (under
+``TYPE_CHECKING``) and imports :func:`load_config` inside the function that calls it;
+``tests/core/test_config_imports.py`` checks both.
 """
 
 from __future__ import annotations
@@ -28,16 +31,6 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
 from .core import DeviceConfig, LoggingConfig
-from .field_unit import (
-    CaptureConfig,
-    CaptureFolderConfig,
-    CaptureOpenCVConfig,
-    CapturePicamera2Config,
-    DedupConfig,
-    RetentionConfig,
-    RunConfig,
-    StatusConfig,
-)
 from .fields import section, setting
 
 if TYPE_CHECKING:
@@ -46,13 +39,12 @@ if TYPE_CHECKING:
     from .schema import Config
 
 __all__ = [
-    "ENV_CONFIG", "ENV_PREFIX", "CaptureConfig", "CaptureFolderConfig", "CaptureOpenCVConfig",
-    "CapturePicamera2Config", "Config", "ConfigError", "DedupConfig", "DeviceConfig", "LoggingConfig",
-    "RetentionConfig", "RunConfig", "StatusConfig", "as_dict", "load_config", "log_notices", "section", "setting", "to_toml",
+    "ENV_CONFIG", "ENV_PREFIX", "Config", "ConfigError", "DeviceConfig", "LoggingConfig", "as_dict", "load_config",
+    "log_notices", "section", "setting", "to_toml",
 ]
 
-_LAZY = {"Config": "schema", "load_config": "loader", "ENV_CONFIG": "loader", "ENV_PREFIX": "loader",
-         "log_notices": "loader",          "to_toml": "render", "as_dict": "render"}
+_LAZY = {"Config": "schema", "load_config": "loader", "log_notices": "loader", "ENV_CONFIG": "loader",
+         "ENV_PREFIX": "loader", "to_toml": "render", "as_dict": "render"}
 
 
 def __getattr__(name: str) -> Any:

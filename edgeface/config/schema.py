@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..capture.settings import CaptureConfig
+from ..daemon.settings import DedupConfig, RetentionConfig, RunConfig, StatusConfig
 from ..gallery.settings import EnrollConfig, GalleryConfig
 from ..mqtt.settings import IngestConfig, MqttConfig
 from ..outbox.settings import OutboxConfig
@@ -22,16 +24,6 @@ from ..vision.settings import (
     RuntimeConfig,
 )
 from .core import DeviceConfig, LoggingConfig
-from .field_unit import (
-    CaptureConfig,
-    CaptureFolderConfig,
-    CaptureOpenCVConfig,
-    CapturePicamera2Config,
-    DedupConfig,
-    RetentionConfig,
-    RunConfig,
-    StatusConfig,
-)
 from .fields import section
 
 
@@ -54,16 +46,17 @@ class Config:
     mqtt: MqttConfig = section(MqttConfig)  # edgeface.mqtt.settings
     ingest: IngestConfig = section(IngestConfig)
     server: ServerConfig = section(ServerConfig)  # edgeface.server.settings
-    capture: CaptureConfig = section(CaptureConfig)  # edgeface.capture.settings
-    capture_folder: CaptureFolderConfig = section(CaptureFolderConfig)
-    capture_opencv: CaptureOpenCVConfig = section(CaptureOpenCVConfig)
-    capture_picamera2: CapturePicamera2Config = section(CapturePicamera2Config)
+    capture: CaptureConfig = section(CaptureConfig)  # edgeface.capture.settings, with .folder, .opencv, .picamera2
     run: RunConfig = section(RunConfig)  # edgeface.daemon.settings
     dedup: DedupConfig = section(DedupConfig)
     retention: RetentionConfig = section(RetentionConfig)
     status: StatusConfig = section(StatusConfig)
 
 
-RENAMED_SECTIONS: dict[str, str] = {}
+RENAMED_SECTIONS: dict[str, str] = {
+    "capture_folder": "capture.folder",
+    "capture_opencv": "capture.opencv",
+    "capture_picamera2": "capture.picamera2",
+}
 """Old section name -> its place now (``capture_folder`` -> ``capture.folder``); old files, environment
 variables and ``--set`` still work, with a warning that says what to rename."""

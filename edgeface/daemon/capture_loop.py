@@ -18,8 +18,8 @@ import time
 from collections.abc import Callable
 
 from ..capture import EndOfSource, Frame, Source, TriggerHub
+from ..capture.settings import CaptureConfig
 from ..capture.triggers import install as install_triggers
-from ..config import CaptureConfig
 from ..errors import CaptureError, SourceUnavailable
 from ..logs import get_logger
 from ..mqtt.link import Backoff

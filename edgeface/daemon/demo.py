@@ -63,8 +63,8 @@ def demo_config(overrides: Sequence[str] = (), *, directory: Path | None = None,
             elif p.exists():
                 p.unlink()
     settings = [
-        "capture.source=folder", f"capture_folder.path={PHOTOS}", "capture_folder.once=true",
-        "capture_folder.settle_s=0", "capture_folder.poll_s=0.05", "capture_folder.recursive=false",
+        "capture.source=folder", f"capture.folder.path={PHOTOS}", "capture.folder.once=true",
+        "capture.folder.settle_s=0", "capture.folder.poll_s=0.05", "capture.folder.recursive=false",
         f"gallery.dir={d / 'gallery'}", "gallery.encrypt=false", f'gallery.trusted_keys=["{DEMO_KEY}"]',
         "gallery.sync_url=", f"outbox.path={d / 'outbox.sqlite3'}", f"run.state_dir={d / 'state'}",
         f"retention.dir={d / 'media'}", f"device.id={DEVICE_ID}", "mqtt.host=", "status.metrics_port=0",
@@ -80,7 +80,7 @@ def install_sample_gallery(config: Config) -> int:
     from ..gallery.manifest import Manifest
     from ..gallery.store import GalleryStore
 
-    store = GalleryStore.from_config(config)
+    store = GalleryStore.from_config(config.gallery, config.models)
     version = Manifest.from_bytes((GALLERY / MANIFEST).read_bytes()).gallery_version
     if store.installed_version() >= version:
         return store.installed_version()

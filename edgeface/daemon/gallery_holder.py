@@ -5,11 +5,11 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING
 
-from ..config import Config
 from ..errors import GalleryError
 from ..logs import get_logger
 
 if TYPE_CHECKING:
+    from ..config import Config
     from ..gallery.match import Gallery
     from ..gallery.store import GalleryStore
 
@@ -32,7 +32,7 @@ class GalleryHolder:
         if self.store is None:
             from ..gallery.store import GalleryStore
 
-            self.store = GalleryStore.from_config(self.config)
+            self.store = GalleryStore.from_config(self.config.gallery, self.config.models)
         return self.store
 
     def current(self) -> Gallery | None:

@@ -1,7 +1,7 @@
 """Retention: the unit keeps only what the configuration asks for, and only until it is delivered.
 
 With ``retention.save = "crop"`` or ``"frame"`` each result's face crop or whole frame is written (JPEG,
-mode 0600) to ``retention.dir``; with ``capture_folder.delete_processed`` the imported photos are
+mode 0600) to ``retention.dir``; with ``capture.folder.delete_processed`` the imported photos are
 managed too. Each such file is registered (SQLite, durable) *before* it is written, with the result
 ids it belongs to. A sweep every ``retention.sweep_s`` asks the outbox which of those results are
 still waiting; once none is (the broker acknowledged them, or the outbox's overflow policy or TTL
@@ -19,14 +19,17 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..config import Config
 from ..errors import EdgefaceError
 from ..logs import get_logger
 from ..outbox import Outbox
 from .metrics import Metrics
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 log = get_logger(__name__)
 
@@ -36,7 +39,7 @@ class Retention:
 
     def __init__(self, config: Config, outbox: Outbox, metrics: Metrics | None = None) -> None:
         self.cfg = config.retention
-        self.delete_sources = config.capture.source == "folder" and config.capture_folder.delete_processed
+        self.delete_sources = config.capture.source == "folder" and config.capture.folder.delete_processed
         self.dir = Path(self.cfg.dir)
         self.outbox = outbox
         self.metrics = metrics or Metrics()

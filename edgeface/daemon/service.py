@@ -29,10 +29,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..capture import Source, TriggerHub
-from ..config import Config
 from ..errors import EdgefaceError
 from ..logs import get_logger
 from ..mqtt.link import device_id_from
@@ -44,6 +43,9 @@ from .snapshot import StatusBoard, StatusParts
 from .summary import Summary, Tally
 from .supervisor import Supervisor, Watchdog
 from .wiring import Unit, open_unit
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 log = get_logger(__name__)
 

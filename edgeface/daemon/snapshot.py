@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .. import __version__
-from ..config import Config
 from ..errors import EdgefaceError
 from ..logs import get_logger
 from . import status as status_mod
@@ -28,6 +27,7 @@ from .summary import Summary
 
 if TYPE_CHECKING:
     from ..capture import Source
+    from ..config import Config
     from ..mqtt import Publisher
     from ..outbox import Outbox
     from .retention import Retention

@@ -15,10 +15,12 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..config import Config
 from ..errors import EdgefaceError
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 STATUS_FILE = "status.json"
 

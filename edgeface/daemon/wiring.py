@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..capture import Source, TriggerHub, make_source
-from ..config import Config
 from ..logs import get_logger
 from ..outbox import Outbox
 from ..vision.engine import Engine
@@ -31,6 +30,7 @@ from .retention import Retention
 from .supervisor import PublisherSlot, SyncThread
 
 if TYPE_CHECKING:
+    from ..config import Config
     from ..mqtt import Publisher
 
 log = get_logger(__name__)
@@ -189,7 +189,8 @@ def _publisher(unit: Unit) -> Publisher:
     from ..mqtt import Publisher
 
     return Publisher.from_config(
-        unit.config,
+        unit.config.mqtt,
+        unit.config.device,
         unit.outbox,
         gallery_version=lambda: unit.gallery.version,
         model_id=unit.model_id,

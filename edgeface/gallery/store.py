@@ -27,10 +27,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from ..errors import BundleRejected
 from ..logs import get_logger
+from ..vision.settings import ModelsConfig
 from .bundle import MANIFEST, SIGNATURE, PlainDir, Sink, check_acceptable, read_signed_manifest
 from .crypto import DeviceKey, EncryptedDir, EncryptedWriter, destroy_file
 from .manifest import FileEntry, Manifest
 from .match import LOCAL_INDEX, BundleReader, Gallery
+from .settings import GalleryConfig
 
 log = get_logger(__name__)
 
@@ -99,14 +101,15 @@ class GalleryStore:
         os.chmod(self.root, 0o700)
 
     @classmethod
-    def from_config(cls, config: "Config") -> "GalleryStore":  # noqa: F821
-        """The unit's store as configured: ``[gallery]`` dir, trusted keys, device key; its own embedder."""
+    def from_config(cls, gallery: GalleryConfig, models: ModelsConfig) -> GalleryStore:
+        """The unit's store as configured: ``[gallery]`` dir, trusted keys, device key, search settings; the
+        embedder of ``[models]`` (a bundle for another embedder is refused)."""
         from ..vision.cards import find_card
         from .crypto import load_device_key
         from .signing import load_trusted
 
-        g = config.gallery
-        card = find_card(config.models.embedder, config.models.dir, task="embedder")
+        g = gallery
+        card = find_card(models.embedder, models.dir, task="embedder")
         key = load_device_key(g.key_file, g.key_env, g.key_credential) if g.encrypt else None
         store = cls(g.dir, trusted=load_trusted(g.trusted_keys), key=key, embedder_sha256=card.sha256)
         store.open_options = {"exact_max": g.exact_max, "search_k": g.search_k, "top_k": g.top_k,

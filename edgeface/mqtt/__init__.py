@@ -1,7 +1,7 @@
 """Store-and-forward over MQTT: the topic tree, the JSON payloads, the device publisher, the ingest.
 
     from edgeface.mqtt import Publisher, enqueue_result, payloads
-    pub = Publisher.from_config(config, outbox)       # a thread that drains the outbox at QoS 1
+    pub = Publisher.from_config(config.mqtt, config.device, outbox)  # a thread draining the outbox at QoS 1
     pub.start()
     doc = payloads.result_payload(device_id=..., decision="match", candidates=[...], ...)
     enqueue_result(outbox, doc)                       # checked, encoded, durable on return

@@ -33,11 +33,13 @@ from typing import Any
 import paho.mqtt.client as mqtt
 
 from .. import __version__
+from ..config.core import DeviceConfig
 from ..errors import OutboxError, PayloadError
 from ..logs import get_logger
 from ..outbox.store import Outbox
 from . import payloads, timestamps, topics
 from .link import Backoff, Connection, LinkSettings, check_identity
+from .settings import MqttConfig
 
 log = get_logger(__name__)
 
@@ -133,13 +135,13 @@ class Publisher:
         self.error: BaseException | None = None
 
     @classmethod
-    def from_config(cls, config: Any, outbox: Outbox, **kwargs: Any) -> Publisher:
-        """From the ``[device]`` and ``[mqtt]`` config sections; ``kwargs`` are the callbacks."""
+    def from_config(cls, mqtt: MqttConfig, device: DeviceConfig, outbox: Outbox, **kwargs: Any) -> Publisher:
+        """From the ``[mqtt]`` and ``[device]`` config sections; ``kwargs`` go to the constructor (``model_id``,
+        ``gallery_version``, the callbacks)."""
         from .link import device_id_from
 
-        kwargs.setdefault("model_id", config.models.embedder)
-        device_id = device_id_from(config.device.id)
-        m = config.mqtt
+        device_id = device_id_from(device.id)
+        m = mqtt
         settings = LinkSettings.from_config(m, m.client_id or device_id)
         return cls(outbox, settings, device_id, inflight=m.inflight, heartbeat_s=m.heartbeat_s,
                    ack_timeout_s=m.ack_timeout_s, reconnect_min_s=m.reconnect_min_s,

@@ -105,7 +105,8 @@ def worker_client_id(config: Config, index: int = 0) -> str:
 def make_worker(config: Config, db: Database, index: int = 0) -> Ingest:
     """An ingest worker (not started) on the shared subscription ``ingest.group``."""
     store = DbResultStore(db, rejected_keep=config.server.rejected_keep)
-    worker = Ingest.from_config(config.mqtt, config.ingest, store, client_id=worker_client_id(config, index))
+    worker = Ingest.from_config(config.mqtt, config.ingest, store,  # type: ignore[arg-type]  # DbResultStore: ResultStore's methods
+                                client_id=worker_client_id(config, index))
     log.info("server.ingest.worker", client_id=worker.settings.client_id, group=config.ingest.group,
              filter=worker.results_filter, pid=os.getpid())
     return worker

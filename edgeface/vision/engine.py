@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..config import Config
 from . import align as _align
 from . import quality as _quality
 from .cards import AlignmentSpec, ModelCard, find_card
@@ -22,6 +21,9 @@ from .imageio import ImageSource, load_image
 from .models.blazeface import BlazeFaceDetector
 from .models.embedder import Embedder
 from .models.facemesh import FaceMesh
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 
 @dataclass(frozen=True)
@@ -40,7 +42,11 @@ class Engine:
     (and ``detect_and_assess`` / ``embed_detected``, the steps the daemon runs on each frame)."""
 
     def __init__(self, config: Config | None = None) -> None:
-        self.config = config or Config()
+        if config is None:
+            from ..config import Config  # here, not at import: the config package imports the owners' packages
+
+            config = Config()
+        self.config = config
 
     # -- models, loaded lazily ------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ import pytest
 from edgeface.capture import EndOfSource, TriggerHub
 from edgeface.capture.opencv import OpenCVSource, classify
 from edgeface.capture.picamera2 import Picamera2Source
-from edgeface.config import CaptureOpenCVConfig, CapturePicamera2Config
+from edgeface.capture.settings import CaptureOpenCVConfig, CapturePicamera2Config
 from edgeface.errors import CaptureError, SourceUnavailable
 
 COLOURS = [(255, 0, 0), (0, 255, 0), (0, 0, 255)]  # RGB: red, green, blue frames

@@ -11,7 +11,7 @@ from sample_photos import SAMPLE_PHOTOS, feed
 
 from edgeface.capture import EndOfSource, Outcome
 from edgeface.capture.folder import FolderSource
-from edgeface.config import CaptureFolderConfig
+from edgeface.capture.settings import CaptureFolderConfig
 from edgeface.errors import SourceUnavailable
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -154,66 +153,8 @@ def _leaves_of_toml(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def test_old_empty_string_for_an_unset_optional_is_accepted_with_a_notice(tmp_path: Path) -> None:
-    p = tmp_path / "old.toml"
-    p.write_text('[detect]\nmin_score = ""\n[models]\ndir = ""\n[gallery]\nthreshold = 0.5\n')
-    notices: list[str] = []
-    cfg = load_config(p, env={}, notices=notices)
-    assert cfg.detect.min_score is None and cfg.models.dir is None and cfg.gallery.threshold == 0.5
-    assert len(notices) == 2
-    assert notices[0].startswith(f'detect.min_score = "" (from {p}) leaves it unset (the detector card')
-    assert '"" no longer means unset: delete the line' in notices[0]
-    assert notices[1].startswith('models.dir = ""') and "(the bundled models)" in notices[1]
-
-
-def test_notices_are_logged_when_not_collected(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    p = tmp_path / "old.toml"
-    p.write_text('[embed]\nflip_fusion = ""\n')
-    with caplog.at_level("WARNING", logger="edgeface.config"):
-        assert load_config(p, env={}).embed.flip_fusion is None
-    assert [r.getMessage() for r in caplog.records] == ["config.migrate"]
-
-
 def test_an_empty_string_is_still_a_string_and_still_wrong_for_a_number(tmp_path: Path) -> None:
     p = tmp_path / "c.toml"
     p.write_text('[mqtt]\nhost = ""\n[runtime]\nnum_threads = ""\n')
     with pytest.raises(ConfigError, match=r"runtime.num_threads = '' .*expected an integer"):
         load_config(p, env={})
-
-
-def test_sections_are_declared_by_their_packages() -> None:
-    """Each section class lives in the package that owns it; the config package only assembles them."""
-    owners = {name: type(getattr(Config(), name)).__module__ for name in (f.name for f in dataclasses.fields(Config))}
-    assert owners["detect"] == owners["runtime"] == owners["models"] == "edgeface.vision.settings"
-    assert owners["gallery"] == owners["enroll"] == "edgeface.gallery.settings"
-    assert owners["outbox"] == "edgeface.outbox.settings"
-    assert owners["mqtt"] == owners["ingest"] == "edgeface.mqtt.settings"
-    assert owners["server"] == "edgeface.server.settings"
-    assert owners["logging"] == owners["device"] == "edgeface.config.core"
-
-
-@pytest.mark.parametrize("first", [
-    "edgeface.config", "edgeface.config.fields", "edgeface.vision.settings", "edgeface.gallery.settings",
-    "edgeface.outbox.settings", "edgeface.mqtt.settings", "edgeface.server.settings", "edgeface.gallery",
-    "edgeface.mqtt", "edgeface.outbox", "edgeface.vision.engine",
-])
-def test_any_import_order_works(first: str) -> None:
-    """The owners' settings modules import the config package's field helper and the config package
-    imports them back to assemble Config: whichever a process imports first, both end up complete."""
-    code = f"import importlib; importlib.import_module({first!r}); from edgeface.config import Config; Config()"
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
-    assert r.returncode == 0, r.stderr[-2000:]
-
-
-def test_server_settings_need_no_server_libraries() -> None:
-    """A field unit has neither Flask nor SQLAlchemy, yet loads the whole configuration."""
-    code = ("import sys\n"
-            "class Block:\n"
-            "    def find_spec(self, name, path=None, target=None):\n"
-            "        if name.split('.')[0] in ('flask', 'sqlalchemy', 'alembic'):\n"
-            "            raise ImportError(name)\n"
-            "sys.meta_path.insert(0, Block())\n"
-            "from edgeface.config import load_config\n"
-            "print(load_config(env={}).server.port)\n")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
-    assert r.returncode == 0 and r.stdout.strip() == "8480", r.stderr[-2000:]

@@ -35,3 +35,16 @@ def test_other_commands_log_the_old_way_once(tmp_path: Path) -> None:
     assert r.exit_code == 0, r.output
     assert r.stderr.count("config.migrate") == 1 and "gallery.search_k" in r.stderr
     assert "# search_k =   (unset: " in r.stdout
+
+
+def test_config_check_names_each_renamed_section(tmp_path: Path) -> None:
+    p = tmp_path / "old.toml"
+    p.write_text('[capture_folder]\nonce = true\n[capture_opencv]\nloop = true\n')
+    r = CliRunner().invoke(cli, ["--config", str(p), "config", "check"])
+    assert r.exit_code == 0, r.output
+    assert r.stdout.splitlines()[1:] == [
+        "  - capture_folder.once is now capture.folder.once; rename [capture_folder] to [capture.folder]",
+        "  - capture_opencv.loop is now capture.opencv.loop; rename [capture_opencv] to [capture.opencv]",
+    ]
+    r = CliRunner().invoke(cli, ["--config", str(p), "config", "show"])
+    assert "\n[capture.folder]\n" in r.stdout and "once = true" in r.stdout and "capture_folder" not in r.stdout

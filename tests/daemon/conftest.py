@@ -43,7 +43,7 @@ def test_gallery(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 def install_gallery(config: Config, bundle: Path) -> None:
     from edgeface.gallery.store import GalleryStore
 
-    store = GalleryStore.from_config(config)
+    store = GalleryStore.from_config(config.gallery, config.models)
     staged = store.staging(1)
     for f in bundle.iterdir():
         shutil.copyfile(f, staged / f.name)

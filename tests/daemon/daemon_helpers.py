@@ -17,7 +17,7 @@ def unit_sections(root: Path, **sections: dict[str, Any]) -> dict[str, dict[str,
     base: dict[str, dict[str, Any]] = {
         "device": {"id": "unit-test"},
         "capture": {"source": "folder", "retry_min_s": 0.05, "retry_max_s": 0.2},
-        "capture_folder": {"path": str(root / "inbox"), "settle_s": 0.0, "poll_s": 0.05},
+        "capture.folder": {"path": str(root / "inbox"), "settle_s": 0.0, "poll_s": 0.05},
         "gallery": {"dir": str(root / "gallery"), "encrypt": False},
         "outbox": {"path": str(root / "outbox.sqlite3")},
         "run": {"state_dir": str(root / "state"), "drain_timeout_s": 60.0},

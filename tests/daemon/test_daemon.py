@@ -38,7 +38,7 @@ def outbox_docs(config: Config) -> list[dict[str, Any]]:
 
 
 def ledger(config: Config) -> dict[str, dict[str, Any]]:
-    led = FolderLedger(ledger_path(config.run.state_dir, config.capture_folder.path))
+    led = FolderLedger(ledger_path(config.run.state_dir, config.capture.folder.path))
     try:
         return {r["path"]: r for r in led.rows()}
     finally:
@@ -94,8 +94,8 @@ def face_image() -> np.ndarray:
 
 
 def test_folder_run_stores_one_result_per_face_and_accounts_for_every_file(make_unit: MakeUnit, tmp_path: Path) -> None:
-    config, _ = make_unit(capture_folder={"once": True})
-    inbox = Path(config.capture_folder.path)
+    config, _ = make_unit(**{"capture.folder": {"once": True}})
+    inbox = Path(config.capture.folder.path)
     feed(inbox, SAMPLE_PHOTOS)
     (inbox / "zz-broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     d = run(config)
@@ -114,8 +114,8 @@ def test_folder_run_stores_one_result_per_face_and_accounts_for_every_file(make_
 
 def test_a_crashed_stage_is_restarted_and_its_frame_retried(make_unit: MakeUnit, monkeypatch: pytest.MonkeyPatch,
                                                             caplog: pytest.LogCaptureFixture) -> None:
-    config, _ = make_unit(capture_folder={"once": True})
-    feed(Path(config.capture_folder.path), SAMPLE_PHOTOS[:2])
+    config, _ = make_unit(**{"capture.folder": {"once": True}})
+    feed(Path(config.capture.folder.path), SAMPLE_PHOTOS[:2])
     real = Engine.detect_and_assess
     calls = {"n": 0}
 
@@ -135,8 +135,8 @@ def test_a_crashed_stage_is_restarted_and_its_frame_retried(make_unit: MakeUnit,
 
 def test_a_frame_that_crashes_every_time_is_recorded_as_failed(make_unit: MakeUnit,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    config, _ = make_unit(capture_folder={"once": True}, run={"max_attempts": 2})
-    feed(Path(config.capture_folder.path), SAMPLE_PHOTOS[:2], ["a-poison.jpg", "b-fine.jpg"])
+    config, _ = make_unit(**{"capture.folder": {"once": True}}, run={"max_attempts": 2})
+    feed(Path(config.capture.folder.path), SAMPLE_PHOTOS[:2], ["a-poison.jpg", "b-fine.jpg"])
     real = Engine.load_image
 
     def poisoned(self: Engine, source: Any) -> np.ndarray:
@@ -209,8 +209,8 @@ def test_trigger_mode_takes_frames_only_when_triggered(make_unit: MakeUnit, face
 
 
 def test_retention_keeps_crops_until_acknowledged_then_deletes_them(make_unit: MakeUnit) -> None:
-    config, _ = make_unit(capture_folder={"once": True}, retention={"save": "crop", "keep_after_ack_s": 0.0})
-    feed(Path(config.capture_folder.path), SAMPLE_PHOTOS[:2])
+    config, _ = make_unit(**{"capture.folder": {"once": True}}, retention={"save": "crop", "keep_after_ack_s": 0.0})
+    feed(Path(config.capture.folder.path), SAMPLE_PHOTOS[:2])
     run(config)
     media = Path(config.retention.dir)
     crops = sorted(media.rglob("*.jpg"))
@@ -228,12 +228,12 @@ def test_retention_keeps_crops_until_acknowledged_then_deletes_them(make_unit: M
 
 
 def test_retention_keeps_nothing_unasked_and_deletes_imported_photos_when_asked(make_unit: MakeUnit) -> None:
-    config, _ = make_unit(capture_folder={"once": True, "delete_processed": True},
+    config, _ = make_unit(**{"capture.folder": {"once": True, "delete_processed": True}},
                           retention={"keep_after_ack_s": 3600.0})
     media = Path(config.retention.dir)
     (media / "20250101").mkdir(parents=True)
     (media / "20250101" / "left-over.jpg").write_bytes(b"x")  # nothing in the index asks for it
-    photos = feed(Path(config.capture_folder.path), SAMPLE_PHOTOS[:2])
+    photos = feed(Path(config.capture.folder.path), SAMPLE_PHOTOS[:2])
     run(config)
     assert list(media.rglob("*.jpg")) == []  # save = none, and the orphan is gone
     ids = [doc["id"] for doc in outbox_docs(config)]
@@ -322,7 +322,7 @@ def test_gallery_sync_in_the_background_switches_the_gallery(make_unit: MakeUnit
         engine = Engine(config)
         faces = engine.detect_and_assess(stranger)
         vec = engine.embed(engine.align(stranger, faces[0].face))
-        g = GalleryStore.from_config(config).open()
+        g = GalleryStore.from_config(config.gallery, config.models).open()
         assert g is not None
         entries = [g.entry(i) for i in range(len(g))] + [
             {"identity": "eileen-collins", "image": "ab" * 32, "source": "test", "consent": "test",

@@ -33,7 +33,7 @@ MakeUnit = Callable[..., tuple[Config, Path]]
 
 
 def ledger_rows(config: Config) -> list[dict[str, Any]]:
-    return read_ledger(config.run.state_dir, config.capture_folder.path)
+    return read_ledger(config.run.state_dir, config.capture.folder.path)
 
 
 def pending_ids(config: Config) -> list[str]:
@@ -63,7 +63,7 @@ def lfw_sample(lfw_people: dict[str, list[Path]], n: int) -> list[Path]:
 def test_sigterm_drains_everything_in_flight(make_unit: MakeUnit, tmp_path: Path,
                                              lfw_people: dict[str, list[Path]]) -> None:
     config, path = make_unit(run={"frame_queue": 16})
-    photos = feed(Path(config.capture_folder.path), lfw_sample(lfw_people, 40))
+    photos = feed(Path(config.capture.folder.path), lfw_sample(lfw_people, 40))
     child = edgeface_child(["--config", str(path), "run"], tmp_path / "run.log")
     child.start()
     try:
@@ -84,7 +84,7 @@ def test_sigterm_drains_everything_in_flight(make_unit: MakeUnit, tmp_path: Path
 def test_kill_9_mid_run_then_restart_processes_every_file_once(make_unit: MakeUnit, tmp_path: Path,
                                                                lfw_people: dict[str, list[Path]]) -> None:
     config, path = make_unit(run={"frame_queue": 8})
-    inbox = Path(config.capture_folder.path)
+    inbox = Path(config.capture.folder.path)
     photos = lfw_sample(lfw_people, 36)
     child = edgeface_child(["--config", str(path), "run"], tmp_path / "run.log")
     child.start()
@@ -116,7 +116,7 @@ def test_kill_9_mid_run_then_restart_processes_every_file_once(make_unit: MakeUn
 
 def test_systemd_notify_ready_watchdog_stopping(make_unit: MakeUnit, tmp_path: Path) -> None:
     config, path = make_unit()
-    feed(Path(config.capture_folder.path), SAMPLE_PHOTOS[:1])
+    feed(Path(config.capture.folder.path), SAMPLE_PHOTOS[:1])
     sock_path = str(tmp_path / "notify.sock")
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(sock_path)
@@ -153,7 +153,7 @@ def test_late_broker_gets_every_result_once_status_and_metrics(make_unit: MakeUn
     config, path = make_unit(mqtt={"host": "127.0.0.1", "port": port, "tls": False, "reconnect_min_s": 0.05,
                                    "reconnect_max_s": 0.3, "heartbeat_s": 1.0},
                              status={"metrics_port": metrics_port, "interval_s": 0.2})
-    feed(Path(config.capture_folder.path), SAMPLE_PHOTOS)
+    feed(Path(config.capture.folder.path), SAMPLE_PHOTOS)
     child = edgeface_child(["--config", str(path), "run"], tmp_path / "run.log")
     broker = LocalBroker.plain(tmp_path / "broker", port=port)
     store = ResultStore(tmp_path / "central.sqlite3")

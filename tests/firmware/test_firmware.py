@@ -93,8 +93,11 @@ def test_provisioning_into_a_folder_writes_a_valid_unit(tmp_path: Path, pki: dic
                   "--gallery-url", "https://central.example/gallery/", "--source", "picamera2")
     assert r.returncode == 0, r.stderr
     cfg_path = root / "etc/edgeface/edgeface.toml"
-    config = load_config(cfg_path, env={})  # what `edgeface config check` and the daemon do
+    notices: list[str] = []
+    config = load_config(cfg_path, env={}, notices=notices)  # what `edgeface config check` and the daemon do
+    assert notices == []  # written in today's names: nothing to rename
     assert config.device.id == "unit-0042" and config.capture.source == "picamera2"
+    assert config.capture.folder.path == Path("/var/lib/edgeface/inbox") and config.capture.folder.delete_processed
     assert config.mqtt.host == "mqtt.example.org" and config.mqtt.port == 8883 and config.mqtt.tls
     assert (root / "etc/edgeface/device-id").read_text().strip() == "unit-0042"
     crt = x509.load_pem_x509_certificate(mapped(root, config.mqtt.cert_file).read_bytes())

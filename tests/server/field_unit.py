@@ -27,7 +27,7 @@ def main() -> int:
     args = ap.parse_args()
     config = load_config(args.config)
     engine = Engine(config)
-    gallery = GalleryStore.from_config(config).open()
+    gallery = GalleryStore.from_config(config.gallery, config.models).open()
     if gallery is None:
         print("no gallery installed", file=sys.stderr)
         return 1
