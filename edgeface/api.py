@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from .gallery.match import Candidate, Decision, Gallery
 
 #: What ``identify`` and ``open_gallery`` accept as a gallery: an opened one, or a bundle folder.
-GallerySource = Union["Gallery", str, os.PathLike]
+GallerySource = Union["Gallery", str, "os.PathLike[str]"]
 
 _local = threading.local()
 
@@ -81,8 +81,9 @@ def align(image: np.ndarray, face: Face, *, engine: Engine | None = None) -> np.
     return (engine or default_engine()).align(image, face)
 
 
-def embed(image_or_chip: np.ndarray, face: Face | Sequence[Face] | None = None, *,
-          engine: Engine | None = None) -> np.ndarray:
+def embed(
+    image_or_chip: np.ndarray, face: Face | Sequence[Face] | None = None, *, engine: Engine | None = None
+) -> np.ndarray:
     """The L2-normalised embedding of a face, float32, as the daemon computes it (flip fusion as the
     embedder's card or ``embed.flip_fusion`` says).
 
@@ -108,8 +109,12 @@ def embed(image_or_chip: np.ndarray, face: Face | Sequence[Face] | None = None, 
     return np.atleast_2d(engine.embed(np.stack([engine.align(image_or_chip, f) for f in faces])))
 
 
-def open_gallery(bundle_dir: str | os.PathLike | None = None, *, trusted_keys: Sequence[str | os.PathLike] | None = None,
-                 engine: Engine | None = None) -> Gallery:
+def open_gallery(
+    bundle_dir: str | os.PathLike[str] | None = None,
+    *,
+    trusted_keys: Sequence[str | os.PathLike[str]] | None = None,
+    engine: Engine | None = None,
+) -> Gallery:
     """A verified gallery to search, ready for :func:`identify` (close it with ``.close()`` when done).
 
     ``bundle_dir=None`` opens the gallery installed on this unit (``gallery.dir`` of the engine's
@@ -129,13 +134,22 @@ def open_gallery(bundle_dir: str | os.PathLike | None = None, *, trusted_keys: S
     if bundle_dir is None:
         opened = GalleryStore.from_config(cfg.gallery, cfg.models).open()
         if opened is None:
-            raise GalleryError(f"no gallery is installed in {cfg.gallery.dir}; install one with `edgeface gallery "
-                               "sync`, or pass a bundle folder")
+            raise GalleryError(
+                f"no gallery is installed in {cfg.gallery.dir}; install one with `edgeface gallery "
+                "sync`, or pass a bundle folder"
+            )
         return opened
     keys = cfg.gallery.trusted_keys if trusted_keys is None else [Path(k) for k in trusted_keys]
     g = cfg.gallery
-    return Gallery.open(Path(bundle_dir), load_trusted(keys), embedder_sha256=engine.embedder_card.sha256,
-                        exact_max=g.exact_max, search_k=g.search_k, top_k=g.top_k, threshold=g.threshold)
+    return Gallery.open(
+        Path(bundle_dir),
+        load_trusted(keys),
+        embedder_sha256=engine.embedder_card.sha256,
+        exact_max=g.exact_max,
+        search_k=g.search_k,
+        top_k=g.top_k,
+        threshold=g.threshold,
+    )
 
 
 @dataclass(frozen=True)
@@ -158,13 +172,22 @@ class Identification:
         return self.decision.candidates if self.decision is not None else []
 
     def to_dict(self) -> dict[str, Any]:
-        return {**self.face.to_dict(), "quality": self.quality.to_dict(),
-                "decision": self.decision.to_dict() if self.decision is not None else None}
+        return {
+            **self.face.to_dict(),
+            "quality": self.quality.to_dict(),
+            "decision": self.decision.to_dict() if self.decision is not None else None,
+        }
 
 
-def identify(image: np.ndarray, *, gallery: GallerySource | None = None,
-             trusted_keys: Sequence[str | os.PathLike] | None = None, top_k: int | None = None,
-             threshold: float | None = None, engine: Engine | None = None) -> list[Identification]:
+def identify(
+    image: np.ndarray,
+    *,
+    gallery: GallerySource | None = None,
+    trusted_keys: Sequence[str | os.PathLike[str]] | None = None,
+    top_k: int | None = None,
+    threshold: float | None = None,
+    engine: Engine | None = None,
+) -> list[Identification]:
     """Every face in ``image`` compared with a gallery: the daemon's steps for one frame.
 
     Faces are detected and quality-checked; those that pass are aligned and embedded (one batch) and
@@ -181,14 +204,15 @@ def identify(image: np.ndarray, *, gallery: GallerySource | None = None,
     from .gallery.match import Gallery
 
     engine = engine or default_engine()
-    opened = gallery if isinstance(gallery, Gallery) else open_gallery(gallery, trusted_keys=trusted_keys,
-                                                                       engine=engine)
+    opened = (
+        gallery if isinstance(gallery, Gallery) else open_gallery(gallery, trusted_keys=trusted_keys, engine=engine)
+    )
     try:
         detected = engine.detect_and_assess(image)
         embeddings = engine.embed_detected(image, detected)
         return [
             Identification(d.face, d.quality, e, None if e is None else opened.identify(e, top_k, threshold))
-            for d, e in zip(detected, embeddings)
+            for d, e in zip(detected, embeddings, strict=True)
         ]
     finally:
         if opened is not gallery:

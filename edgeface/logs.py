@@ -108,15 +108,18 @@ class TextFormatter(logging.Formatter):
         return line
 
 
+class _Handler(logging.StreamHandler):  # type: ignore[type-arg]  # generic only in typeshed, not at run time
+    """edgeface's one handler on the root logger (replaced, not stacked, when logging is configured again)."""
+
+
 def configure_logging(level: str = "info", fmt: str = "text", stream: TextIO | None = None) -> None:
     """Route all edgeface (and third-party) logging through one handler with the chosen format."""
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler = _Handler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()
     for old in list(root.handlers):
-        if getattr(old, "_edgeface", False):
+        if isinstance(old, _Handler):
             root.removeHandler(old)
-    handler._edgeface = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(level.upper())
     # Libraries' progress chatter (Alembic's "Context impl SQLiteImpl", "Will assume transactional DDL",

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from edgeface.testing.broker import LocalBroker
 from edgeface.evaluation.lfw import default_lfw_dir
+from edgeface.testing.broker import LocalBroker
 
 IMAGES = Path(__file__).parent / "images"
 

@@ -12,9 +12,7 @@ from edgeface.daemon import demo
 SAMPLE_PHOTOS = sorted(demo.PHOTOS.glob("*.jpg"))
 
 
-def feed(
-    inbox: Path, photos: list[Path], names: list[str] | None = None, mtime0: float | None = None
-) -> list[Path]:
+def feed(inbox: Path, photos: list[Path], names: list[str] | None = None, mtime0: float | None = None) -> list[Path]:
     """Copy photos into the inbox the safe way (temporary name, then rename), with increasing mtimes."""
     out = []
     mtime0 = time.time() - 3600 if mtime0 is None else mtime0

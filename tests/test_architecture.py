@@ -113,8 +113,16 @@ def test_layers_point_one_way() -> None:
     field unit's packages never import the server (its libraries are an optional extra)."""
     graph = _graph()
     rules = {
-        "edgeface.vision": ("edgeface.daemon", "edgeface.gallery", "edgeface.mqtt", "edgeface.server",
-                            "edgeface.cli", "edgeface.outbox", "edgeface.capture", "edgeface.bench"),
+        "edgeface.vision": (
+            "edgeface.daemon",
+            "edgeface.gallery",
+            "edgeface.mqtt",
+            "edgeface.server",
+            "edgeface.cli",
+            "edgeface.outbox",
+            "edgeface.capture",
+            "edgeface.bench",
+        ),
         "edgeface.outbox": ("edgeface.mqtt", "edgeface.daemon", "edgeface.server", "edgeface.cli"),
         "edgeface.mqtt": ("edgeface.daemon", "edgeface.server", "edgeface.cli"),
         "edgeface.gallery": ("edgeface.daemon", "edgeface.server", "edgeface.cli"),

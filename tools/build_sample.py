@@ -35,11 +35,11 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from edgeface.config import load_config
-from edgeface.gallery import signing
-from edgeface.gallery.enroll import EnrollItem, Workspace, enroll, settings_key
-from edgeface.gallery.publish import publish_for
-from edgeface.vision.engine import Engine
+from edgeface.config import load_config  # noqa: E402  (the repository's edgeface, put on the path above)
+from edgeface.gallery import signing  # noqa: E402
+from edgeface.gallery.enroll import EnrollItem, Workspace, enroll, settings_key  # noqa: E402
+from edgeface.gallery.publish import publish_for  # noqa: E402
+from edgeface.vision.engine import Engine  # noqa: E402
 
 SAMPLE = REPO / "edgeface" / "_sample"
 IMAGES = REPO / "tests" / "images"
@@ -125,8 +125,10 @@ def main() -> int:
     args = ap.parse_args()
     astronaut = args.astronaut or find_astronaut()
     if astronaut is None or not astronaut.exists():
-        print("astronaut.png not found: pass --astronaut PATH (skimage/data/astronaut.png in the scikit-image wheel)",
-              file=sys.stderr)
+        print(
+            "astronaut.png not found: pass --astronaut PATH (skimage/data/astronaut.png in the scikit-image wheel)",
+            file=sys.stderr,
+        )
         return 2
     config = load_config(None, env={})
     engine = Engine(config)
@@ -144,17 +146,21 @@ def main() -> int:
             rgb = cv2.GaussianBlur(rgb, (0, 0), 6)
         data = jpeg(rgb)
         (photos / name).write_bytes(data)
-        what = {"01": "Barack Obama, address to Congress (White House photo; `tests/images/obama2.jpg`)",
-                "02": "Barack Obama (White House photo; `tests/images/obama3.jpg`)",
-                "03": "Eileen Collins, NASA astronaut portrait (`skimage/data/astronaut.png`)",
-                "04": "`01-...` blurred (Gaussian, sigma 6 px) to show a quality refusal"}[name[:2]]
+        what = {
+            "01": "Barack Obama, address to Congress (White House photo; `tests/images/obama2.jpg`)",
+            "02": "Barack Obama (White House photo; `tests/images/obama3.jpg`)",
+            "03": "Eileen Collins, NASA astronaut portrait (`skimage/data/astronaut.png`)",
+            "04": "`01-...` blurred (Gaussian, sigma 6 px) to show a quality refusal",
+        }[name[:2]]
         rows.append(f"| {name} | {what} | public domain | {sha(data)} |")
 
     with tempfile.TemporaryDirectory() as tmp:
         t = Path(tmp)
         ws = Workspace(t / "workspace")
-        items = [EnrollItem(i, p, CONSENT, "tests/images (public domain)", "tools/build_sample.py", n)
-                 for i, n, p in ENROLLED]
+        items = [
+            EnrollItem(i, p, CONSENT, "tests/images (public domain)", "tools/build_sample.py", n)
+            for i, n, p in ENROLLED
+        ]
         report = enroll(engine, ws, items)
         if report.counts().get("enrolled") != len(ENROLLED):
             print(f"enrollment failed: {[r.to_dict() for r in report.results]}", file=sys.stderr)
@@ -162,19 +168,29 @@ def main() -> int:
         vectors, entries, identities = ws.content(settings_key(engine, config.enroll.second_face_ratio))
         ws.close()
         signing.generate_keypair(t / "demo.pem", t / "demo.pub")
-        pub = publish_for(t / "publish", card, vectors=vectors, entries=entries, identities=identities,
-                          signer=signing.load_private_key(t / "demo.pem"), target_fpir=config.gallery.target_fpir)
+        pub = publish_for(
+            t / "publish",
+            card,
+            vectors=vectors,
+            entries=entries,
+            identities=identities,
+            signer=signing.load_private_key(t / "demo.pem"),
+            target_fpir=config.gallery.target_fpir,
+        )
         gallery = SAMPLE / "gallery"
         if gallery.exists():
             shutil.rmtree(gallery)
         shutil.copytree(pub.dir, gallery)
         for f in gallery.iterdir():
             f.chmod(0o644)  # readable by the service user whoever installs the package
-        note = ("# DEMO ONLY: verifies the sample gallery bundled with edgeface (tools/build_sample.py).\n"
-                "# Its private key was discarded. Never list this key in gallery.trusted_keys on a unit.\n")
+        note = (
+            "# DEMO ONLY: verifies the sample gallery bundled with edgeface (tools/build_sample.py).\n"
+            "# Its private key was discarded. Never list this key in gallery.trusted_keys on a unit.\n"
+        )
         (SAMPLE / "demo-signing-DEMO-ONLY.pub").write_text(note + (t / "demo.pub").read_text())
-    (SAMPLE / "PROVENANCE.md").write_text(PROVENANCE.format(max_side=MAX_SIDE, rows="\n".join(rows),
-                                                            embedder=card.id, embedder_sha=card.sha256))
+    (SAMPLE / "PROVENANCE.md").write_text(
+        PROVENANCE.format(max_side=MAX_SIDE, rows="\n".join(rows), embedder=card.id, embedder_sha=card.sha256)
+    )
     return check(config)
 
 

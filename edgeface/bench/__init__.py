@@ -13,5 +13,7 @@ def require_harness(benchmark: str) -> None:
     try:
         import edgeface.testing  # noqa: F401
     except ModuleNotFoundError:
-        raise EdgefaceError(f"`edgeface bench {benchmark}` starts a local broker with the test harness, which "
-                            "only a source checkout has: run it from a clone (pip install -e .)") from None
+        raise EdgefaceError(
+            f"`edgeface bench {benchmark}` starts a local broker with the test harness, which "
+            "only a source checkout has: run it from a clone (pip install -e .)"
+        ) from None

@@ -9,8 +9,9 @@ from __future__ import annotations
 import dataclasses
 import random
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from ..config import Config
 from ..evaluation import lfw
@@ -35,7 +36,7 @@ def recall(
 ) -> dict[str, Any]:
     det = _detector(config, config.runtime.num_threads)
     rotations = list(rotations)
-    stats = {r: {"found": 0, "oriented": 0, "times": [], "missed": []} for r in rotations}
+    stats: dict[int, dict[str, Any]] = {r: {"found": 0, "oriented": 0, "times": [], "missed": []} for r in rotations}
     for path in wrap(paths):
         image = load_image(path, config.image)
         for r in rotations:
@@ -70,7 +71,7 @@ def latency(config: Config, paths: list[Path], threads: Iterable[int], samples: 
     rng = random.Random(0)
     chosen = rng.sample(paths, min(samples, len(paths)))
     images = [load_image(p, config.image) for p in chosen]
-    out = {}
+    out: dict[str, Any] = {}
     for t in threads:
         det = _detector(config, t)
         for im in images[:10]:
@@ -86,8 +87,14 @@ def latency(config: Config, paths: list[Path], threads: Iterable[int], samples: 
     return out
 
 
-def run(config: Config, root: Path, limit: int | None, threads: list[int], rotations: list[int],
-        wrap: Callable[[list[Path]], Any]) -> dict[str, Any]:
+def run(
+    config: Config,
+    root: Path,
+    limit: int | None,
+    threads: list[int],
+    rotations: list[int],
+    wrap: Callable[[list[Path]], Any],
+) -> dict[str, Any]:
     paths = lfw.all_images(root)
     if limit:
         paths = random.Random(0).sample(paths, min(limit, len(paths)))

@@ -52,7 +52,9 @@ log = get_logger(__name__)
 Progress = Callable[[str], None]
 
 
-def choose(root: Path, enrolled: int, strangers: int, probes: int, seed: int) -> tuple[dict[str, Path], list[tuple[Path, str, bool]]]:
+def choose(
+    root: Path, enrolled: int, strangers: int, probes: int, seed: int
+) -> tuple[dict[str, Path], list[tuple[Path, str, bool]]]:
     """(enrollment image per person, probes as (image, person, mated)), reproducibly."""
     rng = random.Random(seed)
     everyone = people(root)
@@ -77,16 +79,28 @@ def _toml(sections: dict[str, dict[str, Any]]) -> str:
             return "[" + ", ".join(val(x) for x in v) + "]"
         return json.dumps(str(v))
 
-    return "\n".join(f"[{n}]\n" + "\n".join(f"{k} = {val(v)}" for k, v in s.items()) + "\n" for n, s in sections.items())
+    return "\n".join(
+        f"[{n}]\n" + "\n".join(f"{k} = {val(v)}" for k, v in s.items()) + "\n" for n, s in sections.items()
+    )
 
 
 def _cli(*args: str) -> list[str]:
     return [sys.executable, "-c", "import sys; from edgeface.cli import main; sys.exit(main())", *args]
 
 
-def run(lfw_root: Path, work: Path, *, enrolled: int = 100, strangers: int = 100, probes: int = 2, batch: int = 6,
-        batch_interval_s: float = 0.5, seed: int = 0, target_fpir: float | None = None,
-        progress: Progress = lambda s: None) -> dict[str, Any]:
+def run(
+    lfw_root: Path,
+    work: Path,
+    *,
+    enrolled: int = 100,
+    strangers: int = 100,
+    probes: int = 2,
+    batch: int = 6,
+    batch_interval_s: float = 0.5,
+    seed: int = 0,
+    target_fpir: float | None = None,
+    progress: Progress = lambda s: None,
+) -> dict[str, Any]:
     from ..gallery.enroll import EnrollItem, Workspace, enroll, settings_key
     from ..gallery.publish import publish_for
     from ..gallery.serve import make_gallery_server
@@ -111,8 +125,10 @@ def run(lfw_root: Path, work: Path, *, enrolled: int = 100, strangers: int = 100
     spec = card.embedder
     assert spec is not None
     ws = Workspace(central / "workspace")
-    items = [EnrollItem(p, img, "LFW research set, benchmark only", "LFW", "bench e2e", p.replace("_", " "))
-             for p, img in sorted(gallery_images.items())]
+    items = [
+        EnrollItem(p, img, "LFW research set, benchmark only", "LFW", "bench e2e", p.replace("_", " "))
+        for p, img in sorted(gallery_images.items())
+    ]
     report = enroll(engine, ws, items, second_face_ratio=config.enroll.second_face_ratio)
     in_gallery = {r.item.identity for r in report.results if r.status in ("enrolled", "unchanged")}
     vectors, entries, identities = ws.content(settings_key(engine, config.enroll.second_face_ratio))
@@ -120,8 +136,15 @@ def run(lfw_root: Path, work: Path, *, enrolled: int = 100, strangers: int = 100
     signing.generate_keypair(central / "signing.pem", central / "signing.pub")
     # the bundle's decision threshold is derived for its size, as `edgeface gallery build` does
     target = config.gallery.target_fpir if target_fpir is None else target_fpir
-    pub = publish_for(central / "publish", card, vectors=vectors, entries=entries, identities=identities,
-                      signer=signing.load_private_key(central / "signing.pem"), target_fpir=target)
+    pub = publish_for(
+        central / "publish",
+        card,
+        vectors=vectors,
+        entries=entries,
+        identities=identities,
+        signer=signing.load_private_key(central / "signing.pem"),
+        target_fpir=target,
+    )
     one_to_n = {"the card's 1:1 threshold": spec.thresholds["cosine"]}
     server = make_gallery_server(central / "publish", port=0)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -133,32 +156,55 @@ def run(lfw_root: Path, work: Path, *, enrolled: int = 100, strangers: int = 100
     inbox = unit / "inbox"
     inbox.mkdir()
     cfg_path = unit / "edgeface.toml"
-    cfg_path.write_text(_toml({
-        "device": {"id": "e2e-unit"},
-        "logging": {"format": "json"},
-        "capture": {"source": "folder"},
-        "capture.folder": {"path": str(inbox), "settle_s": 0.5, "poll_s": 0.2},
-        "gallery": {"dir": str(unit / "gallery"), "trusted_keys": [str(central / "signing.pub")],
-                    "sync_url": f"http://127.0.0.1:{server.server_port}/", "key_file": str(unit / "gallery.key"),
-                    "sync_interval_s": 600},
-        "outbox": {"path": str(unit / "outbox.sqlite3")},
-        "mqtt": {"host": "127.0.0.1", "port": port, "tls": False, "reconnect_min_s": 0.2, "reconnect_max_s": 2.0,
-                 "heartbeat_s": 5.0},
-        "run": {"state_dir": str(unit / "state")},
-        "retention": {"dir": str(unit / "media")},
-        "dedup": {"window_s": 0.0},
-        "status": {"metrics_port": 0, "interval_s": 1.0},
-    }))
+    cfg_path.write_text(
+        _toml(
+            {
+                "device": {"id": "e2e-unit"},
+                "logging": {"format": "json"},
+                "capture": {"source": "folder"},
+                "capture.folder": {"path": str(inbox), "settle_s": 0.5, "poll_s": 0.2},
+                "gallery": {
+                    "dir": str(unit / "gallery"),
+                    "trusted_keys": [str(central / "signing.pub")],
+                    "sync_url": f"http://127.0.0.1:{server.server_port}/",
+                    "key_file": str(unit / "gallery.key"),
+                    "sync_interval_s": 600,
+                },
+                "outbox": {"path": str(unit / "outbox.sqlite3")},
+                "mqtt": {
+                    "host": "127.0.0.1",
+                    "port": port,
+                    "tls": False,
+                    "reconnect_min_s": 0.2,
+                    "reconnect_max_s": 2.0,
+                    "heartbeat_s": 5.0,
+                },
+                "run": {"state_dir": str(unit / "state")},
+                "retention": {"dir": str(unit / "media")},
+                "dedup": {"window_s": 0.0},
+                "status": {"metrics_port": 0, "interval_s": 1.0},
+            }
+        )
+    )
     unit_config = load_config(cfg_path, env={})
-    sync = subprocess.run(_cli("--config", str(cfg_path), "gallery", "sync", "--json"), check=False,
-                          capture_output=True, text=True, timeout=600)
+    sync = subprocess.run(
+        _cli("--config", str(cfg_path), "gallery", "sync", "--json"),
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     if sync.returncode != 0:
         raise EdgefaceError(f"edgeface gallery sync failed: {sync.stdout} {sync.stderr[-2000:]}")
 
     broker = LocalBroker.plain(work / "broker", port=port)
     store = ResultStore(central / "results.sqlite3")
-    ingest = Ingest(store, LinkSettings(host="127.0.0.1", port=port, client_id="e2e-ingest", tls=False),
-                    reconnect_min_s=0.2, reconnect_max_s=1.0)
+    ingest = Ingest(
+        store,
+        LinkSettings(host="127.0.0.1", port=port, client_id="e2e-ingest", tls=False),
+        reconnect_min_s=0.2,
+        reconnect_max_s=1.0,
+    )
     child = Child(["--config", str(cfg_path), "run"], unit / "run.log")
     events: list[dict[str, Any]] = []
     samples: list[dict[str, Any]] = []
@@ -178,8 +224,14 @@ def run(lfw_root: Path, work: Path, *, enrolled: int = 100, strangers: int = 100
 
     def sample() -> None:
         while not stop_sampling.wait(1.0):
-            samples.append({"t": round(time.time() - t_start, 1), "outbox": outbox_depth(), "central": store.count(),
-                            "broker_up": broker.alive})
+            samples.append(
+                {
+                    "t": round(time.time() - t_start, 1),
+                    "outbox": outbox_depth(),
+                    "central": store.count(),
+                    "broker_up": broker.alive,
+                }
+            )
 
     names: dict[str, tuple[str, bool]] = {}
     thirds = [probe_list[i * len(probe_list) // 3 : (i + 1) * len(probe_list) // 3] for i in range(3)]
@@ -234,11 +286,19 @@ def run(lfw_root: Path, work: Path, *, enrolled: int = 100, strangers: int = 100
     figures = account(unit_config, names, in_gallery, store, threshold, ingest.stats.as_dict(), one_to_n)
     store.close()
     figures.update(
-        exit_code=exit_code, events=events, outbox_samples=samples, threshold=threshold, embedder=card.id,
+        exit_code=exit_code,
+        events=events,
+        outbox_samples=samples,
+        threshold=threshold,
+        embedder=card.id,
         threshold_source=f"the bundle's, derived for {pub.manifest.count} entries at target FPIR {target:g}",
-        gallery={"version": pub.manifest.gallery_version, "people_enrolled": len(in_gallery),
-                 "people_refused_at_enrollment": sorted(set(gallery_images) - in_gallery)},
-        seconds=round(time.time() - t_start, 1), log=str(child.log_path),
+        gallery={
+            "version": pub.manifest.gallery_version,
+            "people_enrolled": len(in_gallery),
+            "people_refused_at_enrollment": sorted(set(gallery_images) - in_gallery),
+        },
+        seconds=round(time.time() - t_start, 1),
+        log=str(child.log_path),
         max_outbox_depth=max((s["outbox"] for s in samples), default=0),
     )
     return figures
@@ -250,6 +310,7 @@ def _ledger(config: Any) -> list[dict[str, Any]]:
 
 def _central_face(docs: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The result of the face nearest the centre of a 250x250 LFW image (its labelled person)."""
+
     def dist(d: dict[str, Any]) -> float:
         x0, y0, x1, y1 = d.get("face_box") or (0, 0, 0, 0)
         return ((x0 + x1) / 2 - 125) ** 2 + ((y0 + y1) / 2 - 125) ** 2
@@ -257,8 +318,15 @@ def _central_face(docs: list[dict[str, Any]]) -> dict[str, Any] | None:
     return min(docs, key=dist) if docs else None
 
 
-def account(config: Any, names: dict[str, tuple[str, bool]], in_gallery: set[str], store: Any, threshold: float,
-            ingest_stats: dict[str, Any], other_thresholds: dict[str, float] | None = None) -> dict[str, Any]:
+def account(
+    config: Any,
+    names: dict[str, tuple[str, bool]],
+    in_gallery: set[str],
+    store: Any,
+    threshold: float,
+    ingest_stats: dict[str, Any],
+    other_thresholds: dict[str, float] | None = None,
+) -> dict[str, Any]:
     rows = {r["path"]: r for r in _ledger(config)}
     central = {i: json.loads(p) for i, p in store.payloads().items()}
     unit_ids = [i for r in rows.values() for i in r["results"]]
@@ -304,22 +372,33 @@ def account(config: Any, names: dict[str, tuple[str, bool]], in_gallery: set[str
                     mated["wrong_match"] += 1
         elif doc["decision"] == "match":
             strangers["false_match"] += 1
-    rate = lambda a, b: round(a / b, 4) if b else None
+
+    def rate(a: int, b: int) -> float | None:
+        return round(a / b, 4) if b else None
+
     ident = {
         "threshold": threshold,
-        "mated": {**mated, "rank1_rate": rate(mated["rank1"], mated["probes"]),
-                  "identified_rate": rate(mated["identified"], mated["probes"]),
-                  "fnir": rate(mated["probes"] - mated["identified"], mated["probes"])},
+        "mated": {
+            **mated,
+            "rank1_rate": rate(mated["rank1"], mated["probes"]),
+            "identified_rate": rate(mated["identified"], mated["probes"]),
+            "fnir": rate(mated["probes"] - mated["identified"], mated["probes"]),
+        },
         "non_mated": {**strangers, "fpir": rate(strangers["false_match"], strangers["probes"])},
         "false_matches": mated["wrong_match"] + strangers["false_match"],
         # The same results decided at other thresholds (from the top candidate's score), e.g. the 1:N
         # threshold edgeface.vision.calibration derives from the card's impostor statistics for this gallery size.
-        "other_thresholds": {label: _at(tops, t, mated["probes"], strangers["probes"])
-                             for label, t in (other_thresholds or {}).items()},
+        "other_thresholds": {
+            label: _at(tops, t, mated["probes"], strangers["probes"]) for label, t in (other_thresholds or {}).items()
+        },
     }
-    ok = (accounting["photos_in_ledger"] == len(names) and accounting["results_lost"] == 0
-          and accounting["results_unknown_at_central"] == 0 and accounting["results_made"] == accounting["results_distinct"]
-          and "processing" not in statuses)
+    ok = (
+        accounting["photos_in_ledger"] == len(names)
+        and accounting["results_lost"] == 0
+        and accounting["results_unknown_at_central"] == 0
+        and accounting["results_made"] == accounting["results_distinct"]
+        and "processing" not in statuses
+    )
     return {"accounting": accounting, "identification": ident, "all_accounted_and_delivered_once": ok}
 
 
@@ -327,42 +406,62 @@ def _at(tops: list[tuple[bool, str, str | None, float | None]], t: float, n_mate
     ident = sum(1 for m, p, top, s in tops if m and s is not None and s >= t and top == p)
     wrong = sum(1 for m, p, top, s in tops if m and s is not None and s >= t and top != p)
     false = sum(1 for m, _, _, s in tops if not m and s is not None and s >= t)
-    return {"threshold": t, "identified": ident, "identified_rate": round(ident / n_mated, 4) if n_mated else None,
-            "wrong_match": wrong, "non_mated_false_match": false,
-            "fpir": round(false / n_non, 4) if n_non else None}
+    return {
+        "threshold": t,
+        "identified": ident,
+        "identified_rate": round(ident / n_mated, 4) if n_mated else None,
+        "wrong_match": wrong,
+        "non_mated_false_match": false,
+        "fpir": round(false / n_non, 4) if n_non else None,
+    }
 
 
 def markdown(f: dict[str, Any]) -> str:
     a, i = f["accounting"], f["identification"]
     m, s = i["mated"], i["non_mated"]
     lines = [
-        "# edgeface end-to-end run (bench e2e)", "",
-        (f"{a['photos_fed']} LFW photos through `edgeface run` (folder source, {f['embedder']}, gallery of "
-        f"{f['gallery']['people_enrolled']} people, threshold {f['threshold']}: {f['threshold_source']}), broker down "
-        "for the first and last "
-        f"third of the run (max outbox depth {f['max_outbox_depth']}). {f['seconds']} s."), "",
-        "| check | value |", "| --- | --- |",
+        "# edgeface end-to-end run (bench e2e)",
+        "",
+        (
+            f"{a['photos_fed']} LFW photos through `edgeface run` (folder source, {f['embedder']}, gallery of "
+            f"{f['gallery']['people_enrolled']} people, threshold {f['threshold']}: {f['threshold_source']}), broker down "
+            "for the first and last "
+            f"third of the run (max outbox depth {f['max_outbox_depth']}). {f['seconds']} s."
+        ),
+        "",
+        "| check | value |",
+        "| --- | --- |",
         f"| photos fed / in the unit's ledger | {a['photos_fed']} / {a['photos_in_ledger']} |",
         f"| ledger status | {a['ledger_status']} |",
         f"| faces / results made (distinct) | {a['faces']} / {a['results_made']} ({a['results_distinct']}) |",
-        (f"| results stored centrally / lost / unknown | {a['results_at_central']} / {a['results_lost']} / "
-        f"{a['results_unknown_at_central']} |"),
+        (
+            f"| results stored centrally / lost / unknown | {a['results_at_central']} / {a['results_lost']} / "
+            f"{a['results_unknown_at_central']} |"
+        ),
         f"| redeliveries absorbed by the ingest | {a['redeliveries_absorbed_by_ingest']} |",
         f"| everything accounted for, delivered once | {f['all_accounted_and_delivered_once']} |",
-        f"| unit exit code after SIGTERM | {f['exit_code']} |", "",
-        "| identification at the calibrated threshold | value |", "| --- | --- |",
+        f"| unit exit code after SIGTERM | {f['exit_code']} |",
+        "",
+        "| identification at the calibrated threshold | value |",
+        "| --- | --- |",
         f"| mated probes (enrolled people) | {m['probes']} |",
         f"| rank-1 (top candidate is the person) | {m['rank1']} ({m['rank1_rate']}) |",
         f"| identified (match, right person) | {m['identified']} ({m['identified_rate']}); FNIR {m['fnir']} |",
         f"| mated probes matched to someone else | {m['wrong_match']} |",
         f"| non-mated probes (not enrolled) | {s['probes']} |",
         f"| non-mated probes matched (false matches) | {s['false_match']} (FPIR {s['fpir']}) |",
-        (f"| no face found / refused by quality (mated, non-mated) | {m['no_face']}/{m['refused']}, "
-        f"{s['no_face']}/{s['refused']} |"),
-        *[f"| at {k} (t = {v['threshold']}): identified / wrong / false matches | {v['identified']} "
-          f"({v['identified_rate']}) / {v['wrong_match']} / {v['non_mated_false_match']} (FPIR {v['fpir']}) |"
-          for k, v in i["other_thresholds"].items()], "",
-        "Timeline:", "",
+        (
+            f"| no face found / refused by quality (mated, non-mated) | {m['no_face']}/{m['refused']}, "
+            f"{s['no_face']}/{s['refused']} |"
+        ),
+        *[
+            f"| at {k} (t = {v['threshold']}): identified / wrong / false matches | {v['identified']} "
+            f"({v['identified_rate']}) / {v['wrong_match']} / {v['non_mated_false_match']} (FPIR {v['fpir']}) |"
+            for k, v in i["other_thresholds"].items()
+        ],
+        "",
+        "Timeline:",
+        "",
         *[f"* {e['t']:>7.2f} s  {e['event']}" for e in f["events"]],
     ]
     return "\n".join(lines) + "\n"

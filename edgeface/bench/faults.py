@@ -54,19 +54,17 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import OutboxDiskFull, OutboxFull
-from ..mqtt import dynsec, payloads, topics
-from ..testing import certs
+from ..mqtt import dynsec
 from ..outbox import Outbox
+from ..testing import certs
 from ..testing.broker import LocalBroker
 from ..testing.mqttload import Child, digest, outbox_item, sample_result, wait_for, write_toml
 from ..testing.proxy import TcpProxy
+from . import hostile
+from .hostile import DEVICE, GROUP, HOSTILE, INGEST_CLIENT
 
 KINDS = ("broker_restart", "publisher_kill", "link_drop", "disk_full", "corrupt_row", "hostile_unit")
-DEVICE = "field-unit-1"
-HOSTILE = "field-unit-666"
 INGEST = "edgeface-ingest"
-GROUP = "campaign"
-INGEST_CLIENT = "campaign-ingest"
 
 
 def _canonical(payload: bytes) -> str:
@@ -83,8 +81,12 @@ class _Disk:
         self.mounted = False
         self.mode = "page_cap"
         if mode in ("auto", "tmpfs") and os.geteuid() == 0:
-            r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_mb}m,mode=0755", "tmpfs", str(folder)],
-                               check=False, capture_output=True, text=True)
+            r = subprocess.run(
+                ["mount", "-t", "tmpfs", "-o", f"size={size_mb}m,mode=0755", "tmpfs", str(folder)],
+                check=False,
+                capture_output=True,
+                text=True,
+            )
             if r.returncode == 0:
                 self.mounted, self.mode = True, "tmpfs"
             elif mode == "tmpfs":
@@ -124,8 +126,9 @@ class _Disk:
             pages = producer_box._conn().execute("PRAGMA page_count").fetchone()[0]
             producer_box.limit_pages(pages)
             self._stop_filler.clear()
-            self._filler_thread = threading.Thread(target=self._fill_pages, args=(producer_box.path, pages),
-                                                   daemon=True)
+            self._filler_thread = threading.Thread(
+                target=self._fill_pages, args=(producer_box.path, pages), daemon=True
+            )
             self._filler_thread.start()
 
     def _fill_pages(self, path: Path, pages: int) -> None:
@@ -199,13 +202,21 @@ class _Producer(threading.Thread):
                     time.sleep(delay)
                 else:
                     next_t = time.monotonic()
-        except Exception as e:  # reported by the campaign, which then fails
+        except Exception as e:  # noqa: BLE001 - reported by the campaign, which then fails
             self.error = e
 
 
-def run(workdir: Path, *, faults: int = 100, rate: float = 200.0, kinds: tuple[str, ...] = KINDS, seed: int = 1,
-        disk: str = "auto", drain_timeout: float = 180.0, say: Callable[[str], None] = lambda s: None
-        ) -> dict[str, Any]:
+def run(
+    workdir: Path,
+    *,
+    faults: int = 100,
+    rate: float = 200.0,
+    kinds: tuple[str, ...] = KINDS,
+    seed: int = 1,
+    disk: str = "auto",
+    drain_timeout: float = 180.0,
+    say: Callable[[str], None] = lambda s: None,
+) -> dict[str, Any]:
     """Run the campaign in ``workdir``; returns the counts (see the module docstring)."""
     for k in kinds:
         if k not in KINDS:
@@ -215,28 +226,54 @@ def run(workdir: Path, *, faults: int = 100, rate: float = 200.0, kinds: tuple[s
     workdir.mkdir(parents=True, exist_ok=True)
     store = _Disk(workdir / "disk", disk, 24)
     pki = certs.write_pki(workdir / "pki", clients=(DEVICE, HOSTILE), central=(INGEST,))
-    broker = LocalBroker.from_deploy(workdir / "broker", workdir / "pki",
-                                     rules=dynsec.build([DEVICE, HOSTILE], ingest=(INGEST,), group=GROUP))
+    broker = LocalBroker.from_deploy(
+        workdir / "broker", workdir / "pki", rules=dynsec.build([DEVICE, HOSTILE], ingest=(INGEST,), group=GROUP)
+    )
     broker.start()
     proxy = TcpProxy(broker.ports["mtls"])
     outbox_path = store.folder / "outbox.sqlite3"
     db = workdir / "ingest.sqlite3"
-    common = {"reconnect_min_s": 0.05, "reconnect_max_s": 0.5, "tls": True, "host": "127.0.0.1",
-              "ca_file": str(pki["ca"])}
-    dev_cfg = write_toml(workdir / "device.toml", {
-        "device": {"id": DEVICE},
-        "outbox": {"path": str(outbox_path)},
-        "mqtt": {**common, "port": proxy.port, "keepalive_s": 5, "ack_timeout_s": 5, "heartbeat_s": 2,
-                 "inflight": 50, "cert_file": str(pki[f"{DEVICE}.crt"]), "key_file": str(pki[f"{DEVICE}.key"])},
-    })
-    ing_cfg = write_toml(workdir / "ingest.toml", {
-        "mqtt": {**common, "port": broker.ports["central"], "cert_file": str(pki[f"{INGEST}.crt"]),
-                 "key_file": str(pki[f"{INGEST}.key"])},
-        "ingest": {"db": str(db), "group": GROUP, "client_id": INGEST_CLIENT},
-    })
+    common = {
+        "reconnect_min_s": 0.05,
+        "reconnect_max_s": 0.5,
+        "tls": True,
+        "host": "127.0.0.1",
+        "ca_file": str(pki["ca"]),
+    }
+    dev_cfg = write_toml(
+        workdir / "device.toml",
+        {
+            "device": {"id": DEVICE},
+            "outbox": {"path": str(outbox_path)},
+            "mqtt": {
+                **common,
+                "port": proxy.port,
+                "keepalive_s": 5,
+                "ack_timeout_s": 5,
+                "heartbeat_s": 2,
+                "inflight": 50,
+                "cert_file": str(pki[f"{DEVICE}.crt"]),
+                "key_file": str(pki[f"{DEVICE}.key"]),
+            },
+        },
+    )
+    ing_cfg = write_toml(
+        workdir / "ingest.toml",
+        {
+            "mqtt": {
+                **common,
+                "port": broker.ports["central"],
+                "cert_file": str(pki[f"{INGEST}.crt"]),
+                "key_file": str(pki[f"{INGEST}.key"]),
+            },
+            "ingest": {"db": str(db), "group": GROUP, "client_id": INGEST_CLIENT},
+        },
+    )
     publisher = Child(["--config", str(dev_cfg), "--log-json", "outbox", "drain"], workdir / "publisher.log")
-    ingest = Child(["--config", str(ing_cfg), "--log-json", "ingest", "--stats-json", str(workdir / "ingest.json")],
-                   workdir / "ingest.log")
+    ingest = Child(
+        ["--config", str(ing_cfg), "--log-json", "ingest", "--stats-json", str(workdir / "ingest.json")],
+        workdir / "ingest.log",
+    )
     box = Outbox(outbox_path, max_results=10**6, max_bytes=2**32)
     producer = _Producer(box, rate, rng)
     injected: Counter[str] = Counter()
@@ -278,7 +315,7 @@ def run(workdir: Path, *, faults: int = 100, rate: float = 200.0, kinds: tuple[s
                 time.sleep(rng.uniform(0.1, 0.5))
                 store.free(box)
             elif kind == "hostile_unit":
-                for key, n in _hostile_unit(broker, pki, rng).items():
+                for key, n in hostile.visit(broker, pki, rng).items():
                     details[f"hostile_{key}"] += n
             elif kind == "corrupt_row":
                 proxy.cut()
@@ -368,60 +405,6 @@ def run(workdir: Path, *, faults: int = 100, rate: float = 200.0, kinds: tuple[s
         (workdir / "lost.txt").write_text("\n".join(sorted(lost)) + "\n")
     (workdir / "figures.json").write_text(json.dumps(figures, indent=2) + "\n")
     return figures
-
-
-def _poison(rng: random.Random) -> list[tuple[str, bytes, bool]]:
-    """(topic, payload, retain) of what a hostile unit sends on its own topics."""
-    docs = []
-    for key, value in (("captured_at", "2025-13-45T99:99:99Z"), ("gallery_version", 10**20),
-                       ("id", payloads.new_id() + "\n"), ("model_id", "m\x00"), ("threshold", 1e308)):
-        doc = sample_result(HOSTILE, rng)
-        doc[key] = value
-        docs.append((topics.results_topic(HOSTILE), json.dumps(doc).encode(), False))
-    status = payloads.status_payload(device_id=HOSTILE, state="online", reason="heartbeat")
-    status["ts"] = "2025-02-30T00:00:00Z"
-    docs.append((topics.status_topic(HOSTILE), json.dumps(status).encode(), True))
-    docs.append((topics.results_topic(HOSTILE), bytes(rng.randrange(256) for _ in range(64)), False))
-    return docs
-
-
-def _hostile_unit(broker: LocalBroker, pki: dict[str, Path], rng: random.Random) -> Counter[str]:
-    """One visit of the hostile unit (see the module docstring); returns what it tried and got."""
-    import paho.mqtt.client as mqtt
-
-    out: Counter[str] = Counter()
-    got: dict[str, list[Any]] = {"connack": [], "suback": [], "puback": [], "messages": []}
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=rng.choice([INGEST_CLIENT, DEVICE, HOSTILE]),
-                    protocol=mqtt.MQTTv5)
-    c.tls_set(ca_certs=str(pki["ca"]), certfile=str(pki[f"{HOSTILE}.crt"]), keyfile=str(pki[f"{HOSTILE}.key"]))
-    c.on_connect = lambda cl, u, f, rc, p: got["connack"].append(rc)
-    c.on_subscribe = lambda cl, u, mid, rcs, p: got["suback"].extend(rcs)
-    c.on_publish = lambda cl, u, mid, rc, p: got["puback"].append(rc)
-    c.on_message = lambda cl, u, m: got["messages"].append(m.topic)
-    c.connect("127.0.0.1", broker.ports["mtls"])
-    c.loop_start()
-    try:
-        if not wait_for(lambda: got["connack"], 5) or got["connack"][0].is_failure:
-            out["connect_refused"] += 1
-            return out
-        out["client_id_attempts"] += 1
-        filters = [f"$share/{GROUP}/{topics.RESULTS_FILTER}", topics.RESULTS_FILTER, "#"]
-        for f in filters:
-            c.subscribe(f, qos=1)
-        wait_for(lambda: len(got["suback"]) >= len(filters), 5)
-        out["subscriptions_tried"] += len(filters)
-        out["subscriptions_granted"] += sum(1 for r in got["suback"] if not r.is_failure)
-        poison = _poison(rng)
-        for topic, data, retain in poison:
-            c.publish(topic, data, qos=1, retain=retain)
-        wait_for(lambda: len(got["puback"]) >= len(poison), 5)
-        out["poison_sent"] += len(poison)
-        time.sleep(0.1)
-        out["results_seen"] += len(got["messages"])
-    finally:
-        c.loop_stop()
-        c.disconnect()
-    return out
 
 
 def _corrupt_newest(path: Path) -> str | None:

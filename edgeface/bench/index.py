@@ -23,20 +23,20 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import numpy as np
 
 from ..config import Config
-from . import report
 from ..evaluation.distractors import EmbeddingModel, compare, fit, sample
+from . import report
 
 Wrap = Callable[[Iterable[Any]], Iterable[Any]]
 
 
-def real_split(config: Config, root: Path, wrap: Wrap, non_mated: int = 1000,
-               seed: int = 0) -> dict[str, np.ndarray]:
+def real_split(config: Config, root: Path, wrap: Wrap, non_mated: int = 1000, seed: int = 0) -> dict[str, np.ndarray]:
     """LFW embeddings split into gallery rows and probes (see the module docstring)."""
     from ..evaluation.embeddings import lfw_embeddings
     from ..evaluation.lfw import all_images
@@ -48,7 +48,7 @@ def real_split(config: Config, root: Path, wrap: Wrap, non_mated: int = 1000,
     vectors, people = emb.vectors[ok], people[ok]
     names, inv, counts = np.unique(people, return_inverse=True, return_counts=True)
     rng = np.random.default_rng(seed)
-    first = {}
+    first: dict[int, int] = {}
     for i, p in enumerate(inv):
         first.setdefault(int(p), i)
     mated = np.array([first[p] for p in range(len(names)) if counts[p] >= 2])
@@ -57,8 +57,12 @@ def real_split(config: Config, root: Path, wrap: Wrap, non_mated: int = 1000,
     probe = np.concatenate([mated, held])
     mask = np.ones(len(vectors), bool)
     mask[probe] = False
-    return {"gallery": vectors[mask], "gallery_labels": inv[mask], "probes": vectors[probe],
-            "mated": np.isin(probe, mated)}
+    return {
+        "gallery": vectors[mask],
+        "gallery_labels": inv[mask],
+        "probes": vectors[probe],
+        "mated": np.isin(probe, mated),
+    }
 
 
 def make_gallery(real: np.ndarray, size: int, model: EmbeddingModel, seed: int) -> tuple[np.ndarray, int]:
@@ -81,9 +85,16 @@ def _write(out: Path, vectors: np.ndarray) -> tuple[float, int]:
     entries = [{"identity": f"p{i}", "image": f"{i:064x}", "source": "bench"} for i in range(n)]
     ids = [{"id": f"p{i}", "name": f"p{i}"} for i in range(n)]
     t = time.perf_counter()
-    m = write_bundle(out, vectors=vectors, entries=entries, identities=ids, version=1,
-                     embedder=EmbedderRef("bench", "0" * 64, vectors.shape[1]), thresholds={"cosine": 0.5},
-                     signer=Ed25519PrivateKey.generate())
+    m = write_bundle(
+        out,
+        vectors=vectors,
+        entries=entries,
+        identities=ids,
+        version=1,
+        embedder=EmbedderRef("bench", "0" * 64, vectors.shape[1]),
+        thresholds={"cosine": 0.5},
+        signer=Ed25519PrivateKey.generate(),
+    )
     return time.perf_counter() - t, m.total_bytes
 
 
@@ -121,23 +132,34 @@ def measure_queries(bundle: Path, queries: np.ndarray, exact_max: int) -> dict[s
         qpath = Path(tmp) / "q.npy"
         np.save(qpath, queries)
         env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-        p = subprocess.run([sys.executable, "-c", QUERY_CHILD, str(bundle), str(qpath), str(exact_max)],
-                           capture_output=True, text=True, env=env, check=False)
+        p = subprocess.run(
+            [sys.executable, "-c", QUERY_CHILD, str(bundle), str(qpath), str(exact_max)],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=False,
+        )
         if p.returncode != 0:
             raise RuntimeError(f"query process failed: {p.stderr[-2000:]}")
         return json.loads(p.stdout.strip().splitlines()[-1])
 
 
-def run(config: Config, root: Path, sizes: list[int], workdir: Path, wrap: Wrap,
-        exact_compare: bool = True) -> dict[str, Any]:
+def run(
+    config: Config, root: Path, sizes: list[int], workdir: Path, wrap: Wrap, exact_compare: bool = True
+) -> dict[str, Any]:
     from ..gallery.index import EXACT_MAX, exact_top1
 
     split = real_split(config, root, wrap)
     model = fit(split["gallery"], split["gallery_labels"])
     n_real = len(split["gallery"])
     synth, synth_labels = sample(model, n_real // 2, (1, 3), seed=1)
-    check = compare(split["gallery"], split["gallery_labels"], synth[:n_real], synth_labels[:n_real],
-                    split["probes"][~split["mated"]])
+    check = compare(
+        split["gallery"],
+        split["gallery_labels"],
+        synth[:n_real],
+        synth_labels[:n_real],
+        split["probes"][~split["mated"]],
+    )
     queries = split["probes"].astype(np.float32)
     rows = []
     for size in sizes:
@@ -159,18 +181,35 @@ def run(config: Config, root: Path, sizes: list[int], workdir: Path, wrap: Wrap,
             hit = (np.asarray(r["top"]) == truth[: len(q)]) | (np.asarray(r["score"]) >= truth_score[: len(q)] - 1e-6)
             mated = split["mated"][: len(q)]
             recall = float(np.mean(hit))
-            rows.append({"size": size, "real_rows": real_rows, "mode": mode,
-                         "search": "exact scan" if r["plan"]["exact"] else f"annoy {r['plan']['trees']} trees, "
-                         f"search_k {r['plan']['search_k']}", "build_s": round(build_s, 1),
-                         "disk_mb": round(disk / 2**20, 1), "rss_mb": r["rss_mb"], "p50_ms": r["latency"]["p50"],
-                         "p99_ms": r["latency"]["p99"], "recall_at_1": round(recall, 4), "queries": len(q),
-                         "cpu_p50_ms": r["cpu"]["p50"], "cpu_p99_ms": r["cpu"]["p99"],
-                         "machine_load_1min": round(r["load_average"], 2),
-                         "recall_mated": round(float(np.mean(hit[mated])), 4) if mated.any() else None,
-                         "recall_non_mated": round(float(np.mean(hit[~mated])), 4) if (~mated).any() else None})
+            rows.append(
+                {
+                    "size": size,
+                    "real_rows": real_rows,
+                    "mode": mode,
+                    "search": "exact scan"
+                    if r["plan"]["exact"]
+                    else f"annoy {r['plan']['trees']} trees, search_k {r['plan']['search_k']}",
+                    "build_s": round(build_s, 1),
+                    "disk_mb": round(disk / 2**20, 1),
+                    "rss_mb": r["rss_mb"],
+                    "p50_ms": r["latency"]["p50"],
+                    "p99_ms": r["latency"]["p99"],
+                    "recall_at_1": round(recall, 4),
+                    "queries": len(q),
+                    "cpu_p50_ms": r["cpu"]["p50"],
+                    "cpu_p99_ms": r["cpu"]["p99"],
+                    "machine_load_1min": round(r["load_average"], 2),
+                    "recall_mated": round(float(np.mean(hit[mated])), 4) if mated.any() else None,
+                    "recall_non_mated": round(float(np.mean(hit[~mated])), 4) if (~mated).any() else None,
+                }
+            )
         shutil.rmtree(out, ignore_errors=True)
-    return {"probes": {"mated": int(split["mated"].sum()), "non_mated": int((~split["mated"]).sum())},
-            "real_gallery_rows": n_real, "distractor_check": check, "rows": rows}
+    return {
+        "probes": {"mated": int(split["mated"].sum()), "non_mated": int((~split["mated"]).sum())},
+        "real_gallery_rows": n_real,
+        "distractor_check": check,
+        "rows": rows,
+    }
 
 
 def run_delta(config: Config, root: Path, size: int, fraction: float, workdir: Path, wrap: Wrap) -> dict[str, Any]:
@@ -194,8 +233,17 @@ def run_delta(config: Config, root: Path, size: int, fraction: float, workdir: P
     new, _ = sample(model, k, 1, seed=size + 1)
 
     def entries(n0: int, n: int) -> list[dict[str, Any]]:
-        return [{"identity": f"p{i}", "image": f"{i:064x}", "source": "bench", "consent": "research set",
-                 "enrolled_by": "bench", "enrolled_at": "2025-01-01T00:00:00Z"} for i in range(n0, n0 + n)]
+        return [
+            {
+                "identity": f"p{i}",
+                "image": f"{i:064x}",
+                "source": "bench",
+                "consent": "research set",
+                "enrolled_by": "bench",
+                "enrolled_at": "2025-01-01T00:00:00Z",
+            }
+            for i in range(n0, n0 + n)
+        ]
 
     e1 = entries(0, size)
     e2 = e1[k:] + entries(size, k)
@@ -206,18 +254,24 @@ def run_delta(config: Config, root: Path, size: int, fraction: float, workdir: P
     shutil.rmtree(pub, ignore_errors=True)
     shutil.rmtree(workdir / "delta-unit", ignore_errors=True)
     ids = lambda es: [{"id": e["identity"], "name": e["identity"]} for e in es]  # noqa: E731
-    p1 = publish(pub, vectors=vectors, entries=e1, identities=ids(e1), embedder=emb, thresholds={"cosine": 0.5},
-                 signer=key)
+    p1 = publish(
+        pub, vectors=vectors, entries=e1, identities=ids(e1), embedder=emb, thresholds={"cosine": 0.5}, signer=key
+    )
     server = make_gallery_server(pub, port=0)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         url = f"http://127.0.0.1:{server.server_port}/"
-        unit = GalleryStore(workdir / "delta-unit", trusted=[key.public_key()],
-                            key=DeviceKey(secrets.token_bytes(32), "bench"), embedder_sha256="0" * 64)
+        unit = GalleryStore(
+            workdir / "delta-unit",
+            trusted=[key.public_key()],
+            key=DeviceKey(secrets.token_bytes(32), "bench"),
+            embedder_sha256="0" * 64,
+        )
         full = sync_once(unit, url)
         t = time.perf_counter()
-        p2 = publish(pub, vectors=v2, entries=e2, identities=ids(e2), embedder=emb, thresholds={"cosine": 0.5},
-                     signer=key)
+        p2 = publish(
+            pub, vectors=v2, entries=e2, identities=ids(e2), embedder=emb, thresholds={"cosine": 0.5}, signer=key
+        )
         publish_s = time.perf_counter() - t
         t = time.perf_counter()
         delta = sync_once(unit, url)
@@ -228,10 +282,20 @@ def run_delta(config: Config, root: Path, size: int, fraction: float, workdir: P
     shutil.rmtree(pub, ignore_errors=True)
     shutil.rmtree(workdir / "delta-unit", ignore_errors=True)
     spec = p2.deltas[1]
-    return {"size": size, "removed": k, "added": k, "full_bundle_bytes": p2.manifest.total_bytes,
-            "delta_bytes": spec.total_bytes, "delta_fraction": round(spec.total_bytes / p2.manifest.total_bytes, 5),
-            "unit_full_download_bytes": full.downloaded_bytes, "unit_delta_download_bytes": delta.downloaded_bytes,
-            "unit_download_fraction": round(delta.downloaded_bytes / max(1, full.downloaded_bytes), 5),
-            "unit_via": delta.via, "unit_version": delta.installed, "publish_s": round(publish_s, 1),
-            "unit_sync_and_apply_s": round(apply_s, 1), "v1_bytes": p1.manifest.total_bytes,
-            "peak_rss_mb": report.rss_mb()}
+    return {
+        "size": size,
+        "removed": k,
+        "added": k,
+        "full_bundle_bytes": p2.manifest.total_bytes,
+        "delta_bytes": spec.total_bytes,
+        "delta_fraction": round(spec.total_bytes / p2.manifest.total_bytes, 5),
+        "unit_full_download_bytes": full.downloaded_bytes,
+        "unit_delta_download_bytes": delta.downloaded_bytes,
+        "unit_download_fraction": round(delta.downloaded_bytes / max(1, full.downloaded_bytes), 5),
+        "unit_via": delta.via,
+        "unit_version": delta.installed,
+        "publish_s": round(publish_s, 1),
+        "unit_sync_and_apply_s": round(apply_s, 1),
+        "v1_bytes": p1.manifest.total_bytes,
+        "peak_rss_mb": report.rss_mb(),
+    }

@@ -28,8 +28,7 @@ from ..testing.mqttload import Child, sample_result, wait_for, write_toml
 
 def _publish(port: int, docs: list[dict[str, Any]]) -> float:
     """Publish ``docs`` at QoS 1 and wait for every PUBACK; returns seconds."""
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{os.getpid()}",
-                         protocol=mqtt.MQTTv5)
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{os.getpid()}", protocol=mqtt.MQTTv5)
     client.max_inflight_messages_set(100)
     client.max_queued_messages_set(0)
     acked = threading.Semaphore(0)
@@ -58,8 +57,9 @@ def _publish(port: int, docs: list[dict[str, Any]]) -> float:
     return time.monotonic() - t0
 
 
-def run_ingest_bench(workdir: Path, *, results: int = 20000, workers: tuple[int, ...] = (1, 2), devices: int = 8,
-                     seed: int = 7) -> list[dict[str, Any]]:
+def run_ingest_bench(
+    workdir: Path, *, results: int = 20000, workers: tuple[int, ...] = (1, 2), devices: int = 8, seed: int = 7
+) -> list[dict[str, Any]]:
     """One row of figures per worker count (see the module docstring)."""
     from sqlalchemy import func, select
 
@@ -78,14 +78,22 @@ def run_ingest_bench(workdir: Path, *, results: int = 20000, workers: tuple[int,
         db = Database(url)
         db.migrate()
         store = DbResultStore(db)
-        cfg = write_toml(wd / "server.toml", {
-            "server": {"database_url": url, "data_dir": str(wd / "data")},
-            "mqtt": {"host": "127.0.0.1", "port": broker.port, "tls": False},
-            "ingest": {"client_id": f"bench-ingest-{n}", "group": "edgeface-bench"},
-            "logging": {"level": "warning"},
-        })
-        children = [Child(["--config", str(cfg), "server", "run", "--no-web", "--ingest-workers", "1",
-                           "--worker-index", str(k)], wd / f"worker-{k}.log") for k in range(n)]
+        cfg = write_toml(
+            wd / "server.toml",
+            {
+                "server": {"database_url": url, "data_dir": str(wd / "data")},
+                "mqtt": {"host": "127.0.0.1", "port": broker.port, "tls": False},
+                "ingest": {"client_id": f"bench-ingest-{n}", "group": "edgeface-bench"},
+                "logging": {"level": "warning"},
+            },
+        )
+        children = [
+            Child(
+                ["--config", str(cfg), "server", "run", "--no-web", "--ingest-workers", "1", "--worker-index", str(k)],
+                wd / f"worker-{k}.log",
+            )
+            for k in range(n)
+        ]
         try:
             for c in children:
                 c.start()
@@ -95,9 +103,9 @@ def run_ingest_bench(workdir: Path, *, results: int = 20000, workers: tuple[int,
                 try:
                     _publish(broker.port, warm)
                     break
-                except RuntimeError:
+                except RuntimeError as e:
                     if time.monotonic() > deadline:
-                        raise RuntimeError("ingest workers did not subscribe: " + children[0].log_tail())
+                        raise RuntimeError("ingest workers did not subscribe: " + children[0].log_tail()) from e
                     time.sleep(0.5)
             n_warm = len(warm)
             if not wait_for(lambda s=store, n=n_warm: s.count() >= n, 60):
@@ -120,11 +128,20 @@ def run_ingest_bench(workdir: Path, *, results: int = 20000, workers: tuple[int,
             with db.read() as conn:
                 ids = [r[0] for r in conn.execute(select(results_table.c.id))]
                 distinct = conn.execute(select(func.count(func.distinct(results_table.c.id)))).scalar_one()
-            rows.append({"workers": n, "results": results, "seconds": round(secs, 3),
-                         "results_per_s": round(results / secs, 1), "publish_s": round(pub_s, 3),
-                         "stored_rows": len(ids), "distinct_ids": int(distinct),
-                         "duplicate_rows": len(ids) - int(distinct), "missing": len(want - set(ids)),
-                         "unexpected": len(set(ids) - want)})
+            rows.append(
+                {
+                    "workers": n,
+                    "results": results,
+                    "seconds": round(secs, 3),
+                    "results_per_s": round(results / secs, 1),
+                    "publish_s": round(pub_s, 3),
+                    "stored_rows": len(ids),
+                    "distinct_ids": int(distinct),
+                    "duplicate_rows": len(ids) - int(distinct),
+                    "missing": len(want - set(ids)),
+                    "unexpected": len(set(ids) - want),
+                }
+            )
         finally:
             for c in children:
                 if c.proc is not None and c.alive:

@@ -32,6 +32,7 @@ from typing import Any
 
 from ..errors import EdgefaceError, PayloadError
 from ..mqtt import payloads, topics
+from ..outbox.uuid7 import new_id
 from ..testing.broker import LocalBroker
 from ..testing.mqttload import sample_result, wait_for
 
@@ -80,29 +81,67 @@ def strategies() -> Any:
 
     stamps = st.one_of(
         st.from_regex(TIMESTAMP_RE, fullmatch=True),
-        st.sampled_from(["2025-13-45T99:99:99Z", "2025-02-30T00:00:00Z", "2016-12-31T23:59:60Z",
-                         "0000-01-01T00:00:00Z", "2025-01-01T00:00:00Z\n", "2025-01-01T24:00:00Z"]),
+        st.sampled_from(
+            [
+                "2025-13-45T99:99:99Z",
+                "2025-02-30T00:00:00Z",
+                "2016-12-31T23:59:60Z",
+                "0000-01-01T00:00:00Z",
+                "2025-01-01T00:00:00Z\n",
+                "2025-01-01T24:00:00Z",
+            ]
+        ),
     )
-    numbers = st.one_of(st.integers(-(2**70), 2**70), st.floats(allow_nan=True, allow_infinity=True),
-                        st.sampled_from([10**20, -1, 0, 2**31, 2**63, 1e308, 1.0000001, -1.0000001]))
-    text = st.one_of(st.text(max_size=24), st.sampled_from(
-        ["\x00", "a\x00b", "\ud800", "x\udfff", "line\n", "\x1b[31m", "", "x" * 300, "<script>", "'; DROP"]))
-    ids = st.one_of(st.sampled_from(["\n", " ", "\x00", "", "A"]).map(lambda s: payloads.new_id() + s),
-                    st.just("01890a5d-ac96-774b-bcce-b302099a8057"), text)
+    numbers = st.one_of(
+        st.integers(-(2**70), 2**70),
+        st.floats(allow_nan=True, allow_infinity=True),
+        st.sampled_from([10**20, -1, 0, 2**31, 2**63, 1e308, 1.0000001, -1.0000001]),
+    )
+    text = st.one_of(
+        st.text(max_size=24),
+        st.sampled_from(
+            ["\x00", "a\x00b", "\ud800", "x\udfff", "line\n", "\x1b[31m", "", "x" * 300, "<script>", "'; DROP"]
+        ),
+    )
+    ids = st.one_of(
+        st.sampled_from(["\n", " ", "\x00", "", "A"]).map(lambda s: new_id() + s),
+        st.just("01890a5d-ac96-774b-bcce-b302099a8057"),
+        text,
+    )
     fields: list[tuple[tuple[Any, ...], Any]] = [
-        (("captured_at",), stamps), (("gallery_version",), numbers), (("id",), ids), (("threshold",), numbers),
-        (("candidates", 0, "score"), numbers), (("candidates", 0, "identity_id"), text), (("model_id",), text),
-        (("source",), text), (("quality", "sharpness"), numbers), (("quality", "yaw"), numbers),
-        (("face_box", 1), numbers), (("device_id",), st.sampled_from([*GOOD_UNITS, "x\n", ""])),
+        (("captured_at",), stamps),
+        (("gallery_version",), numbers),
+        (("id",), ids),
+        (("threshold",), numbers),
+        (("candidates", 0, "score"), numbers),
+        (("candidates", 0, "identity_id"), text),
+        (("model_id",), text),
+        (("source",), text),
+        (("quality", "sharpness"), numbers),
+        (("quality", "yaw"), numbers),
+        (("face_box", 1), numbers),
+        (("device_id",), st.sampled_from([*GOOD_UNITS, "x\n", ""])),
         (("location",), st.fixed_dictionaries({"lat": numbers, "lon": numbers})),
-        (("candidates", 0, "display_name"), text), (("refusal_reasons",), st.lists(text, max_size=3)),
-        (("crop",), st.fixed_dictionaries({"format": st.just("jpeg"), "width": numbers, "height": numbers,
-                                           "data": st.binary(max_size=40).map(lambda b: base64.b64encode(b).decode())})),
+        (("candidates", 0, "display_name"), text),
+        (("refusal_reasons",), st.lists(text, max_size=3)),
+        (
+            ("crop",),
+            st.fixed_dictionaries(
+                {
+                    "format": st.just("jpeg"),
+                    "width": numbers,
+                    "height": numbers,
+                    "data": st.binary(max_size=40).map(lambda b: base64.b64encode(b).decode()),
+                }
+            ),
+        ),
     ]
     edits = st.lists(st.one_of(*[st.tuples(st.just(path), values) for path, values in fields]), min_size=1, max_size=3)
     json_values = st.recursive(
         st.none() | st.booleans() | numbers | text,
-        lambda children: st.lists(children, max_size=3) | st.dictionaries(text, children, max_size=3), max_leaves=6)
+        lambda children: st.lists(children, max_size=3) | st.dictionaries(text, children, max_size=3),
+        max_leaves=6,
+    )
     seeds = st.integers(0, 2**32 - 1)
 
     def good(seed: int, unit: str) -> Message:
@@ -122,16 +161,28 @@ def strategies() -> Any:
 
     def status(seed: int, unit: str, changes: list[tuple[str, Any]], retain: bool) -> Message:
         rng = random.Random(seed)
-        doc = payloads.status_payload(device_id=unit, state=rng.choice(["online", "offline"]), reason="heartbeat",
-                                      uptime_s=rng.uniform(0, 1e5), gallery_version=rng.randrange(1, 50),
-                                      outbox={"pending": rng.randrange(100), "bytes": rng.randrange(10**6)})
+        doc = payloads.status_payload(
+            device_id=unit,
+            state=rng.choice(["online", "offline"]),
+            reason="heartbeat",
+            uptime_s=rng.uniform(0, 1e5),
+            gallery_version=rng.randrange(1, 50),
+            outbox={"pending": rng.randrange(100), "bytes": rng.randrange(10**6)},
+        )
         for key, value in changes:
             doc[key] = value
         return Message(unit, "status", _dumps(doc), retain)
 
-    status_edits = st.lists(st.one_of(st.tuples(st.just("ts"), stamps), st.tuples(st.just("gallery_version"), numbers),
-                                      st.tuples(st.just("uptime_s"), numbers), st.tuples(st.just("device_id"), text),
-                                      st.tuples(st.just("software_version"), text)), max_size=2)
+    status_edits = st.lists(
+        st.one_of(
+            st.tuples(st.just("ts"), stamps),
+            st.tuples(st.just("gallery_version"), numbers),
+            st.tuples(st.just("uptime_s"), numbers),
+            st.tuples(st.just("device_id"), text),
+            st.tuples(st.just("software_version"), text),
+        ),
+        max_size=2,
+    )
     hostile_units = st.sampled_from(HOSTILE_UNITS)
     return st.one_of(
         st.builds(good, seeds, st.sampled_from(GOOD_UNITS)),
@@ -139,9 +190,18 @@ def strategies() -> Any:
         st.builds(hostile, seeds, hostile_units, edits),
         st.builds(hostile, seeds, hostile_units, edits),
         st.builds(broken, seeds, hostile_units, text, json_values, st.sampled_from(["id", "quality", "decision", "x"])),
-        st.builds(Message, hostile_units, st.just("results"),
-                  st.one_of(st.binary(max_size=200), st.just(b"[" * 5000), st.just(b'{"a": NaN}'),
-                            st.just(b"\xff\xfe{}"), st.just(b"{" + b" " * (MAX_PAYLOAD + 10) + b"}"))),
+        st.builds(
+            Message,
+            hostile_units,
+            st.just("results"),
+            st.one_of(
+                st.binary(max_size=200),
+                st.just(b"[" * 5000),
+                st.just(b'{"a": NaN}'),
+                st.just(b"\xff\xfe{}"),
+                st.just(b"{" + b" " * (MAX_PAYLOAD + 10) + b"}"),
+            ),
+        ),
         st.builds(status, seeds, hostile_units, status_edits, st.booleans()),
         st.builds(Message, hostile_units, st.just("status"), st.just(b""), st.just(True)),
     )
@@ -203,12 +263,20 @@ class Campaign:
         self.broker = LocalBroker.plain(self.workdir / "broker")
         self.broker.start()
         url = f"sqlite:///{self.workdir / 'server.sqlite3'}"
-        cfg = write_toml(self.workdir / "server.toml", {
-            "server": {"database_url": url, "data_dir": str(self.workdir / "data"), "rejected_keep": 10**9},
-            "mqtt": {"host": "127.0.0.1", "port": self.broker.port, "tls": False, "reconnect_min_s": 0.05,
-                     "reconnect_max_s": 0.5},
-            "ingest": {"client_id": "fuzz-ingest", "group": group, "flush_ms": 20.0},
-        })
+        cfg = write_toml(
+            self.workdir / "server.toml",
+            {
+                "server": {"database_url": url, "data_dir": str(self.workdir / "data"), "rejected_keep": 10**9},
+                "mqtt": {
+                    "host": "127.0.0.1",
+                    "port": self.broker.port,
+                    "tls": False,
+                    "reconnect_min_s": 0.05,
+                    "reconnect_max_s": 0.5,
+                },
+                "ingest": {"client_id": "fuzz-ingest", "group": group, "flush_ms": 20.0},
+            },
+        )
         self.config = load_config(cfg)
         self.db = Database(url)
         self.db.migrate()
@@ -235,8 +303,7 @@ class Campaign:
         import paho.mqtt.client as mqtt
 
         if self._pub is None:
-            self._pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="fuzz-publisher",
-                                    protocol=mqtt.MQTTv5)
+            self._pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="fuzz-publisher", protocol=mqtt.MQTTv5)
             self._pub.max_inflight_messages_set(100)
             self._pub.connect("127.0.0.1", self.broker.port)
             self._pub.loop_start()
@@ -269,8 +336,9 @@ class Campaign:
 
         with self.db.read() as conn:
             ids = [r[0] for r in conn.execute(select(results.c.id))]
-            kinds = Counter({k: int(n) for k, n in conn.execute(
-                select(rejected.c.kind, func.count()).group_by(rejected.c.kind))})
+            kinds = Counter(
+                {k: int(n) for k, n in conn.execute(select(rejected.c.kind, func.count()).group_by(rejected.c.kind))}
+            )
         return {"ids": ids, "rejected": kinds}
 
     def settle(self, timeout: float = 120) -> dict[str, Any]:
@@ -303,12 +371,19 @@ class Campaign:
         if o["rejected"] != e.rejections:
             problems.append(f"rejected rows by kind {dict(o['rejected'])} != expected {dict(e.rejections)}")
         statuses = sum(w.stats.statuses for w in self.workers)
-        return {"messages": sum(e.sent.values()), "sent": dict(sorted(e.sent.items())),
-                "stored": len(ids), "good_results": len(e.good), "good_lost": len(e.good - ids),
-                "rejected": sum(o["rejected"].values()), "rejected_by_kind": dict(sorted(o["rejected"].items())),
-                "statuses_recorded_last_session": statuses,
-                "workers_alive": sum(1 for w in self.workers if w.error is None and w._thread and w._thread.is_alive()),
-                "workers": self.n_workers, "problems": problems}
+        return {
+            "messages": sum(e.sent.values()),
+            "sent": dict(sorted(e.sent.items())),
+            "stored": len(ids),
+            "good_results": len(e.good),
+            "good_lost": len(e.good - ids),
+            "rejected": sum(o["rejected"].values()),
+            "rejected_by_kind": dict(sorted(o["rejected"].items())),
+            "statuses_recorded_last_session": statuses,
+            "workers_alive": sum(1 for w in self.workers if w.error is None and w._thread and w._thread.is_alive()),
+            "workers": self.n_workers,
+            "problems": problems,
+        }
 
     def close(self) -> None:
         self.stop_workers()
@@ -330,8 +405,13 @@ def generate(count: int, seed: int) -> list[Message]:
     strategy = strategies()
 
     @hseed(seed)
-    @settings(max_examples=max(1, -(-count // per)), phases=[Phase.generate], database=None, deadline=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=max(1, -(-count // per)),
+        phases=[Phase.generate],
+        database=None,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+    )
     @given(st.lists(strategy, min_size=per, max_size=per))
     def draw(batch: list[Message]) -> None:
         out.extend(batch)
@@ -340,8 +420,9 @@ def generate(count: int, seed: int) -> list[Message]:
     return out[:count]
 
 
-def run_campaign(workdir: Path, *, messages: int = 10000, workers: int = 2, seed: int = 11,
-                 batch: int = 500) -> dict[str, Any]:
+def run_campaign(
+    workdir: Path, *, messages: int = 10000, workers: int = 2, seed: int = 11, batch: int = 500
+) -> dict[str, Any]:
     """The whole campaign; returns its figures (``problems`` lists every broken guarantee)."""
     drawn = generate(messages, seed)
     camp = Campaign(workdir, workers=workers)
@@ -349,7 +430,7 @@ def run_campaign(workdir: Path, *, messages: int = 10000, workers: int = 2, seed
     try:
         camp.start_workers()
         for i in range(0, len(drawn), batch):
-            camp.send(drawn[i:i + batch])
+            camp.send(drawn[i : i + batch])
         # The review's case, certain to be in every run: a retained status with a real-looking, impossible
         # time, left on the broker for every future subscriber.
         poison = payloads.status_payload(device_id=HOSTILE_UNITS[0], state="online", reason="heartbeat")
@@ -357,8 +438,13 @@ def run_campaign(workdir: Path, *, messages: int = 10000, workers: int = 2, seed
         camp.send([Message(HOSTILE_UNITS[0], "status", _dumps(poison), retain=True)])
         first = camp.check()
         redelivered = camp.resubscribe()
-        camp.send([Message(GOOD_UNITS[0], "results", payloads.encode_result(sample_result(GOOD_UNITS[0],
-                                                                                          random.Random(seed))))])
+        camp.send(
+            [
+                Message(
+                    GOOD_UNITS[0], "results", payloads.encode_result(sample_result(GOOD_UNITS[0], random.Random(seed)))
+                )
+            ]
+        )
         figures = camp.check()
         figures["retained_poison_redelivered"] = redelivered
         figures["problems"] = first["problems"] + figures["problems"]

@@ -27,9 +27,10 @@ from ..mqtt import payloads
 from ..mqtt.link import LinkSettings
 from ..mqtt.publisher import Publisher
 from ..outbox import Outbox
-from . import report
+from ..outbox.store import Synchronous
 from ..testing.broker import LocalBroker
 from ..testing.mqttload import Child, outbox_item, sample_result, wait_for, write_toml
+from . import report
 
 DEVICE = "bench-unit"
 
@@ -58,9 +59,17 @@ def _stored(db: Path) -> tuple[int, int]:
     return int(n), int(distinct)
 
 
-def run(workdir: Path, *, results: int = 20000, concurrent: int = 5000, inflight: int = 100,
-        synchronous: str = "full", crop_bytes: int = 0, seed: int = 1,
-        say: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
+def run(
+    workdir: Path,
+    *,
+    results: int = 20000,
+    concurrent: int = 5000,
+    inflight: int = 100,
+    synchronous: Synchronous = "full",
+    crop_bytes: int = 0,
+    seed: int = 1,
+    say: Callable[[str], None] = lambda s: None,
+) -> dict[str, Any]:
     """Run the three phases; returns the figures (see the module docstring)."""
     rng = random.Random(seed)
     workdir = Path(workdir)
@@ -68,18 +77,34 @@ def run(workdir: Path, *, results: int = 20000, concurrent: int = 5000, inflight
     broker = LocalBroker.plain(workdir / "broker")
     broker.start()
     db = workdir / "ingest.sqlite3"
-    cfg = write_toml(workdir / "ingest.toml", {
-        "mqtt": {"host": "127.0.0.1", "port": broker.port, "tls": False, "reconnect_min_s": 0.1,
-                 "reconnect_max_s": 1.0},
-        "ingest": {"db": str(db), "group": "bench", "client_id": "bench-ingest"},
-    })
-    ingest = Child(["--config", str(cfg), "--log-level", "warning", "ingest", "--stats-json",
-                    str(workdir / "ingest-stats.json")], workdir / "ingest.log")
+    cfg = write_toml(
+        workdir / "ingest.toml",
+        {
+            "mqtt": {
+                "host": "127.0.0.1",
+                "port": broker.port,
+                "tls": False,
+                "reconnect_min_s": 0.1,
+                "reconnect_max_s": 1.0,
+            },
+            "ingest": {"db": str(db), "group": "bench", "client_id": "bench-ingest"},
+        },
+    )
+    ingest = Child(
+        ["--config", str(cfg), "--log-level", "warning", "ingest", "--stats-json", str(workdir / "ingest-stats.json")],
+        workdir / "ingest.log",
+    )
     box = Outbox(workdir / "outbox.sqlite3", synchronous=synchronous, max_results=10**7, max_bytes=2**34)
     settings = LinkSettings(host="127.0.0.1", port=broker.port, client_id=DEVICE, tls=False)
     crop = _crop(rng, crop_bytes)
-    figures: dict[str, Any] = {"results": results, "concurrent_results": concurrent, "inflight": inflight,
-                               "synchronous": synchronous, "crop_bytes": crop_bytes, "qos": 1}
+    figures: dict[str, Any] = {
+        "results": results,
+        "concurrent_results": concurrent,
+        "inflight": inflight,
+        "synchronous": synchronous,
+        "crop_bytes": crop_bytes,
+        "qos": 1,
+    }
     try:
         ingest.start()
         if not wait_for(lambda: "as bench-ingest" in broker.log_tail(50), 20):
@@ -98,19 +123,27 @@ def run(workdir: Path, *, results: int = 20000, concurrent: int = 5000, inflight
             box.put(*item)
             lat.append((time.perf_counter() - t) * 1000)
         dt = time.perf_counter() - t0
-        figures["enqueue"] = {"results_per_s": round(results / dt, 1),
-                              **report.percentiles(lat, (50, 95, 99, 99.9)), "max": round(max(lat), 3)}
+        figures["enqueue"] = {
+            "results_per_s": round(results / dt, 1),
+            **report.percentiles(lat, (50, 95, 99, 99.9)),
+            "max": round(max(lat), 3),
+        }
 
         say("phase 2: drain at QoS 1")
-        pub = Publisher(box, settings, DEVICE, inflight=inflight, heartbeat_s=30, reconnect_min_s=0.1,
-                        reconnect_max_s=1.0)
+        pub = Publisher(
+            box, settings, DEVICE, inflight=inflight, heartbeat_s=30, reconnect_min_s=0.1, reconnect_max_s=1.0
+        )
         t0 = time.perf_counter()
         pub.start()
         if not pub.wait_drained(600):
             raise RuntimeError("the outbox did not drain in 600 s")
         dt = time.perf_counter() - t0
-        figures["drain"] = {"results_per_s": round(results / dt, 1), "seconds": round(dt, 3),
-                            "published": pub.stats.published, "acked": pub.stats.acked}
+        figures["drain"] = {
+            "results_per_s": round(results / dt, 1),
+            "seconds": round(dt, 3),
+            "published": pub.stats.published,
+            "acked": pub.stats.acked,
+        }
 
         say("phase 3: enqueue while draining")
         more = [outbox_item(sample_result(DEVICE, rng, crop=crop)) for _ in range(concurrent)]
@@ -130,17 +163,22 @@ def run(workdir: Path, *, results: int = 20000, concurrent: int = 5000, inflight
         if not pub.wait_drained(600):
             raise RuntimeError("the outbox did not drain in 600 s")
         dt = time.perf_counter() - t0
-        figures["concurrent"] = {"results_per_s": round(concurrent / dt, 1),
-                                 "enqueue_ms": {**report.percentiles(lat, (50, 95, 99, 99.9)),
-                                                "max": round(max(lat), 3)}}
+        figures["concurrent"] = {
+            "results_per_s": round(concurrent / dt, 1),
+            "enqueue_ms": {**report.percentiles(lat, (50, 95, 99, 99.9)), "max": round(max(lat), 3)},
+        }
         pub.stop()
 
         total = results + concurrent
         say("waiting for the ingest to store everything")
         wait_for(lambda: _stored(db)[0] >= total, 120, 0.2)
         n, distinct = _stored(db)
-        figures["delivery"] = {"sent": total, "stored": distinct, "lost": total - distinct,
-                               "duplicates_stored": n - distinct}
+        figures["delivery"] = {
+            "sent": total,
+            "stored": distinct,
+            "lost": total - distinct,
+            "duplicates_stored": n - distinct,
+        }
         figures["peak_rss_mb"] = report.rss_mb()
     finally:
         ingest.stop()

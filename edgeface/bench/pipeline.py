@@ -9,8 +9,9 @@ from __future__ import annotations
 import dataclasses
 import random
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -25,8 +26,12 @@ STAGES = ("decode", "detect", "quality", "align", "embed")
 
 def run(config: Config, paths: list[Path], threads: Iterable[int], samples: int = 200) -> dict[str, Any]:
     chosen = random.Random(0).sample(paths, min(samples, len(paths)))
-    out: dict[str, Any] = {"images": len(chosen), "embedder": config.models.embedder,
-                           "detector": config.models.detector, "threads": {}}
+    out: dict[str, Any] = {
+        "images": len(chosen),
+        "embedder": config.models.embedder,
+        "detector": config.models.detector,
+        "threads": {},
+    }
     for t in threads:
         cfg = dataclasses.replace(config, runtime=dataclasses.replace(config.runtime, num_threads=t))
         engine = Engine(cfg)
@@ -51,7 +56,7 @@ def run(config: Config, paths: list[Path], threads: Iterable[int], samples: int 
             engine.embed(chip)
             t5 = time.perf_counter()
             faces += 1
-            for s, a, b in zip(STAGES, (t0, t1, t2, t3, t4), (t1, t2, t3, t4, t5)):
+            for s, a, b in zip(STAGES, (t0, t1, t2, t3, t4), (t1, t2, t3, t4, t5), strict=True):
                 times[s].append((b - a) * 1000)
         total = np.sum([times[s] for s in STAGES], axis=0)
         out["threads"][str(t)] = {

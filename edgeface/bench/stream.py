@@ -34,14 +34,22 @@ from .report import current_rss_mb, sqlite_memory_mb
 TILE = 250  # LFW images are 250 x 250
 
 
-def synthetic_video(lfw_root: Path, path: Path, *, frames: int = 600, fps: int = 10, grid: int = 2,
-                    change_every: int = 50, seed: int = 0) -> dict[str, Any]:
+def synthetic_video(
+    lfw_root: Path,
+    path: Path,
+    *,
+    frames: int = 600,
+    fps: int = 10,
+    grid: int = 2,
+    change_every: int = 50,
+    seed: int = 0,
+) -> dict[str, Any]:
     """Write an MJPG AVI of ``grid`` x ``grid`` LFW faces per frame; returns the people shown and their images."""
     rng = random.Random(seed)
     everyone = people(lfw_root)
     names = sorted(everyone)
     size = grid * TILE + 40
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (size, size))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), fps, (size, size))
     if not writer.isOpened():
         raise RuntimeError(f"cannot write {path} (OpenCV without an MJPG writer?)")
     shown: dict[str, Path] = {}
@@ -53,7 +61,10 @@ def synthetic_video(lfw_root: Path, path: Path, *, frames: int = 600, fps: int =
             for n in chosen:
                 img = rng.choice(everyone[n])
                 shown.setdefault(n, everyone[n][0])
-                tiles.append(cv2.imread(str(img)))
+                tile = cv2.imread(str(img))
+                if tile is None:
+                    raise RuntimeError(f"cannot read {img}")
+                tiles.append(tile)
         canvas = np.full((size, size, 3), 40, np.uint8)
         dx, dy = int(20 + 15 * np.sin(i / 7)), int(20 + 15 * np.cos(i / 9))  # a little motion
         for k, tile in enumerate(tiles):
@@ -62,26 +73,52 @@ def synthetic_video(lfw_root: Path, path: Path, *, frames: int = 600, fps: int =
             canvas[y : y + TILE, x : x + TILE] = tile[: size - y, : size - x]
         writer.write(canvas)
     writer.release()
-    return {"frames": frames, "fps": fps, "faces_per_frame": grid * grid, "people": len(shown),
-            "size": [size, size], "_enroll": shown}
+    return {
+        "frames": frames,
+        "fps": fps,
+        "faces_per_frame": grid * grid,
+        "people": len(shown),
+        "size": [size, size],
+        "_enroll": shown,
+    }
 
 
 def _unit_config(base: Config, work: Path, video: Path, threads: int, workers: int, trusted: Path | None) -> Config:
     """The benchmark unit: base settings (models, quality, runtime) with the stream as its camera."""
     sets = [
-        "capture.source=opencv", f"capture.opencv.device={video}", "capture.opencv.loop=true", "capture.fps=0",
-        f"runtime.num_threads={threads}", f"run.workers={workers}", f"run.state_dir={work / 'state'}",
-        f"outbox.path={work / 'outbox.sqlite3'}", f"gallery.dir={work / 'gallery'}", "gallery.encrypt=false",
-        f"retention.dir={work / 'media'}", "status.metrics_port=0", "status.interval_s=1", "device.id=bench-unit",
-        "mqtt.host=", "gallery.sync_url=", "outbox.max_results=10000000", "outbox.max_bytes=4294967296",
+        "capture.source=opencv",
+        f"capture.opencv.device={video}",
+        "capture.opencv.loop=true",
+        "capture.fps=0",
+        f"runtime.num_threads={threads}",
+        f"run.workers={workers}",
+        f"run.state_dir={work / 'state'}",
+        f"outbox.path={work / 'outbox.sqlite3'}",
+        f"gallery.dir={work / 'gallery'}",
+        "gallery.encrypt=false",
+        f"retention.dir={work / 'media'}",
+        "status.metrics_port=0",
+        "status.interval_s=1",
+        "device.id=bench-unit",
+        "mqtt.host=",
+        "gallery.sync_url=",
+        "outbox.max_results=10000000",
+        "outbox.max_bytes=4294967296",
         "logging.level=warning",
     ]
     if trusted is not None:
         sets.append(f'gallery.trusted_keys=["{trusted}"]')
     cfg = load_config(None, env={}, overrides=sets)
     # keep the caller's model, detection, quality and embedding settings
-    return dataclasses.replace(cfg, models=base.models, detect=base.detect, quality=base.quality, align=base.align,
-                               embed=base.embed, dedup=base.dedup)
+    return dataclasses.replace(
+        cfg,
+        models=base.models,
+        detect=base.detect,
+        quality=base.quality,
+        align=base.align,
+        embed=base.embed,
+        dedup=base.dedup,
+    )
 
 
 def _gallery(config: Config, work: Path, images: dict[str, Path]) -> Path:
@@ -99,10 +136,21 @@ def _gallery(config: Config, work: Path, images: dict[str, Path]) -> Path:
     vectors, entries, identities = ws.content(settings_key(engine, config.enroll.second_face_ratio))
     ws.close()
     signing.generate_keypair(work / "k.pem", work / "k.pub")
-    pub = publish_for(work / "publish", card, vectors=vectors, entries=entries, identities=identities,
-                    signer=signing.load_private_key(work / "k.pem"), target_fpir=config.gallery.target_fpir)
-    unit = dataclasses.replace(config, gallery=dataclasses.replace(config.gallery, trusted_keys=(work / "k.pub",),
-                                                                   dir=work / "gallery", encrypt=False))
+    pub = publish_for(
+        work / "publish",
+        card,
+        vectors=vectors,
+        entries=entries,
+        identities=identities,
+        signer=signing.load_private_key(work / "k.pem"),
+        target_fpir=config.gallery.target_fpir,
+    )
+    unit = dataclasses.replace(
+        config,
+        gallery=dataclasses.replace(
+            config.gallery, trusted_keys=(work / "k.pub",), dir=work / "gallery", encrypt=False
+        ),
+    )
     store = GalleryStore.from_config(unit.gallery, unit.models)
     staged = store.staging(pub.manifest.gallery_version)
     for f in pub.dir.iterdir():
@@ -122,24 +170,46 @@ def _last_window(samples: list[dict[str, Any]], window_s: float) -> dict[str, An
     """
     end = samples[-1]
     start = next((s for s in samples if s["t"] >= end["t"] - window_s - 1e-6), samples[0])
-    return {"window_s": round(end["t"] - start["t"], 1), "window_rss_mb": [start["rss_mb"], end["rss_mb"]],
-            "window_sqlite_mb": [start["sqlite_mb"], end["sqlite_mb"]]}
+    return {
+        "window_s": round(end["t"] - start["t"], 1),
+        "window_rss_mb": [start["rss_mb"], end["rss_mb"]],
+        "window_sqlite_mb": [start["sqlite_mb"], end["sqlite_mb"]],
+    }
 
 
 def _snap(daemon: Any, t0: float) -> dict[str, Any]:
     ru = resource.getrusage(resource.RUSAGE_SELF)
-    return {"t": round(time.monotonic() - t0, 1), "rss_mb": current_rss_mb(), "sqlite_mb": sqlite_memory_mb(), "cpu_s": round(ru.ru_utime + ru.ru_stime, 2),
-            "frames": int(daemon.metrics.total("edgeface_frames_processed_total")),
-            "faces": int(daemon.metrics.total("edgeface_faces_total"))}
+    return {
+        "t": round(time.monotonic() - t0, 1),
+        "rss_mb": current_rss_mb(),
+        "sqlite_mb": sqlite_memory_mb(),
+        "cpu_s": round(ru.ru_utime + ru.ru_stime, 2),
+        "frames": int(daemon.metrics.total("edgeface_frames_processed_total")),
+        "faces": int(daemon.metrics.total("edgeface_faces_total")),
+    }
 
 
-def run_stream(config: Config, video: Path, *, threads: list[int], workers: int = 1, duration_s: float = 60.0,
-               warmup_s: float = 10.0, sample_every_s: float = 10.0, enroll: dict[str, Path] | None = None,
-               progress: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
+def run_stream(
+    config: Config,
+    video: Path,
+    *,
+    threads: list[int],
+    workers: int = 1,
+    duration_s: float = 60.0,
+    warmup_s: float = 10.0,
+    sample_every_s: float = 10.0,
+    enroll: dict[str, Path] | None = None,
+    progress: Callable[[str], None] = lambda s: None,
+) -> dict[str, Any]:
     from ..daemon import Daemon
 
-    out: dict[str, Any] = {"video": str(video), "duration_s": duration_s, "warmup_s": warmup_s, "workers": workers,
-                           "threads": {}}
+    out: dict[str, Any] = {
+        "video": str(video),
+        "duration_s": duration_s,
+        "warmup_s": warmup_s,
+        "workers": workers,
+        "threads": {},
+    }
     for t in threads:
         with tempfile.TemporaryDirectory(prefix="edgeface-stream-") as tmp:
             work = Path(tmp)
@@ -169,9 +239,13 @@ def run_stream(config: Config, video: Path, *, threads: list[int], workers: int 
             "frames_per_s": round((end["frames"] - first["frames"]) / span, 2) if span > 0 else None,
             "faces_per_s": round((end["faces"] - first["faces"]) / span, 2) if span > 0 else None,
             "cpu_percent": round(100 * (end["cpu_s"] - first["cpu_s"]) / span, 1) if span > 0 else None,
-            "rss_mb_start": first["rss_mb"], "rss_mb_end": end["rss_mb"],
+            "rss_mb_start": first["rss_mb"],
+            "rss_mb_end": end["rss_mb"],
             **_last_window(timeline, RSS_WINDOW_S),
-            "frames": end["frames"], "faces": end["faces"], "results": daemon.summary.results,
-            "faces_merged": daemon.summary.merged, "samples": timeline,
+            "frames": end["frames"],
+            "faces": end["faces"],
+            "results": daemon.summary.results,
+            "faces_merged": daemon.summary.merged,
+            "samples": timeline,
         }
     return out

@@ -77,7 +77,7 @@ class Source(ABC):
     def close(self) -> None:
         """Release the device. Safe to call twice, and after a failed open."""
 
-    def done(self, frame: Frame, outcome: Outcome) -> None:
+    def done(self, frame: Frame, outcome: Outcome) -> None:  # noqa: B027 - optional hook, a no-op by default
         """``frame`` is fully processed and its results are stored. Sources with durable progress record it."""
 
     def shutdown(self) -> None:

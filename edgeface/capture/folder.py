@@ -69,8 +69,10 @@ class FolderLedger:
                 "results TEXT, error TEXT, started_at REAL, finished_at REAL)"
             )
         except (OSError, sqlite3.Error) as e:
-            raise CaptureError(f"folder progress file {self.path} cannot be opened ({e}); check that run.state_dir "
-                               "is writable by the service user") from e
+            raise CaptureError(
+                f"folder progress file {self.path} cannot be opened ({e}); check that run.state_dir "
+                "is writable by the service user"
+            ) from e
         self._lock = threading.Lock()
 
     def load(self) -> dict[str, _Version]:
@@ -97,26 +99,46 @@ class FolderLedger:
             self._db.execute(
                 "UPDATE files SET status = ?, faces = ?, results = ?, error = ?, finished_at = ? "
                 "WHERE path = ? AND size = ? AND mtime_ns = ?",
-                (outcome.status, outcome.faces, json.dumps(list(outcome.results)), outcome.error[:500] or None,
-                 time.time(), rel, size, mtime_ns),
+                (
+                    outcome.status,
+                    outcome.faces,
+                    json.dumps(list(outcome.results)),
+                    outcome.error[:500] or None,
+                    time.time(),
+                    rel,
+                    size,
+                    mtime_ns,
+                ),
             )
 
     def prune(self, present: set[str], older_than: float) -> int:
         """Forget finished rows of files no longer in the folder, finished before ``older_than``."""
         with self._lock:
-            rows = self._db.execute("SELECT path FROM files WHERE status IN ('done', 'unreadable', 'failed') "
-                                    "AND finished_at < ?", (older_than,)).fetchall()
+            rows = self._db.execute(
+                "SELECT path FROM files WHERE status IN ('done', 'unreadable', 'failed') AND finished_at < ?",
+                (older_than,),
+            ).fetchall()
             gone = [(r[0],) for r in rows if r[0] not in present]
             self._db.executemany("DELETE FROM files WHERE path = ?", gone)
         return len(gone)
 
     def rows(self) -> list[dict[str, Any]]:
         """Every row (for reports and tests)."""
-        keys = ("path", "size", "mtime_ns", "status", "attempts", "faces", "results", "error", "started_at",
-                "finished_at")
+        keys = (
+            "path",
+            "size",
+            "mtime_ns",
+            "status",
+            "attempts",
+            "faces",
+            "results",
+            "error",
+            "started_at",
+            "finished_at",
+        )
         with self._lock:
             rows = self._db.execute(f"SELECT {', '.join(keys)} FROM files ORDER BY started_at").fetchall()
-        out = [dict(zip(keys, r)) for r in rows]
+        out = [dict(zip(keys, r, strict=True)) for r in rows]
         for r in out:
             r["results"] = json.loads(r["results"]) if r["results"] else []
         return out
@@ -188,8 +210,12 @@ class FolderSource(Source):
                 self._known = self.ledger.load()
             leftovers = [k for k, v in self._known.items() if v.status == "processing"]
             if leftovers:
-                log.warning("capture.folder.resume", files=len(leftovers), first=leftovers[0],
-                            hint="these were being processed when the unit stopped; they are processed again")
+                log.warning(
+                    "capture.folder.resume",
+                    files=len(leftovers),
+                    first=leftovers[0],
+                    hint="these were being processed when the unit stopped; they are processed again",
+                )
         self._next_scan = 0.0
         log.info("capture.folder.open", folder=str(self.root), known=len(self._known), ledger=str(self.ledger_file))
 
@@ -240,9 +266,15 @@ class FolderSource(Source):
         with self._lock:
             self._known[rel] = _Version(size, mtime_ns, "processing", attempts)
             self._inflight.add(rel)
-        return Frame(source=self.name, key=f"{rel}@{size}:{mtime_ns}", captured_at=mtime_ns / 1e9,
-                     seq=self.next_seq(), path=path, attempts=0,
-                     meta={"rel": rel, "size": size, "mtime_ns": mtime_ns, "attempt": attempts})
+        return Frame(
+            source=self.name,
+            key=f"{rel}@{size}:{mtime_ns}",
+            captured_at=mtime_ns / 1e9,
+            seq=self.next_seq(),
+            path=path,
+            attempts=0,
+            meta={"rel": rel, "size": size, "mtime_ns": mtime_ns, "attempt": attempts},
+        )
 
     def _walk(self) -> list[tuple[str, int, int]]:
         out = []
@@ -317,8 +349,12 @@ class FolderSource(Source):
         self.ledger.finish(rel, known.size, known.mtime_ns, Outcome("failed", error=error))
         with self._lock:
             self._known[rel] = _Version(known.size, known.mtime_ns, "failed", known.attempts)
-        log.error("capture.folder.failed", file=str(self.root / rel), attempts=known.attempts,
-                  hint="the file is set aside and not retried; inspect it, then copy it in again under a new name")
+        log.error(
+            "capture.folder.failed",
+            file=str(self.root / rel),
+            attempts=known.attempts,
+            hint="the file is set aside and not retried; inspect it, then copy it in again under a new name",
+        )
 
     # -- progress ----------------------------------------------------------------------------------
 

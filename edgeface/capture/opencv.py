@@ -54,8 +54,11 @@ class OpenCVSource(Source):
     def __init__(self, config: CaptureOpenCVConfig, name: str = "") -> None:
         self.cfg = config
         self.target = classify(config.device)
-        default = f"cam{config.device}" if self.target == "index" else (
-            Path(config.device).name if self.target in ("v4l2", "file") else self.target)
+        default = (
+            f"cam{config.device}"
+            if self.target == "index"
+            else (Path(config.device).name if self.target in ("v4l2", "file") else self.target)
+        )
         super().__init__(name or default)
         self.live = self.target != "file"  # instance attribute: a file waits, a camera drops
         self._cap: Any = None
@@ -79,8 +82,13 @@ class OpenCVSource(Source):
             )
         if self.target == "file" and not Path(device).is_file():
             raise SourceUnavailable(f"capture.opencv.device = {device!r}: no such video file; retrying")
-        api = {"index": cv2.CAP_ANY, "v4l2": cv2.CAP_V4L2, "url": cv2.CAP_FFMPEG,
-               "gstreamer": cv2.CAP_GSTREAMER, "file": cv2.CAP_ANY}[self.target]
+        api = {
+            "index": cv2.CAP_ANY,
+            "v4l2": cv2.CAP_V4L2,
+            "url": cv2.CAP_FFMPEG,
+            "gstreamer": cv2.CAP_GSTREAMER,
+            "file": cv2.CAP_ANY,
+        }[self.target]
         arg: Any = int(device) if self.target == "index" else device
         cap = cv2.VideoCapture(arg, api)
         if not cap.isOpened():
@@ -95,7 +103,7 @@ class OpenCVSource(Source):
             raise SourceUnavailable(f"capture.opencv.device = {device!r} cannot be opened: {hint}; retrying")
         if self.target != "file":
             if self.cfg.fourcc:
-                cap.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter_fourcc(*self.cfg.fourcc[:4].ljust(4)))
+                cap.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter.fourcc(*self.cfg.fourcc[:4].ljust(4)))
             if self.cfg.width:
                 cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.cfg.width)
             if self.cfg.height:
@@ -109,11 +117,16 @@ class OpenCVSource(Source):
         self._latest_n = self._returned_n = 0
         if self.live:
             self._stop.clear()
-            self._reader = threading.Thread(target=self._read_loop, name=f"edgeface-capture-{self.name}",
-                                            daemon=True)
+            self._reader = threading.Thread(target=self._read_loop, name=f"edgeface-capture-{self.name}", daemon=True)
             self._reader.start()
-        log.info("capture.opencv.open", device=device, target=self.target, live=self.live,
-                 width=int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), height=int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+        log.info(
+            "capture.opencv.open",
+            device=device,
+            target=self.target,
+            live=self.live,
+            width=int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)),
+            height=int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)),
+        )
 
     def _read_loop(self) -> None:
         """Live devices: keep only the newest frame."""
@@ -149,13 +162,16 @@ class OpenCVSource(Source):
                 raise SourceUnavailable(f"capture.opencv.device = {self.cfg.device!r}: {self._failed}")
             if self._latest is None or self._latest_n == self._returned_n:
                 if timeout >= self.cfg.read_timeout_s:
-                    raise SourceUnavailable(f"capture.opencv.device = {self.cfg.device!r}: no frame for "
-                                            f"{self.cfg.read_timeout_s} s (capture.opencv.read_timeout_s)")
+                    raise SourceUnavailable(
+                        f"capture.opencv.device = {self.cfg.device!r}: no frame for "
+                        f"{self.cfg.read_timeout_s} s (capture.opencv.read_timeout_s)"
+                    )
                 return None
             image, at, n = self._latest
             self._returned_n = n
-        return Frame(source=self.name, key=f"{self.name}:{int(at * 1e6)}:{n}", captured_at=at,
-                     seq=self.next_seq(), image=image)
+        return Frame(
+            source=self.name, key=f"{self.name}:{int(at * 1e6)}:{n}", captured_at=at, seq=self.next_seq(), image=image
+        )
 
     def _read_file(self) -> Frame:
         import cv2
@@ -168,8 +184,13 @@ class OpenCVSource(Source):
             raise EndOfSource(f"end of video file {self.cfg.device}")
         seq = self.next_seq()
         at = time.time()
-        return Frame(source=self.name, key=f"{self.name}:{int(at * 1e6)}:{seq}", captured_at=at, seq=seq,
-                     image=cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+        return Frame(
+            source=self.name,
+            key=f"{self.name}:{int(at * 1e6)}:{seq}",
+            captured_at=at,
+            seq=seq,
+            image=cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB),
+        )
 
     def close(self) -> None:
         self._stop.set()

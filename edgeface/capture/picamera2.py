@@ -67,18 +67,25 @@ class Picamera2Source(Source):
             flip = 1 if self.cfg.rotate_180 else 0
             config = cam.create_video_configuration(
                 main={"size": (self.cfg.width, self.cfg.height), "format": FORMAT},
-                transform=libcamera.Transform(hflip=flip, vflip=flip), buffer_count=2,
+                transform=libcamera.Transform(hflip=flip, vflip=flip),
+                buffer_count=2,
             )
             cam.configure(config)
             cam.start()
             if self.cfg.autofocus and "AfMode" in getattr(cam, "camera_controls", {}):
                 cam.set_controls({"AfMode": libcamera.controls.AfModeEnum.Continuous})
         except (RuntimeError, OSError) as e:  # libcamera reports a busy or failing camera this way
-            raise SourceUnavailable(f"picamera2 camera {self.cfg.camera} cannot start: {e}; is another process "
-                                    "using it? Retrying.") from e
+            raise SourceUnavailable(
+                f"picamera2 camera {self.cfg.camera} cannot start: {e}; is another process using it? Retrying."
+            ) from e
         self._cam = cam
-        log.info("capture.picamera2.open", camera=self.cfg.camera, model=cams[self.cfg.camera].get("Model"),
-                 width=self.cfg.width, height=self.cfg.height)
+        log.info(
+            "capture.picamera2.open",
+            camera=self.cfg.camera,
+            model=cams[self.cfg.camera].get("Model"),
+            width=self.cfg.width,
+            height=self.cfg.height,
+        )
 
     def read(self, timeout: float) -> Frame | None:
         if self._cam is None:
@@ -91,8 +98,9 @@ class Picamera2Source(Source):
             raise SourceUnavailable(f"picamera2 camera {self.cfg.camera} returned no usable frame")
         at = time.time()
         seq = self.next_seq()
-        return Frame(source=self.name, key=f"{self.name}:{int(at * 1e6)}:{seq}", captured_at=at, seq=seq,
-                     image=image[:, :, :3])
+        return Frame(
+            source=self.name, key=f"{self.name}:{int(at * 1e6)}:{seq}", captured_at=at, seq=seq, image=image[:, :, :3]
+        )
 
     def close(self) -> None:
         cam, self._cam = self._cam, None

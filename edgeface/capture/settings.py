@@ -34,8 +34,10 @@ class CaptureFolderConfig:
         False, "Exit when every file in the folder has been processed (a batch import) instead of waiting for more."
     )
     max_attempts: int = setting(
-        3, "A file whose processing was interrupted by a crash this many times is set aside as failed (logged).",
-        min=1, max=100,
+        3,
+        "A file whose processing was interrupted by a crash this many times is set aside as failed (logged).",
+        min=1,
+        max=100,
     )
     delete_processed: bool = setting(
         False,
@@ -61,8 +63,10 @@ class CaptureOpenCVConfig:
     )
     loop: bool = setting(False, "Video files: start again at the end (benchmarks) instead of ending the run.")
     read_timeout_s: float = setting(
-        5.0, "A live camera or stream that delivers no frame for this long is treated as lost and reopened.",
-        min=0.1, max=600,
+        5.0,
+        "A live camera or stream that delivers no frame for this long is treated as lost and reopened.",
+        min=0.1,
+        max=600,
     )
 
 
@@ -94,8 +98,10 @@ class CaptureConfig:
         "fires. The folder source ignores it: every new file is a frame.",
     )
     fps: float = setting(
-        2.0, "Continuous mode: frames per second taken from a camera (0: as fast as the pipeline keeps up).",
-        min=0, max=240,
+        2.0,
+        "Continuous mode: frames per second taken from a camera (0: as fast as the pipeline keeps up).",
+        min=0,
+        max=240,
     )
     triggers: tuple[Literal["command", "signal", "key", "gpio"], ...] = setting(
         ["command", "signal"],

@@ -51,7 +51,11 @@ class TriggerHub:
     def add_signal(self, signum: int = signal.SIGUSR1) -> None:
         """Fire on a signal (call from the main thread, as Python requires for signal handlers)."""
         previous = signal.signal(signum, lambda s, f: self.fire("signal"))
-        self._closers.append(lambda: signal.signal(signum, previous))
+
+        def restore() -> None:
+            signal.signal(signum, previous)
+
+        self._closers.append(restore)
 
     def add_key(self, stream: TextIO | None = None) -> None:
         """Fire on each line (Enter) read from ``stream`` (stdin); ends quietly at end of file."""
@@ -75,8 +79,10 @@ class TriggerHub:
         try:
             button: Any = gpiozero.Button(pin, pull_up=True, bounce_time=bounce_s)
         except Exception as e:  # gpiozero raises its own hierarchy (BadPinFactory, GPIOPinInUse, ...)
-            raise CaptureError(f"GPIO button on pin {pin} (capture.gpio_pin) cannot be used: {e}. Is the service "
-                               "user in group 'gpio', and /dev/gpiochip* allowed?") from e
+            raise CaptureError(
+                f"GPIO button on pin {pin} (capture.gpio_pin) cannot be used: {e}. Is the service "
+                "user in group 'gpio', and /dev/gpiochip* allowed?"
+            ) from e
         button.when_pressed = lambda *a: self.fire("gpio")
         self._closers.append(button.close)
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 import click
 
@@ -46,7 +47,7 @@ def emit_json(record: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
-def fail(error: EdgefaceError) -> "click.exceptions.Exit":
+def fail(error: EdgefaceError) -> click.exceptions.Exit:
     click.echo(f"edgeface: error: {error}", err=True)
     return click.exceptions.Exit(EXIT_USAGE if isinstance(error, ConfigError) else EXIT_FAILED)
 

@@ -25,22 +25,57 @@ def _secret(path: Path) -> str:
 
 @broker.command("rules")
 @click.option("--unit", "units", multiple=True, metavar="ID", help="A unit's device id (its certificate CN). Repeat.")
-@click.option("--units-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Device ids, one per line ('#' comments).")
-@click.option("--password-unit", "password_units", multiple=True, metavar="ID=FILE",
-              help="A unit on the password listener, with the file holding its password. Repeat.")
-@click.option("--server", "servers", multiple=True, default=("edgeface-server",), show_default=True,
-              help="Central server certificate CN. Repeat.")
-@click.option("--ingest", "ingest", multiple=True, default=("edgeface-ingest",), show_default=True,
-              help="Ingest worker certificate CN. Repeat.")
-@click.option("--admin-password-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Also create the 'dynsec-admin' account, which may change the rules at run time "
-                   "(mosquitto_ctrl).")
-@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="Where to write dynamic-security.json (mode 0600), e.g. /var/lib/mosquitto/dynamic-security.json.")
+@click.option(
+    "--units-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Device ids, one per line ('#' comments).",
+)
+@click.option(
+    "--password-unit",
+    "password_units",
+    multiple=True,
+    metavar="ID=FILE",
+    help="A unit on the password listener, with the file holding its password. Repeat.",
+)
+@click.option(
+    "--server",
+    "servers",
+    multiple=True,
+    default=("edgeface-server",),
+    show_default=True,
+    help="Central server certificate CN. Repeat.",
+)
+@click.option(
+    "--ingest",
+    "ingest",
+    multiple=True,
+    default=("edgeface-ingest",),
+    show_default=True,
+    help="Ingest worker certificate CN. Repeat.",
+)
+@click.option(
+    "--admin-password-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Also create the 'dynsec-admin' account, which may change the rules at run time (mosquitto_ctrl).",
+)
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Where to write dynamic-security.json (mode 0600), e.g. /var/lib/mosquitto/dynamic-security.json.",
+)
 @pass_app
-def rules(app: AppContext, units: tuple[str, ...], units_file: Path | None, password_units: tuple[str, ...],
-          servers: tuple[str, ...], ingest: tuple[str, ...], admin_password_file: Path | None, out: Path) -> None:
+def rules(
+    app: AppContext,
+    units: tuple[str, ...],
+    units_file: Path | None,
+    password_units: tuple[str, ...],
+    servers: tuple[str, ...],
+    ingest: tuple[str, ...],
+    admin_password_file: Path | None,
+    out: Path,
+) -> None:
     """Write the broker's rules: each unit may publish only its own results and status and subscribe only
     to its own commands and the gallery announcement; the ingest may take the shared results
     subscription of ingest.group; anyone not listed may do nothing.
@@ -60,12 +95,20 @@ def rules(app: AppContext, units: tuple[str, ...], units_file: Path | None, pass
         if not sep:
             raise click.BadParameter(f"{item!r}: use ID=FILE", param_hint="--password-unit")
         passwords[name] = _secret(Path(file))
-    doc = dynsec.build(ids, passwords=passwords, servers=servers, ingest=ingest, group=app.config.ingest.group,
-                       admin_password=_secret(admin_password_file) if admin_password_file else None)
+    doc = dynsec.build(
+        ids,
+        passwords=passwords,
+        servers=servers,
+        ingest=ingest,
+        group=app.config.ingest.group,
+        admin_password=_secret(admin_password_file) if admin_password_file else None,
+    )
     tmp = out.with_name(out.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         json.dump(doc, f, indent=1)
     os.replace(tmp, out)
-    click.echo(f"wrote {out}: {len(doc['clients'])} identities ({len(set(ids) | set(passwords))} units), "
-               f"{len(doc['roles'])} roles; default: deny")
+    click.echo(
+        f"wrote {out}: {len(doc['clients'])} identities ({len(set(ids) | set(passwords))} units), "
+        f"{len(doc['roles'])} roles; default: deny"
+    )

@@ -16,23 +16,35 @@ from .inputs import expand_images, for_each_image
 @click.command("detect")
 @click.argument("images", nargs=-1, required=True, type=click.Path())
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per image on stdout (JSON Lines).")
-@click.option("--save-crops", type=click.Path(file_okay=False, path_type=Path),
-              help="Write each face's aligned chip (the embedder's input) as PNG into this folder.")
+@click.option(
+    "--save-crops",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Write each face's aligned chip (the embedder's input) as PNG into this folder.",
+)
 @click.option("--threads", type=int, help="Interpreter threads (runtime.num_threads).")
 @click.option("--detector", help="Detector model id (models.detector).")
 @click.option("--all-rotations", is_flag=True, help="Run every rotation, not only until a face is found.")
 @pass_app
-def detect_cmd(app: AppContext, images: tuple[str, ...], as_json: bool, save_crops: Path | None,
-               threads: int | None, detector: str | None, all_rotations: bool) -> None:
+def detect_cmd(
+    app: AppContext,
+    images: tuple[str, ...],
+    as_json: bool,
+    save_crops: Path | None,
+    threads: int | None,
+    detector: str | None,
+    all_rotations: bool,
+) -> None:
     """Detect faces in IMAGES (files or folders) and print box, keypoints, score and quality.
 
     Exit status 1 if any image could not be read (the others are still reported).
     """
-    config = app.with_overrides(**{
-        "runtime.num_threads": threads,
-        "models.detector": detector,
-        "detect.rotation_mode": "all" if all_rotations else None,
-    })
+    config = app.with_overrides(
+        **{
+            "runtime.num_threads": threads,
+            "models.detector": detector,
+            "detect.rotation_mode": "all" if all_rotations else None,
+        }
+    )
     engine = Engine(config)
     paths = expand_images(images)
     if save_crops:

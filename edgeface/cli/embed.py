@@ -19,8 +19,14 @@ from .inputs import expand_images, for_each_image
 @click.option("--threads", type=int, help="Interpreter threads (runtime.num_threads).")
 @click.option("--passed-only", is_flag=True, help="Embed only faces that pass the quality gate.")
 @pass_app
-def embed_cmd(app: AppContext, images: tuple[str, ...], as_json: bool, embedder: str | None, threads: int | None,
-              passed_only: bool) -> None:
+def embed_cmd(
+    app: AppContext,
+    images: tuple[str, ...],
+    as_json: bool,
+    embedder: str | None,
+    threads: int | None,
+    passed_only: bool,
+) -> None:
     """Detect, align and embed every face in IMAGES (files or folders).
 
     Each face gets its box, score, quality verdict and `embedding` (L2-normalised). An image with no
@@ -32,11 +38,15 @@ def embed_cmd(app: AppContext, images: tuple[str, ...], as_json: bool, embedder:
 
     def describe(path: Path, image: np.ndarray) -> dict:
         faces = [f for f in engine.detect_and_assess(image) if f.quality.passed or not passed_only]
-        record: dict = {"width": image.shape[1], "height": image.shape[0], "model": engine.embedder_card.id,
-                        "faces": []}
+        record: dict = {
+            "width": image.shape[1],
+            "height": image.shape[0],
+            "model": engine.embedder_card.id,
+            "faces": [],
+        }
         if faces:
             vecs = engine.embed(np.stack([engine.align(image, f.face) for f in faces]))
-            for f, v in zip(faces, vecs):
+            for f, v in zip(faces, vecs, strict=True):
                 record["faces"].append({**f.to_dict(), "embedding": [round(float(x), 6) for x in v]})
         return record
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -14,13 +16,24 @@ from .app import EXIT_FAILED, AppContext, emit_json, pass_app, progress
 @click.option("--consent", help="Consent or legal basis for these images (required unless the CSV has it).")
 @click.option("--source", "source_text", help="Where the images came from (default: the folder or CSV path).")
 @click.option("--enrolled-by", help="Who enrolls them (default: the user name).")
-@click.option("--workspace", type=click.Path(file_okay=False, path_type=Path),
-              help="Enrollment workspace (default: enroll.workspace).")
+@click.option(
+    "--workspace",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Enrollment workspace (default: enroll.workspace).",
+)
 @click.option("--remove", "remove_ids", multiple=True, help="Remove this identity instead (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per image, then a summary (JSON Lines).")
 @pass_app
-def enroll_cmd(app: AppContext, source: Path, consent: str | None, source_text: str | None,
-               enrolled_by: str | None, workspace: Path | None, remove_ids: tuple[str, ...], as_json: bool) -> None:
+def enroll_cmd(
+    app: AppContext,
+    source: Path,
+    consent: str | None,
+    source_text: str | None,
+    enrolled_by: str | None,
+    workspace: Path | None,
+    remove_ids: tuple[str, ...],
+    as_json: bool,
+) -> None:
     """Enroll SOURCE: a folder with one sub-folder of images per identity, or a CSV manifest
     (identity,image[,name,source,consent,enrolled_by]; image paths relative to the CSV).
 
@@ -43,12 +56,18 @@ def enroll_cmd(app: AppContext, source: Path, consent: str | None, source_text: 
         else:
             items = read_csv(source, consent=consent, source=source_text, enrolled_by=enrolled_by)
 
-        def bar(seq):  # type: ignore[no-untyped-def]
+        def bar(seq: Iterable[Any]) -> Iterator[Any]:
             with progress(list(seq), "enrolling") as b:
                 yield from b
 
-        report = enroll(Engine(app.config), ws, items, duplicate_similarity=app.config.enroll.duplicate_similarity,
-                        second_face_ratio=app.config.enroll.second_face_ratio, progress=bar)
+        report = enroll(
+            Engine(app.config),
+            ws,
+            items,
+            duplicate_similarity=app.config.enroll.duplicate_similarity,
+            second_face_ratio=app.config.enroll.second_face_ratio,
+            progress=bar,
+        )
     finally:
         ws.close()
     counts = report.counts()
@@ -57,10 +76,15 @@ def enroll_cmd(app: AppContext, source: Path, consent: str | None, source_text: 
             emit_json(r.to_dict())
         elif r.status in ("refused", "error") or r.duplicates:
             what = "; ".join(r.reasons) if r.reasons else ""
-            dup = ", ".join(f"{d['file'] or d['image'][:12]} of {d['identity']} ({d['similarity']}"
-                            f"{', same image' if d['exact'] else ''})" for d in r.duplicates[:3])
-            click.echo(f"{r.item.image}: {r.status.upper()}{' — ' + what if what else ''}"
-                       f"{' — near-duplicate of ' + dup if dup else ''}")
+            dup = ", ".join(
+                f"{d['file'] or d['image'][:12]} of {d['identity']} ({d['similarity']}"
+                f"{', same image' if d['exact'] else ''})"
+                for d in r.duplicates[:3]
+            )
+            click.echo(
+                f"{r.item.image}: {r.status.upper()}{' — ' + what if what else ''}"
+                f"{' — near-duplicate of ' + dup if dup else ''}"
+            )
     if as_json:
         emit_json({"summary": counts})
     else:

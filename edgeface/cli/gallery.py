@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import click
 
@@ -17,8 +17,16 @@ from ..errors import BundleRejected, GalleryError
 from .app import EXIT_FAILED, AppContext, emit_json, pass_app
 
 json_flag = click.option("--json", "as_json", is_flag=True, help="Print one JSON object (for scripts).")
-trusted_option = click.option("--trusted-key", "trusted", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
-                              help="Central public key (PEM); default: gallery.trusted_keys. Repeatable.")
+trusted_option = click.option(
+    "--trusted-key",
+    "trusted",
+    multiple=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Central public key (PEM); default: gallery.trusted_keys. Repeatable.",
+)
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 
 def _out(record: dict[str, Any], as_json: bool, text: str) -> None:
@@ -39,12 +47,21 @@ def gallery_group() -> None:
 
 
 @gallery_group.command("keygen")
-@click.option("--signing-key", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write a new Ed25519 signing key here (central server; mode 0600) ...")
-@click.option("--public-key", type=click.Path(dir_okay=False, path_type=Path),
-              help="... and its public key here (copy it to every unit, gallery.trusted_keys).")
-@click.option("--device-key", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write a new 32-byte device encryption key here (a unit; mode 0600).")
+@click.option(
+    "--signing-key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write a new Ed25519 signing key here (central server; mode 0600) ...",
+)
+@click.option(
+    "--public-key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="... and its public key here (copy it to every unit, gallery.trusted_keys).",
+)
+@click.option(
+    "--device-key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write a new 32-byte device encryption key here (a unit; mode 0600).",
+)
 def keygen(signing_key: Path | None, public_key: Path | None, device_key: Path | None) -> None:
     """Create keys. Never overwrites an existing key file."""
     from ..gallery import signing
@@ -65,18 +82,37 @@ def keygen(signing_key: Path | None, public_key: Path | None, device_key: Path |
 
 
 @gallery_group.command("build")
-@click.option("--publish", "publish_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Publish folder (served to units): the new version, its deltas and latest.json go here.")
-@click.option("--signing-key", required=True, type=click.Path(dir_okay=False, exists=True, path_type=Path),
-              help="The central Ed25519 signing key (PEM, mode 0600).")
-@click.option("--workspace", type=click.Path(file_okay=False, path_type=Path),
-              help="Enrollment workspace (default: enroll.workspace).")
+@click.option(
+    "--publish",
+    "publish_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Publish folder (served to units): the new version, its deltas and latest.json go here.",
+)
+@click.option(
+    "--signing-key",
+    required=True,
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="The central Ed25519 signing key (PEM, mode 0600).",
+)
+@click.option(
+    "--workspace",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Enrollment workspace (default: enroll.workspace).",
+)
 @click.option("--delta-depth", default=3, show_default=True, help="Write deltas from this many previous versions.")
 @click.option("--keep", default=5, show_default=True, help="Keep this many full versions in the publish folder.")
 @json_flag
 @pass_app
-def build(app: AppContext, publish_dir: Path, signing_key: Path, workspace: Path | None, delta_depth: int,
-          keep: int, as_json: bool) -> None:
+def build(
+    app: AppContext,
+    publish_dir: Path,
+    signing_key: Path,
+    workspace: Path | None,
+    delta_depth: int,
+    keep: int,
+    as_json: bool,
+) -> None:
     """Build and sign the next gallery version from everything enrolled, with deltas, and publish it."""
     from ..gallery import signing
     from ..gallery.delta import summarise
@@ -93,28 +129,65 @@ def build(app: AppContext, publish_dir: Path, signing_key: Path, workspace: Path
     finally:
         ws.close()
     if not entries:
-        raise GalleryError(f"nothing enrolled in {ws.dir.resolve()} with this embedder and these settings; run "
-                           "`edgeface enroll` first (with the same configuration)")
+        raise GalleryError(
+            f"nothing enrolled in {ws.dir.resolve()} with this embedder and these settings; run "
+            "`edgeface enroll` first (with the same configuration)"
+        )
     with publish_lock(publish_dir):
-        pub = publish_for(publish_dir, card, vectors=vectors, entries=entries, identities=identities,
-                          signer=key, target_fpir=app.config.gallery.target_fpir, delta_depth=delta_depth,
-                          keep=keep, pointer_ttl_s=app.config.gallery.pointer_ttl_s)
+        pub = publish_for(
+            publish_dir,
+            card,
+            vectors=vectors,
+            entries=entries,
+            identities=identities,
+            signer=key,
+            target_fpir=app.config.gallery.target_fpir,
+            delta_depth=delta_depth,
+            keep=keep,
+            pointer_ttl_s=app.config.gallery.pointer_ttl_s,
+        )
     m = pub.manifest
-    rec = {"version": m.gallery_version, "dir": str(pub.dir), "count": m.count, "identities": m.identities,
-           "bytes": m.total_bytes, "deltas": [summarise(s, m) for s in pub.deltas.values()]}
-    _out(rec, as_json, f"published gallery version {m.gallery_version}: {m.count} images of {m.identities} "
-         f"identities, {m.total_bytes} bytes, in {pub.dir}" + "".join(
-             f"\n  delta from {d['base_version']}: {d['delta_bytes']} bytes ({100 * d['fraction']:.2f}%)"
-             for d in rec["deltas"]))
+    rec: dict[str, Any] = {
+        "version": m.gallery_version,
+        "dir": str(pub.dir),
+        "count": m.count,
+        "identities": m.identities,
+        "bytes": m.total_bytes,
+        "deltas": [summarise(s, m) for s in pub.deltas.values()],
+    }
+    _out(
+        rec,
+        as_json,
+        f"published gallery version {m.gallery_version}: {m.count} images of {m.identities} "
+        f"identities, {m.total_bytes} bytes, in {pub.dir}"
+        + "".join(
+            f"\n  delta from {d['base_version']}: {d['delta_bytes']} bytes ({100 * d['fraction']:.2f}%)"
+            for d in rec["deltas"]
+        ),
+    )
 
 
 @gallery_group.command("refresh")
-@click.option("--publish", "publish_dir", required=True,
-              type=click.Path(file_okay=False, exists=True, path_type=Path), help="The publish folder served to units.")
-@click.option("--signing-key", required=True, type=click.Path(dir_okay=False, exists=True, path_type=Path),
-              help="The central Ed25519 signing key (PEM, mode 0600).")
-@click.option("--ttl", "ttl_s", type=click.IntRange(min=600), default=None,
-              help="Seconds the pointer stays valid (default: gallery.pointer_ttl_s).")
+@click.option(
+    "--publish",
+    "publish_dir",
+    required=True,
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="The publish folder served to units.",
+)
+@click.option(
+    "--signing-key",
+    required=True,
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="The central Ed25519 signing key (PEM, mode 0600).",
+)
+@click.option(
+    "--ttl",
+    "ttl_s",
+    type=click.IntRange(min=600),
+    default=None,
+    help="Seconds the pointer stays valid (default: gallery.pointer_ttl_s).",
+)
 @json_flag
 @pass_app
 def refresh(app: AppContext, publish_dir: Path, signing_key: Path, ttl_s: int | None, as_json: bool) -> None:
@@ -130,12 +203,19 @@ def refresh(app: AppContext, publish_dir: Path, signing_key: Path, ttl_s: int | 
     key = signing.load_private_key(signing_key)
     with publish_lock(publish_dir):
         ptr = refresh_pointer(publish_dir, key, ttl_s or app.config.gallery.pointer_ttl_s)
-    _out({"version": ptr.version, "signed_at": ptr.signed_at, "expires_at": ptr.expires_at,
-          "pointer": str(publish_dir / "latest.json")}, as_json,
-         f"re-signed {publish_dir / 'latest.json'}: gallery version {ptr.version}, valid until {ptr.expires_at}")
+    _out(
+        {
+            "version": ptr.version,
+            "signed_at": ptr.signed_at,
+            "expires_at": ptr.expires_at,
+            "pointer": str(publish_dir / "latest.json"),
+        },
+        as_json,
+        f"re-signed {publish_dir / 'latest.json'}: gallery version {ptr.version}, valid until {ptr.expires_at}",
+    )
 
 
-def _trusted(app: AppContext, trusted: tuple[Path, ...]):  # type: ignore[no-untyped-def]
+def _trusted(app: AppContext, trusted: tuple[Path, ...]) -> list[Ed25519PublicKey]:
     from ..gallery.signing import load_trusted
 
     return load_trusted(list(trusted) or list(app.config.gallery.trusted_keys))
@@ -147,8 +227,9 @@ def _trusted(app: AppContext, trusted: tuple[Path, ...]):  # type: ignore[no-unt
 @click.option("--embedder-sha256", help="Also require this embedder model SHA-256 (a unit's model).")
 @json_flag
 @pass_app
-def verify(app: AppContext, directory: Path, trusted: tuple[Path, ...], embedder_sha256: str | None,
-           as_json: bool) -> None:
+def verify(
+    app: AppContext, directory: Path, trusted: tuple[Path, ...], embedder_sha256: str | None, as_json: bool
+) -> None:
     """Check a bundle folder (or a publish folder: its signed latest.json, unexpired, and the version it
     points to) completely: signatures, every file.
 
@@ -165,15 +246,27 @@ def verify(app: AppContext, directory: Path, trusted: tuple[Path, ...], embedder
             ptr = verify_pointer((directory / POINTER).read_bytes(), keys, str(directory / POINTER))
         vb = verify_bundle(target, keys, embedder_sha256=embedder_sha256)
     except BundleRejected as e:
-        _out({"ok": False, "dir": str(target), "reason": e.reason, "error": str(e)}, as_json,
-             f"REFUSED ({e.reason}): {e}")
+        _out(
+            {"ok": False, "dir": str(target), "reason": e.reason, "error": str(e)},
+            as_json,
+            f"REFUSED ({e.reason}): {e}",
+        )
         raise click.exceptions.Exit(EXIT_FAILED) from None
     m = vb.manifest
     expires = {"pointer_expires_at": ptr.expires_at} if ptr is not None else {}
-    _out({"ok": True, "dir": str(target), "version": m.gallery_version, "key_id": vb.key_id,
-          "files": len(m.files), **expires}, as_json,
-         f"ok: {target} is gallery version {m.gallery_version}, signed by key {vb.key_id}, {len(m.files)} files "
-         "match the manifest" + (f"; {POINTER} valid until {ptr.expires_at}" if ptr is not None else ""))
+    _out(
+        {
+            "ok": True,
+            "dir": str(target),
+            "version": m.gallery_version,
+            "key_id": vb.key_id,
+            "files": len(m.files),
+            **expires,
+        },
+        as_json,
+        f"ok: {target} is gallery version {m.gallery_version}, signed by key {vb.key_id}, {len(m.files)} files "
+        "match the manifest" + (f"; {POINTER} valid until {ptr.expires_at}" if ptr is not None else ""),
+    )
 
 
 @gallery_group.command("inspect")
@@ -199,25 +292,33 @@ def inspect(app: AppContext, directory: Path | None, as_json: bool) -> None:
     if ptr:
         directory = directory / ptr.bundle
     m = Manifest.from_bytes((directory / MANIFEST).read_bytes(), str(directory / MANIFEST))
-    rec = {"dir": str(directory), "signed": (directory / "manifest.sig").exists(), **m.to_dict(),
-           "total_bytes": m.total_bytes}
+    rec = {
+        "dir": str(directory),
+        "signed": (directory / "manifest.sig").exists(),
+        **m.to_dict(),
+        "total_bytes": m.total_bytes,
+    }
     if state:
         rec["sync"] = state
     if as_json:
         emit_json(rec)
         return
-    click.echo(f"{directory}\n  gallery version {m.gallery_version}, created {m.created}"
-               f"{'' if rec['signed'] else ' (UNSIGNED)'}\n"
-               f"  embedder {m.embedder.id} sha256 {m.embedder.sha256[:16]}..., {m.embedder.dim}-d {m.embedder.metric}, "
-               f"threshold {m.threshold}\n  {m.count} images of {m.identities} identities, "
-               f"index {_plain(m.index)}\n  {m.total_bytes} bytes:")
+    click.echo(
+        f"{directory}\n  gallery version {m.gallery_version}, created {m.created}"
+        f"{'' if rec['signed'] else ' (UNSIGNED)'}\n"
+        f"  embedder {m.embedder.id} sha256 {m.embedder.sha256[:16]}..., {m.embedder.dim}-d {m.embedder.metric}, "
+        f"threshold {m.threshold}\n  {m.count} images of {m.identities} identities, "
+        f"index {_plain(m.index)}\n  {m.total_bytes} bytes:"
+    )
     for name, f in sorted(m.files.items()):
         click.echo(f"    {name:20s} {f.size:>12d}  {f.sha256[:16]}...")
     if state.get("last_check"):
         import time
 
-        click.echo(f"  last sync check {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(state['last_check']))} "
-                   f"UTC: {state.get('last_result', {}).get('status')}")
+        click.echo(
+            f"  last sync check {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(state['last_check']))} "
+            f"UTC: {state.get('last_result', {}).get('status')}"
+        )
 
 
 @gallery_group.command("serve")
@@ -257,13 +358,27 @@ def sync(app: AppContext, url: str | None, as_json: bool) -> None:
     if not base:
         raise click.UsageError("no sync URL: pass --url or set gallery.sync_url")
     store = GalleryStore.from_config(g, app.config.models)
-    headers = auth_headers(g.sync_username or device_id_from(app.config.device.id), g.sync_password_file) \
-        if g.sync_password_file else {}
-    r = sync_once(store, base, timeout=g.sync_timeout_s, ca_file=g.sync_ca_file, max_bytes=g.sync_max_bytes,
-                  headers=headers, allow_insecure_http=g.allow_insecure_http)
-    _out(r.to_dict(), as_json, f"{r.status}: installed version {r.installed}"
-         + (f" (was {r.previous}, via {r.via}, {r.downloaded_bytes} bytes)" if r.status == "updated" else "")
-         + (f" — {r.message}" if r.message and r.status in ("refused", "failed") else ""))
+    headers = (
+        auth_headers(g.sync_username or device_id_from(app.config.device.id), g.sync_password_file)
+        if g.sync_password_file
+        else {}
+    )
+    r = sync_once(
+        store,
+        base,
+        timeout=g.sync_timeout_s,
+        ca_file=g.sync_ca_file,
+        max_bytes=g.sync_max_bytes,
+        headers=headers,
+        allow_insecure_http=g.allow_insecure_http,
+    )
+    _out(
+        r.to_dict(),
+        as_json,
+        f"{r.status}: installed version {r.installed}"
+        + (f" (was {r.previous}, via {r.via}, {r.downloaded_bytes} bytes)" if r.status == "updated" else "")
+        + (f" — {r.message}" if r.message and r.status in ("refused", "failed") else ""),
+    )
     if r.status in ("refused", "failed"):
         raise click.exceptions.Exit(EXIT_FAILED)
 
@@ -289,23 +404,40 @@ def wipe(app: AppContext, yes: bool, as_json: bool) -> None:
     data = GalleryStore(g.dir, trusted=[]).wipe() if g.dir.exists() else {"data_left": []}
     left = cast("list[str]", data["data_left"])
     complete = keys.complete and not left
-    rec = {"complete": complete, "dir": str(g.dir), "key_destroyed": bool(keys.destroyed) and keys.complete,
-           "keys_destroyed": keys.destroyed, "keys_remaining": keys.remaining, "data_left": left}
+    rec = {
+        "complete": complete,
+        "dir": str(g.dir),
+        "key_destroyed": bool(keys.destroyed) and keys.complete,
+        "keys_destroyed": keys.destroyed,
+        "keys_remaining": keys.remaining,
+        "data_left": left,
+    }
     lines = [f"wiped {g.dir}" if not left else f"could NOT delete everything in {g.dir}:"]
     lines += [f"  still there: {x}" for x in left]
     lines += [f"  key destroyed: {x}" for x in keys.destroyed]
     if not g.encrypt:
-        lines.append("  gallery.encrypt is off: the data was deleted, not crypto-erased (flash storage may keep old "
-                     "blocks readable)")
+        lines.append(
+            "  gallery.encrypt is off: the data was deleted, not crypto-erased (flash storage may keep old "
+            "blocks readable)"
+        )
     elif not keys.destroyed and keys.complete:
-        lines.append("  no device key found at the configured sources (gallery.key_file, $" + g.key_env + ", "
-                     f"credential '{g.key_credential}'): nothing to destroy; if the key is kept elsewhere, destroy "
-                     "it there")
+        lines.append(
+            "  no device key found at the configured sources (gallery.key_file, $" + g.key_env + ", "
+            f"credential '{g.key_credential}'): nothing to destroy; if the key is kept elsewhere, destroy "
+            "it there"
+        )
     lines += [f"  KEY NOT DESTROYED: {x}" for x in keys.remaining]
     if not complete:
-        lines.append("WIPE INCOMPLETE: " + ("the device key still exists, so the gallery data (and any copy of "
-                     "it) can still be decrypted; " if keys.remaining else "") + "do the above, then run "
-                     "`edgeface gallery wipe --yes` again")
+        lines.append(
+            "WIPE INCOMPLETE: "
+            + (
+                "the device key still exists, so the gallery data (and any copy of it) can still be decrypted; "
+                if keys.remaining
+                else ""
+            )
+            + "do the above, then run "
+            "`edgeface gallery wipe --yes` again"
+        )
     _out(rec, as_json, "\n".join(lines))
     if not complete:
         if as_json:

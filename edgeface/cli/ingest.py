@@ -15,15 +15,23 @@ from .app import AppContext, pass_app
 
 
 @click.command("ingest")
-@click.option("--db", "db_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="SQLite file to store results in (default: the ingest.db setting).")
+@click.option(
+    "--db",
+    "db_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="SQLite file to store results in (default: the ingest.db setting).",
+)
 @click.option("--client-id", help="MQTT client id of this worker (default: ingest.client_id or ingest-<host>).")
 @click.option("--stats-every", type=float, default=60.0, show_default=True, help="Log the counters this often (s).")
-@click.option("--stats-json", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write the final counters to this JSON file at exit.")
+@click.option(
+    "--stats-json",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the final counters to this JSON file at exit.",
+)
 @pass_app
-def ingest(app: AppContext, db_path: Path | None, client_id: str | None, stats_every: float,
-           stats_json: Path | None) -> None:
+def ingest(
+    app: AppContext, db_path: Path | None, client_id: str | None, stats_every: float, stats_json: Path | None
+) -> None:
     """Subscribe to every device's results (MQTT 5 shared subscription), validate, store once.
 
     Run several with different --client-id to share the load. Malformed messages are counted,

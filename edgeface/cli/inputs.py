@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import click
 import numpy as np
@@ -33,9 +34,13 @@ def expand_images(args: tuple[str, ...] | list[str]) -> list[Path]:
     return out
 
 
-def for_each_image(engine: "Engine", paths: list[Path], command: str,
-                   describe: Callable[[Path, np.ndarray], dict[str, Any]],
-                   show: Callable[[dict[str, Any]], None]) -> None:
+def for_each_image(
+    engine: Engine,
+    paths: list[Path],
+    command: str,
+    describe: Callable[[Path, np.ndarray], dict[str, Any]],
+    show: Callable[[dict[str, Any]], None],
+) -> None:
     """Read each image and print ``{"image": path, **describe(path, image)}``, in input order.
 
     An unreadable image gets an error record and a log event, the others go on; exit status 1 at the

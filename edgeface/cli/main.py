@@ -28,16 +28,31 @@ class EdgefaceGroup(click.Group):
 
 @click.group(cls=EdgefaceGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="edgeface")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), envvar="EDGEFACE_CONFIG",
-              help="TOML configuration file (default: $EDGEFACE_CONFIG, else built-in defaults).")
-@click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
-              help="Override one setting, e.g. --set detect.min_score=0.6 (repeatable).")
-@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default=None,
-              help="Override logging.level.")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    envvar="EDGEFACE_CONFIG",
+    help="TOML configuration file (default: $EDGEFACE_CONFIG, else built-in defaults).",
+)
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="SECTION.KEY=VALUE",
+    help="Override one setting, e.g. --set detect.min_score=0.6 (repeatable).",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default=None,
+    help="Override logging.level.",
+)
 @click.option("--log-json", is_flag=True, default=False, help="Write logs as JSON lines (logging.format=json).")
 @click.pass_context
-def cli(ctx: click.Context, config_path: str | None, overrides: tuple[str, ...], log_level: str | None,
-        log_json: bool) -> None:
+def cli(
+    ctx: click.Context, config_path: str | None, overrides: tuple[str, ...], log_level: str | None, log_json: bool
+) -> None:
     """Offline face identification for field units.
 
     A match is a lead, never an identification: every result is a list of candidates with scores
@@ -64,9 +79,22 @@ def _register() -> None:
     from . import broker, config_cmd, detect, embed, enroll, gallery, ingest, outbox, run, server, status
     from .bench import bench
 
-    for command in (detect.detect_cmd, embed.embed_cmd, enroll.enroll_cmd, run.run_cmd, run.trigger_cmd, status.status_cmd,
-                    config_cmd.config_group, gallery.gallery_group, outbox.outbox_group, ingest.ingest,
-                    server.server_group, server.audit_group, broker.broker, bench):
+    for command in (
+        detect.detect_cmd,
+        embed.embed_cmd,
+        enroll.enroll_cmd,
+        run.run_cmd,
+        run.trigger_cmd,
+        status.status_cmd,
+        config_cmd.config_group,
+        gallery.gallery_group,
+        outbox.outbox_group,
+        ingest.ingest,
+        server.server_group,
+        server.audit_group,
+        broker.broker,
+        bench,
+    ):
         cli.add_command(command)
 
 

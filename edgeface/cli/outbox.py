@@ -25,8 +25,14 @@ def _open(app: AppContext) -> Any:
 
 @outbox_group.command("status")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-@click.option("--quarantined", "show_quarantined", type=int, default=5, show_default=True,
-              help="List this many of the latest quarantined rows.")
+@click.option(
+    "--quarantined",
+    "show_quarantined",
+    type=int,
+    default=5,
+    show_default=True,
+    help="List this many of the latest quarantined rows.",
+)
 @pass_app
 def status(app: AppContext, as_json: bool, show_quarantined: int) -> None:
     """Queue depth by priority, bytes, oldest result, counters and quarantined rows."""
@@ -37,20 +43,35 @@ def status(app: AppContext, as_json: bool, show_quarantined: int) -> None:
         stats = box.stats().as_dict()
         quarantined = box.quarantined(show_quarantined) if show_quarantined else []
     stats["path"] = str(cfg.path)
-    stats["limits"] = {"max_results": cfg.max_results, "max_bytes": cfg.max_bytes, "on_full": cfg.on_full,
-                       "ttl_s": cfg.ttl_s, "match_ttl_s": cfg.match_ttl_s}
+    stats["limits"] = {
+        "max_results": cfg.max_results,
+        "max_bytes": cfg.max_bytes,
+        "on_full": cfg.on_full,
+        "ttl_s": cfg.ttl_s,
+        "match_ttl_s": cfg.match_ttl_s,
+    }
     if as_json:
         emit_json({**stats, "quarantined_rows": quarantined})
         return
-    click.echo(f"outbox {cfg.path}: {stats['pending']} pending, {human_bytes(stats['bytes'])} "
-               f"(limits {cfg.max_results} results, {human_bytes(cfg.max_bytes)}, on_full {cfg.on_full})")
-    click.echo(report.table(["priority", "rows", "size"],
-                            [[k, v["rows"], human_bytes(v["bytes"])] for k, v in stats["by_priority"].items()]))
+    click.echo(
+        f"outbox {cfg.path}: {stats['pending']} pending, {human_bytes(stats['bytes'])} "
+        f"(limits {cfg.max_results} results, {human_bytes(cfg.max_bytes)}, on_full {cfg.on_full})"
+    )
+    click.echo(
+        report.table(
+            ["priority", "rows", "size"],
+            [[k, v["rows"], human_bytes(v["bytes"])] for k, v in stats["by_priority"].items()],
+        )
+    )
     age = stats["oldest_age_s"]
     click.echo(f"oldest pending: {'-' if age is None else f'{age:.1f} s ago'}")
-    click.echo("counters: " + ", ".join(f"{k} {stats[k]}" for k in
-                                        ("enqueued", "delivered", "dropped_overflow", "expired", "refused_full",
-                                         "quarantined_total")))
+    click.echo(
+        "counters: "
+        + ", ".join(
+            f"{k} {stats[k]}"
+            for k in ("enqueued", "delivered", "dropped_overflow", "expired", "refused_full", "quarantined_total")
+        )
+    )
     for q in quarantined:
         click.echo(f"quarantined {q['id']}: {q['reason']} ({human_bytes(q['bytes'])})")
 
@@ -94,8 +115,10 @@ def drain(app: AppContext, until_empty: bool, timeout: float | None, as_json: bo
     if as_json:
         emit_json(figures)
     else:
-        click.echo(f"published {figures['published']}, acknowledged {figures['acked']}, "
-                   f"refused by broker {figures['refused_by_broker']}, reconnects {max(0, figures['connects'] - 1)}")
+        click.echo(
+            f"published {figures['published']}, acknowledged {figures['acked']}, "
+            f"refused by broker {figures['refused_by_broker']}, reconnects {max(0, figures['connects'] - 1)}"
+        )
     if pub.error is not None:
         raise click.exceptions.Exit(1)
     if until_empty and not drained:

@@ -7,11 +7,15 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from ..errors import EdgefaceError
 from .app import AppContext, emit_json, pass_app
+
+if TYPE_CHECKING:
+    from ..server.db import Database
 
 
 def _need_extra() -> None:
@@ -22,11 +26,12 @@ def _need_extra() -> None:
         import sqlalchemy  # noqa: F401
         import waitress  # noqa: F401
     except ImportError as e:
-        raise EdgefaceError(f"the central server needs the 'server' extra ({e.name} is missing): "
-                            "pip install 'edgeface[server]'") from None
+        raise EdgefaceError(
+            f"the central server needs the 'server' extra ({e.name} is missing): pip install 'edgeface[server]'"
+        ) from None
 
 
-def _db(app: AppContext):  # type: ignore[no-untyped-def]
+def _db(app: AppContext) -> Database:
     _need_extra()
     from ..server.db import Database
 
@@ -43,14 +48,23 @@ def server_group() -> None:
 @server_group.command("run")
 @click.option("--host", help="Listen address (server.host).")
 @click.option("--port", type=int, help="Listen port (server.port).")
-@click.option("--ingest-workers", type=int, help="Ingest workers, each a process on the shared subscription "
-              "(server.ingest_workers; 0: web only).")
+@click.option(
+    "--ingest-workers",
+    type=int,
+    help="Ingest workers, each a process on the shared subscription (server.ingest_workers; 0: web only).",
+)
 @click.option("--no-web", is_flag=True, help="Run only ingest worker(s), no web application.")
-@click.option("--worker-index", type=int, default=0, show_default=True,
-              help="Index of this process's first worker (its MQTT client id is ingest.client_id-INDEX).")
+@click.option(
+    "--worker-index",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Index of this process's first worker (its MQTT client id is ingest.client_id-INDEX).",
+)
 @pass_app
-def run(app: AppContext, host: str | None, port: int | None, ingest_workers: int | None, no_web: bool,
-        worker_index: int) -> None:
+def run(
+    app: AppContext, host: str | None, port: int | None, ingest_workers: int | None, no_web: bool, worker_index: int
+) -> None:
     """Migrate the database, then serve the web application and run the ingest workers until SIGTERM."""
     _need_extra()
     from ..server.run import run_server
@@ -61,8 +75,7 @@ def run(app: AppContext, host: str | None, port: int | None, ingest_workers: int
         child_args += ["--config", app.config_path]
     for s in app.overrides:
         child_args += ["--set", s]
-    run_server(config, web=not no_web, ingest_workers=ingest_workers, worker_index=worker_index,
-               child_args=child_args)
+    run_server(config, web=not no_web, ingest_workers=ingest_workers, worker_index=worker_index, child_args=child_args)
 
 
 @server_group.command("migrate")
@@ -85,15 +98,28 @@ def _read_password(password_file: Path | None) -> str:
 
 @server_group.command("add-user")
 @click.argument("username")
-@click.option("--role", "roles", multiple=True, type=click.Choice(["reviewer", "admin"]), required=True,
-              help="Role(s) of the user (repeatable).")
-@click.option("--password-file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
-              help="Read the password from this file's first line (default: prompt, or one line on stdin).")
-@click.option("--owner", help="The person the account belongs to (staff number or name; default: USERNAME). "
-              "Accounts of one person never count as two under the two-person rule.")
+@click.option(
+    "--role",
+    "roles",
+    multiple=True,
+    type=click.Choice(["reviewer", "admin"]),
+    required=True,
+    help="Role(s) of the user (repeatable).",
+)
+@click.option(
+    "--password-file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Read the password from this file's first line (default: prompt, or one line on stdin).",
+)
+@click.option(
+    "--owner",
+    help="The person the account belongs to (staff number or name; default: USERNAME). "
+    "Accounts of one person never count as two under the two-person rule.",
+)
 @pass_app
-def add_user(app: AppContext, username: str, roles: tuple[str, ...], password_file: Path | None,
-             owner: str | None) -> None:
+def add_user(
+    app: AppContext, username: str, roles: tuple[str, ...], password_file: Path | None, owner: str | None
+) -> None:
     """Create a user (the first administrators are made this way).
 
     The roles are granted at once: whoever runs this controls the server. On the web, roles an
@@ -105,8 +131,13 @@ def add_user(app: AppContext, username: str, roles: tuple[str, ...], password_fi
     try:
         with db.write() as conn:
             u = auth.create_user(conn, username, _read_password(password_file), list(roles), owner=owner)
-            audit.append(conn, "cli", "user.create", u.username,
-                         {"roles": sorted(u.roles), "owner": owner or u.username, "created_by": "command line"})
+            audit.append(
+                conn,
+                "cli",
+                "user.create",
+                u.username,
+                {"roles": sorted(u.roles), "owner": owner or u.username, "created_by": "command line"},
+            )
     finally:
         db.dispose()
     click.echo(f"created user {u.username} with roles {', '.join(sorted(u.roles))}")
@@ -114,8 +145,11 @@ def add_user(app: AppContext, username: str, roles: tuple[str, ...], password_fi
 
 @server_group.command("add-device")
 @click.argument("device_id")
-@click.option("--token-file", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write the token here (mode 0600) instead of printing it.")
+@click.option(
+    "--token-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the token here (mode 0600) instead of printing it.",
+)
 @pass_app
 def add_device(app: AppContext, device_id: str, token_file: Path | None) -> None:
     """Issue a bundle-download token for DEVICE_ID (replaces an earlier one). Shown once."""

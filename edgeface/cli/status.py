@@ -48,64 +48,92 @@ def render(doc: dict[str, Any], now: float | None = None) -> str:
     src = doc.get("source") or {}
     if src:
         extra = f", {src['waiting']} waiting" if "waiting" in src else ""
-        lines.append(f"  source      {src.get('kind')} {src.get('name')} ({'up' if src.get('up') else 'down'}"
-                     f", reopened {src.get('reopens', 0)}x){extra}")
+        lines.append(
+            f"  source      {src.get('kind')} {src.get('name')} ({'up' if src.get('up') else 'down'}"
+            f", reopened {src.get('reopens', 0)}x){extra}"
+        )
     rates = doc.get("rates") or {}
     if rates:
-        lines.append(f"  throughput  {rates.get('frames_per_s', 0):.2f} frames/s, {rates.get('faces_per_s', 0):.2f} "
-                     f"faces/s (last minute)")
+        lines.append(
+            f"  throughput  {rates.get('frames_per_s', 0):.2f} frames/s, {rates.get('faces_per_s', 0):.2f} "
+            f"faces/s (last minute)"
+        )
     c = doc.get("counters") or {}
     if c:
         res = ", ".join(f"{v} {k}" for k, v in sorted((c.get("results") or {}).items())) or "none"
-        lines.append(f"  counters    {c.get('frames_processed', 0)} frames, {c.get('faces', 0)} faces, results: {res}; "
-                     f"dropped {c.get('frames_dropped', 0)}, unreadable {c.get('frames_unreadable', 0)}, "
-                     f"failed {c.get('frames_failed', 0)}")
+        lines.append(
+            f"  counters    {c.get('frames_processed', 0)} frames, {c.get('faces', 0)} faces, results: {res}; "
+            f"dropped {c.get('frames_dropped', 0)}, unreadable {c.get('frames_unreadable', 0)}, "
+            f"failed {c.get('frames_failed', 0)}"
+        )
     g = doc["gallery"]
     if g.get("error") and "dir" not in g:
         lines.append(f"  gallery     unknown: {g['error']}")
     elif g.get("installed"):
         sync = g.get("sync") or {}
-        lines.append(f"  gallery     version {g['version']}, built {_span(g['age_s'] or 0)} ago ({g['created']}), "
-                     f"{g['count']} images of {g['identities']} people; last sync "
-                     f"{sync.get('last_status') or 'never'} {_ago(sync.get('last_check'), now) if sync else ''}".rstrip())
+        lines.append(
+            f"  gallery     version {g['version']}, built {_span(g['age_s'] or 0)} ago ({g['created']}), "
+            f"{g['count']} images of {g['identities']} people; last sync "
+            f"{sync.get('last_status') or 'never'} {_ago(sync.get('last_check'), now) if sync else ''}".rstrip()
+        )
         if g.get("stale"):
-            lines.append("  gallery     STALE: " + (f"no signed pointer newer than {g['fresh_until']} has confirmed it is "
-                                                     "the latest" if g.get("fresh_until") else
-                                                     "no signed, unexpired pointer has confirmed it is the latest")
-                         + (f" (last sync: {sync.get('last_status')}, {sync.get('last_reason')})"
-                            if sync.get("last_reason") else "")
-                         + "; it still answers; check the link to gallery.sync_url and that the publisher re-signs "
-                           "latest.json (edgeface gallery refresh)")
+            lines.append(
+                "  gallery     STALE: "
+                + (
+                    f"no signed pointer newer than {g['fresh_until']} has confirmed it is the latest"
+                    if g.get("fresh_until")
+                    else "no signed, unexpired pointer has confirmed it is the latest"
+                )
+                + (
+                    f" (last sync: {sync.get('last_status')}, {sync.get('last_reason')})"
+                    if sync.get("last_reason")
+                    else ""
+                )
+                + "; it still answers; check the link to gallery.sync_url and that the publisher re-signs "
+                "latest.json (edgeface gallery refresh)"
+            )
     else:
         lines.append(f"  gallery     none installed in {g['dir']}" + (f" ({g['error']})" if g.get("error") else ""))
     o = doc["outbox"]
     if o.get("error"):
         lines.append(f"  outbox      unknown: {o['error']}")
     else:
-        lines.append(f"  outbox      {o.get('pending', 0)} waiting ({o.get('matches', 0)} matches), oldest "
-                     f"{_span(o['oldest_age_s']) if o.get('oldest_age_s') is not None else '-'}, "
-                     f"{human_bytes(o.get('bytes'))}" + (f", {o['quarantined']} quarantined" if o.get("quarantined") else ""))
+        lines.append(
+            f"  outbox      {o.get('pending', 0)} waiting ({o.get('matches', 0)} matches), oldest "
+            f"{_span(o['oldest_age_s']) if o.get('oldest_age_s') is not None else '-'}, "
+            f"{human_bytes(o.get('bytes'))}" + (f", {o['quarantined']} quarantined" if o.get("quarantined") else "")
+        )
     link = doc.get("link") or {}
     if link:
         if not link.get("configured"):
             lines.append("  link        no broker configured (mqtt.host): results stay in the outbox")
         else:
             now_state = "online" if link.get("connected") and state == "running" else "offline"
-            lines.append(f"  link        {now_state} ({link.get('host')}); last connected {_ago(link.get('last_connected_at'), now)}"
-                         + (f"; last error: {link['last_error']}" if link.get("last_error") else ""))
+            lines.append(
+                f"  link        {now_state} ({link.get('host')}); last connected {_ago(link.get('last_connected_at'), now)}"
+                + (f"; last error: {link['last_error']}" if link.get("last_error") else "")
+            )
     d = doc["disk"]
     if d.get("error"):
         lines.append(f"  disk        unknown: {d['error']}")
     else:
         used = ", ".join(f"{k} {human_bytes(v)}" for k, v in d["edgeface_bytes"].items())
-        lines.append(f"  disk        {human_bytes(d['free_bytes'])} free of {human_bytes(d['total_bytes'])} on {d['path']}; "
-                     f"edgeface: {used}")
+        lines.append(
+            f"  disk        {human_bytes(d['free_bytes'])} free of {human_bytes(d['total_bytes'])} on {d['path']}; "
+            f"edgeface: {used}"
+        )
     e = doc.get("errors")
     if e is not None:
         latest = e["recent"][-1] if e.get("recent") else None
-        lines.append(f"  errors      {e['last_hour']} in the last hour"
-                     + (f"; latest {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(latest['ts']))} UTC "
-                        f"{latest['event']} {latest['detail']}".rstrip() if latest else ""))
+        lines.append(
+            f"  errors      {e['last_hour']} in the last hour"
+            + (
+                f"; latest {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(latest['ts']))} UTC "
+                f"{latest['event']} {latest['detail']}".rstrip()
+                if latest
+                else ""
+            )
+        )
     return "\n".join(lines)
 
 

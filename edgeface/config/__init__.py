@@ -39,12 +39,29 @@ if TYPE_CHECKING:
     from .schema import Config
 
 __all__ = [
-    "ENV_CONFIG", "ENV_PREFIX", "Config", "ConfigError", "DeviceConfig", "LoggingConfig", "as_dict", "load_config",
-    "log_notices", "section", "setting", "to_toml",
+    "ENV_CONFIG",
+    "ENV_PREFIX",
+    "Config",
+    "ConfigError",
+    "DeviceConfig",
+    "LoggingConfig",
+    "as_dict",
+    "load_config",
+    "log_notices",
+    "section",
+    "setting",
+    "to_toml",
 ]
 
-_LAZY = {"Config": "schema", "load_config": "loader", "log_notices": "loader", "ENV_CONFIG": "loader",
-         "ENV_PREFIX": "loader", "to_toml": "render", "as_dict": "render"}
+_LAZY = {
+    "Config": "schema",
+    "load_config": "loader",
+    "log_notices": "loader",
+    "ENV_CONFIG": "loader",
+    "ENV_PREFIX": "loader",
+    "to_toml": "render",
+    "as_dict": "render",
+}
 
 
 def __getattr__(name: str) -> Any:

@@ -75,8 +75,9 @@ def from_text(text: str, tp: Any) -> Any:
         return text
 
 
-def coerce(value: Any, tp: Any, key: str, source: str, base_dir: Path | None, meta: Mapping[str, Any],
-           notes: list[str]) -> Any:
+def coerce(
+    value: Any, tp: Any, key: str, source: str, base_dir: Path | None, meta: Mapping[str, Any], notes: list[str]
+) -> Any:
     """``value`` as a ``tp``, or :class:`ConfigError` naming ``key``, ``source`` and what is allowed.
 
     ``notes`` collects what an old file still says the old way (``""`` for an unset optional setting).
@@ -91,8 +92,10 @@ def coerce(value: Any, tp: Any, key: str, source: str, base_dir: Path | None, me
             return None
         if value == "" and inner is not str:
             unset = meta.get("unset") or "its default"
-            notes.append(f'{key} = "" (from {source}) leaves it unset ({unset}), but "" no longer means unset: '
-                         f"delete the line, or comment it out")
+            notes.append(
+                f'{key} = "" (from {source}) leaves it unset ({unset}), but "" no longer means unset: '
+                f"delete the line, or comment it out"
+            )
             return None
         return coerce(value, inner, key, source, base_dir, meta, notes)
     origin = typing.get_origin(tp)

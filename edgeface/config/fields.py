@@ -15,8 +15,9 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
-def setting(default: Any, doc: str, *, min: float | None = None, max: float | None = None,
-            unset: str | None = None) -> Any:
+def setting(
+    default: Any, doc: str, *, min: float | None = None, max: float | None = None, unset: str | None = None
+) -> Any:
     """A config field: its default, a one-line description, and an optional numeric range.
 
     An optional setting (typed ``X | None``, default ``None``) must say what leaving it out means in

@@ -66,7 +66,9 @@ def load_config(
         try:
             data = tomllib.loads(p.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            raise ConfigError(f"config file {p} does not exist; create it with `edgeface config defaults > {p}`") from None
+            raise ConfigError(
+                f"config file {p} does not exist; create it with `edgeface config defaults > {p}`"
+            ) from None
         except (OSError, UnicodeDecodeError) as e:
             raise ConfigError(f"config file {p} cannot be read: {e}") from e
         except tomllib.TOMLDecodeError as e:
@@ -105,13 +107,15 @@ def _put(tree: Tree, path: list[str], value: Any, source: str, *, replace: bool,
     for i, part in enumerate(path[:-1]):
         child = node.get(part, {})
         if not isinstance(child, Mapping):
-            raise ConfigError(f"{'.'.join(path[: i + 1])} (from {source}) is a setting; "
-                              f"{'.'.join(path)} cannot be set under it")
+            raise ConfigError(
+                f"{'.'.join(path[: i + 1])} (from {source}) is a setting; {'.'.join(path)} cannot be set under it"
+            )
         node[part] = dict(child)
         node = node[part]
     if path[-1] in node and not replace:
-        raise ConfigError(f"{'.'.join(path)} is given twice (from {source}), under its old and its new name; "
-                          f"keep {keep}")
+        raise ConfigError(
+            f"{'.'.join(path)} is given twice (from {source}), under its old and its new name; keep {keep}"
+        )
     node[path[-1]] = value
 
 
@@ -135,7 +139,7 @@ def _env_tree(env: Mapping[str, str], notes: list[str]) -> Tree:
     for name, value in sorted(env.items()):
         if not name.startswith(ENV_PREFIX) or name == ENV_CONFIG or "__" not in name:
             continue
-        parts = [p.lower() for p in name[len(ENV_PREFIX):].split("__")]
+        parts = [p.lower() for p in name[len(ENV_PREFIX) :].split("__")]
         new = _new_path(parts)
         new_name = ENV_PREFIX + "__".join(new).upper()
         if new != parts:
@@ -166,8 +170,9 @@ def _is_section(tp: Any) -> bool:
     return isinstance(tp, type) and dataclasses.is_dataclass(tp)
 
 
-def _apply(values: Tree, cls: type, raw: Mapping[str, Any], source: _Source, notes: list[str],
-           prefix: tuple[str, ...] = ()) -> None:
+def _apply(
+    values: Tree, cls: type, raw: Mapping[str, Any], source: _Source, notes: list[str], prefix: tuple[str, ...] = ()
+) -> None:
     """Check ``raw`` against section ``cls`` and store typed values in ``values`` (same shape)."""
     fields_ = {f.name: f for f in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls)
@@ -176,10 +181,13 @@ def _apply(values: Tree, cls: type, raw: Mapping[str, Any], source: _Source, not
         full = ".".join((*prefix, key))
         if key not in fields_:
             if not prefix:
-                raise ConfigError(f"unknown config section [{key}] (from {source.name}); known sections: "
-                                  + ", ".join(sorted(fields_)))
-            raise ConfigError(f"unknown setting {full} (from {source.name}); settings in [{here}]: "
-                              + ", ".join(sorted(fields_)))
+                raise ConfigError(
+                    f"unknown config section [{key}] (from {source.name}); known sections: "
+                    + ", ".join(sorted(fields_))
+                )
+            raise ConfigError(
+                f"unknown setting {full} (from {source.name}); settings in [{here}]: " + ", ".join(sorted(fields_))
+            )
         tp = hints[key]
         if _is_section(tp):
             if not isinstance(value, Mapping):

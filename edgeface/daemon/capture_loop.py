@@ -134,9 +134,7 @@ class CaptureLoop:
                         src.open()
                     except SourceUnavailable as e:
                         delay = backoff.next_delay()
-                        log.warning(
-                            "capture.unavailable", source=src.name, error=str(e), retry_in_s=round(delay, 2)
-                        )
+                        log.warning("capture.unavailable", source=src.name, error=str(e), retry_in_s=round(delay, 2))
                         self.stop.wait(delay)
                         continue
                     opened = True

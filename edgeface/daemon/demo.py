@@ -63,12 +63,24 @@ def demo_config(overrides: Sequence[str] = (), *, directory: Path | None = None,
             elif p.exists():
                 p.unlink()
     settings = [
-        "capture.source=folder", f"capture.folder.path={PHOTOS}", "capture.folder.once=true",
-        "capture.folder.settle_s=0", "capture.folder.poll_s=0.05", "capture.folder.recursive=false",
-        f"gallery.dir={d / 'gallery'}", "gallery.encrypt=false", f'gallery.trusted_keys=["{DEMO_KEY}"]',
-        "gallery.sync_url=", f"outbox.path={d / 'outbox.sqlite3'}", f"run.state_dir={d / 'state'}",
-        f"retention.dir={d / 'media'}", f"device.id={DEVICE_ID}", "mqtt.host=", "status.metrics_port=0",
-        "status.interval_s=1", "dedup.window_s=0",
+        "capture.source=folder",
+        f"capture.folder.path={PHOTOS}",
+        "capture.folder.once=true",
+        "capture.folder.settle_s=0",
+        "capture.folder.poll_s=0.05",
+        "capture.folder.recursive=false",
+        f"gallery.dir={d / 'gallery'}",
+        "gallery.encrypt=false",
+        f'gallery.trusted_keys=["{DEMO_KEY}"]',
+        "gallery.sync_url=",
+        f"outbox.path={d / 'outbox.sqlite3'}",
+        f"run.state_dir={d / 'state'}",
+        f"retention.dir={d / 'media'}",
+        f"device.id={DEVICE_ID}",
+        "mqtt.host=",
+        "status.metrics_port=0",
+        "status.interval_s=1",
+        "dedup.window_s=0",
     ]
     return load_config(None, overrides=[*settings, *overrides])
 
@@ -91,8 +103,11 @@ def install_sample_gallery(config: Config) -> int:
     try:
         store.install(staged)
     except BundleRejected as e:
-        hint = " Rebuild it for the current embedder with `python tools/build_sample.py`." \
-            if e.reason == "embedder_mismatch" else ""
+        hint = (
+            " Rebuild it for the current embedder with `python tools/build_sample.py`."
+            if e.reason == "embedder_mismatch"
+            else ""
+        )
         raise BundleRejected(e.reason, f"the bundled sample gallery was refused: {e}.{hint}") from e
     return version
 
@@ -108,5 +123,7 @@ def refuse_demo_key(config: Config) -> None:
         except OSError:
             continue  # a missing key file is reported where keys are loaded
         if same:
-            raise ConfigError(f"gallery.trusted_keys includes {path}, the DEMO signing key of the bundled sample "
-                              "gallery; a unit must trust only its central server's key")
+            raise ConfigError(
+                f"gallery.trusted_keys includes {path}, the DEMO signing key of the bundled sample "
+                "gallery; a unit must trust only its central server's key"
+            )

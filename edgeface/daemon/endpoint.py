@@ -29,15 +29,18 @@ def check_loopback(host: str) -> None:
     except ValueError:
         ok = False
     if not ok:
-        raise ConfigError(f"status.metrics_host = {host!r} is not a loopback address (127.0.0.1 or ::1): the "
-                          "metrics endpoint has no authentication; scrape it through a local agent or a tunnel")
+        raise ConfigError(
+            f"status.metrics_host = {host!r} is not a loopback address (127.0.0.1 or ::1): the "
+            "metrics endpoint has no authentication; scrape it through a local agent or a tunnel"
+        )
 
 
 class MetricsServer:
     """Serves ``render_metrics()`` and ``status()`` in a background thread."""
 
-    def __init__(self, host: str, port: int, render_metrics: Callable[[], str],
-                 status: Callable[[], dict[str, Any]]) -> None:
+    def __init__(
+        self, host: str, port: int, render_metrics: Callable[[], str], status: Callable[[], dict[str, Any]]
+    ) -> None:
         check_loopback(host)
 
         class Handler(BaseHTTPRequestHandler):
@@ -68,14 +71,18 @@ class MetricsServer:
         try:
             self.server = Server((bind, port), Handler)
         except OSError as e:
-            raise ConfigError(f"status.metrics_port = {port}: cannot listen on {host}:{port} ({e.strerror or e}); "
-                              "choose another port, or 0 to turn the endpoint off") from e
+            raise ConfigError(
+                f"status.metrics_port = {port}: cannot listen on {host}:{port} ({e.strerror or e}); "
+                "choose another port, or 0 to turn the endpoint off"
+            ) from e
         self.port = int(self.server.server_address[1])
         self._thread = threading.Thread(target=self.server.serve_forever, name="edgeface-metrics", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
-        log.info("metrics.listening", url=f"http://{self.server.server_address[0]}:{self.port}/metrics")
+        host = self.server.server_address[0]
+        host = host.decode() if isinstance(host, bytes) else host
+        log.info("metrics.listening", url=f"http://{host}:{self.port}/metrics")
 
     def stop(self) -> None:
         self.server.shutdown()

@@ -232,17 +232,14 @@ class Pipeline:
         warned = False
         while True:
             try:
-                enqueue_result(
-                    self.unit.outbox, doc, max_payload_bytes=self.unit.config.mqtt.max_payload_bytes
-                )
+                enqueue_result(self.unit.outbox, doc, max_payload_bytes=self.unit.config.mqtt.max_payload_bytes)
             except (OutboxFull, OutboxDiskFull) as e:
                 if not warned:
                     log.error(
                         "result.waiting_for_outbox",
                         id=doc["id"],
                         error=str(e),
-                        hint="the pipeline waits (live frames are dropped meanwhile) until the outbox has "
-                        "room",
+                        hint="the pipeline waits (live frames are dropped meanwhile) until the outbox has room",
                     )
                     warned = True
                 if self.abandon.wait(1.0):

@@ -43,8 +43,11 @@ def face_crop(image: np.ndarray, box: tuple[float, float, float, float], max_sid
     crop = image[b:d, a:c] if c > a and d > b else image[0:1, 0:1]
     scale = max_side / max(crop.shape[:2])
     if scale < 1:
-        crop = cv2.resize(crop, (max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale))),
-                          interpolation=cv2.INTER_AREA)
+        crop = cv2.resize(
+            crop,
+            (max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale))),
+            interpolation=cv2.INTER_AREA,
+        )
     return np.ascontiguousarray(crop)
 
 
@@ -62,8 +65,9 @@ def source_label(obs: Observation) -> str:
     return str(rel) if rel else obs.source
 
 
-def build_result(track: Track, *, device_id: str, model_id: str, include_crop: bool, max_crop_bytes: int,
-                 id: str | None = None) -> dict[str, Any]:
+def build_result(
+    track: Track, *, device_id: str, model_id: str, include_crop: bool, max_crop_bytes: int, id: str | None = None
+) -> dict[str, Any]:
     """The result document for ``track`` (its best capture), ready for :func:`enqueue_result`."""
     obs = track.best
     decision_obj = obs.decision
@@ -83,13 +87,24 @@ def build_result(track: Track, *, device_id: str, model_id: str, include_crop: b
             score = _ceil6(c.score) if (decision == "match" and i == 0) else _floor6(c.score)
             if decision == "no_match" and score >= threshold:
                 score = _floor6(math.nextafter(threshold, -math.inf))
-            candidates.append(payloads.Candidate(c.identity, score, c.name if c.name and c.name != c.identity else None))
+            candidates.append(
+                payloads.Candidate(c.identity, score, c.name if c.name and c.name != c.identity else None)
+            )
     crop = None
     if include_crop and obs.crop is not None:
         crop = payloads.crop_payload(obs.crop, max_bytes=max_crop_bytes)
     return payloads.result_payload(
         id=id or result_id(device_id, obs),
-        device_id=device_id, decision=decision, candidates=candidates, threshold=threshold, quality=obs.quality,
-        gallery_version=obs.gallery_version, model_id=model_id, captured_at=obs.captured_at,
-        refusal_reasons=refusal, crop=crop, face_box=obs.face.box, source=source_label(obs),
+        device_id=device_id,
+        decision=decision,
+        candidates=candidates,
+        threshold=threshold,
+        quality=obs.quality,
+        gallery_version=obs.gallery_version,
+        model_id=model_id,
+        captured_at=obs.captured_at,
+        refusal_reasons=refusal,
+        crop=crop,
+        face_box=obs.face.box,
+        source=source_label(obs),
     )

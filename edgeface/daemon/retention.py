@@ -50,9 +50,11 @@ class Retention:
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
             self._db.execute("PRAGMA journal_mode = WAL")
             self._db.execute("PRAGMA synchronous = FULL")
-            self._db.execute("CREATE TABLE IF NOT EXISTS media (path TEXT PRIMARY KEY, kind TEXT NOT NULL, "
-                             "results TEXT NOT NULL, bytes INTEGER NOT NULL, created_at REAL NOT NULL, "
-                             "left_at REAL)")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS media (path TEXT PRIMARY KEY, kind TEXT NOT NULL, "
+                "results TEXT NOT NULL, bytes INTEGER NOT NULL, created_at REAL NOT NULL, "
+                "left_at REAL)"
+            )
         except (OSError, sqlite3.Error) as e:
             raise EdgefaceError(f"retention index {path} cannot be opened ({e}); check run.state_dir") from e
 
@@ -62,8 +64,9 @@ class Retention:
 
     def saved_bytes(self) -> int:
         with self._lock:
-            return int(self._db.execute("SELECT COALESCE(SUM(bytes), 0) FROM media WHERE kind != 'source'")
-                       .fetchone()[0])
+            return int(
+                self._db.execute("SELECT COALESCE(SUM(bytes), 0) FROM media WHERE kind != 'source'").fetchone()[0]
+            )
 
     # -- registering -------------------------------------------------------------------------------
 
@@ -78,9 +81,13 @@ class Retention:
         data = buf.getvalue()
         if self.saved_bytes() + len(data) > self.cfg.max_bytes:
             self.metrics.inc("edgeface_media_not_saved_total")
-            log.warning("retention.full", result=result_id, max_bytes=self.cfg.max_bytes,
-                        hint="the image is not saved (the result is stored as usual); raise retention.max_bytes "
-                             "or lower keep_after_ack_s")
+            log.warning(
+                "retention.full",
+                result=result_id,
+                max_bytes=self.cfg.max_bytes,
+                hint="the image is not saved (the result is stored as usual); raise retention.max_bytes "
+                "or lower keep_after_ack_s",
+            )
             return None
         day = time.strftime("%Y%m%d", time.gmtime(captured_at))
         path = self.dir / day / f"{result_id}-{self.cfg.save}.jpg"
@@ -126,8 +133,10 @@ class Retention:
                 with self._lock:
                     self._db.executemany("UPDATE media SET left_at = ? WHERE path = ?", gone)
         with self._lock:
-            due = self._db.execute("SELECT path, kind FROM media WHERE left_at IS NOT NULL AND left_at <= ?",
-                                   (now - self.cfg.keep_after_ack_s,)).fetchall()
+            due = self._db.execute(
+                "SELECT path, kind FROM media WHERE left_at IS NOT NULL AND left_at <= ?",
+                (now - self.cfg.keep_after_ack_s,),
+            ).fetchall()
         deleted = 0
         for path, kind in due:
             try:
@@ -138,8 +147,12 @@ class Retention:
             except FileNotFoundError:
                 pass
             except OSError as e:
-                log.error("retention.delete_failed", file=path, error=str(e),
-                          hint="check the permissions of the folder; the file is retried at the next sweep")
+                log.error(
+                    "retention.delete_failed",
+                    file=path,
+                    error=str(e),
+                    hint="check the permissions of the folder; the file is retried at the next sweep",
+                )
                 continue
             with self._lock:
                 self._db.execute("DELETE FROM media WHERE path = ?", (path,))

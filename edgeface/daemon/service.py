@@ -257,9 +257,7 @@ class Daemon:
     def _shutdown(self, r: Running) -> None:
         cfg, unit = self.config, r.unit
         self.notifier.stopping("draining")
-        log.info(
-            "daemon.stopping", reason=self.stop_reason or "stopped", queued_frames=r.pipeline.frames.qsize()
-        )
+        log.info("daemon.stopping", reason=self.stop_reason or "stopped", queued_frames=r.pipeline.frames.qsize())
         self.stop_event.set()
         deadline = time.monotonic() + cfg.run.drain_timeout_s
         r.capture.join(max(0.0, deadline - time.monotonic()))

@@ -19,30 +19,41 @@ class RunConfig:
         "The daemon's own state: the folder source's progress, the saved-media index, status.json.",
     )
     workers: int = setting(
-        1, "Inference workers (detect, quality, align, embed), each with its own interpreters using "
-        "runtime.num_threads threads.", min=1, max=16,
+        1,
+        "Inference workers (detect, quality, align, embed), each with its own interpreters using "
+        "runtime.num_threads threads.",
+        min=1,
+        max=16,
     )
     frame_queue: int = setting(
-        4, "Frames waiting for a worker, at most. When full, a live camera's oldest frame is dropped (counted); "
-        "files and video files wait.", min=1, max=1000,
+        4,
+        "Frames waiting for a worker, at most. When full, a live camera's oldest frame is dropped (counted); "
+        "files and video files wait.",
+        min=1,
+        max=1000,
     )
-    face_queue: int = setting(64, "Faces waiting for matching and the outbox, at most (workers wait when full).",
-                              min=1, max=10000)
+    face_queue: int = setting(
+        64, "Faces waiting for matching and the outbox, at most (workers wait when full).", min=1, max=10000
+    )
     max_attempts: int = setting(
-        3, "A frame whose processing crashed a stage is retried this many times, then recorded as failed.",
-        min=1, max=100,
+        3,
+        "A frame whose processing crashed a stage is retried this many times, then recorded as failed.",
+        min=1,
+        max=100,
     )
     drain_timeout_s: float = setting(
         30.0,
         "On SIGTERM: longest wait for queued frames to become stored results and for the publisher to send "
         "what it can. What is stored stays in the outbox either way.",
-        min=0, max=3600,
+        min=0,
+        max=3600,
     )
     stall_s: float = setting(
         60.0,
         "A stage busy on one item for longer than this counts as hung: the systemd watchdog pings stop, and "
         "systemd restarts the service.",
-        min=1, max=86400,
+        min=1,
+        max=86400,
     )
 
 
@@ -54,15 +65,22 @@ class DedupConfig:
         10.0,
         "Window of a track, in seconds of capture time: one result per person and source per window, carrying "
         "the best-quality capture. 0: one result per face.",
-        min=0, max=3600,
+        min=0,
+        max=3600,
     )
     similarity: float | None = setting(
-        None, "Cosine similarity at which a face joins a track.",
-        min=-1.0, max=1.0, unset="the gallery's (or embedder's) threshold",
+        None,
+        "Cosine similarity at which a face joins a track.",
+        min=-1.0,
+        max=1.0,
+        unset="the gallery's (or embedder's) threshold",
     )
     iou: float = setting(
-        0.3, "A refused face (not embedded) joins a track when its box overlaps the track's last box this much "
-        "(intersection over union).", min=0.0, max=1.0,
+        0.3,
+        "A refused face (not embedded) joins a track when its box overlaps the track's last box this much "
+        "(intersection over union).",
+        min=0.0,
+        max=1.0,
     )
 
 
@@ -77,12 +95,16 @@ class RetentionConfig:
     )
     dir: Path = setting(Path("/var/lib/edgeface/media"), "Folder of saved crops and frames.")
     keep_after_ack_s: float = setting(
-        0.0, "Seconds a saved image (or an imported photo, see capture.folder.delete_processed) is kept after its "
-        "results were acknowledged.", min=0,
+        0.0,
+        "Seconds a saved image (or an imported photo, see capture.folder.delete_processed) is kept after its "
+        "results were acknowledged.",
+        min=0,
     )
     max_bytes: int = setting(
-        1024**3, "Most bytes of saved images; at the limit new images are not saved (logged) until some are "
-        "deleted. The results themselves are never held back.", min=0,
+        1024**3,
+        "Most bytes of saved images; at the limit new images are not saved (logged) until some are "
+        "deleted. The results themselves are never held back.",
+        min=0,
     )
     sweep_s: float = setting(30.0, "Seconds between retention sweeps.", min=0.05, max=86400)
 
@@ -91,11 +113,12 @@ class RetentionConfig:
 class StatusConfig:
     """The operator's view: status.json for ``edgeface status``, and Prometheus metrics on loopback."""
 
-    interval_s: float = setting(5.0, "Seconds between updates of status.json (in run.state_dir).", min=0.05,
-                                max=3600)
+    interval_s: float = setting(5.0, "Seconds between updates of status.json (in run.state_dir).", min=0.05, max=3600)
     metrics_port: int = setting(
-        9477, "TCP port of the Prometheus text endpoint (GET /metrics, GET /status); 0 turns it off.",
-        min=0, max=65535,
+        9477,
+        "TCP port of the Prometheus text endpoint (GET /metrics, GET /status); 0 turns it off.",
+        min=0,
+        max=65535,
     )
     metrics_host: str = setting(
         "127.0.0.1", "Address of the metrics endpoint; loopback only (scrape through a local agent or a tunnel)."

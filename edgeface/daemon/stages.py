@@ -52,11 +52,21 @@ class Stage(Generic[Ctx, Item]):
     been empty for a moment (timers, flushes).
     """
 
-    def __init__(self, name: str, inbox: queue.Queue[Item], handle: Callable[[Ctx, Item], None], *, threads: int = 1,
-                 setup: Callable[[], Ctx] | None = None, idle: Callable[[Ctx], None] | None = None,
-                 attempts: Callable[[Item], int] = lambda item: 0, bump: Callable[[Item], None] = lambda item: None,
-                 give_up: Callable[[Item, BaseException], None] | None = None, max_attempts: int = 3,
-                 metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        inbox: queue.Queue[Item],
+        handle: Callable[[Ctx, Item], None],
+        *,
+        threads: int = 1,
+        setup: Callable[[], Ctx] | None = None,
+        idle: Callable[[Ctx], None] | None = None,
+        attempts: Callable[[Item], int] = lambda item: 0,
+        bump: Callable[[Item], None] = lambda item: None,
+        give_up: Callable[[Item, BaseException], None] | None = None,
+        max_attempts: int = 3,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.name = name
         self.inbox = inbox
         self.handle = handle
@@ -82,8 +92,9 @@ class Stage(Generic[Ctx, Item]):
     def _spawn(self, slot: Slot[Item]) -> None:
         slot.error, slot.current, slot.busy_since = None, None, None
         slot.started = slot.beat = time.monotonic()
-        slot.thread = threading.Thread(target=self._run, args=(slot,), name=f"edgeface-{self.name}-{slot.index}",
-                                       daemon=True)
+        slot.thread = threading.Thread(
+            target=self._run, args=(slot,), name=f"edgeface-{self.name}-{slot.index}", daemon=True
+        )
         slot.thread.start()
 
     def _run(self, slot: Slot[Item]) -> None:
@@ -104,8 +115,13 @@ class Stage(Generic[Ctx, Item]):
                 slot.current, slot.busy_since = None, None
         except BaseException as e:  # a crash: recorded for the supervisor, logged with its traceback
             slot.error = e
-            log.exception("stage.crashed", stage=self.name, thread=slot.index, error=f"{type(e).__name__}: {e}",
-                          in_progress=slot.current is not None)
+            log.exception(
+                "stage.crashed",
+                stage=self.name,
+                thread=slot.index,
+                error=f"{type(e).__name__}: {e}",
+                in_progress=slot.current is not None,
+            )
 
     def supervise(self) -> int:
         """Restart crashed threads (and, while closing, revive one if work was put back); returns restarts."""
@@ -130,20 +146,26 @@ class Stage(Generic[Ctx, Item]):
         assert error is not None
         crashes = 0 if now - slot.started > HEALTHY_AFTER_S else self._crashes.get(slot.index, 0)
         self._crashes[slot.index] = crashes + 1
-        self._next_restart[slot.index] = now + min(RESTART_MAX_S, RESTART_MIN_S * 2 ** crashes)
+        self._next_restart[slot.index] = now + min(RESTART_MAX_S, RESTART_MIN_S * 2**crashes)
         self.restarts += 1
         self.metrics.inc("edgeface_stage_restarts_total", stage=self.name)
         item = slot.current
         if item is not None:
             self.bump(item)
             if self.attempts(item) >= self.max_attempts and self.give_up is not None:
-                log.error("stage.gave_up", stage=self.name, attempts=self.attempts(item), error=str(error),
-                          hint="the item crashed this stage every time; it is recorded as failed")
+                log.error(
+                    "stage.gave_up",
+                    stage=self.name,
+                    attempts=self.attempts(item),
+                    error=str(error),
+                    hint="the item crashed this stage every time; it is recorded as failed",
+                )
                 self.give_up(item, error)
             else:
                 self._put_back(item)
-        log.warning("stage.restarted", stage=self.name, thread=slot.index, restarts=self.restarts,
-                    retried_item=item is not None)
+        log.warning(
+            "stage.restarted", stage=self.name, thread=slot.index, restarts=self.restarts, retried_item=item is not None
+        )
 
     def _put_back(self, item: Item) -> None:
         while True:  # the inbox may be full; its other threads (or the replacement) empty it
@@ -160,9 +182,12 @@ class Stage(Generic[Ctx, Item]):
 
     @property
     def drained(self) -> bool:
-        return self._closing.is_set() and self.inbox.empty() and not any(
-            s.thread is not None and s.thread.is_alive() for s in self.slots) and not any(
-            s.error is not None for s in self.slots)
+        return (
+            self._closing.is_set()
+            and self.inbox.empty()
+            and not any(s.thread is not None and s.thread.is_alive() for s in self.slots)
+            and not any(s.error is not None for s in self.slots)
+        )
 
     def stalled(self, stall_s: float, now: float | None = None) -> str | None:
         """A description of a thread busy on one item (or silent) for longer than ``stall_s``, else None."""
@@ -177,6 +202,10 @@ class Stage(Generic[Ctx, Item]):
         return None
 
     def describe(self) -> dict[str, Any]:
-        return {"threads": len(self.slots), "alive": sum(1 for s in self.slots if s.thread and s.thread.is_alive()),
-                "busy": sum(1 for s in self.slots if s.busy_since is not None), "restarts": self.restarts,
-                "queued": self.inbox.qsize()}
+        return {
+            "threads": len(self.slots),
+            "alive": sum(1 for s in self.slots if s.thread and s.thread.is_alive()),
+            "busy": sum(1 for s in self.slots if s.busy_since is not None),
+            "restarts": self.restarts,
+            "queued": self.inbox.qsize(),
+        }

@@ -90,9 +90,15 @@ def gallery_info(config: Config, now: float | None = None) -> dict[str, Any]:
             out["error"] = str(e)
         else:
             created = _parse_utc(m.created)
-            out.update(installed=True, version=m.gallery_version, created=m.created, count=m.count,
-                       identities=m.identities, embedder=m.embedder.id,
-                       age_s=None if created is None else round(now - created, 1))
+            out.update(
+                installed=True,
+                version=m.gallery_version,
+                created=m.created,
+                count=m.count,
+                identities=m.identities,
+                embedder=m.embedder.id,
+                age_s=None if created is None else round(now - created, 1),
+            )
     s: dict[str, Any] = {}
     state = root / "sync-state.json"
     if state.exists():
@@ -101,8 +107,12 @@ def gallery_info(config: Config, now: float | None = None) -> dict[str, Any]:
         except (OSError, ValueError):
             s = {}
         last = s.get("last_result") or {}
-        out["sync"] = {"last_check": s.get("last_check"), "last_success": s.get("last_success"),
-                       "last_status": last.get("status"), "last_reason": last.get("reason")}
+        out["sync"] = {
+            "last_check": s.get("last_check"),
+            "last_success": s.get("last_success"),
+            "last_status": last.get("status"),
+            "last_reason": last.get("reason"),
+        }
     out["sync_url"] = config.gallery.sync_url
     out.update(freshness(out["installed"], bool(config.gallery.sync_url), s.get("fresh_until"), now))
     return out
@@ -121,8 +131,10 @@ def freshness(installed: bool, syncing: bool, fresh_until: Any, now: float) -> d
         return {"stale": None, "fresh_until": None}
     if not isinstance(fresh_until, (int, float)):
         return {"stale": True, "fresh_until": None}
-    return {"stale": now >= float(fresh_until), "fresh_until": time.strftime("%Y-%m-%dT%H:%M:%SZ",
-                                                                            time.gmtime(float(fresh_until)))}
+    return {
+        "stale": now >= float(fresh_until),
+        "fresh_until": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(float(fresh_until))),
+    }
 
 
 def outbox_info(config: Config) -> dict[str, Any]:
@@ -133,10 +145,18 @@ def outbox_info(config: Config) -> dict[str, Any]:
         return {"path": str(path), "pending": 0, "bytes": 0, "oldest_age_s": None, "exists": False}
     with Outbox(path) as box:
         s = box.stats().as_dict()
-    return {"path": str(path), "exists": True, "pending": s["pending"], "bytes": s["bytes"],
-            "matches": s["by_priority"]["match"]["rows"], "oldest_age_s": s["oldest_age_s"],
-            "quarantined": s["quarantined"], "delivered": s["delivered"], "dropped_overflow": s["dropped_overflow"],
-            "expired": s["expired"]}
+    return {
+        "path": str(path),
+        "exists": True,
+        "pending": s["pending"],
+        "bytes": s["bytes"],
+        "matches": s["by_priority"]["match"]["rows"],
+        "oldest_age_s": s["oldest_age_s"],
+        "quarantined": s["quarantined"],
+        "delivered": s["delivered"],
+        "dropped_overflow": s["dropped_overflow"],
+        "expired": s["expired"],
+    }
 
 
 def _size(path: Path) -> int:
@@ -166,9 +186,13 @@ def disk_info(config: Config) -> dict[str, Any]:
         "media": _size(Path(config.retention.dir)) if Path(config.retention.dir).exists() else 0,
         "state": _size(state) if state.exists() else 0,
     }
-    return {"path": str(probe), "free_bytes": usage.free, "total_bytes": usage.total,
-            "used_percent": round(100 * (usage.total - usage.free) / usage.total, 1) if usage.total else None,
-            "edgeface_bytes": used}
+    return {
+        "path": str(probe),
+        "free_bytes": usage.free,
+        "total_bytes": usage.total,
+        "used_percent": round(100 * (usage.total - usage.free) / usage.total, 1) if usage.total else None,
+        "edgeface_bytes": used,
+    }
 
 
 def gather(config: Config, now: float | None = None) -> dict[str, Any]:
@@ -178,12 +202,33 @@ def gather(config: Config, now: float | None = None) -> dict[str, Any]:
     state = daemon_state(doc, now)
     out: dict[str, Any] = {"daemon": state, "status_file": str(status_path(config))}
     if doc is not None:
-        out.update({k: doc[k] for k in ("pid", "device_id", "version", "started_at", "updated_at", "source",
-                                        "rates", "counters", "link", "errors", "stages", "retention") if k in doc})
+        out.update(
+            {
+                k: doc[k]
+                for k in (
+                    "pid",
+                    "device_id",
+                    "version",
+                    "started_at",
+                    "updated_at",
+                    "source",
+                    "rates",
+                    "counters",
+                    "link",
+                    "errors",
+                    "stages",
+                    "retention",
+                )
+                if k in doc
+            }
+        )
         if state != "running" and "rates" in out:
             out["rates"] = {**out["rates"], "frames_per_s": 0.0, "faces_per_s": 0.0, "note": "daemon not running"}
-    for key, fn in (("gallery", lambda: gallery_info(config, now)), ("outbox", lambda: outbox_info(config)),
-                    ("disk", lambda: disk_info(config))):
+    for key, fn in (
+        ("gallery", lambda: gallery_info(config, now)),
+        ("outbox", lambda: outbox_info(config)),
+        ("disk", lambda: disk_info(config)),
+    ):
         try:
             out[key] = fn()
         except (OSError, EdgefaceError) as e:  # e.g. run as a user who may not read the service's files

@@ -79,9 +79,7 @@ class SyncThread:
     def _run(self) -> None:
         try:
             self.syncer.run(self._stop)
-        except (
-            Exception
-        ) as e:  # the sync thread must not take the unit down; logged, retried by the supervisor
+        except Exception as e:  # the sync thread must not take the unit down; logged, retried by the supervisor
             log.exception("gallery.sync.crashed", error=str(e))
 
     def supervise(self, stopping: bool) -> None:
@@ -159,7 +157,5 @@ class Watchdog:
             self._next_ping = time.monotonic() + n.watchdog_s / 3
             self._withheld = False
         elif not self._withheld:
-            log.error(
-                "watchdog.withheld", reason=why, hint="systemd restarts the service if this lasts WatchdogSec"
-            )
+            log.error("watchdog.withheld", reason=why, hint="systemd restarts the service if this lasts WatchdogSec")
             self._withheld = True

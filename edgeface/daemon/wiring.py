@@ -142,9 +142,7 @@ def _tracker(config: Config, gallery: GalleryHolder, engine_threshold: float) ->
     return Tracker(d.window_s, similarity, d.iou)
 
 
-def _start_network(
-    unit: Unit, metrics: Metrics, status: Callable[[], dict[str, Any]], closing: ExitStack
-) -> None:
+def _start_network(unit: Unit, metrics: Metrics, status: Callable[[], dict[str, Any]], closing: ExitStack) -> None:
     cfg = unit.config
     if cfg.mqtt.host:
         unit.publisher = PublisherSlot(functools.partial(_publisher, unit), metrics)
@@ -157,11 +155,7 @@ def _start_network(
         from ..gallery.transport import auth_headers
 
         g = cfg.gallery
-        headers = (
-            auth_headers(g.sync_username or unit.device_id, g.sync_password_file)
-            if g.sync_password_file
-            else {}
-        )
+        headers = auth_headers(g.sync_username or unit.device_id, g.sync_password_file) if g.sync_password_file else {}
         syncer = Syncer(
             unit.gallery.open_store(),
             g.sync_url,
@@ -177,9 +171,7 @@ def _start_network(
         closing.callback(unit.sync.stop)
         unit.sync.start()
     if cfg.status.metrics_port:
-        unit.endpoint = MetricsServer(
-            cfg.status.metrics_host, cfg.status.metrics_port, metrics.render, status
-        )
+        unit.endpoint = MetricsServer(cfg.status.metrics_host, cfg.status.metrics_port, metrics.render, status)
         closing.callback(unit.endpoint.stop)
         unit.endpoint.start()
 

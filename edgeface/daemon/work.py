@@ -75,7 +75,9 @@ def capture_rank(q: Quality) -> float:
     """Higher is a better capture of a face: passed beats refused, then score x size x sharpness x frontality."""
     size = min(1.0, _finite(q.size_px) / 160.0)
     sharp = min(1.0, _finite(q.sharpness) / 200.0)
-    pose = math.cos(math.radians(min(abs(_finite(q.yaw)), 89.0))) * math.cos(math.radians(min(abs(_finite(q.pitch)), 89.0)))
+    pose = math.cos(math.radians(min(abs(_finite(q.yaw)), 89.0))) * math.cos(
+        math.radians(min(abs(_finite(q.pitch)), 89.0))
+    )
     return (1.0 if q.passed else 0.0) + float(q.score) * size * sharp * pose
 
 

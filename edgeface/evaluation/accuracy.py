@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -62,7 +63,7 @@ def verify_dlib_chips(config: Config, root: Path, chips_file: Path, wrap: Wrap) 
     index = {p: i for i, p in enumerate(paths)}
     dlib_vecs = np.zeros((len(paths), vecs.shape[1]), np.float32)
     dlib_found = np.zeros(len(paths), bool)
-    for n, v in zip(names, vecs):
+    for n, v in zip(names, vecs, strict=True):
         dlib_vecs[index[n]] = v
         dlib_found[index[n]] = True
     nan = np.full(len(paths), np.nan)
@@ -77,12 +78,27 @@ def verify_dlib_chips(config: Config, root: Path, chips_file: Path, wrap: Wrap) 
     base = {"embedder": config.models.embedder, "flip": engine.flip_fusion}
     dlib_name = "dlib (HOG + 5-point + get_face_chip)"
     return [
-        {**base, "alignment": dlib_name, "pairs": len(pairs), "images_without_face": int((~dlib_found).sum()),
-         **verification.ten_fold(dlib_ps)},
-        {**base, "alignment": dlib_name + ", pairs dlib found", "pairs": int(both.sum()),
-         "images_without_face": 0, **verification.ten_fold(subset(dlib_ps))},
-        {**base, "alignment": alignment_name(config) + ", same pairs", "pairs": int(both.sum()),
-         "images_without_face": 0, **verification.ten_fold(subset(ours_ps))},
+        {
+            **base,
+            "alignment": dlib_name,
+            "pairs": len(pairs),
+            "images_without_face": int((~dlib_found).sum()),
+            **verification.ten_fold(dlib_ps),
+        },
+        {
+            **base,
+            "alignment": dlib_name + ", pairs dlib found",
+            "pairs": int(both.sum()),
+            "images_without_face": 0,
+            **verification.ten_fold(subset(dlib_ps)),
+        },
+        {
+            **base,
+            "alignment": alignment_name(config) + ", same pairs",
+            "pairs": int(both.sum()),
+            "images_without_face": 0,
+            **verification.ten_fold(subset(ours_ps)),
+        },
     ]
 
 
@@ -106,7 +122,9 @@ def identify_one(config: Config, root: Path, wrap: Wrap) -> dict[str, Any]:
     if spec.impostor_tail is not None:
         for fpir in (0.01, 0.001):
             t = calibration.identification_threshold(spec, len(proto.gallery), fpir)
-            calibrated[f"target FPIR {fpir:g} (predicted {calibration.predicted_fpir(spec, t, len(proto.gallery)):.3g})"] = t
+            calibrated[
+                f"target FPIR {fpir:g} (predicted {calibration.predicted_fpir(spec, t, len(proto.gallery)):.3g})"
+            ] = t
     return {
         "embedder": config.models.embedder,
         "flip": Engine(config).flip_fusion,

@@ -71,8 +71,9 @@ def toy_model(dim: int = 128, seed: int = 0) -> EmbeddingModel:
     return EmbeddingModel(mean, _chol(between), _chol(within))
 
 
-def sample(model: EmbeddingModel, identities: int, images_per_identity: int | tuple[int, int] = 1,
-           seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def sample(
+    model: EmbeddingModel, identities: int, images_per_identity: int | tuple[int, int] = 1, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """(vectors (N, D) float32 L2-normalised, labels (N,)) for ``identities`` synthetic people."""
     rng = np.random.default_rng(seed)
     if isinstance(images_per_identity, int):
@@ -99,8 +100,14 @@ def nn_similarity(probes: np.ndarray, gallery: np.ndarray, chunk: int = 65536) -
     return best
 
 
-def compare(real: np.ndarray, real_labels: np.ndarray, synth: np.ndarray, synth_labels: np.ndarray,
-            probes: np.ndarray, seed: int = 0) -> dict[str, dict[str, float]]:
+def compare(
+    real: np.ndarray,
+    real_labels: np.ndarray,
+    synth: np.ndarray,
+    synth_labels: np.ndarray,
+    probes: np.ndarray,
+    seed: int = 0,
+) -> dict[str, dict[str, float]]:
     """Quantiles of the similarities an index sees, for real and synthetic embeddings side by side.
 
     ``probes`` are real embeddings of people in neither gallery; both galleries have the same size.

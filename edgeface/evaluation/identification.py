@@ -47,9 +47,16 @@ def search(gallery: np.ndarray, probes: np.ndarray, chunk: int = 4096) -> tuple[
     return best, score
 
 
-def evaluate(proto: Protocol, gallery_vecs: np.ndarray, mated_vecs: np.ndarray, mated_found: np.ndarray,
-             non_mated_vecs: np.ndarray, non_mated_found: np.ndarray, threshold: float,
-             gallery_thresholds: dict[str, float] | None = None) -> dict[str, Any]:
+def evaluate(
+    proto: Protocol,
+    gallery_vecs: np.ndarray,
+    mated_vecs: np.ndarray,
+    mated_found: np.ndarray,
+    non_mated_vecs: np.ndarray,
+    non_mated_found: np.ndarray,
+    threshold: float,
+    gallery_thresholds: dict[str, float] | None = None,
+) -> dict[str, Any]:
     """Rank-1, FNIR at fixed FPIR, and FPIR/FNIR at the card's 1:1 ``threshold`` and at each of
     ``gallery_thresholds`` (name -> threshold, e.g. calibrated for this gallery's size)."""
     g_ids = np.array(proto.gallery_ids)

@@ -24,8 +24,7 @@ class PairScores:
     missing: int  # pairs where a face was not found
 
 
-def pair_scores(pairs: list[Pair], index: dict, vectors: np.ndarray, found: np.ndarray,
-                yaw: np.ndarray) -> PairScores:
+def pair_scores(pairs: list[Pair], index: dict, vectors: np.ndarray, found: np.ndarray, yaw: np.ndarray) -> PairScores:
     a = np.array([index[p.a] for p in pairs])
     b = np.array([index[p.b] for p in pairs])
     ok = found[a] & found[b]
@@ -72,14 +71,18 @@ def tar_at_far(ps: PairScores, far: float) -> dict[str, float]:
     neg = np.sort(ps.scores[~ps.same])[::-1]
     allowed = int(math.floor(far * len(neg)))
     t = float(neg[allowed]) + 1e-9 if allowed < len(neg) else float(neg[-1])
-    return {"far": far, "threshold": t, "tar": float((ps.scores[ps.same] >= t).mean()),
-            "far_actual": float((neg >= t).mean())}
+    return {
+        "far": far,
+        "threshold": t,
+        "tar": float((ps.scores[ps.same] >= t).mean()),
+        "far_actual": float((neg >= t).mean()),
+    }
 
 
 def by_pose(ps: PairScores, threshold: float, edges: tuple[float, ...] = (0, 15, 30, 45, 90)) -> list[dict[str, Any]]:
     """Accuracy at ``threshold`` by the larger estimated |yaw| of the pair's two faces."""
     out = []
-    for lo, hi in zip(edges[:-1], edges[1:]):
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
         sel = (ps.yaw >= lo) & (ps.yaw < hi)
         n = int(sel.sum())
         acc = float(((ps.scores[sel] >= threshold) == ps.same[sel]).mean()) if n else float("nan")

@@ -97,8 +97,9 @@ def npy_chunks(array: np.ndarray, rows_per_chunk: int = 16384) -> Iterator[bytes
     """The bytes ``np.save`` writes for ``array``, in chunks (so a memory map is never copied whole)."""
     array = np.asarray(array)
     head = io.BytesIO()
-    np.lib.format.write_array_header_1_0(head, {"descr": np.lib.format.dtype_to_descr(array.dtype),
-                                                "fortran_order": False, "shape": array.shape})
+    np.lib.format.write_array_header_1_0(
+        head, {"descr": np.lib.format.dtype_to_descr(array.dtype), "fortran_order": False, "shape": array.shape}
+    )
     yield head.getvalue()
     for s in range(0, len(array), rows_per_chunk):
         yield np.ascontiguousarray(array[s : s + rows_per_chunk]).tobytes()
@@ -112,9 +113,15 @@ def labels_for(entry_records: Sequence[dict[str, Any]], identity_ids: Sequence[s
         raise ValueError(f"entry refers to identity {e} that is not in the identities list") from None
 
 
-def write_contents(sink: Sink, vectors: np.ndarray, entry_lines: Sequence[bytes],
-                   identity_lines: Sequence[bytes], trees: int, seed: int,
-                   projection: np.ndarray | None = None) -> dict[str, FileEntry]:
+def write_contents(
+    sink: Sink,
+    vectors: np.ndarray,
+    entry_lines: Sequence[bytes],
+    identity_lines: Sequence[bytes],
+    trees: int,
+    seed: int,
+    projection: np.ndarray | None = None,
+) -> dict[str, FileEntry]:
     """Write the data files of a bundle (everything but the manifest and signature).
 
     ``projection`` None fits it from ``vectors`` (a full build); a delta passes the server's.
@@ -139,10 +146,19 @@ def write_contents(sink: Sink, vectors: np.ndarray, entry_lines: Sequence[bytes]
     return files
 
 
-def write_bundle(out_dir: Path, *, vectors: np.ndarray, entries: Sequence[dict[str, Any]],
-                 identities: Sequence[dict[str, Any]], version: int, embedder: EmbedderRef,
-                 thresholds: dict[str, float], signer: Ed25519PrivateKey | None,
-                 trees: int | None = None, seed: int = DEFAULT_SEED) -> Manifest:
+def write_bundle(
+    out_dir: Path,
+    *,
+    vectors: np.ndarray,
+    entries: Sequence[dict[str, Any]],
+    identities: Sequence[dict[str, Any]],
+    version: int,
+    embedder: EmbedderRef,
+    thresholds: dict[str, float],
+    signer: Ed25519PrivateKey | None,
+    trees: int | None = None,
+    seed: int = DEFAULT_SEED,
+) -> Manifest:
     """Write a complete bundle folder, atomically (built beside it, then renamed into place).
 
     ``signer`` None writes an unsigned bundle (only tests want one: devices refuse it).
@@ -156,13 +172,28 @@ def write_bundle(out_dir: Path, *, vectors: np.ndarray, entries: Sequence[dict[s
     if vectors.ndim != 2 or vectors.shape[1] != embedder.dim:
         raise ValueError(f"vectors are {vectors.shape}, the embedder {embedder.id} makes {embedder.dim}-d")
     trees = trees or trees_for(len(vectors))
-    files = write_contents(PlainDir(tmp), vectors, [canonical_line(e) for e in entries],
-                           [canonical_line(i) for i in identities], trees, seed)
+    files = write_contents(
+        PlainDir(tmp),
+        vectors,
+        [canonical_line(e) for e in entries],
+        [canonical_line(i) for i in identities],
+        trees,
+        seed,
+    )
     manifest = Manifest(
-        gallery_version=version, embedder=embedder, thresholds=dict(thresholds), count=len(vectors),
+        gallery_version=version,
+        embedder=embedder,
+        thresholds=dict(thresholds),
+        count=len(vectors),
         identities=len(identities),
-        index={"kind": "annoy", "metric": ANNOY_METRIC, "space": "pca", "dims": int(np.load(tmp / PROJECTION).shape[0] - 1),
-               "trees": trees, "seed": seed},
+        index={
+            "kind": "annoy",
+            "metric": ANNOY_METRIC,
+            "space": "pca",
+            "dims": int(np.load(tmp / PROJECTION).shape[0] - 1),
+            "trees": trees,
+            "seed": seed,
+        },
         files=files,
     )
     data = manifest.to_bytes()
@@ -176,8 +207,9 @@ def write_bundle(out_dir: Path, *, vectors: np.ndarray, entries: Sequence[dict[s
 # -- reading and verifying ----------------------------------------------------------------------------
 
 
-def read_signed_manifest(manifest_bytes: bytes, signature: bytes | None,
-                         trusted: Sequence[Ed25519PublicKey], where: str = "bundle") -> Manifest:
+def read_signed_manifest(
+    manifest_bytes: bytes, signature: bytes | None, trusted: Sequence[Ed25519PublicKey], where: str = "bundle"
+) -> Manifest:
     """Verify the signature first, then parse: nothing unsigned is even interpreted."""
     signing.verify(manifest_bytes, signature, trusted, what=f"{where}/{MANIFEST}")
     manifest = Manifest.from_bytes(manifest_bytes, f"{where}/{MANIFEST}")
@@ -187,8 +219,9 @@ def read_signed_manifest(manifest_bytes: bytes, signature: bytes | None,
     return manifest
 
 
-def check_acceptable(manifest: Manifest, *, embedder_sha256: str | None = None,
-                     newer_than: int | None = None, where: str = "bundle") -> None:
+def check_acceptable(
+    manifest: Manifest, *, embedder_sha256: str | None = None, newer_than: int | None = None, where: str = "bundle"
+) -> None:
     """The device's policy: same embedder model file as this unit runs, and strictly newer."""
     if embedder_sha256 is not None and manifest.embedder.sha256 != embedder_sha256:
         raise BundleRejected(
@@ -212,8 +245,13 @@ class VerifiedBundle:
     key_id: str
 
 
-def verify_bundle(directory: Path, trusted: Sequence[Ed25519PublicKey], *, embedder_sha256: str | None = None,
-                  newer_than: int | None = None) -> VerifiedBundle:
+def verify_bundle(
+    directory: Path,
+    trusted: Sequence[Ed25519PublicKey],
+    *,
+    embedder_sha256: str | None = None,
+    newer_than: int | None = None,
+) -> VerifiedBundle:
     """Check a plain bundle folder completely: signature, every file's size and SHA-256, and policy."""
     d = Path(directory)
     try:
@@ -239,5 +277,8 @@ def check_file(path: Path, name: str, want: FileEntry) -> None:
         raise BundleRejected("size_mismatch", f"{path} is {size} bytes, the manifest says {want.size}")
     got = sha256_file(path)
     if got != want.sha256:
-        raise BundleRejected("hash_mismatch", f"{path} has SHA-256 {got[:16]}..., the signed manifest says "
-                             f"{want.sha256[:16]}...; the file was altered or corrupted")
+        raise BundleRejected(
+            "hash_mismatch",
+            f"{path} has SHA-256 {got[:16]}..., the signed manifest says "
+            f"{want.sha256[:16]}...; the file was altered or corrupted",
+        )

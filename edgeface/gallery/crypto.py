@@ -78,14 +78,19 @@ def _parse(raw: bytes, where: str) -> bytes:
     except (ValueError, UnicodeDecodeError):
         key = b""
     if len(key) != KEY_BYTES:
-        raise GalleryKeyError(f"{where} is not a device key: expected {KEY_BYTES} bytes or {2 * KEY_BYTES} hex "
-                              "digits; create one with `edgeface gallery keygen --device-key FILE`")
+        raise GalleryKeyError(
+            f"{where} is not a device key: expected {KEY_BYTES} bytes or {2 * KEY_BYTES} hex "
+            "digits; create one with `edgeface gallery keygen --device-key FILE`"
+        )
     return key
 
 
-def load_device_key(key_file: Path | None = None, key_env: str = "EDGEFACE_GALLERY_KEY",
-                    key_credential: str = "edgeface-gallery-key",
-                    environ: dict[str, str] | None = None) -> DeviceKey:
+def load_device_key(
+    key_file: Path | None = None,
+    key_env: str = "EDGEFACE_GALLERY_KEY",
+    key_credential: str = "edgeface-gallery-key",
+    environ: dict[str, str] | None = None,
+) -> DeviceKey:
     """The device key from the first source present (see the module docstring)."""
     env = os.environ if environ is None else environ
     cred_dir = env.get("CREDENTIALS_DIRECTORY")
@@ -100,8 +105,9 @@ def load_device_key(key_file: Path | None = None, key_env: str = "EDGEFACE_GALLE
             check_private_permissions(p)
             return DeviceKey(_parse(p.read_bytes(), str(p)), "file", p)
         except FileNotFoundError:
-            raise GalleryKeyError(f"device key file {p} does not exist; create it with "
-                                  f"`edgeface gallery keygen --device-key {p}`") from None
+            raise GalleryKeyError(
+                f"device key file {p} does not exist; create it with `edgeface gallery keygen --device-key {p}`"
+            ) from None
     raise GalleryKeyError(
         "gallery.encrypt is on but no device key was found: provide a systemd credential "
         f"'{key_credential}', set ${key_env}, or set gallery.key_file (or turn gallery.encrypt off)"
@@ -203,8 +209,10 @@ def decrypt_chunks(path: Path, key: bytes, name: str) -> Iterator[bytes]:
             raise DecryptError(f"{path} is not an encrypted gallery file (too short)")
         magic, salt, chunk = HEADER.unpack(header)
         if magic != MAGIC:
-            raise DecryptError(f"{path} is not an encrypted gallery file (no {MAGIC!r} header); was the "
-                               "gallery installed with gallery.encrypt off?")
+            raise DecryptError(
+                f"{path} is not an encrypted gallery file (no {MAGIC!r} header); was the "
+                "gallery installed with gallery.encrypt off?"
+            )
         aead, aad = _file_key(key, salt), header + name.encode()
         i = 0
         ct = f.read(chunk + TAG)
@@ -321,9 +329,12 @@ class KeyErasure:
         return not self.remaining
 
 
-def destroy_device_keys(key_file: Path | None = None, key_env: str = "EDGEFACE_GALLERY_KEY",
-                        key_credential: str = "edgeface-gallery-key",
-                        environ: Mapping[str, str] | None = None) -> KeyErasure:
+def destroy_device_keys(
+    key_file: Path | None = None,
+    key_env: str = "EDGEFACE_GALLERY_KEY",
+    key_credential: str = "edgeface-gallery-key",
+    environ: Mapping[str, str] | None = None,
+) -> KeyErasure:
     """Destroy every device key source the unit is configured with (not only the one that would load first).
 
     The key file is destroyed whenever it is a regular file at ``key_file``, even if its permissions are
@@ -335,9 +346,11 @@ def destroy_device_keys(key_file: Path | None = None, key_env: str = "EDGEFACE_G
     out = KeyErasure([], [])
     _erase_credential(env, key_credential, out)
     if key_env and env.get(key_env):
-        out.remaining.append(f"${key_env} (environment variable) holds the key: unset it where it is set (the "
-                             "service's Environment=/EnvironmentFile=, a shell profile) and delete it from any "
-                             "file it was copied from")
+        out.remaining.append(
+            f"${key_env} (environment variable) holds the key: unset it where it is set (the "
+            "service's Environment=/EnvironmentFile=, a shell profile) and delete it from any "
+            "file it was copied from"
+        )
     if key_file is not None:
         _erase_key_file(Path(key_file), out)
     return out
@@ -357,7 +370,8 @@ def _erase_credential(env: Mapping[str, str], name: str, out: KeyErasure) -> Non
     out.remaining.append(
         f"systemd credential '{name}' ({copy}): the service decrypts it again from its sealed source at every "
         f"start; as root delete that source (LoadCredentialEncrypted={name}, usually "
-        f"/etc/credstore.encrypted/{name}), remove the line from the service, then restart it")
+        f"/etc/credstore.encrypted/{name}), remove the line from the service, then restart it"
+    )
 
 
 def _erase_key_file(p: Path, out: KeyErasure) -> None:
@@ -369,13 +383,14 @@ def _erase_key_file(p: Path, out: KeyErasure) -> None:
         out.remaining.append(f"key file {p} cannot be examined ({e.strerror or e}): delete it as root")
         return
     if not stat.S_ISREG(st.st_mode):
-        out.remaining.append(f"{p} (gallery.key_file) is not a regular file (a link or device); not touched: "
-                             "find the key it leads to and delete it")
+        out.remaining.append(
+            f"{p} (gallery.key_file) is not a regular file (a link or device); not touched: "
+            "find the key it leads to and delete it"
+        )
         return
     try:
         destroy_file(p)
     except OSError as e:
-        out.remaining.append(f"key file {p} could not be deleted ({e.strerror or e}): delete it as root "
-                             f"(shred -u {p})")
+        out.remaining.append(f"key file {p} could not be deleted ({e.strerror or e}): delete it as root (shred -u {p})")
     else:
         out.destroyed.append(str(p))

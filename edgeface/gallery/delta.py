@@ -53,8 +53,12 @@ from .manifest import FileEntry, Manifest
 log = get_logger(__name__)
 
 DELTA, DELTA_SIG = "delta.json", "delta.sig"
-REMOVE, ADD_VECTORS, ADD_ENTRIES, IDENTITY_OPS = "remove.npy", "add_vectors.npy", "add_entries.ndjson", \
-    "identity_ops.ndjson"
+REMOVE, ADD_VECTORS, ADD_ENTRIES, IDENTITY_OPS = (
+    "remove.npy",
+    "add_vectors.npy",
+    "add_entries.ndjson",
+    "identity_ops.ndjson",
+)
 PATCH_FILES = (REMOVE, ADD_VECTORS, ADD_ENTRIES, IDENTITY_OPS, PROJECTION)  # the target's projection
 FORMAT = "edgeface-gallery-delta"
 
@@ -70,10 +74,17 @@ class DeltaSpec:
     files: dict[str, FileEntry]
 
     def to_bytes(self) -> bytes:
-        d = {"format": FORMAT, "format_version": 1, "base_version": self.base_version,
-             "base_manifest_sha256": self.base_manifest_sha256, "target_version": self.target_version,
-             "target_manifest_sha256": self.target_manifest_sha256, "removed": self.removed, "added": self.added,
-             "files": {n: {"sha256": f.sha256, "size": f.size} for n, f in sorted(self.files.items())}}
+        d = {
+            "format": FORMAT,
+            "format_version": 1,
+            "base_version": self.base_version,
+            "base_manifest_sha256": self.base_manifest_sha256,
+            "target_version": self.target_version,
+            "target_manifest_sha256": self.target_manifest_sha256,
+            "removed": self.removed,
+            "added": self.added,
+            "files": {n: {"sha256": f.sha256, "size": f.size} for n, f in sorted(self.files.items())},
+        }
         return (json.dumps(d, indent=2, sort_keys=True) + "\n").encode()
 
     @property
@@ -81,8 +92,9 @@ class DeltaSpec:
         return sum(f.size for f in self.files.values())
 
     @classmethod
-    def from_signed(cls, data: bytes, sig: bytes | None, trusted: Sequence[Ed25519PublicKey],
-                    where: str = "delta") -> "DeltaSpec":
+    def from_signed(
+        cls, data: bytes, sig: bytes | None, trusted: Sequence[Ed25519PublicKey], where: str = "delta"
+    ) -> DeltaSpec:
         signing.verify(data, sig, trusted, what=f"{where}/{DELTA}")
         try:
             d = json.loads(data)
@@ -91,8 +103,15 @@ class DeltaSpec:
             files = {str(n): FileEntry(str(f["sha256"]), int(f["size"])) for n, f in d["files"].items()}
             if set(files) != set(PATCH_FILES):
                 raise ValueError(f"files {sorted(files)}")
-            return cls(int(d["base_version"]), str(d["base_manifest_sha256"]), int(d["target_version"]),
-                       str(d["target_manifest_sha256"]), int(d["removed"]), int(d["added"]), files)
+            return cls(
+                int(d["base_version"]),
+                str(d["base_manifest_sha256"]),
+                int(d["target_version"]),
+                str(d["target_manifest_sha256"]),
+                int(d["removed"]),
+                int(d["added"]),
+                files,
+            )
         except (ValueError, KeyError, TypeError, AttributeError) as e:
             raise BundleRejected("format", f"{where}/{DELTA} is not a valid delta: {e}") from None
 
@@ -107,9 +126,12 @@ def _identity_ops(base: list[bytes], target: list[bytes]) -> list[bytes]:
     tid = [json.loads(x)["id"] for x in target]
     tset, bset = set(tid), set(bid)
     ops = [json.dumps({"op": "remove", "id": i}).encode() + b"\n" for i in bid if i not in tset]
-    tline = dict(zip(tid, target))
-    ops += [json.dumps({"op": "put", "line": tline[i].decode()}).encode() + b"\n"
-            for i, line in zip(bid, base) if i in tset and tline[i] != line]
+    tline = dict(zip(tid, target, strict=True))
+    ops += [
+        json.dumps({"op": "put", "line": tline[i].decode()}).encode() + b"\n"
+        for i, line in zip(bid, base, strict=True)
+        if i in tset and tline[i] != line
+    ]
     ops += [json.dumps({"op": "put", "line": tline[i].decode()}).encode() + b"\n" for i in tid if i not in bset]
     if apply_identity_ops(base, ops) != target:  # the target reordered identities: send them all
         ops = [json.dumps({"op": "remove", "id": i}).encode() + b"\n" for i in bid]
@@ -150,8 +172,9 @@ def make_delta(base_dir: Path, target_dir: Path, out_dir: Path, signer: Ed25519P
         REMOVE: sink.write(REMOVE, npy_chunks(np.asarray(remove, np.int64))),
         ADD_VECTORS: sink.write(ADD_VECTORS, npy_chunks(np.asarray(tv[j:], np.float32))),
         ADD_ENTRIES: sink.write(ADD_ENTRIES, tl[j:]),
-        IDENTITY_OPS: sink.write(IDENTITY_OPS, _identity_ops(_lines(base_dir / IDENTITIES),
-                                                             _lines(target_dir / IDENTITIES))),
+        IDENTITY_OPS: sink.write(
+            IDENTITY_OPS, _identity_ops(_lines(base_dir / IDENTITIES), _lines(target_dir / IDENTITIES))
+        ),
         PROJECTION: sink.write(PROJECTION, [(target_dir / PROJECTION).read_bytes()]),
     }
     for name in (MANIFEST, SIGNATURE):
@@ -161,7 +184,9 @@ def make_delta(base_dir: Path, target_dir: Path, out_dir: Path, signer: Ed25519P
         base_manifest_sha256=hashlib.sha256((base_dir / MANIFEST).read_bytes()).hexdigest(),
         target_version=Manifest.from_bytes((target_dir / MANIFEST).read_bytes()).gallery_version,
         target_manifest_sha256=hashlib.sha256((target_dir / MANIFEST).read_bytes()).hexdigest(),
-        removed=len(remove), added=len(tl) - j, files=files,
+        removed=len(remove),
+        added=len(tl) - j,
+        files=files,
     )
     data = spec.to_bytes()
     (tmp / DELTA).write_bytes(data)
@@ -171,8 +196,14 @@ def make_delta(base_dir: Path, target_dir: Path, out_dir: Path, signer: Ed25519P
     return spec
 
 
-def apply_delta(base_vectors: np.ndarray, base_entries: Sequence[bytes], base_identities: Sequence[bytes],
-                patch: dict[str, Path], target: Manifest, sink: Sink) -> tuple[dict[str, FileEntry], bool]:
+def apply_delta(
+    base_vectors: np.ndarray,
+    base_entries: Sequence[bytes],
+    base_identities: Sequence[bytes],
+    patch: dict[str, Path],
+    target: Manifest,
+    sink: Sink,
+) -> tuple[dict[str, FileEntry], bool]:
     """Build version B's files into ``sink`` from A's plaintext and the patch files (plaintext paths).
 
     Returns the written files and whether the rebuilt index differs in bytes from the server's (see the
@@ -186,8 +217,11 @@ def apply_delta(base_vectors: np.ndarray, base_entries: Sequence[bytes], base_id
     keep[remove] = False
     count = int(keep.sum()) + len(add_vectors)
     if count != target.count or add_vectors.shape[1:] != (target.embedder.dim,):
-        raise BundleRejected("format", f"delta gives {count} rows of {add_vectors.shape[1:]}, the target "
-                             f"manifest says {target.count} of {target.embedder.dim}")
+        raise BundleRejected(
+            "format",
+            f"delta gives {count} rows of {add_vectors.shape[1:]}, the target "
+            f"manifest says {target.count} of {target.embedder.dim}",
+        )
 
     ram = RamFile("delta-vectors")
     try:
@@ -198,24 +232,43 @@ def apply_delta(base_vectors: np.ndarray, base_entries: Sequence[bytes], base_id
                 f.write(np.ascontiguousarray(blk[keep[s : s + 65536]], np.float32).tobytes())
             f.write(np.ascontiguousarray(add_vectors, np.float32).tobytes())
         vectors = np.load(ram.path, mmap_mode="r")
-        entries = [line for line, k in zip(base_entries, keep) if k] + _lines(patch[ADD_ENTRIES])
+        entries = [line for line, k in zip(base_entries, keep, strict=True) if k] + _lines(patch[ADD_ENTRIES])
         identities = apply_identity_ops(list(base_identities), _lines(patch[IDENTITY_OPS]))
-        files = write_contents(sink, vectors, entries, identities, int(target.index["trees"]),
-                               int(target.index["seed"]), projection=np.load(patch[PROJECTION]))
+        files = write_contents(
+            sink,
+            vectors,
+            entries,
+            identities,
+            int(target.index["trees"]),
+            int(target.index["seed"]),
+            projection=np.load(patch[PROJECTION]),
+        )
         for name, got in files.items():
             if name != INDEX and got != target.files[name]:
-                raise BundleRejected("hash_mismatch", f"delta result {name} does not match the signed target "
-                                     "manifest; the delta does not apply to the installed gallery")
+                raise BundleRejected(
+                    "hash_mismatch",
+                    f"delta result {name} does not match the signed target "
+                    "manifest; the delta does not apply to the installed gallery",
+                )
         index_differs = files[INDEX] != target.files[INDEX]
         if index_differs:
-            log.warning("gallery.delta.index_rebuilt_differs", version=target.gallery_version,
-                        note="this CPU's floating point differs from the server's; checking the local build")
+            log.warning(
+                "gallery.delta.index_rebuilt_differs",
+                version=target.gallery_version,
+                note="this CPU's floating point differs from the server's; checking the local build",
+            )
         return files, index_differs
     finally:
         ram.close()
 
 
 def summarise(spec: DeltaSpec, full: Manifest) -> dict[str, Any]:
-    return {"base_version": spec.base_version, "target_version": spec.target_version, "removed": spec.removed,
-            "added": spec.added, "delta_bytes": spec.total_bytes, "full_bytes": full.total_bytes,
-            "fraction": round(spec.total_bytes / max(1, full.total_bytes), 5)}
+    return {
+        "base_version": spec.base_version,
+        "target_version": spec.target_version,
+        "removed": spec.removed,
+        "added": spec.added,
+        "delta_bytes": spec.total_bytes,
+        "full_bytes": full.total_bytes,
+        "fraction": round(spec.total_bytes / max(1, full.total_bytes), 5),
+    }

@@ -60,9 +60,16 @@ class ImageResult:
     duplicates: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"identity": self.item.identity, "image": str(self.item.image), "sha256": self.sha256,
-                "status": self.status, "reasons": self.reasons, "embedded": self.embedded,
-                "duplicates": self.duplicates, "quality": self.quality}
+        return {
+            "identity": self.item.identity,
+            "image": str(self.item.image),
+            "sha256": self.sha256,
+            "status": self.status,
+            "reasons": self.reasons,
+            "embedded": self.embedded,
+            "duplicates": self.duplicates,
+            "quality": self.quality,
+        }
 
 
 @dataclass
@@ -70,8 +77,11 @@ class EnrollReport:
     results: list[ImageResult]
 
     def counts(self) -> dict[str, int]:
-        out: dict[str, int] = {"images": len(self.results), "embedded": sum(r.embedded for r in self.results),
-                               "flagged_duplicates": sum(bool(r.duplicates) for r in self.results)}
+        out: dict[str, int] = {
+            "images": len(self.results),
+            "embedded": sum(r.embedded for r in self.results),
+            "flagged_duplicates": sum(bool(r.duplicates) for r in self.results),
+        }
         for r in self.results:
             out[r.status] = out.get(r.status, 0) + 1
         return out
@@ -80,8 +90,9 @@ class EnrollReport:
 # -- sources --------------------------------------------------------------------------------------------
 
 
-def read_folder(root: Path, *, consent: str, source: str | None = None,
-                enrolled_by: str | None = None) -> list[EnrollItem]:
+def read_folder(
+    root: Path, *, consent: str, source: str | None = None, enrolled_by: str | None = None
+) -> list[EnrollItem]:
     """``root/<identity>/<image>``: the folder name is the identity id (underscores read as spaces in
     the display name)."""
     root = Path(root)
@@ -95,8 +106,9 @@ def read_folder(root: Path, *, consent: str, source: str | None = None,
     return items
 
 
-def read_csv(path: Path, *, consent: str | None = None, source: str | None = None,
-             enrolled_by: str | None = None) -> list[EnrollItem]:
+def read_csv(
+    path: Path, *, consent: str | None = None, source: str | None = None, enrolled_by: str | None = None
+) -> list[EnrollItem]:
     """One row per image; columns ``identity`` and ``image`` required, the others default to the flags."""
     path = Path(path)
     items = []
@@ -104,20 +116,29 @@ def read_csv(path: Path, *, consent: str | None = None, source: str | None = Non
         reader = csv.DictReader(f)
         missing = {"identity", "image"} - set(reader.fieldnames or [])
         if missing:
-            raise EdgefaceError(f"{path}: missing column(s) {', '.join(sorted(missing))}; expected "
-                                "identity,image[,name,source,consent,enrolled_by]")
+            raise EdgefaceError(
+                f"{path}: missing column(s) {', '.join(sorted(missing))}; expected "
+                "identity,image[,name,source,consent,enrolled_by]"
+            )
         for n, row in enumerate(reader, start=2):
             c = (row.get("consent") or consent or "").strip()
             if not c:
-                raise EdgefaceError(f"{path} line {n}: no consent or legal basis (fill the consent column or "
-                                    "pass --consent)")
+                raise EdgefaceError(
+                    f"{path} line {n}: no consent or legal basis (fill the consent column or pass --consent)"
+                )
             ident = (row.get("identity") or "").strip()
             if not ident:
                 raise EdgefaceError(f"{path} line {n}: empty identity")
-            items.append(EnrollItem(ident, (path.parent / row["image"].strip()), c,
-                                    (row.get("source") or source or str(path)).strip(),
-                                    (row.get("enrolled_by") or enrolled_by or getpass.getuser()).strip(),
-                                    (row.get("name") or "").strip() or None))
+            items.append(
+                EnrollItem(
+                    ident,
+                    (path.parent / row["image"].strip()),
+                    c,
+                    (row.get("source") or source or str(path)).strip(),
+                    (row.get("enrolled_by") or enrolled_by or getpass.getuser()).strip(),
+                    (row.get("name") or "").strip() or None,
+                )
+            )
     return items
 
 
@@ -130,8 +151,10 @@ class Workspace:
     def __init__(self, directory: Path, *, create: bool = True) -> None:
         self.dir = Path(directory).expanduser()
         if not create and not (self.dir / DB_NAME).is_file():
-            raise EdgefaceError(f"no enrollment workspace at {self.dir.resolve()}: run `edgeface enroll` first, or "
-                                "point --workspace (or enroll.workspace) at the one you enrolled into")
+            raise EdgefaceError(
+                f"no enrollment workspace at {self.dir.resolve()}: run `edgeface enroll` first, or "
+                "point --workspace (or enroll.workspace) at the one you enrolled into"
+            )
         self.dir.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(self.dir / DB_NAME)
         self.db.execute("PRAGMA journal_mode=WAL")
@@ -147,39 +170,71 @@ class Workspace:
     def close(self) -> None:
         self.db.close()
 
-    def cached(self, sha: str, settings: str
-               ) -> tuple[str, list[str], dict[str, Any] | None, np.ndarray | None] | None:
-        row = self.db.execute("SELECT status, reasons, quality, vector FROM results WHERE sha256=? AND settings=?",
-                              (sha, settings)).fetchone()
+    def cached(self, sha: str, settings: str) -> tuple[str, list[str], dict[str, Any] | None, np.ndarray | None] | None:
+        row = self.db.execute(
+            "SELECT status, reasons, quality, vector FROM results WHERE sha256=? AND settings=?", (sha, settings)
+        ).fetchone()
         if row is None:
             return None
         vec = np.frombuffer(row[3], np.float32).copy() if row[3] is not None else None
         return row[0], json.loads(row[1]), json.loads(row[2]) if row[2] else None, vec
 
-    def remember(self, sha: str, settings: str, status: str, reasons: list[str], quality: dict[str, Any] | None,
-                 vector: np.ndarray | None) -> None:
-        self.db.execute("INSERT OR REPLACE INTO results VALUES (?,?,?,?,?,?)",
-                        (sha, settings, status, json.dumps(reasons), json.dumps(quality) if quality else None,
-                         None if vector is None else np.asarray(vector, np.float32).tobytes()))
+    def remember(
+        self,
+        sha: str,
+        settings: str,
+        status: str,
+        reasons: list[str],
+        quality: dict[str, Any] | None,
+        vector: np.ndarray | None,
+    ) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO results VALUES (?,?,?,?,?,?)",
+            (
+                sha,
+                settings,
+                status,
+                json.dumps(reasons),
+                json.dumps(quality) if quality else None,
+                None if vector is None else np.asarray(vector, np.float32).tobytes(),
+            ),
+        )
 
     def upsert_entry(self, item: EnrollItem, sha: str, settings: str, quality: dict[str, Any] | None) -> bool:
         """Add or update an entry; returns False when it was already there unchanged."""
-        cur = self.db.execute("SELECT source, consent, enrolled_by, settings, path FROM entries WHERE identity=? "
-                              "AND image=?", (item.identity, sha)).fetchone()
+        cur = self.db.execute(
+            "SELECT source, consent, enrolled_by, settings, path FROM entries WHERE identity=? AND image=?",
+            (item.identity, sha),
+        ).fetchone()
         new = (item.source, item.consent, item.enrolled_by, settings, str(item.image))
         if cur == new:
             return False
         if cur is None:
-            self.db.execute("INSERT INTO entries VALUES (?,?,?,?,?,?,?,?,?)",
-                            (item.identity, sha, settings, str(item.image), item.source, item.consent,
-                             item.enrolled_by, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                             json.dumps(quality) if quality else None))
+            self.db.execute(
+                "INSERT INTO entries VALUES (?,?,?,?,?,?,?,?,?)",
+                (
+                    item.identity,
+                    sha,
+                    settings,
+                    str(item.image),
+                    item.source,
+                    item.consent,
+                    item.enrolled_by,
+                    time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    json.dumps(quality) if quality else None,
+                ),
+            )
         else:  # provenance updated: keep when it was first enrolled
-            self.db.execute("UPDATE entries SET source=?, consent=?, enrolled_by=?, settings=?, path=? "
-                            "WHERE identity=? AND image=?", (*new, item.identity, sha))
+            self.db.execute(
+                "UPDATE entries SET source=?, consent=?, enrolled_by=?, settings=?, path=? "
+                "WHERE identity=? AND image=?",
+                (*new, item.identity, sha),
+            )
         name = item.name or item.identity
-        self.db.execute("INSERT INTO identities VALUES (?,?) ON CONFLICT(id) DO UPDATE SET name=excluded.name",
-                        (item.identity, name))
+        self.db.execute(
+            "INSERT INTO identities VALUES (?,?) ON CONFLICT(id) DO UPDATE SET name=excluded.name",
+            (item.identity, name),
+        )
         return True
 
     def remove_identity(self, identity: str) -> int:
@@ -198,28 +253,39 @@ class Workspace:
         rows = self.db.execute(
             "SELECT e.identity, e.image, e.source, e.consent, e.enrolled_by, e.enrolled_at, r.vector "
             "FROM entries e JOIN results r ON r.sha256 = e.image AND r.settings = e.settings "
-            "WHERE r.vector IS NOT NULL" + (" AND e.settings = ?" if settings else "") +
-            " ORDER BY e.enrolled_at, e.identity, e.image", (settings,) if settings else ()).fetchall()
-        entries = [{"identity": r[0], "image": r[1], "source": r[2], "consent": r[3], "enrolled_by": r[4],
-                    "enrolled_at": r[5]} for r in rows]
+            "WHERE r.vector IS NOT NULL"
+            + (" AND e.settings = ?" if settings else "")
+            + " ORDER BY e.enrolled_at, e.identity, e.image",
+            (settings,) if settings else (),
+        ).fetchall()
+        entries = [
+            {"identity": r[0], "image": r[1], "source": r[2], "consent": r[3], "enrolled_by": r[4], "enrolled_at": r[5]}
+            for r in rows
+        ]
         vectors = np.stack([np.frombuffer(r[6], np.float32) for r in rows]) if rows else np.zeros((0, 0), np.float32)
         used = {e["identity"] for e in entries}
-        identities = [{"id": i, "name": n} for i, n in
-                      self.db.execute("SELECT id, name FROM identities ORDER BY id") if i in used]
+        identities = [
+            {"id": i, "name": n} for i, n in self.db.execute("SELECT id, name FROM identities ORDER BY id") if i in used
+        ]
         return vectors, entries, identities
 
 
 def settings_key(engine: Engine, second_face_ratio: float) -> str:
     """What an embedding depends on besides the image; a change re-embeds everything."""
     cfg = engine.config
-    doc = {"embedder": engine.embedder_card.sha256, "detector": cfg.models.detector,
-           "quality": dataclasses.asdict(cfg.quality), "detect": dataclasses.asdict(cfg.detect),
-           "second_face_ratio": second_face_ratio}
+    doc = {
+        "embedder": engine.embedder_card.sha256,
+        "detector": cfg.models.detector,
+        "quality": dataclasses.asdict(cfg.quality),
+        "detect": dataclasses.asdict(cfg.detect),
+        "second_face_ratio": second_face_ratio,
+    }
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _process(engine: Engine, path: Path, second_face_ratio: float) -> tuple[str, list[str], dict[str, Any] | None,
-                                                                             np.ndarray | None]:
+def _process(
+    engine: Engine, path: Path, second_face_ratio: float
+) -> tuple[str, list[str], dict[str, Any] | None, np.ndarray | None]:
     image = engine.load_image(path)
     faces = engine.detect_and_assess(image)
     if not faces:
@@ -229,22 +295,32 @@ def _process(engine: Engine, path: Path, second_face_ratio: float) -> tuple[str,
     if len(faces) > 1:
         big, second = (max(f.face.width, f.face.height) for f in faces[:2])
         if second >= second_face_ratio * big:
-            return "refused", [f"{len(faces)} faces of similar size: an enrollment photo must show one person"], \
-                best.quality.to_dict(), None
+            return (
+                "refused",
+                [f"{len(faces)} faces of similar size: an enrollment photo must show one person"],
+                best.quality.to_dict(),
+                None,
+            )
     if not best.quality.passed:
         return "refused", best.quality.reasons, best.quality.to_dict(), None
     vec = engine.embed(engine.align(image, best.face))
     return "enrolled", [], best.quality.to_dict(), np.asarray(vec, np.float32)
 
 
-def enroll(engine: Engine, workspace: Workspace, items: Sequence[EnrollItem], *,
-           duplicate_similarity: float = 0.985, second_face_ratio: float = 0.7,
-           progress: Callable[[Sequence[EnrollItem]], Iterable[EnrollItem]] | None = None) -> EnrollReport:
+def enroll(
+    engine: Engine,
+    workspace: Workspace,
+    items: Sequence[EnrollItem],
+    *,
+    duplicate_similarity: float = 0.985,
+    second_face_ratio: float = 0.7,
+    progress: Callable[[Sequence[EnrollItem]], Iterable[EnrollItem]] | None = None,
+) -> EnrollReport:
     """Enroll ``items`` into ``workspace``: embed what is new, record provenance, report everything."""
     settings = settings_key(engine, second_face_ratio)
     results: list[ImageResult] = []
     vectors: dict[int, np.ndarray] = {}
-    for item in (progress(items) if progress else items):
+    for item in progress(items) if progress else items:
         res = ImageResult(item, "error")
         results.append(res)
         try:
@@ -280,8 +356,9 @@ def enroll(engine: Engine, workspace: Workspace, items: Sequence[EnrollItem], *,
     return report
 
 
-def _flag_duplicates(workspace: Workspace, settings: str, results: list[ImageResult],
-                     vectors: dict[int, np.ndarray], threshold: float) -> None:
+def _flag_duplicates(
+    workspace: Workspace, settings: str, results: list[ImageResult], vectors: dict[int, np.ndarray], threshold: float
+) -> None:
     """Compare this run's images with every enrolled one (same embedding settings)."""
     if not vectors:
         return
@@ -297,12 +374,22 @@ def _flag_duplicates(workspace: Workspace, settings: str, results: list[ImageRes
             e = entries[int(j)]
             if e["image"] == res.sha256 and e["identity"] == res.item.identity:
                 continue  # itself
-            res.duplicates.append({"identity": e["identity"], "image": e["image"],
-                                   "file": workspace.file_of(e["identity"], e["image"]),
-                                   "similarity": round(float(sims[qi, j]), 4),
-                                   "same_identity": e["identity"] == res.item.identity,
-                                   "exact": e["image"] == res.sha256})
+            res.duplicates.append(
+                {
+                    "identity": e["identity"],
+                    "image": e["image"],
+                    "file": workspace.file_of(e["identity"], e["image"]),
+                    "similarity": round(float(sims[qi, j]), 4),
+                    "same_identity": e["identity"] == res.item.identity,
+                    "exact": e["image"] == res.sha256,
+                }
+            )
         if res.duplicates:
-            log.warning("enroll.near_duplicate", image=str(res.item.image), identity=res.item.identity,
-                        like=[f"{d['file'] or d['image'][:12]} ({d['identity']}, {d['similarity']})"
-                              for d in res.duplicates[:5]])
+            log.warning(
+                "enroll.near_duplicate",
+                image=str(res.item.image),
+                identity=res.item.identity,
+                like=[
+                    f"{d['file'] or d['image'][:12]} ({d['identity']}, {d['similarity']})" for d in res.duplicates[:5]
+                ],
+            )

@@ -19,10 +19,9 @@ galleries small enough that a full scan is as fast are scanned exactly.
 
 from __future__ import annotations
 
-from typing import Literal
-
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from annoy import AnnoyIndex
@@ -58,11 +57,13 @@ def search_k_for(count: int) -> int:
     return int(min(max(count, 1) * 64, max(10000, round(16000 * (max(count, 1) / 1e5) ** 0.52))))
 
 
-def plan_for(count: int, *, exact_max: int | None = None, search_k: int | None = None,
-             trees: int | None = None) -> SearchPlan:
+def plan_for(
+    count: int, *, exact_max: int | None = None, search_k: int | None = None, trees: int | None = None
+) -> SearchPlan:
     exact_max = EXACT_MAX if exact_max is None else exact_max
-    return SearchPlan(exact=count <= exact_max, trees=trees or trees_for(count),
-                      search_k=search_k or search_k_for(count))
+    return SearchPlan(
+        exact=count <= exact_max, trees=trees or trees_for(count), search_k=search_k or search_k_for(count)
+    )
 
 
 def fit_projection(vectors: np.ndarray, keep: float = KEEP_VARIANCE, sample: int = 200_000) -> np.ndarray:
@@ -90,8 +91,7 @@ def project(projection: np.ndarray, x: np.ndarray) -> np.ndarray:
     return out
 
 
-def build_annoy(vectors: np.ndarray, path: Path, trees: int, projection: np.ndarray,
-                seed: int = DEFAULT_SEED) -> None:
+def build_annoy(vectors: np.ndarray, path: Path, trees: int, projection: np.ndarray, seed: int = DEFAULT_SEED) -> None:
     """Write an Annoy index of the projected ``vectors`` to ``path``, reproducibly (fixed seed, one thread).
 
     Built straight into the file (``on_disk_build``) so a 1M index never sits in RAM as well (callers
@@ -114,8 +114,9 @@ def build_annoy(vectors: np.ndarray, path: Path, trees: int, projection: np.ndar
 class VectorIndex:
     """Top-k search by cosine similarity over memory-mapped, L2-normalised vectors."""
 
-    def __init__(self, vectors: np.ndarray, annoy_path: Path | None, plan: SearchPlan,
-                 projection: np.ndarray | None = None) -> None:
+    def __init__(
+        self, vectors: np.ndarray, annoy_path: Path | None, plan: SearchPlan, projection: np.ndarray | None = None
+    ) -> None:
         if vectors.ndim != 2:
             raise ValueError(f"vectors must be (N, D), got {vectors.shape}")
         self.vectors = vectors
@@ -130,8 +131,7 @@ class VectorIndex:
             # in RAM already, so this costs nothing more there)
             self.annoy.load(str(annoy_path), prefault=True)
             if self.annoy.get_n_items() != len(vectors):
-                raise ValueError(f"{annoy_path} holds {self.annoy.get_n_items()} items, the vectors "
-                                 f"{len(vectors)}")
+                raise ValueError(f"{annoy_path} holds {self.annoy.get_n_items()} items, the vectors {len(vectors)}")
 
     def __len__(self) -> int:
         return len(self.vectors)
@@ -146,8 +146,10 @@ class VectorIndex:
         if self.annoy is None:
             return self._exact(q, k)
         assert self.projection is not None
-        rows = np.asarray(self.annoy.get_nns_by_vector(project(self.projection, q), max(k, CANDIDATES),
-                                                       search_k=self.plan.search_k), dtype=np.int64)
+        rows = np.asarray(
+            self.annoy.get_nns_by_vector(project(self.projection, q), max(k, CANDIDATES), search_k=self.plan.search_k),
+            dtype=np.int64,
+        )
         rows.sort()  # sequential access into the memory map
         scores = self.vectors[rows] @ q
         order = np.argsort(-scores, kind="stable")[:k]
@@ -186,8 +188,7 @@ def exact_top1(vectors: np.ndarray, queries: np.ndarray, chunk: int = 16384) -> 
     return arg, best
 
 
-def self_check(vectors: np.ndarray, annoy_path: Path, projection: np.ndarray, samples: int = 64,
-               seed: int = 0) -> None:
+def self_check(vectors: np.ndarray, annoy_path: Path, projection: np.ndarray, samples: int = 64, seed: int = 0) -> None:
     """Raise ValueError unless sampled rows find themselves through the index (catches a broken build)."""
     n = len(vectors)
     if n == 0:

@@ -70,8 +70,12 @@ class Manifest:
             "format_version": self.format_version,
             "gallery_version": self.gallery_version,
             "created": self.created,
-            "embedder": {"id": self.embedder.id, "sha256": self.embedder.sha256, "dim": self.embedder.dim,
-                         "metric": self.embedder.metric},
+            "embedder": {
+                "id": self.embedder.id,
+                "sha256": self.embedder.sha256,
+                "dim": self.embedder.dim,
+                "metric": self.embedder.metric,
+            },
             "thresholds": dict(self.thresholds),
             "count": self.count,
             "identities": self.identities,
@@ -83,8 +87,9 @@ class Manifest:
         return (json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n").encode()
 
     @classmethod
-    def from_bytes(cls, data: bytes, where: str = "manifest.json") -> "Manifest":
+    def from_bytes(cls, data: bytes, where: str = "manifest.json") -> Manifest:
         """Parse and check the structure; raises :class:`BundleRejected` ("format") if it is not a manifest."""
+
         def bad(why: str) -> BundleRejected:
             return BundleRejected("format", f"{where} is not a valid gallery manifest: {why}")
 
@@ -95,8 +100,10 @@ class Manifest:
             if d.get("format") != FORMAT:
                 raise bad(f"format is {d.get('format')!r}, expected {FORMAT!r}")
             if d.get("format_version") != FORMAT_VERSION:
-                raise bad(f"format_version {d.get('format_version')} (this edgeface reads {FORMAT_VERSION}); "
-                          "upgrade edgeface on this unit")
+                raise bad(
+                    f"format_version {d.get('format_version')} (this edgeface reads {FORMAT_VERSION}); "
+                    "upgrade edgeface on this unit"
+                )
             e = d["embedder"]
             files = {}
             for name, f in d["files"].items():

@@ -8,7 +8,7 @@ threshold the bundle carries (the embedder card's calibrated value) or the confi
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,8 +55,11 @@ class Decision:
     threshold: float
 
     def to_dict(self) -> dict[str, Any]:
-        return {"match": self.match.to_dict() if self.match else None, "threshold": self.threshold,
-                "candidates": [c.to_dict() for c in self.candidates]}
+        return {
+            "match": self.match.to_dict() if self.match else None,
+            "threshold": self.threshold,
+            "candidates": [c.to_dict() for c in self.candidates],
+        }
 
 
 class BundleReader:
@@ -98,7 +101,7 @@ class BundleReader:
             n += len(block)
         return FileEntry(h.hexdigest(), n)
 
-    def chunks(self, name: str):  # type: ignore[no-untyped-def]
+    def chunks(self, name: str) -> Iterator[bytes]:
         if self.key is None:
             with open(self.dir / name, "rb") as f:
                 yield from iter(lambda: f.read(1 << 20), b"")
@@ -148,9 +151,19 @@ class Gallery:
     threshold: float | None = None
 
     @classmethod
-    def open(cls, directory: Path, trusted: Sequence[Ed25519PublicKey], *, key: bytes | None = None,
-             verify: bool = True, embedder_sha256: str | None = None, exact_max: int | None = None,
-             search_k: int | None = None, top_k: int = 5, threshold: float | None = None) -> "Gallery":
+    def open(
+        cls,
+        directory: Path,
+        trusted: Sequence[Ed25519PublicKey],
+        *,
+        key: bytes | None = None,
+        verify: bool = True,
+        embedder_sha256: str | None = None,
+        exact_max: int | None = None,
+        search_k: int | None = None,
+        top_k: int = 5,
+        threshold: float | None = None,
+    ) -> Gallery:
         """Open a bundle folder (plain, or encrypted with the device ``key``) after checking its signature,
         its embedder and (``verify``) every file against the signed manifest."""
         from . import signing
@@ -163,11 +176,14 @@ class Gallery:
         kid = signing.verify(data, sig, trusted, what=f"{directory}/{MANIFEST}")
         manifest = read_signed_manifest(data, sig, trusted, str(directory))
         check_acceptable(manifest, embedder_sha256=embedder_sha256, where=str(directory))
-        plan = plan_for(manifest.count, exact_max=exact_max, search_k=search_k,
-                        trees=int(manifest.index.get("trees", 0)) or None)
+        plan = plan_for(
+            manifest.count, exact_max=exact_max, search_k=search_k, trees=int(manifest.index.get("trees", 0)) or None
+        )
         try:
-            files = {n: reader.materialize(n, manifest.files[n], verify)
-                     for n in (VECTORS, LABELS, IDENTITIES, ENTRIES, PROJECTION)}
+            files = {
+                n: reader.materialize(n, manifest.files[n], verify)
+                for n in (VECTORS, LABELS, IDENTITIES, ENTRIES, PROJECTION)
+            }
             # the index is derived data: a device may have rebuilt it from a delta (see delta.py)
             local = _local_index_entry(Path(directory))
             want_index = local or manifest.files[INDEX]
@@ -177,17 +193,38 @@ class Gallery:
             vectors = np.load(files[VECTORS], mmap_mode="r")
             labels = np.load(files[LABELS], mmap_mode="r")
             if vectors.shape != (manifest.count, manifest.embedder.dim) or vectors.dtype != np.float32:
-                raise BundleRejected("format", f"{directory}: vectors are {vectors.dtype} {vectors.shape}, the "
-                                     f"manifest says float32 ({manifest.count}, {manifest.embedder.dim})")
+                raise BundleRejected(
+                    "format",
+                    f"{directory}: vectors are {vectors.dtype} {vectors.shape}, the "
+                    f"manifest says float32 ({manifest.count}, {manifest.embedder.dim})",
+                )
             index = VectorIndex(vectors, index_path, plan, np.load(files[PROJECTION]))
-            g = cls(manifest, Path(directory), vectors, labels, _Lines(files[IDENTITIES]), _Lines(files[ENTRIES]),
-                    index, kid, reader, top_k, threshold)
+            g = cls(
+                manifest,
+                Path(directory),
+                vectors,
+                labels,
+                _Lines(files[IDENTITIES]),
+                _Lines(files[ENTRIES]),
+                index,
+                kid,
+                reader,
+                top_k,
+                threshold,
+            )
         except BaseException:
             reader.close()
             raise
-        log.info("gallery.opened", dir=str(directory), version=manifest.gallery_version, count=manifest.count,
-                 identities=manifest.identities, exact=plan.exact, search_k=plan.search_k,
-                 encrypted=key is not None)
+        log.info(
+            "gallery.opened",
+            dir=str(directory),
+            version=manifest.gallery_version,
+            count=manifest.count,
+            identities=manifest.identities,
+            exact=plan.exact,
+            search_k=plan.search_k,
+            encrypted=key is not None,
+        )
         return g
 
     @property
@@ -223,7 +260,7 @@ class Gallery:
         thr = self.manifest.threshold if thr is None else float(thr)
         rows, scores = self.index.search(embedding, min(len(self), max(top_k * 4, top_k + 8)))
         best: dict[int, tuple[float, int]] = {}
-        for r, s in zip(rows.tolist(), scores.tolist()):
+        for r, s in zip(rows.tolist(), scores.tolist(), strict=True):
             lab = int(self.labels[r])
             if lab not in best:
                 best[lab] = (s, r)

@@ -80,8 +80,12 @@ class Pointer:
     expires_at: str | None = None
 
     def body(self) -> dict[str, Any]:
-        doc: dict[str, Any] = {"format": POINTER_FORMAT, "version": self.version, "bundle": self.bundle,
-                               "deltas": {str(k): v for k, v in sorted(self.deltas.items())}}
+        doc: dict[str, Any] = {
+            "format": POINTER_FORMAT,
+            "version": self.version,
+            "bundle": self.bundle,
+            "deltas": {str(k): v for k, v in sorted(self.deltas.items())},
+        }
         if self.signed_at is not None:
             doc["signed_at"] = self.signed_at
         if self.expires_at is not None:
@@ -92,7 +96,7 @@ class Pointer:
         """The unsigned document (for tests and tools; :meth:`signed` is what is published)."""
         return (json.dumps(self.body(), indent=2) + "\n").encode()
 
-    def signed(self, signer: Ed25519PrivateKey, ttl_s: float, now: float | None = None) -> tuple["Pointer", bytes]:
+    def signed(self, signer: Ed25519PrivateKey, ttl_s: float, now: float | None = None) -> tuple[Pointer, bytes]:
         """This pointer signed now, valid ``ttl_s`` seconds: (the pointer with its times, the file's bytes)."""
         if ttl_s <= 0:
             raise GalleryError(f"gallery.pointer_ttl_s must be positive, not {ttl_s}")
@@ -107,13 +111,17 @@ class Pointer:
         return parse_utc(self.expires_at) if self.expires_at is not None else None
 
     @classmethod
-    def from_doc(cls, d: Any) -> "Pointer":
+    def from_doc(cls, d: Any) -> Pointer:
         try:
             if d.get("format") != POINTER_FORMAT:
                 raise ValueError(f"format {d.get('format')!r}")
-            p = cls(int(d["version"]), str(d["bundle"]), {int(k): str(v) for k, v in d.get("deltas", {}).items()},
-                    None if d.get("signed_at") is None else str(d["signed_at"]),
-                    None if d.get("expires_at") is None else str(d["expires_at"]))
+            p = cls(
+                int(d["version"]),
+                str(d["bundle"]),
+                {int(k): str(v) for k, v in d.get("deltas", {}).items()},
+                None if d.get("signed_at") is None else str(d["signed_at"]),
+                None if d.get("expires_at") is None else str(d["expires_at"]),
+            )
             for t in (p.signed_at, p.expires_at):
                 if t is not None:
                     parse_utc(t)
@@ -125,7 +133,7 @@ class Pointer:
         return p
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "Pointer":
+    def from_bytes(cls, data: bytes) -> Pointer:
         """Parse without checking the signature (the publisher's own folder; units use :func:`verify_pointer`)."""
         return cls.from_doc(_load_pointer_doc(data))
 
@@ -153,14 +161,18 @@ def verify_pointer(data: bytes, trusted: Sequence[Ed25519PublicKey], where: str,
         raise GalleryError(f"{where}: {POINTER} is not a gallery pointer (not a JSON object)")
     sig = doc.pop("signature", None)
     if sig is None:
-        raise BundleRejected("unsigned", f"{where} is not signed (written by a publisher older than signed "
-                             "pointers): on the publisher run `edgeface gallery refresh --publish DIR "
-                             "--signing-key KEY` (or publish a new version) and sync again")
+        raise BundleRejected(
+            "unsigned",
+            f"{where} is not signed (written by a publisher older than signed "
+            "pointers): on the publisher run `edgeface gallery refresh --publish DIR "
+            "--signing-key KEY` (or publish a new version) and sync again",
+        )
     signing.verify(canonical(doc), json.dumps(sig).encode(), trusted, what=where)
     ptr = Pointer.from_doc(doc)
     if ptr.expires_at is None:
-        raise BundleRejected("format", f"{where} is signed but has no expires_at; re-sign it with "
-                             "`edgeface gallery refresh`")
+        raise BundleRejected(
+            "format", f"{where} is signed but has no expires_at; re-sign it with `edgeface gallery refresh`"
+        )
     now = time.time() if now is None else now
     expires = ptr.expires_ts
     assert expires is not None
@@ -170,7 +182,8 @@ def verify_pointer(data: bytes, trusted: Sequence[Ed25519PublicKey], where: str,
             f"{where} (gallery version {ptr.version}) expired at {ptr.expires_at} (signed {ptr.signed_at}); the "
             "server, or a mirror between it and this unit, is serving an old pointer. The installed gallery "
             "stays in use but is stale: have the publisher re-sign it (`edgeface gallery refresh`, or the "
-            "central server's next publication) and check that mirrors copy it")
+            "central server's next publication) and check that mirrors copy it",
+        )
     return ptr
 
 
@@ -192,8 +205,9 @@ def publish_lock(publish_dir: Path, *, wait: bool = True) -> Iterator[bool]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def write_pointer(publish_dir: Path, ptr: Pointer, signer: Ed25519PrivateKey, ttl_s: float,
-                  now: float | None = None) -> Pointer:
+def write_pointer(
+    publish_dir: Path, ptr: Pointer, signer: Ed25519PrivateKey, ttl_s: float, now: float | None = None
+) -> Pointer:
     """Sign ``ptr`` for ``ttl_s`` seconds and switch ``latest.json`` to it atomically; returns it with its times."""
     root = Path(publish_dir)
     signed, data = ptr.signed(signer, ttl_s, now)
@@ -203,8 +217,7 @@ def write_pointer(publish_dir: Path, ptr: Pointer, signer: Ed25519PrivateKey, tt
     return signed
 
 
-def refresh_pointer(publish_dir: Path, signer: Ed25519PrivateKey, ttl_s: float,
-                    now: float | None = None) -> Pointer:
+def refresh_pointer(publish_dir: Path, signer: Ed25519PrivateKey, ttl_s: float, now: float | None = None) -> Pointer:
     """Re-sign the current ``latest.json`` (same version, bundle and deltas) with a new expiry.
 
     The caller holds :func:`publish_lock` (so a publication cannot be overwritten by the old pointer).
@@ -212,18 +225,23 @@ def refresh_pointer(publish_dir: Path, signer: Ed25519PrivateKey, ttl_s: float,
     root = Path(publish_dir)
     ptr = read_pointer(root)
     if ptr is None:
-        raise GalleryError(f"nothing published in {root} (no {POINTER}); build a version first: "
-                           "`edgeface gallery build --publish DIR --signing-key KEY`")
+        raise GalleryError(
+            f"nothing published in {root} (no {POINTER}); build a version first: "
+            "`edgeface gallery build --publish DIR --signing-key KEY`"
+        )
     if not (root / ptr.bundle / MANIFEST).is_file():
-        raise GalleryError(f"{root / POINTER} points to {ptr.bundle}, which has no {MANIFEST}; refusing to re-sign "
-                           "a pointer to a missing bundle (publish a new version)")
+        raise GalleryError(
+            f"{root / POINTER} points to {ptr.bundle}, which has no {MANIFEST}; refusing to re-sign "
+            "a pointer to a missing bundle (publish a new version)"
+        )
     signed = write_pointer(root, ptr, signer, ttl_s, now)
     log.info("gallery.pointer.refreshed", version=signed.version, expires_at=signed.expires_at)
     return signed
 
 
-def refresh_pointer_if_due(publish_dir: Path, ttl_s: float, load_signer: Callable[[], Ed25519PrivateKey],
-                           now: float | None = None) -> Pointer | None:
+def refresh_pointer_if_due(
+    publish_dir: Path, ttl_s: float, load_signer: Callable[[], Ed25519PrivateKey], now: float | None = None
+) -> Pointer | None:
     """Re-sign ``latest.json`` if less than half its lifetime is left (or it is unsigned); the new pointer,
     or None when nothing was due, nothing is published, or a publication holds the lock right now (it
     writes a fresh pointer itself). For a server without a publish loop: a unit's poll is its clock."""
@@ -281,23 +299,48 @@ def stable_order(prev_dir: Path | None, entries: Sequence[dict[str, Any]], vecto
     return np.asarray(order, np.int64)
 
 
-def publish_for(publish_dir: Path, card: "ModelCard", *, vectors: np.ndarray, entries: Sequence[dict[str, Any]],
-                identities: Sequence[dict[str, Any]], signer: Ed25519PrivateKey, target_fpir: float,
-                **kwargs: Any) -> Published:
+def publish_for(
+    publish_dir: Path,
+    card: ModelCard,
+    *,
+    vectors: np.ndarray,
+    entries: Sequence[dict[str, Any]],
+    identities: Sequence[dict[str, Any]],
+    signer: Ed25519PrivateKey,
+    target_fpir: float,
+    **kwargs: Any,
+) -> Published:
     """:func:`publish` for galleries embedded with ``card``: the bundle names that embedder and carries
     the decision threshold derived for its size at ``target_fpir`` (edgeface/vision/calibration.py)."""
     spec = card.embedder
     if spec is None:
         raise GalleryError(f"model {card.id} is a {card.task}, not an embedder")
-    return publish(publish_dir, vectors=vectors, entries=entries, identities=identities,
-                   embedder=EmbedderRef(card.id, card.sha256, spec.dim, spec.metric),
-                   thresholds=gallery_thresholds(spec, len(vectors), target_fpir), signer=signer, **kwargs)
+    return publish(
+        publish_dir,
+        vectors=vectors,
+        entries=entries,
+        identities=identities,
+        embedder=EmbedderRef(card.id, card.sha256, spec.dim, spec.metric),
+        thresholds=gallery_thresholds(spec, len(vectors), target_fpir),
+        signer=signer,
+        **kwargs,
+    )
 
 
-def publish(publish_dir: Path, *, vectors: np.ndarray, entries: Sequence[dict[str, Any]],
-            identities: Sequence[dict[str, Any]], embedder: EmbedderRef, thresholds: dict[str, float],
-            signer: Ed25519PrivateKey, delta_depth: int = 3, keep: int = 5, trees: int | None = None,
-            pointer_ttl_s: float = DEFAULT_POINTER_TTL_S) -> Published:
+def publish(
+    publish_dir: Path,
+    *,
+    vectors: np.ndarray,
+    entries: Sequence[dict[str, Any]],
+    identities: Sequence[dict[str, Any]],
+    embedder: EmbedderRef,
+    thresholds: dict[str, float],
+    signer: Ed25519PrivateKey,
+    delta_depth: int = 3,
+    keep: int = 5,
+    trees: int | None = None,
+    pointer_ttl_s: float = DEFAULT_POINTER_TTL_S,
+) -> Published:
     """Build version latest+1 from the full gallery content, its deltas, and switch the pointer to it
     (signed, valid ``pointer_ttl_s`` seconds). One publisher at a time: callers hold :func:`publish_lock`."""
     root = Path(publish_dir)
@@ -316,9 +359,17 @@ def publish(publish_dir: Path, *, vectors: np.ndarray, entries: Sequence[dict[st
     known = set(prev_ids)
     ident_order = [i for i in prev_ids if i in by_id] + [i for i in by_id if i not in known]
     bundle_dir = root / version_dir_name(version)
-    manifest = write_bundle(bundle_dir, vectors=np.asarray(vectors, np.float32)[order], entries=ordered_entries,
-                            identities=[by_id[i] for i in ident_order], version=version, embedder=embedder,
-                            thresholds=thresholds, signer=signer, trees=trees)
+    manifest = write_bundle(
+        bundle_dir,
+        vectors=np.asarray(vectors, np.float32)[order],
+        entries=ordered_entries,
+        identities=[by_id[i] for i in ident_order],
+        version=version,
+        embedder=embedder,
+        thresholds=thresholds,
+        signer=signer,
+        trees=trees,
+    )
     deltas: dict[int, DeltaSpec] = {}
     for old in sorted(_versions(root), reverse=True)[1 : 1 + delta_depth]:
         spec = make_delta(root / version_dir_name(old), bundle_dir, root / "deltas" / f"{old}-{version}", signer)
@@ -329,8 +380,14 @@ def publish(publish_dir: Path, *, vectors: np.ndarray, entries: Sequence[dict[st
     new_ptr = Pointer(version, version_dir_name(version) + "/", {v: f"deltas/{v}-{version}/" for v in deltas})
     new_ptr = write_pointer(root, new_ptr, signer, pointer_ttl_s)
     _prune(root, version, keep)
-    log.info("gallery.published", version=version, count=manifest.count, bytes=manifest.total_bytes,
-             deltas={v: s.total_bytes for v, s in deltas.items()}, pointer_expires_at=new_ptr.expires_at)
+    log.info(
+        "gallery.published",
+        version=version,
+        count=manifest.count,
+        bytes=manifest.total_bytes,
+        deltas={v: s.total_bytes for v, s in deltas.items()},
+        pointer_expires_at=new_ptr.expires_at,
+    )
     return Published(manifest, bundle_dir, deltas)
 
 

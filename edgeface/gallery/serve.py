@@ -73,9 +73,16 @@ class GalleryFiles:
         st = path.stat()
         etag = self.etag(path, st)
         size = st.st_size
-        headers = [("ETag", etag), ("Accept-Ranges", "bytes"),
-                   ("Cache-Control", "no-cache" if path.suffix == ".json" and path.parent == self.root
-                    else "public, max-age=31536000, immutable")]
+        headers = [
+            ("ETag", etag),
+            ("Accept-Ranges", "bytes"),
+            (
+                "Cache-Control",
+                "no-cache"
+                if path.suffix == ".json" and path.parent == self.root
+                else "public, max-age=31536000, immutable",
+            ),
+        ]
         inm = environ.get("HTTP_IF_NONE_MATCH")
         if inm and (inm.strip() == "*" or etag in [t.strip() for t in inm.split(",")]):
             start_response("304 Not Modified", headers)
@@ -93,8 +100,12 @@ class GalleryFiles:
                 else:
                     start, end = max(0, size - int(b)), size - 1
                 if start >= size or start > end:
-                    return _plain(start_response, "416 Range Not Satisfiable", b"",
-                                  [("Content-Range", f"bytes */{size}"), *headers])
+                    return _plain(
+                        start_response,
+                        "416 Range Not Satisfiable",
+                        b"",
+                        [("Content-Range", f"bytes */{size}"), *headers],
+                    )
                 status = "206 Partial Content"
                 headers.append(("Content-Range", f"bytes {start}-{end}/{size}"))
         length = max(0, end - start + 1)
@@ -106,12 +117,12 @@ class GalleryFiles:
 
 
 def _type(path: Path) -> str:
-    return {".json": "application/json", ".ndjson": "application/x-ndjson"}.get(path.suffix,
-                                                                               "application/octet-stream")
+    return {".json": "application/json", ".ndjson": "application/x-ndjson"}.get(path.suffix, "application/octet-stream")
 
 
-def _plain(start_response: StartResponse, status: str, body: bytes,
-           extra: list[tuple[str, str]] | None = None) -> list[bytes]:
+def _plain(
+    start_response: StartResponse, status: str, body: bytes, extra: list[tuple[str, str]] | None = None
+) -> list[bytes]:
     start_response(status, [("Content-Type", "text/plain"), ("Content-Length", str(len(body))), *(extra or [])])
     return [body]
 
@@ -138,7 +149,8 @@ class _QuietHandler(WSGIRequestHandler):
         log.debug("gallery.serve.request", path=self.path, status=str(code), client=self.client_address[0])
 
 
-def make_gallery_server(root: Path, host: str = "127.0.0.1", port: int = 8470,
-                        app: Callable[..., Iterable[bytes]] | None = None) -> WSGIServer:
+def make_gallery_server(
+    root: Path, host: str = "127.0.0.1", port: int = 8470, app: Callable[..., Iterable[bytes]] | None = None
+) -> WSGIServer:
     """A threaded HTTP server for ``root`` (``port`` 0 picks a free one: see ``server.server_port``)."""
     return make_server(host, port, app or GalleryFiles(root), server_class=_Server, handler_class=_QuietHandler)

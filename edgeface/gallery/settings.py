@@ -49,7 +49,8 @@ class GalleryConfig:
         True, "Keep the installed gallery encrypted at rest (AES-GCM) with the device key; see key_*."
     )
     key_file: Path | None = setting(
-        None, "Device key file (32 random bytes, mode 0600), used when no systemd credential or env key is set.",
+        None,
+        "Device key file (32 random bytes, mode 0600), used when no systemd credential or env key is set.",
         unset="no key file: the systemd credential or the environment key",
     )
     key_env: str = setting(
@@ -60,11 +61,13 @@ class GalleryConfig:
         "systemd credential name read from $CREDENTIALS_DIRECTORY (TPM-sealed with systemd-creds), if present.",
     )
     sync_url: str = setting("", "Base URL of the published gallery (where latest.json is); empty disables sync.")
-    sync_interval_s: int = setting(3600, "Seconds between scheduled sync checks (a retained MQTT "
-                                   "announcement triggers one at once).", min=10)
+    sync_interval_s: int = setting(
+        3600, "Seconds between scheduled sync checks (a retained MQTT announcement triggers one at once).", min=10
+    )
     sync_timeout_s: float = setting(30.0, "Network timeout per HTTP request (seconds).", min=1.0, max=600.0)
-    sync_ca_file: Path | None = setting(None, "CA bundle (PEM) to trust for an https:// sync_url.",
-                                        unset="the system CAs")
+    sync_ca_file: Path | None = setting(
+        None, "CA bundle (PEM) to trust for an https:// sync_url.", unset="the system CAs"
+    )
     sync_max_bytes: int = setting(
         8 * 1024**3, "Refuse a bundle whose files add up to more than this many bytes.", min=1024
     )

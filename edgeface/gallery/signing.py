@@ -46,11 +46,11 @@ def generate_keypair(private_path: Path, public_path: Path) -> str:
         if p.exists():
             raise GalleryKeyError(f"{p} already exists; refusing to overwrite a key (move it away first)")
     key = Ed25519PrivateKey.generate()
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption())
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     write_private_file(private_path, pem)
-    public_path.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
-                                                          serialization.PublicFormat.SubjectPublicKeyInfo))
+    public_path.write_bytes(
+        key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
     return key_id(key.public_key())
 
 
@@ -68,8 +68,7 @@ def load_private_key(path: Path) -> Ed25519PrivateKey:
         check_private_permissions(path)
         key = serialization.load_pem_private_key(path.read_bytes(), password=None)
     except OSError as e:
-        raise GalleryKeyError(f"cannot read signing key {path}: {e}; create one with "
-                              "`edgeface gallery keygen`") from e
+        raise GalleryKeyError(f"cannot read signing key {path}: {e}; create one with `edgeface gallery keygen`") from e
     except (ValueError, TypeError) as e:
         raise GalleryKeyError(f"{path} is not an unencrypted PEM private key: {e}") from e
     if not isinstance(key, Ed25519PrivateKey):
@@ -100,13 +99,17 @@ def load_trusted(paths: Sequence[Path]) -> list[Ed25519PublicKey]:
 
 def sign(data: bytes, key: Ed25519PrivateKey) -> bytes:
     """The signature file's content for ``data``."""
-    doc = {"algorithm": ALGORITHM, "key_id": key_id(key.public_key()),
-           "signature": base64.b64encode(key.sign(data)).decode()}
+    doc = {
+        "algorithm": ALGORITHM,
+        "key_id": key_id(key.public_key()),
+        "signature": base64.b64encode(key.sign(data)).decode(),
+    }
     return (json.dumps(doc, sort_keys=True) + "\n").encode()
 
 
-def verify(data: bytes, signature_file: bytes | None, trusted: Sequence[Ed25519PublicKey],
-           what: str = "manifest") -> str:
+def verify(
+    data: bytes, signature_file: bytes | None, trusted: Sequence[Ed25519PublicKey], what: str = "manifest"
+) -> str:
     """Check ``data`` against a signature file; returns the key id that signed it.
 
     Raises :class:`BundleRejected` with reason "unsigned" or "bad_signature".

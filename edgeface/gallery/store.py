@@ -22,6 +22,7 @@ import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -37,6 +38,7 @@ from .settings import GalleryConfig
 log = get_logger(__name__)
 
 VERSIONS, STAGING, CURRENT = "versions", "staging", "current"
+
 
 # Crash-test hook: called with a point name at each step of an install (tests replace it in a child
 # process to SIGKILL itself there). Does nothing in production.
@@ -89,8 +91,14 @@ class PlainWriter:
 
 
 class GalleryStore:
-    def __init__(self, root: Path, *, trusted: Sequence[Ed25519PublicKey], key: DeviceKey | None = None,
-                 embedder_sha256: str | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        trusted: Sequence[Ed25519PublicKey],
+        key: DeviceKey | None = None,
+        embedder_sha256: str | None = None,
+    ) -> None:
         self.root = Path(root)
         self.trusted = list(trusted)
         self.key = key
@@ -112,8 +120,12 @@ class GalleryStore:
         card = find_card(models.embedder, models.dir, task="embedder")
         key = load_device_key(g.key_file, g.key_env, g.key_credential) if g.encrypt else None
         store = cls(g.dir, trusted=load_trusted(g.trusted_keys), key=key, embedder_sha256=card.sha256)
-        store.open_options = {"exact_max": g.exact_max, "search_k": g.search_k, "top_k": g.top_k,
-                              "threshold": g.threshold}
+        store.open_options = {
+            "exact_max": g.exact_max,
+            "search_k": g.search_k,
+            "top_k": g.top_k,
+            "threshold": g.threshold,
+        }
         return store
 
     # -- where things are -------------------------------------------------------------------------
@@ -189,10 +201,12 @@ class GalleryStore:
         """Everything a device checks before switching: signature, embedder, newer version, every file."""
         data = (directory / MANIFEST).read_bytes()
         sig_path = directory / SIGNATURE
-        manifest = read_signed_manifest(data, sig_path.read_bytes() if sig_path.exists() else None,
-                                        self.trusted, str(directory))
-        check_acceptable(manifest, embedder_sha256=self.embedder_sha256, newer_than=self.installed_version(),
-                         where=str(directory))
+        manifest = read_signed_manifest(
+            data, sig_path.read_bytes() if sig_path.exists() else None, self.trusted, str(directory)
+        )
+        check_acceptable(
+            manifest, embedder_sha256=self.embedder_sha256, newer_than=self.installed_version(), where=str(directory)
+        )
         from .match import _local_index_entry
 
         reader = self.reader(directory)
@@ -203,8 +217,11 @@ class GalleryStore:
                 raise BundleRejected("missing_file", f"{directory / name} is missing; the download is incomplete")
             got = reader.digest(name)
             if got != expected:
-                raise BundleRejected("hash_mismatch", f"{directory / name}: content (SHA-256 {got.sha256[:16]}..., "
-                                     f"{got.size} bytes) does not match the signed manifest")
+                raise BundleRejected(
+                    "hash_mismatch",
+                    f"{directory / name}: content (SHA-256 {got.sha256[:16]}..., "
+                    f"{got.size} bytes) does not match the signed manifest",
+                )
         return manifest
 
     def install(self, staged: Path) -> Manifest:
@@ -229,18 +246,20 @@ class GalleryStore:
         _fsync_dir(self.root)
         checkpoint("swapped")
         self.recover()  # delete the old version(s)
-        log.info("gallery.installed", version=manifest.gallery_version, count=manifest.count,
-                 encrypted=self.key is not None)
+        log.info(
+            "gallery.installed", version=manifest.gallery_version, count=manifest.count, encrypted=self.key is not None
+        )
         return manifest
 
-    def open(self, **kwargs) -> Gallery | None:  # type: ignore[no-untyped-def]
+    def open(self, **kwargs: Any) -> Gallery | None:
         """The current gallery, verified and ready to search; None if nothing is installed yet."""
         self.recover()
         d = self.current_dir()
         if d is None:
             return None
-        return Gallery.open(d, self.trusted, key=self.key_bytes, embedder_sha256=self.embedder_sha256,
-                            **{**self.open_options, **kwargs})
+        return Gallery.open(
+            d, self.trusted, key=self.key_bytes, embedder_sha256=self.embedder_sha256, **{**self.open_options, **kwargs}
+        )
 
     def wipe(self) -> dict[str, object]:
         """Crypto-erase: destroy the device key first (the data is unreadable from then on), then the data.
@@ -268,6 +287,7 @@ class GalleryStore:
 
 def _rmtree_noting(path: Path, left: list[str]) -> None:
     """Delete a tree, going on past what cannot be deleted and noting it in ``left``."""
+
     def note(fn: object, where: str, exc: object) -> None:
         err = exc[1] if isinstance(exc, tuple) else exc
         left.append(f"{where}: {err}")

@@ -37,9 +37,9 @@ import random
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -104,14 +104,18 @@ def _fetch_signed(http: Http, rel: str, staging: Path, names: tuple[str, str]) -
 
 def _check_size(m: Manifest, limit: int) -> None:
     if m.total_bytes > limit:
-        raise BundleRejected("too_large", f"gallery version {m.gallery_version} is {m.total_bytes} bytes, more "
-                             f"than gallery.sync_max_bytes = {limit}")
+        raise BundleRejected(
+            "too_large",
+            f"gallery version {m.gallery_version} is {m.total_bytes} bytes, more than gallery.sync_max_bytes = {limit}",
+        )
 
 
-def _prepare_staging(store: GalleryStore, manifest_bytes: bytes, sig: bytes | None, version: int,
-                     suffix: str = "") -> Path:
-    staging = store.staging(version) if not suffix else store.staging(version).with_name(
-        store.staging(version).name + suffix)
+def _prepare_staging(
+    store: GalleryStore, manifest_bytes: bytes, sig: bytes | None, version: int, suffix: str = ""
+) -> Path:
+    staging = (
+        store.staging(version) if not suffix else store.staging(version).with_name(store.staging(version).name + suffix)
+    )
     staging.mkdir(parents=True, exist_ok=True)
     old = staging / MANIFEST
     if old.exists() and old.read_bytes() != manifest_bytes:  # a different build of this version: start over
@@ -145,10 +149,14 @@ def _sync_delta(store: GalleryStore, http: Http, rel: str, current: int, max_byt
     target = read_signed_manifest(data, sig, store.trusted, http.base + rel)
     check_acceptable(target, embedder_sha256=store.embedder_sha256, newer_than=current, where=http.base + rel)
     _check_size(target, max_bytes)
-    if (spec.base_version != current or spec.base_manifest_sha256 != store.installed_manifest_sha256()
-            or spec.target_manifest_sha256 != hashlib.sha256(data).hexdigest()):
-        raise BundleRejected("format", f"delta {rel} is not from the installed version {current} to the manifest "
-                             "it carries")
+    if (
+        spec.base_version != current
+        or spec.base_manifest_sha256 != store.installed_manifest_sha256()
+        or spec.target_manifest_sha256 != hashlib.sha256(data).hexdigest()
+    ):
+        raise BundleRejected(
+            "format", f"delta {rel} is not from the installed version {current} to the manifest it carries"
+        )
     staging = _prepare_staging(store, data, sig, target.gallery_version, suffix="-delta")
     try:
         return _apply_delta_in(store, http, rel, spec, target, staging)
@@ -157,8 +165,9 @@ def _sync_delta(store: GalleryStore, http: Http, rel: str, current: int, max_byt
         raise
 
 
-def _apply_delta_in(store: GalleryStore, http: Http, rel: str, spec: DeltaSpec, target: Manifest,
-                    staging: Path) -> Manifest:
+def _apply_delta_in(
+    store: GalleryStore, http: Http, rel: str, spec: DeltaSpec, target: Manifest, staging: Path
+) -> Manifest:
     patch_dir = staging / "delta"
     patch_dir.mkdir(exist_ok=True)
     for name in PATCH_FILES:
@@ -175,15 +184,15 @@ def _apply_delta_in(store: GalleryStore, http: Http, rel: str, spec: DeltaSpec, 
         base_identities = [base.identities.raw(i) for i in range(len(base.identities))]
         for name in target.files:
             (staging / name).unlink(missing_ok=True)
-        files, index_differs = apply_delta(base.vectors, base_entries, base_identities, patch, target,
-                                           store.sink(staging))
+        files, index_differs = apply_delta(
+            base.vectors, base_entries, base_identities, patch, target, store.sink(staging)
+        )
         if index_differs:
             reader = store.reader(staging)
             try:
                 vec = reader.materialize(VECTORS, target.files[VECTORS])
                 proj = reader.materialize(PROJECTION, target.files[PROJECTION])
-                self_check(np.load(vec, mmap_mode="r"), reader.materialize(INDEX, None, verify=False),
-                           np.load(proj))
+                self_check(np.load(vec, mmap_mode="r"), reader.materialize(INDEX, None, verify=False), np.load(proj))
             finally:
                 reader.close()
             write_local_index_note(staging, files[INDEX])
@@ -194,9 +203,18 @@ def _apply_delta_in(store: GalleryStore, http: Http, rel: str, spec: DeltaSpec, 
     return store.install(staging)
 
 
-def sync_once(store: GalleryStore, base_url: str, *, timeout: float = 30.0, ca_file: Path | None = None,
-              max_bytes: int = 8 * 1024**3, use_deltas: bool = True, headers: dict[str, str] | None = None,
-              allow_insecure_http: bool = False, now: float | None = None) -> SyncResult:
+def sync_once(
+    store: GalleryStore,
+    base_url: str,
+    *,
+    timeout: float = 30.0,
+    ca_file: Path | None = None,
+    max_bytes: int = 8 * 1024**3,
+    use_deltas: bool = True,
+    headers: dict[str, str] | None = None,
+    allow_insecure_http: bool = False,
+    now: float | None = None,
+) -> SyncResult:
     """Check the server once and install a newer gallery if there is one (see the module docstring).
 
     ``headers`` go with every request to ``base_url``'s origin (:func:`auth_headers` for the central
@@ -210,14 +228,18 @@ def sync_once(store: GalleryStore, base_url: str, *, timeout: float = 30.0, ca_f
     http: Http | None = None
     try:
         http = Http(base_url, timeout, ca_file, headers, allow_insecure_http=allow_insecure_http)
-        result = _check_and_install(store, http, state, current, max_bytes, use_deltas,
-                                    time.time() if now is None else now)
+        result = _check_and_install(
+            store, http, state, current, max_bytes, use_deltas, time.time() if now is None else now
+        )
     except (BundleRejected, TransportRefused) as e:
         result.status, result.reason, result.message = "refused", e.reason, str(e)
         log.error("gallery.sync.refused", reason=e.reason, error=str(e), installed=current)
     except (SyncError, DecryptError, GalleryError, OSError) as e:
-        result.status, result.reason, result.message = "failed", "network" if isinstance(e, SyncError) else \
-            "error", str(e)
+        result.status, result.reason, result.message = (
+            "failed",
+            "network" if isinstance(e, SyncError) else "error",
+            str(e),
+        )
         log.warning("gallery.sync.failed", error=str(e), installed=current)
     result.downloaded_bytes = http.downloaded if http is not None else 0
     state.update(last_check=time.time(), last_result=result.to_dict())
@@ -225,34 +247,45 @@ def sync_once(store: GalleryStore, base_url: str, *, timeout: float = 30.0, ca_f
         state["last_success"] = time.time()
     _save_state(store, state)
     if result.status == "updated":
-        log.info("gallery.sync.updated", version=result.installed, previous=current, via=result.via,
-                 bytes=result.downloaded_bytes)
+        log.info(
+            "gallery.sync.updated",
+            version=result.installed,
+            previous=current,
+            via=result.via,
+            bytes=result.downloaded_bytes,
+        )
     return result
 
 
-def _check_and_install(store: GalleryStore, http: Http, state: dict[str, Any], current: int, max_bytes: int,
-                       use_deltas: bool, now: float) -> SyncResult:
+def _check_and_install(
+    store: GalleryStore, http: Http, state: dict[str, Any], current: int, max_bytes: int, use_deltas: bool, now: float
+) -> SyncResult:
     """One look at the pointer, and the download + install it calls for; updates ``state`` on success."""
     fresh_until = state.get("fresh_until")
     # a 304 is only worth asking for when the pointer it stands for was verified, and its expiry kept
     ask_304 = bool(state.get("pointer_etag") and current and isinstance(fresh_until, (int, float)))
-    code, body, resp_headers = http.get_small(POINTER, MAX_POINTER_BYTES,
-                                              {"If-None-Match": state["pointer_etag"]} if ask_304 else {})
+    code, body, resp_headers = http.get_small(
+        POINTER, MAX_POINTER_BYTES, {"If-None-Match": state["pointer_etag"]} if ask_304 else {}
+    )
     if code == 304:
         if not ask_304 or not isinstance(fresh_until, (int, float)):
             raise SyncError(f"GET {http.base}{POINTER}: HTTP 304 to a request that was not conditional; will retry")
         if now >= float(fresh_until):
             raise BundleRejected(
-                "expired", f"{http.base}{POINTER} is unchanged since this unit verified it, and it expired at "
+                "expired",
+                f"{http.base}{POINTER} is unchanged since this unit verified it, and it expired at "
                 f"{format_utc(float(fresh_until))}: the server, or a mirror, keeps serving an old pointer. The "
                 f"installed gallery {current} stays in use but is stale: have the publisher re-sign it "
-                "(`edgeface gallery refresh`)")
+                "(`edgeface gallery refresh`)",
+            )
         return SyncResult("not_modified", current, current, message="no new publication")
     ptr = verify_pointer(body, store.trusted, http.base + POINTER, now)
     result = SyncResult("failed", current, current, ptr.version)
     if ptr.version < current:
-        raise BundleRejected("rollback", f"the server offers version {ptr.version}, older than the "
-                             f"installed {current}; keeping {current}")
+        raise BundleRejected(
+            "rollback",
+            f"the server offers version {ptr.version}, older than the installed {current}; keeping {current}",
+        )
     if ptr.version == current:
         result = SyncResult("up_to_date", current, current, ptr.version)
     else:
@@ -270,8 +303,15 @@ def _check_and_install(store: GalleryStore, http: Http, state: dict[str, Any], c
             result.via = "full"
         result.status, result.installed = "updated", manifest.gallery_version
     if result.installed == ptr.version:  # the installed gallery is the newest, as of a signed, unexpired pointer
-        state.update(fresh_until=ptr.expires_ts, pointer={"version": ptr.version, "signed_at": ptr.signed_at,
-                                                          "expires_at": ptr.expires_at, "verified_at": now})
+        state.update(
+            fresh_until=ptr.expires_ts,
+            pointer={
+                "version": ptr.version,
+                "signed_at": ptr.signed_at,
+                "expires_at": ptr.expires_at,
+                "verified_at": now,
+            },
+        )
         if resp_headers.get("ETag"):
             state["pointer_etag"] = resp_headers["ETag"]
     return result
@@ -283,10 +323,19 @@ class Syncer:
     ``on_installed(version)`` is called after each switch so the daemon can reopen the gallery.
     """
 
-    def __init__(self, store: GalleryStore, base_url: str, *, interval_s: float = 3600, timeout: float = 30.0,
-                 ca_file: Path | None = None, max_bytes: int = 8 * 1024**3,
-                 on_installed: Callable[[int], None] | None = None,
-                 headers: dict[str, str] | None = None, allow_insecure_http: bool = False) -> None:
+    def __init__(
+        self,
+        store: GalleryStore,
+        base_url: str,
+        *,
+        interval_s: float = 3600,
+        timeout: float = 30.0,
+        ca_file: Path | None = None,
+        max_bytes: int = 8 * 1024**3,
+        on_installed: Callable[[int], None] | None = None,
+        headers: dict[str, str] | None = None,
+        allow_insecure_http: bool = False,
+    ) -> None:
         self.store, self.base_url, self.interval_s = store, base_url, interval_s
         self.headers, self.allow_insecure_http = headers, allow_insecure_http
         self.timeout, self.ca_file, self.max_bytes = timeout, ca_file, max_bytes
@@ -316,9 +365,15 @@ class Syncer:
         return True
 
     def run_once(self) -> SyncResult:
-        self.last = sync_once(self.store, self.base_url, timeout=self.timeout, ca_file=self.ca_file,
-                              max_bytes=self.max_bytes, headers=self.headers,
-                              allow_insecure_http=self.allow_insecure_http)
+        self.last = sync_once(
+            self.store,
+            self.base_url,
+            timeout=self.timeout,
+            ca_file=self.ca_file,
+            max_bytes=self.max_bytes,
+            headers=self.headers,
+            allow_insecure_http=self.allow_insecure_http,
+        )
         if self.last.status == "updated" and self.on_installed:
             self.on_installed(self.last.installed)
         return self.last

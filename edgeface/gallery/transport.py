@@ -14,6 +14,7 @@ import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
+import urllib.response
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +27,6 @@ if TYPE_CHECKING:
     from .store import GalleryStore
 
 log = get_logger(__name__)
-
 
 
 class TransportRefused(SyncError):
@@ -64,16 +64,20 @@ def check_transport(base_url: str, headers: dict[str, str] | None, allow_insecur
     if parts.scheme.lower() not in DEFAULT_PORTS or not parts.hostname:
         raise SyncError(f"gallery.sync_url {base_url!r} must be an http:// or https:// URL with a host")
     if parts.username is not None or parts.password is not None:
-        raise TransportRefused("credentials_in_url", "gallery.sync_url carries a user name or password; remove it "
-                               "from the URL and put the token in gallery.sync_password_file (the user name is "
-                               "gallery.sync_username or device.id)")
+        raise TransportRefused(
+            "credentials_in_url",
+            "gallery.sync_url carries a user name or password; remove it "
+            "from the URL and put the token in gallery.sync_password_file (the user name is "
+            "gallery.sync_username or device.id)",
+        )
     if parts.scheme.lower() == "http" and has_credentials(headers) and not allow_insecure_http:
         raise TransportRefused(
             "insecure_http",
             f"gallery.sync_url {base_url} is plain http:// but the unit would send its bundle-download token "
             "(gallery.sync_password_file) with every request, readable by anyone on the network path: use "
             "the server's https:// URL (gallery.sync_ca_file for a private CA); on a closed lab network only, "
-            "set gallery.allow_insecure_http = true")
+            "set gallery.allow_insecure_http = true",
+        )
 
 
 class SameOriginRedirects(urllib.request.HTTPRedirectHandler):
@@ -87,8 +91,9 @@ class SameOriginRedirects(urllib.request.HTTPRedirectHandler):
     (``/gallery`` -> ``/gallery/``) keep the headers, as the server that set them is the same.
     """
 
-    def redirect_request(self, req: urllib.request.Request, fp: Any, code: int, msg: str, headers: Any,
-                         newurl: str) -> urllib.request.Request | None:
+    def redirect_request(
+        self, req: urllib.request.Request, fp: Any, code: int, msg: str, headers: Any, newurl: str
+    ) -> urllib.request.Request | None:
         if origin(newurl) != origin(req.full_url):
             fp.close()
             log.error("gallery.sync.redirect_refused", url=req.full_url, location=newurl, status=code)
@@ -96,7 +101,8 @@ class SameOriginRedirects(urllib.request.HTTPRedirectHandler):
                 "cross_origin_redirect",
                 f"GET {req.full_url}: the server redirected (HTTP {code}) to {newurl}, another origin (scheme, "
                 "host or port); refused, so the unit's credentials never leave the configured server: point "
-                "gallery.sync_url at the final location if that server is to be trusted")
+                "gallery.sync_url at the final location if that server is to be trusted",
+            )
         return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
@@ -107,25 +113,37 @@ class Http:
     :func:`check_transport` and :class:`SameOriginRedirects`).
     """
 
-    def __init__(self, base_url: str, timeout: float = 30.0, ca_file: Path | None = None,
-                 headers: dict[str, str] | None = None, *, allow_insecure_http: bool = False) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        timeout: float = 30.0,
+        ca_file: Path | None = None,
+        headers: dict[str, str] | None = None,
+        *,
+        allow_insecure_http: bool = False,
+    ) -> None:
         check_transport(base_url, headers, allow_insecure_http)
         self.base = base_url.rstrip("/") + "/"
         self.timeout = timeout
         self.headers = dict(headers or {})  # e.g. the device's Authorization for the central server
         handlers: list[Any] = [SameOriginRedirects()]
         if base_url.lower().startswith("https://"):
-            handlers.append(urllib.request.HTTPSHandler(context=ssl.create_default_context(
-                cafile=str(ca_file) if ca_file else None)))
+            handlers.append(
+                urllib.request.HTTPSHandler(
+                    context=ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+                )
+            )
         self.opener = urllib.request.build_opener(*handlers)
         self.downloaded = 0
 
-    def open(self, rel: str, headers: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
-        """The response (caller closes it); HTTP errors other than 304 raise SyncError."""
+    def open(self, rel: str, headers: dict[str, str] | None = None) -> urllib.response.addinfourl:
+        """The response (caller closes it; a 304 or 416 comes as the HTTPError urllib raises, which is a
+        response too); other HTTP errors raise SyncError."""
         url = self.base + rel.lstrip("/")
         req = urllib.request.Request(url, headers={"User-Agent": "edgeface-sync/1", **self.headers, **(headers or {})})
         try:
-            return self.opener.open(req, timeout=self.timeout)
+            resp: urllib.response.addinfourl = self.opener.open(req, timeout=self.timeout)
+            return resp
         except urllib.error.HTTPError as e:
             if e.code in (304, 416):
                 return e
@@ -136,7 +154,7 @@ class Http:
     def get_small(self, rel: str, limit: int, headers: dict[str, str] | None = None) -> tuple[int, bytes, Any]:
         resp = self.open(rel, headers)
         with resp:
-            code = resp.status if hasattr(resp, "status") else resp.code
+            code = resp.status or 0
             if code == 304:
                 return 304, b"", resp.headers
             try:
@@ -164,7 +182,7 @@ class Http:
             raise
         try:
             with resp:
-                code = resp.status if hasattr(resp, "status") else resp.code
+                code = resp.status or 0
                 if code == 206:
                     cr = resp.headers.get("Content-Range", "")
                     if not cr.startswith(f"bytes {writer.size}-"):
@@ -184,8 +202,9 @@ class Http:
                     if not block:
                         break
                     if writer.size + len(block) > want.size:
-                        raise BundleRejected("size_mismatch", f"{rel} is larger than the {want.size} bytes the "
-                                             "signed manifest says")
+                        raise BundleRejected(
+                            "size_mismatch", f"{rel} is larger than the {want.size} bytes the signed manifest says"
+                        )
                     writer.write(block)
                     self.downloaded += len(block)
                     checkpoint("downloading")
@@ -195,18 +214,22 @@ class Http:
             raise
         except (OSError, ValueError, SyncError, http.client.HTTPException) as e:  # dropped, timed out: resume
             writer.abandon()
-            raise SyncError(f"GET {rel}: interrupted after {writer.size} of {want.size} bytes ({e}); the "
-                            "next sync resumes it") from None
+            raise SyncError(
+                f"GET {rel}: interrupted after {writer.size} of {want.size} bytes ({e}); the next sync resumes it"
+            ) from None
         if writer.size < want.size:
             writer.abandon()
-            raise SyncError(f"GET {rel}: connection closed after {writer.size} of {want.size} bytes; the next "
-                            "sync resumes it")
+            raise SyncError(
+                f"GET {rel}: connection closed after {writer.size} of {want.size} bytes; the next sync resumes it"
+            )
         got = writer.close()
         if got != want:
             part.unlink(missing_ok=True)
             etag_file.unlink(missing_ok=True)
-            raise BundleRejected("hash_mismatch", f"{rel}: downloaded content does not match the signed "
-                                 "manifest (altered on the server or in transit)")
+            raise BundleRejected(
+                "hash_mismatch",
+                f"{rel}: downloaded content does not match the signed manifest (altered on the server or in transit)",
+            )
         part.rename(dest)
         etag_file.unlink(missing_ok=True)
         return got
@@ -222,8 +245,10 @@ def auth_headers(username: str, password_file: Path | None) -> dict[str, str]:
         raise SyncError(f"gallery.sync_password_file {str(password_file)!r} cannot be read: {e}") from None
     token = lines[0].strip() if lines else ""
     if not token or not username:
-        raise SyncError("gallery sync credentials need a user name (gallery.sync_username or device.id) and a "
-                        "token in gallery.sync_password_file")
+        raise SyncError(
+            "gallery sync credentials need a user name (gallery.sync_username or device.id) and a "
+            "token in gallery.sync_password_file"
+        )
     import base64
 
     return {"Authorization": "Basic " + base64.b64encode(f"{username}:{token}".encode()).decode("ascii")}

@@ -13,10 +13,21 @@ See docs/outbox-mqtt.md for the contract and the guarantees, deploy/mosquitto/ f
 """
 
 from . import payloads, topics
-from .ingest import Ingest, IngestStats, ResultStore
+from .ingest import Ingest, IngestStats
 from .link import Backoff, LinkSettings
 from .publisher import Publisher, PublisherStats
 from .queue import enqueue_result
+from .results_db import ResultStore
 
-__all__ = ["Backoff", "Ingest", "IngestStats", "LinkSettings", "Publisher", "PublisherStats", "ResultStore",
-           "enqueue_result", "payloads", "topics"]
+__all__ = [
+    "Backoff",
+    "Ingest",
+    "IngestStats",
+    "LinkSettings",
+    "Publisher",
+    "PublisherStats",
+    "ResultStore",
+    "enqueue_result",
+    "payloads",
+    "topics",
+]

@@ -44,25 +44,34 @@ def unit_role(device_id: str) -> dict[str, Any]:
     """The role of one unit: its own topics and the announcement, literally; nothing else."""
     check_device_id(device_id)
     commands, announce = topics.commands_topic(device_id), topics.GALLERY_ANNOUNCE
-    return {"rolename": f"unit:{device_id}", "acls": [
-        _acl("publishClientSend", topics.results_topic(device_id)),
-        _acl("publishClientSend", topics.status_topic(device_id)),
-        _acl("subscribeLiteral", commands), _acl("subscribeLiteral", announce),
-        _acl("publishClientReceive", commands), _acl("publishClientReceive", announce),
-        _acl("unsubscribeLiteral", commands), _acl("unsubscribeLiteral", announce),
-    ]}
+    return {
+        "rolename": f"unit:{device_id}",
+        "acls": [
+            _acl("publishClientSend", topics.results_topic(device_id)),
+            _acl("publishClientSend", topics.status_topic(device_id)),
+            _acl("subscribeLiteral", commands),
+            _acl("subscribeLiteral", announce),
+            _acl("publishClientReceive", commands),
+            _acl("publishClientReceive", announce),
+            _acl("unsubscribeLiteral", commands),
+            _acl("unsubscribeLiteral", announce),
+        ],
+    }
 
 
 def ingest_role(group: str = "edgeface-ingest") -> dict[str, Any]:
     """The ingest workers' role: the shared results subscription of ``group``, and device statuses."""
-    return {"rolename": "edgeface-ingest", "acls": [
-        _acl("subscribeLiteral", topics.shared_results_filter(group)),
-        _acl("subscribeLiteral", topics.STATUS_FILTER),
-        _acl("unsubscribeLiteral", topics.shared_results_filter(group)),
-        _acl("unsubscribeLiteral", topics.STATUS_FILTER),
-        _acl("publishClientReceive", topics.RESULTS_FILTER),
-        _acl("publishClientReceive", topics.STATUS_FILTER),
-    ]}
+    return {
+        "rolename": "edgeface-ingest",
+        "acls": [
+            _acl("subscribeLiteral", topics.shared_results_filter(group)),
+            _acl("subscribeLiteral", topics.STATUS_FILTER),
+            _acl("unsubscribeLiteral", topics.shared_results_filter(group)),
+            _acl("unsubscribeLiteral", topics.STATUS_FILTER),
+            _acl("publishClientReceive", topics.RESULTS_FILTER),
+            _acl("publishClientReceive", topics.STATUS_FILTER),
+        ],
+    }
 
 
 def server_role(group: str = "edgeface-ingest") -> dict[str, Any]:
@@ -70,9 +79,11 @@ def server_role(group: str = "edgeface-ingest") -> dict[str, Any]:
     role = ingest_role(group)
     role["rolename"] = "edgeface-server"
     role["acls"] += [
-        _acl("subscribePattern", topics.RESULTS_FILTER), _acl("unsubscribePattern", topics.RESULTS_FILTER),
+        _acl("subscribePattern", topics.RESULTS_FILTER),
+        _acl("unsubscribePattern", topics.RESULTS_FILTER),
         _acl("publishClientSend", f"{topics.ROOT}/devices/+/commands"),
-        _acl("publishClientSend", topics.GALLERY_ANNOUNCE), _acl("subscribeLiteral", topics.GALLERY_ANNOUNCE),
+        _acl("publishClientSend", topics.GALLERY_ANNOUNCE),
+        _acl("subscribeLiteral", topics.GALLERY_ANNOUNCE),
         _acl("publishClientReceive", topics.GALLERY_ANNOUNCE),
     ]
     return role
@@ -80,11 +91,14 @@ def server_role(group: str = "edgeface-ingest") -> dict[str, Any]:
 
 def admin_role() -> dict[str, Any]:
     """Changes to the rules at run time (``mosquitto_ctrl dynsec ...``) and nothing else."""
-    return {"rolename": "dynsec-admin", "acls": [
-        _acl("publishClientSend", "$CONTROL/dynamic-security/#"),
-        _acl("publishClientReceive", "$CONTROL/dynamic-security/#"),
-        _acl("subscribePattern", "$CONTROL/dynamic-security/#"),
-    ]}
+    return {
+        "rolename": "dynsec-admin",
+        "acls": [
+            _acl("publishClientSend", "$CONTROL/dynamic-security/#"),
+            _acl("publishClientReceive", "$CONTROL/dynamic-security/#"),
+            _acl("subscribePattern", "$CONTROL/dynamic-security/#"),
+        ],
+    }
 
 
 def check_device_id(device_id: str) -> None:
@@ -98,14 +112,21 @@ def hash_password(password: str, *, salt: bytes | None = None, iterations: int =
     """The plugin's stored form of a password."""
     salt = os.urandom(SALT_BYTES) if salt is None else salt
     digest = hashlib.pbkdf2_hmac("sha512", password.encode("utf-8"), salt, iterations, 64)
-    return {"password": base64.b64encode(digest).decode(), "salt": base64.b64encode(salt).decode(),
-            "iterations": iterations}
+    return {
+        "password": base64.b64encode(digest).decode(),
+        "salt": base64.b64encode(salt).decode(),
+        "iterations": iterations,
+    }
 
 
-def _client(username: str, roles: Iterable[str], *, password: str | None = None, clientid: str | None = None
-            ) -> dict[str, Any]:
-    out: dict[str, Any] = {"username": username, "textname": username,
-                           "roles": [{"rolename": r, "priority": 0} for r in roles]}
+def _client(
+    username: str, roles: Iterable[str], *, password: str | None = None, clientid: str | None = None
+) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "username": username,
+        "textname": username,
+        "roles": [{"rolename": r, "priority": 0} for r in roles],
+    }
     if password is not None:
         out.update(hash_password(password))
         # On the password listener the plugin itself binds the client id to the account.
@@ -141,9 +162,17 @@ def build(
     names = [c["username"] for c in clients]
     if len(names) != len(set(names)):
         raise ConfigError("an identity is listed twice (units, servers and ingest accounts must differ)")
-    return {"defaultACLAccess": {"publishClientSend": False, "publishClientReceive": False, "subscribe": False,
-                                 "unsubscribe": False},
-            "clients": clients, "groups": [], "roles": roles}
+    return {
+        "defaultACLAccess": {
+            "publishClientSend": False,
+            "publishClientReceive": False,
+            "subscribe": False,
+            "unsubscribe": False,
+        },
+        "clients": clients,
+        "groups": [],
+        "roles": roles,
+    }
 
 
 __all__ = ["CENTRAL", "build", "check_device_id", "hash_password", "ingest_role", "server_role", "unit_role"]

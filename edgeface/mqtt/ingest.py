@@ -20,191 +20,22 @@ Device status messages (retained, ``edgeface/v1/devices/+/status``) update the `
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
 
 from ..errors import EdgefaceError, PayloadError
 from ..logs import get_logger
-from . import payloads, timestamps, topics
+from . import payloads, topics
 from .link import Backoff, Connection, LinkSettings
+from .results_db import ResultRow, Store, result_row
 from .settings import IngestConfig, MqttConfig
 
 log = get_logger(__name__)
-
-REJECTED_KEEP = 1000  # malformed messages kept for inspection (first bytes only)
-REJECTED_HEAD = 1024
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS results (
-    id              TEXT PRIMARY KEY,
-    device_id       TEXT NOT NULL,
-    captured_at     TEXT NOT NULL,
-    decision        TEXT NOT NULL,
-    top_identity    TEXT,
-    top_score       REAL,
-    gallery_version INTEGER,
-    payload         TEXT NOT NULL,
-    received_at     REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS results_device ON results (device_id, captured_at);
-CREATE INDEX IF NOT EXISTS results_decision ON results (decision, received_at);
-CREATE TABLE IF NOT EXISTS devices (
-    device_id  TEXT PRIMARY KEY,
-    state      TEXT NOT NULL,
-    status     TEXT NOT NULL,
-    updated_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS rejected (
-    received_at REAL NOT NULL,
-    topic       TEXT NOT NULL,
-    kind        TEXT NOT NULL,
-    error       TEXT NOT NULL,
-    size        INTEGER NOT NULL,
-    head        BLOB NOT NULL
-);
-"""
-
-
-@dataclass(frozen=True)
-class ResultRow:
-    """A checked result, converted to exactly what the stores write.
-
-    Everything that depends on the message (times, numbers, the JSON text) is computed here, before any
-    database is involved, so an error in it is the message's fault and never the store's.
-    """
-
-    id: str
-    device_id: str
-    captured_at: str
-    captured_ts: float
-    decision: str
-    top_identity: str | None
-    top_score: float | None
-    gallery_version: int | None
-    model_id: str
-    payload: str
-
-
-def result_row(doc: Mapping[str, Any]) -> ResultRow:
-    """The row of a result that passed :func:`payloads.decode` (``ValueError`` and friends if not)."""
-    top = doc["candidates"][0] if doc["candidates"] else None
-    version = doc["gallery_version"]
-    return ResultRow(
-        id=str(doc["id"]), device_id=str(doc["device_id"]), captured_at=str(doc["captured_at"]),
-        captured_ts=timestamps.parse_timestamp(doc["captured_at"]), decision=str(doc["decision"]),
-        top_identity=str(top["identity_id"]) if top else None, top_score=float(top["score"]) if top else None,
-        gallery_version=None if version is None else int(version), model_id=str(doc["model_id"]),
-        payload=json.dumps(doc, separators=(",", ":"), ensure_ascii=False, allow_nan=False),
-    )
-
-
-class ResultStore:
-    """SQLite store of received results; the result id is the primary key (idempotent inserts)."""
-
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
-        self._db.execute("PRAGMA journal_mode = WAL")
-        self._db.execute("PRAGMA synchronous = FULL")
-        self._db.execute("PRAGMA busy_timeout = 30000")
-        self._db.executescript(_SCHEMA)
-        self._lock = threading.Lock()
-
-    @staticmethod
-    def is_transient(error: BaseException) -> bool:
-        """True when ``error`` is the database's trouble (locked, disk full, I/O), not the data's."""
-        return isinstance(error, (sqlite3.OperationalError, OSError))
-
-    def add(self, docs: Iterable[Mapping[str, Any]], *, received_at: float | None = None) -> tuple[int, int]:
-        """Store results in one transaction; returns (stored, duplicates)."""
-        return self.add_rows([result_row(d) for d in docs], received_at=received_at)
-
-    def add_rows(self, rows: Sequence[ResultRow], *, received_at: float | None = None) -> tuple[int, int]:
-        """Store prepared rows in one transaction; returns (stored, duplicates)."""
-        now = time.time() if received_at is None else received_at
-        values = [(r.id, r.device_id, r.captured_at, r.decision, r.top_identity, r.top_score, r.gallery_version,
-                   r.payload, now) for r in rows]
-        if not values:
-            return 0, 0
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                before = self._db.total_changes
-                self._db.executemany(
-                    "INSERT OR IGNORE INTO results (id, device_id, captured_at, decision, top_identity, top_score, "
-                    "gallery_version, payload, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", values)
-                stored = self._db.total_changes - before
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-        return stored, len(values) - stored
-
-    def set_status(self, doc: Mapping[str, Any]) -> None:
-        """Record a device's latest status (in arrival order)."""
-        with self._lock:
-            self._db.execute(
-                "INSERT INTO devices (device_id, state, status, updated_at) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT(device_id) DO UPDATE SET state = excluded.state, status = excluded.status, "
-                "updated_at = excluded.updated_at",
-                (doc["device_id"], doc["state"], json.dumps(doc, separators=(",", ":")), time.time()),
-            )
-
-    def reject(self, topic: str, kind: str, error: str, payload: bytes) -> None:
-        """Keep the start of a malformed message (bounded to the last REJECTED_KEEP)."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.execute("INSERT INTO rejected VALUES (?, ?, ?, ?, ?, ?)",
-                                 (time.time(), printable(topic, 512), kind, printable(error, 500), len(payload),
-                                  bytes(payload[:REJECTED_HEAD])))
-                self._db.execute("DELETE FROM rejected WHERE rowid <= (SELECT MAX(rowid) FROM rejected) - ?",
-                                 (REJECTED_KEEP,))
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-
-    def count(self) -> int:
-        with self._lock:
-            return int(self._db.execute("SELECT COUNT(*) FROM results").fetchone()[0])
-
-    def ids(self) -> list[str]:
-        with self._lock:
-            return [r[0] for r in self._db.execute("SELECT id FROM results")]
-
-    def payloads(self) -> dict[str, str]:
-        with self._lock:
-            return dict(self._db.execute("SELECT id, payload FROM results"))
-
-    def device(self, device_id: str) -> dict[str, Any] | None:
-        with self._lock:
-            row = self._db.execute("SELECT status FROM devices WHERE device_id = ?", (device_id,)).fetchone()
-        return json.loads(row[0]) if row else None
-
-    def rejected(self) -> list[dict[str, Any]]:
-        with self._lock:
-            rows = self._db.execute("SELECT received_at, topic, kind, error, size FROM rejected ORDER BY rowid").fetchall()
-        return [dict(zip(("received_at", "topic", "kind", "error", "size"), r)) for r in rows]
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
-
-
-def printable(text: str, limit: int) -> str:
-    """``text`` cut to ``limit`` characters, with what a database cannot store (NUL, lone surrogates)
-    escaped: a rejected message's topic and error must always be storable."""
-    return text[:limit].encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
 
 
 @dataclass
@@ -225,10 +56,17 @@ class IngestStats:
         return sum(self.malformed.values())
 
     def as_dict(self) -> dict[str, Any]:
-        return {"received": self.received, "stored": self.stored, "duplicates": self.duplicates,
-                "malformed": dict(self.malformed), "malformed_total": self.malformed_total,
-                "statuses": self.statuses, "store_errors": self.store_errors, "connected": self.connected,
-                "subscribed": self.subscribed}
+        return {
+            "received": self.received,
+            "stored": self.stored,
+            "duplicates": self.duplicates,
+            "malformed": dict(self.malformed),
+            "malformed_total": self.malformed_total,
+            "statuses": self.statuses,
+            "store_errors": self.store_errors,
+            "connected": self.connected,
+            "subscribed": self.subscribed,
+        }
 
 
 @dataclass
@@ -263,7 +101,7 @@ class Ingest:
 
     def __init__(
         self,
-        store: ResultStore,
+        store: Store,
         settings: LinkSettings,
         *,
         group: str = "edgeface-ingest",
@@ -275,7 +113,7 @@ class Ingest:
         subscribe_status: bool = True,
     ) -> None:
         if settings.protocol != "mqtt5":
-            raise EdgefaceError("ingest needs MQTT 5 (shared subscriptions); set mqtt.protocol = \"mqtt5\"")
+            raise EdgefaceError('ingest needs MQTT 5 (shared subscriptions); set mqtt.protocol = "mqtt5"')
         self.store = store
         self.settings = settings
         self.results_filter = topics.shared_results_filter(group)
@@ -295,16 +133,24 @@ class Ingest:
         self.error: BaseException | None = None
 
     @classmethod
-    def from_config(cls, mqtt: MqttConfig, ingest: IngestConfig, store: ResultStore, *,
-                    client_id: str | None = None) -> Ingest:
+    def from_config(
+        cls, mqtt: MqttConfig, ingest: IngestConfig, store: Store, *, client_id: str | None = None
+    ) -> Ingest:
         """From the ``[mqtt]`` (broker, TLS, server account) and ``[ingest]`` sections."""
         import socket
 
         cid = client_id or ingest.client_id or f"ingest-{socket.gethostname()}"
         settings = LinkSettings.from_config(mqtt, cid)
-        return cls(store, settings, group=ingest.group, batch=ingest.batch, flush_ms=ingest.flush_ms,
-                   max_payload_bytes=mqtt.max_payload_bytes,
-                   reconnect_min_s=mqtt.reconnect_min_s, reconnect_max_s=mqtt.reconnect_max_s)
+        return cls(
+            store,
+            settings,
+            group=ingest.group,
+            batch=ingest.batch,
+            flush_ms=ingest.flush_ms,
+            max_payload_bytes=mqtt.max_payload_bytes,
+            reconnect_min_s=mqtt.reconnect_min_s,
+            reconnect_max_s=mqtt.reconnect_max_s,
+        )
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run_guarded, name="edgeface-ingest", daemon=True)
@@ -317,16 +163,26 @@ class Ingest:
 
     def run(self) -> None:
         """Receive and store until :meth:`stop` (in the calling thread)."""
-        self._conn = Connection(self.settings, self._backoff, on_up=self._on_up, on_down=self._on_down,
-                                on_message=self._on_message, manual_ack=True, log_prefix="ingest")
+        self._conn = Connection(
+            self.settings,
+            self._backoff,
+            on_up=self._on_up,
+            on_down=self._on_down,
+            on_message=self._on_message,
+            manual_ack=True,
+            log_prefix="ingest",
+        )
         self._conn.client.on_subscribe = self._on_subscribe
         try:
             while not self._stop.is_set():
                 up = self._conn.step(0.01 if self._pending else 0.05)
                 self.stats.connected = up
                 now = time.monotonic()
-                if self._pending and now >= self._retry_at and (
-                        len(self._pending) >= self.batch or now - self._first_pending_at >= self.flush_s):
+                if (
+                    self._pending
+                    and now >= self._retry_at
+                    and (len(self._pending) >= self.batch or now - self._first_pending_at >= self.flush_s)
+                ):
                     self._flush()
         finally:
             if self._conn.connected and self._pending:
@@ -349,8 +205,11 @@ class Ingest:
     def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reasons: Any, props: Any) -> None:
         failed = [str(r) for r in reasons if r.is_failure]
         if failed:
-            log.error("ingest.subscribe_refused", reasons=failed,
-                      hint="the broker ACL must let this account read edgeface/v1/devices/+/results")
+            log.error(
+                "ingest.subscribe_refused",
+                reasons=failed,
+                hint="the broker ACL must let this account read edgeface/v1/devices/+/results",
+            )
             return
         self.stats.subscribed = True
 
@@ -393,8 +252,9 @@ class Ingest:
         try:
             doc = payloads.decode(msg.payload, "result", max_bytes=self.max_payload_bytes)
             if doc["device_id"] != device:
-                raise PayloadError(f"payload device_id {doc['device_id']!r} differs from the topic's {device!r}",
-                                   "device_mismatch")
+                raise PayloadError(
+                    f"payload device_id {doc['device_id']!r} differs from the topic's {device!r}", "device_mismatch"
+                )
         except PayloadError as e:
             return self._rejection(msg, e)
         return result_row(doc)
@@ -417,9 +277,14 @@ class Ingest:
             self.stats.store_errors += 1
             delay = self._store_backoff.next_delay()
             self._retry_at = time.monotonic() + delay
-            log.error("ingest.store_failed", error=f"{type(e).__name__}: {e}"[:300], pending=len(self._pending),
-                      retry_in_s=round(delay, 3), hint="nothing was acknowledged; the broker keeps the messages",
-                      exc_info=not self.store.is_transient(e))
+            log.error(
+                "ingest.store_failed",
+                error=f"{type(e).__name__}: {e}"[:300],
+                pending=len(self._pending),
+                retry_in_s=round(delay, 3),
+                hint="nothing was acknowledged; the broker keeps the messages",
+                exc_info=not self.store.is_transient(e),
+            )
             return
         self._store_backoff.reset()
         assert self._conn is not None
@@ -458,10 +323,15 @@ class Ingest:
             if self.store.is_transient(e):
                 raise
             self.stats.malformed["store"] += 1
-            log.warning("ingest.refused_by_store", id=row.id, device=row.device_id, error=f"{type(e).__name__}: {e}"[:300])
-            p.action = _Rejection(topics.results_topic(row.device_id), "store",
-                                  f"the database refused the row: {type(e).__name__}: {e}",
-                                  row.payload.encode("utf-8", "backslashreplace"))
+            log.warning(
+                "ingest.refused_by_store", id=row.id, device=row.device_id, error=f"{type(e).__name__}: {e}"[:300]
+            )
+            p.action = _Rejection(
+                topics.results_topic(row.device_id),
+                "store",
+                f"the database refused the row: {type(e).__name__}: {e}",
+                row.payload.encode("utf-8", "backslashreplace"),
+            )
         else:
             p.done = True
 
@@ -473,9 +343,12 @@ class Ingest:
             if self.store.is_transient(e):
                 raise
             self.stats.malformed["store"] += 1
-            p.action = _Rejection(topics.status_topic(str(status.get("device_id", ""))), "store",
-                                  f"the database refused the status: {type(e).__name__}: {e}",
-                                  json.dumps(status).encode())
+            p.action = _Rejection(
+                topics.status_topic(str(status.get("device_id", ""))),
+                "store",
+                f"the database refused the status: {type(e).__name__}: {e}",
+                json.dumps(status).encode(),
+            )
 
     def _add(self, rows: list[ResultRow]) -> None:
         stored, dups = self.store.add_rows(rows)

@@ -123,15 +123,22 @@ def check_identity(device_id: str, settings: LinkSettings) -> None:
         )
 
 
-def make_client(settings: LinkSettings, *, will: tuple[str, bytes] | None = None,
-                manual_ack: bool = False) -> mqtt.Client:
+def make_client(
+    settings: LinkSettings, *, will: tuple[str, bytes] | None = None, manual_ack: bool = False
+) -> mqtt.Client:
     """A configured, not yet connected paho client (callback API version 2)."""
     protocol = mqtt.MQTTv5 if settings.protocol == "mqtt5" else mqtt.MQTTv311
     kwargs: dict[str, Any] = {}
     if protocol == mqtt.MQTTv311:
         kwargs["clean_session"] = False  # persistent session
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=settings.client_id, protocol=protocol,
-                         manual_ack=manual_ack, reconnect_on_failure=False, **kwargs)
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=settings.client_id,
+        protocol=protocol,
+        manual_ack=manual_ack,
+        reconnect_on_failure=False,
+        **kwargs,
+    )
     client.connect_timeout = settings.connect_timeout_s
     if settings.tls:
         try:
@@ -170,8 +177,13 @@ def open_connection(client: mqtt.Client, settings: LinkSettings) -> None:
     certificate failed verification, or ours was refused) for the caller's backoff to handle.
     """
     if settings.protocol == "mqtt5":
-        client.connect(settings.host, settings.port, settings.keepalive_s, clean_start=False,
-                       properties=connect_properties(settings))
+        client.connect(
+            settings.host,
+            settings.port,
+            settings.keepalive_s,
+            clean_start=False,
+            properties=connect_properties(settings),
+        )
     else:
         client.connect(settings.host, settings.port, settings.keepalive_s)
 
@@ -256,8 +268,10 @@ class Connection:
         now = time.monotonic()
         if self._connecting_since is not None:  # TCP/TLS up, waiting for CONNACK
             rc = self.client.loop(timeout=wait)
-            if not self.connected and self._connecting_since is not None and (
-                rc != mqtt.MQTT_ERR_SUCCESS or now - self._connecting_since > self.settings.connect_timeout_s
+            if (
+                not self.connected
+                and self._connecting_since is not None
+                and (rc != mqtt.MQTT_ERR_SUCCESS or now - self._connecting_since > self.settings.connect_timeout_s)
             ):
                 self._failed(f"no CONNACK: {mqtt.error_string(rc)}")
             return self.connected
@@ -310,22 +324,36 @@ class Connection:
         self._connecting_since = None
         delay = self.backoff.next_delay()
         self._next_attempt = time.monotonic() + delay
-        self._log.warning(f"{self._prefix}.connect_failed", host=self.settings.host, port=self.settings.port,
-                          error=why, retry_in_s=round(delay, 3), attempt=self.backoff.failures)
+        self._log.warning(
+            f"{self._prefix}.connect_failed",
+            host=self.settings.host,
+            port=self.settings.port,
+            error=why,
+            retry_in_s=round(delay, 3),
+            attempt=self.backoff.failures,
+        )
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         self._connecting_since = None
         if reason.is_failure:
-            hint = " (check the client certificate or credentials and the ACL)" if reason.value in (
-                0x86, 0x87, 4, 5) else ""
+            hint = (
+                " (check the client certificate or credentials and the ACL)"
+                if reason.value in (0x86, 0x87, 4, 5)
+                else ""
+            )
             self._failed(f"broker refused the connection: {reason}{hint}")
             return
         self.connected = True
         self.connects += 1
         self.backoff.reset()
         session_present = bool(getattr(flags, "session_present", False))
-        self._log.info(f"{self._prefix}.connected", host=self.settings.host, port=self.settings.port,
-                       client_id=self.settings.client_id, session_present=session_present)
+        self._log.info(
+            f"{self._prefix}.connected",
+            host=self.settings.host,
+            port=self.settings.port,
+            client_id=self.settings.client_id,
+            session_present=session_present,
+        )
         self._on_up(client, session_present, props)
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:

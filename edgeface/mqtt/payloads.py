@@ -158,7 +158,8 @@ def encode(doc: Mapping[str, Any], name: str, *, max_bytes: int | None = None) -
     if max_bytes is not None and len(data) > max_bytes:
         raise PayloadError(
             f"{name} payload {doc.get('id', '')} is {len(data)} bytes, over mqtt.max_payload_bytes = "
-            f"{max_bytes}; lower mqtt.max_crop_bytes or turn mqtt.include_crop off.", "too_large"
+            f"{max_bytes}; lower mqtt.max_crop_bytes or turn mqtt.include_crop off.",
+            "too_large",
         )
     return data
 
@@ -211,10 +212,15 @@ def crop_payload(rgb: Any, *, max_bytes: int, max_side: int = 160) -> dict[str, 
             buf = io.BytesIO()
             img.save(buf, "JPEG", quality=quality, optimize=True)
             if buf.tell() <= limit:
-                return {"format": "jpeg", "width": img.width, "height": img.height,
-                        "data": base64.b64encode(buf.getvalue()).decode("ascii")}
-    raise PayloadError(f"face crop does not fit in {limit} bytes even at {img.size}; raise mqtt.max_crop_bytes",
-                       "too_large")
+                return {
+                    "format": "jpeg",
+                    "width": img.width,
+                    "height": img.height,
+                    "data": base64.b64encode(buf.getvalue()).decode("ascii"),
+                }
+    raise PayloadError(
+        f"face crop does not fit in {limit} bytes even at {img.size}; raise mqtt.max_crop_bytes", "too_large"
+    )
 
 
 def status_payload(
@@ -231,8 +237,13 @@ def status_payload(
     link: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A status document: ``state`` "online" (heartbeat) or "offline" (last will, goodbye)."""
-    doc: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "device_id": device_id, "state": state,
-                           "ts": utc_timestamp(ts), "reason": reason}
+    doc: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "device_id": device_id,
+        "state": state,
+        "ts": utc_timestamp(ts),
+        "reason": reason,
+    }
     if uptime_s is not None:
         doc["uptime_s"] = round(float(uptime_s), 3)
     if software_version is not None:
@@ -242,19 +253,39 @@ def status_payload(
     if model_id:
         doc["model_id"] = model_id
     if outbox is not None:
-        keys = ("pending", "bytes", "matches", "oldest_age_s", "quarantined", "dropped_overflow", "expired",
-                "delivered")
+        keys = (
+            "pending",
+            "bytes",
+            "matches",
+            "oldest_age_s",
+            "quarantined",
+            "dropped_overflow",
+            "expired",
+            "delivered",
+        )
         doc["outbox"] = {k: outbox[k] for k in keys if k in outbox}
     if link is not None:
         doc["link"] = dict(link)
     return doc
 
 
-def announce_payload(*, gallery_version: int, url: str, model_id: str, published_at: float | None = None,
-                     manifest_sha256: str | None = None, count: int | None = None) -> dict[str, Any]:
+def announce_payload(
+    *,
+    gallery_version: int,
+    url: str,
+    model_id: str,
+    published_at: float | None = None,
+    manifest_sha256: str | None = None,
+    count: int | None = None,
+) -> dict[str, Any]:
     """A gallery announcement (the central server publishes it retained)."""
-    doc: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "gallery_version": gallery_version,
-                           "published_at": utc_timestamp(published_at), "url": url, "model_id": model_id}
+    doc: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "gallery_version": gallery_version,
+        "published_at": utc_timestamp(published_at),
+        "url": url,
+        "model_id": model_id,
+    }
     if manifest_sha256 is not None:
         doc["manifest_sha256"] = manifest_sha256
     if count is not None:
@@ -262,11 +293,21 @@ def announce_payload(*, gallery_version: int, url: str, model_id: str, published
     return doc
 
 
-def command_payload(command: str, *, args: Mapping[str, Any] | None = None, issued_at: float | None = None,
-                    expires_at: float | None = None, id: str | None = None) -> dict[str, Any]:
+def command_payload(
+    command: str,
+    *,
+    args: Mapping[str, Any] | None = None,
+    issued_at: float | None = None,
+    expires_at: float | None = None,
+    id: str | None = None,
+) -> dict[str, Any]:
     """A command to one device (the central server publishes it on the device's commands topic)."""
-    doc: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "id": id or new_id(), "command": command,
-                           "issued_at": utc_timestamp(issued_at)}
+    doc: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "id": id or new_id(),
+        "command": command,
+        "issued_at": utc_timestamp(issued_at),
+    }
     if expires_at is not None:
         doc["expires_at"] = utc_timestamp(expires_at)
     if args:

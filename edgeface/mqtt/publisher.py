@@ -143,9 +143,18 @@ class Publisher:
         device_id = device_id_from(device.id)
         m = mqtt
         settings = LinkSettings.from_config(m, m.client_id or device_id)
-        return cls(outbox, settings, device_id, inflight=m.inflight, heartbeat_s=m.heartbeat_s,
-                   ack_timeout_s=m.ack_timeout_s, reconnect_min_s=m.reconnect_min_s,
-                   reconnect_max_s=m.reconnect_max_s, require_subscriber=m.require_subscriber, **kwargs)
+        return cls(
+            outbox,
+            settings,
+            device_id,
+            inflight=m.inflight,
+            heartbeat_s=m.heartbeat_s,
+            ack_timeout_s=m.ack_timeout_s,
+            reconnect_min_s=m.reconnect_min_s,
+            reconnect_max_s=m.reconnect_max_s,
+            require_subscriber=m.require_subscriber,
+            **kwargs,
+        )
 
     # ----------------------------------------------------------------------------------------------
     # life cycle (any thread)
@@ -210,9 +219,15 @@ class Publisher:
         conn = self._conn
         if conn is None:
             conn = self._conn = Connection(
-                self.settings, self._backoff, on_up=self._on_up, on_down=self._on_down,
-                on_publish=self._on_publish, on_message=self._on_message, will=self._will,
-                max_inflight=self.window + 8, log_prefix="mqtt",
+                self.settings,
+                self._backoff,
+                on_up=self._on_up,
+                on_down=self._on_down,
+                on_publish=self._on_publish,
+                on_message=self._on_message,
+                will=self._will,
+                max_inflight=self.window + 8,
+                log_prefix="mqtt",
             )
         busy = conn.connected and (
             (bool(self._acked) and time.monotonic() >= self._outbox_retry_at)
@@ -234,8 +249,9 @@ class Publisher:
             self._outbox_call(self.outbox.purge_expired)
 
     def _will(self) -> tuple[str, bytes]:
-        return topics.status_topic(self.device_id), payloads.encode(self._status("offline", "connection_lost"),
-                                                                     "status")
+        return topics.status_topic(self.device_id), payloads.encode(
+            self._status("offline", "connection_lost"), "status"
+        )
 
     # paho callbacks: called from Connection.step() in this thread
 
@@ -247,8 +263,13 @@ class Publisher:
         rm = getattr(props, "ReceiveMaximum", None) if props is not None else None
         if rm:
             self._broker_window = min(self.window, int(rm))
-        log.info("publisher.online", device_id=self.device_id, window=self._effective_window(),
-                 resending=len(self._inflight), session_present=session_present)
+        log.info(
+            "publisher.online",
+            device_id=self.device_id,
+            window=self._effective_window(),
+            resending=len(self._inflight),
+            session_present=session_present,
+        )
         client.subscribe(topics.commands_topic(self.device_id), qos=1)
         client.subscribe(topics.GALLERY_ANNOUNCE, qos=1)
         self._heartbeat("connected")
@@ -273,13 +294,22 @@ class Publisher:
             self._hold_until = time.monotonic() + delay
             if reason.is_failure:
                 self.stats.refused_by_broker += 1
-                log.error("mqtt.publish_refused", id=rid, reason=str(reason), retry_in_s=round(delay, 2),
-                          hint="the broker refused the result; check that device.id matches the broker identity "
-                               "(certificate CN or username) and the ACL")
+                log.error(
+                    "mqtt.publish_refused",
+                    id=rid,
+                    reason=str(reason),
+                    retry_in_s=round(delay, 2),
+                    hint="the broker refused the result; check that device.id matches the broker identity "
+                    "(certificate CN or username) and the ACL",
+                )
             else:
                 self.stats.no_subscribers += 1
-                log.warning("mqtt.no_subscribers", id=rid, retry_in_s=round(delay, 2),
-                            hint="no ingest subscription exists on the broker; the result stays queued")
+                log.warning(
+                    "mqtt.no_subscribers",
+                    id=rid,
+                    retry_in_s=round(delay, 2),
+                    hint="no ingest subscription exists on the broker; the result stays queued",
+                )
             return
         self._hold_backoff.reset()
         self.stats.acked += 1
@@ -355,7 +385,12 @@ class Publisher:
         now = time.monotonic()
         if not self._acked or now < self._outbox_retry_at:
             return
-        if not force and self._inflight and len(self._acked) < ACK_FLUSH_ROWS and now - self._first_ack_at < ACK_FLUSH_S:
+        if (
+            not force
+            and self._inflight
+            and len(self._acked) < ACK_FLUSH_ROWS
+            and now - self._first_ack_at < ACK_FLUSH_S
+        ):
             return
         batch = self._acked[:]
         try:
@@ -376,8 +411,12 @@ class Publisher:
         if now - oldest > self.ack_timeout_s:
             self.stats.ack_timeouts += 1
             assert self._conn is not None
-            log.warning("mqtt.ack_timeout", waited_s=round(now - oldest, 1), inflight=len(self._inflight),
-                        action="reconnecting to resend")
+            log.warning(
+                "mqtt.ack_timeout",
+                waited_s=round(now - oldest, 1),
+                inflight=len(self._inflight),
+                action="reconnecting to resend",
+            )
             for mid, (rid, _) in list(self._inflight.items()):
                 self._inflight[mid] = (rid, now)
             self._conn.drop("acknowledgement timeout")  # paho resends unacknowledged messages on reconnect
@@ -410,9 +449,14 @@ class Publisher:
             log.exception("status.gallery_version_failed", error=str(e))
             gallery_version = None
         return payloads.status_payload(
-            device_id=self.device_id, state=state, reason=reason,
-            uptime_s=time.monotonic() - self._started, software_version=self.software_version,
-            gallery_version=gallery_version, model_id=self.model_id, outbox=outbox,
+            device_id=self.device_id,
+            state=state,
+            reason=reason,
+            uptime_s=time.monotonic() - self._started,
+            software_version=self.software_version,
+            gallery_version=gallery_version,
+            model_id=self.model_id,
+            outbox=outbox,
             link=link if state == "online" else None,
         )
 
@@ -440,5 +484,9 @@ class Publisher:
         self._outbox_retry_at = 0.0
         self._flush_acks(force=True)
         self.stats.connected = False
-        log.info("publisher.stopped", published=self.stats.published, acked=self.stats.acked,
-                 inflight_left=len(self._inflight))
+        log.info(
+            "publisher.stopped",
+            published=self.stats.published,
+            acked=self.stats.acked,
+            inflight_left=len(self._inflight),
+        )

@@ -20,23 +20,31 @@ class MqttConfig:
         "mqtt5", "'mqtt5', or 'mqtt311' for old brokers (which cannot report refused publishes, see docs)."
     )
     tls: bool = setting(True, "Use TLS and verify the broker's certificate (turn off only on loopback tests).")
-    ca_file: Path | None = setting(None, "CA certificate (PEM) that signed the broker's certificate.",
-                                    unset="the system CAs")
-    cert_file: Path | None = setting(None, "Client certificate (PEM) for mutual TLS; its CN must equal device.id.",
-                                      unset="no client certificate (a user name, or no client authentication)")
+    ca_file: Path | None = setting(
+        None, "CA certificate (PEM) that signed the broker's certificate.", unset="the system CAs"
+    )
+    cert_file: Path | None = setting(
+        None,
+        "Client certificate (PEM) for mutual TLS; its CN must equal device.id.",
+        unset="no client certificate (a user name, or no client authentication)",
+    )
     key_file: Path | None = setting(None, "Private key (PEM) of cert_file.", unset="none (set it with cert_file)")
     username: str = setting("", "Broker username when not using client certificates (must equal device.id).")
-    password_file: Path | None = setting(None, "File holding the broker password (first line; keep it mode 0600).",
-                                          unset="no password")
+    password_file: Path | None = setting(
+        None, "File holding the broker password (first line; keep it mode 0600).", unset="no password"
+    )
     client_id: str = setting("", "MQTT client id; empty means device.id (one persistent session per unit).")
     keepalive_s: int = setting(30, "Keep-alive interval; a dead link is noticed after 1.5 times this.", min=5, max=3600)
     connect_timeout_s: float = setting(10.0, "Give up a connection attempt after this many seconds.", min=1, max=300)
     session_expiry_s: int = setting(
-        7 * 86400, "MQTT 5 session expiry: the broker keeps the unit's session this long while it is offline.",
-        min=0, max=4294967295,
+        7 * 86400,
+        "MQTT 5 session expiry: the broker keeps the unit's session this long while it is offline.",
+        min=0,
+        max=4294967295,
     )
-    inflight: int = setting(100, "Results sent and not yet acknowledged, at most (the in-flight window).",
-                            min=1, max=65535)
+    inflight: int = setting(
+        100, "Results sent and not yet acknowledged, at most (the in-flight window).", min=1, max=65535
+    )
     reconnect_min_s: float = setting(1.0, "First reconnect delay; doubles per failure, with jitter.", min=0.01)
     reconnect_max_s: float = setting(120.0, "Longest reconnect delay.", min=0.01)
     ack_timeout_s: float = setting(

@@ -18,11 +18,31 @@ from typing import Any
 from ..errors import PayloadError
 from .timestamps import parse_timestamp
 
-SUPPORTED = frozenset({
-    "$schema", "$id", "$defs", "$ref", "title", "description",
-    "type", "enum", "const", "properties", "required", "additionalProperties",
-    "items", "minItems", "maxItems", "minLength", "maxLength", "pattern", "minimum", "maximum", "format",
-})
+SUPPORTED = frozenset(
+    {
+        "$schema",
+        "$id",
+        "$defs",
+        "$ref",
+        "title",
+        "description",
+        "type",
+        "enum",
+        "const",
+        "properties",
+        "required",
+        "additionalProperties",
+        "items",
+        "minItems",
+        "maxItems",
+        "minLength",
+        "maxLength",
+        "pattern",
+        "minimum",
+        "maximum",
+        "format",
+    }
+)
 
 # Formats asserted at run time (JSON Schema only annotates them by default; the tests check against
 # jsonschema with its format checker on). A pattern alone lets "2025-13-45T99:99:99Z" through.
@@ -36,7 +56,7 @@ def load_schema(name: str, version: int = 1) -> dict[str, Any]:
     """The parsed schema file ``edgeface/schemas/<name>.v<version>.json``."""
     if name not in SCHEMAS:
         raise ValueError(f"unknown schema {name!r}; known: {', '.join(SCHEMAS)}")
-    text = resources.files("edgeface").joinpath("schemas", f"{name}.v{version}.json").read_text("utf-8")
+    text = resources.files("edgeface").joinpath("schemas").joinpath(f"{name}.v{version}.json").read_text("utf-8")
     schema: dict[str, Any] = json.loads(text)
     return schema
 
@@ -98,7 +118,7 @@ def _regex(pattern: str) -> re.Pattern[str]:
     while i < len(pattern):
         ch = pattern[i]
         if ch == "\\":
-            out.append(pattern[i:i + 2])
+            out.append(pattern[i : i + 2])
             i += 2
             continue
         if in_class:
@@ -152,14 +172,13 @@ def _equal(a: Any, b: Any) -> bool:
     if isinstance(a, (int, float)) and isinstance(b, (int, float)):
         return a == b
     if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b, strict=True))
     if isinstance(a, dict) and isinstance(b, dict):
         return a.keys() == b.keys() and all(_equal(a[k], b[k]) for k in a)
     return type(a) is type(b) and a == b
 
 
-def _check(value: Any, schema: dict[str, Any], root: dict[str, Any], path: str, errors: list[str],
-           limit: int) -> None:
+def _check(value: Any, schema: dict[str, Any], root: dict[str, Any], path: str, errors: list[str], limit: int) -> None:
     if len(errors) >= limit:
         return
     if "$ref" in schema:

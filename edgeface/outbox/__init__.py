@@ -1,10 +1,10 @@
 """The field unit's outbox: results kept durably on disk until the broker acknowledged them.
 
-    from edgeface.outbox import Outbox, Priority, new_id
-    box = Outbox("var/outbox.sqlite3")
-    box.put(new_id(), topic, payload_bytes, Priority.MATCH)   # durable when it returns
-    rows = box.fetch(100)                                     # next to send, matches first
-    box.ack([r.id for r in rows])                             # only after the broker's PUBACK
+from edgeface.outbox import Outbox, Priority, new_id
+box = Outbox("var/outbox.sqlite3")
+box.put(new_id(), topic, payload_bytes, Priority.MATCH)   # durable when it returns
+rows = box.fetch(100)                                     # next to send, matches first
+box.ack([r.id for r in rows])                             # only after the broker's PUBACK
 """
 
 from .rows import OutboxStats, Pending, Priority

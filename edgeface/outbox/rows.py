@@ -65,7 +65,8 @@ class OutboxStats:
             "pending": self.pending,
             "bytes": self.bytes,
             "by_priority": {k: {"rows": v[0], "bytes": v[1]} for k, v in self.by_priority.items()},
-            "oldest_age_s": None if self.oldest_created_at is None
+            "oldest_age_s": None
+            if self.oldest_created_at is None
             else round(max(0.0, time.time() - self.oldest_created_at), 3),
             "quarantined": self.quarantined,
             **self.counters,

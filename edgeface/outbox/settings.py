@@ -44,5 +44,6 @@ class OutboxConfig:
         "SQLite page cache per outbox connection, in KiB (the daemon uses up to four: pipeline, publisher, status, "
         "retention). It fills as the outbox file grows, then stays: the unit's memory grows by at most this much "
         "per connection after start-up.",
-        min=64, max=1048576,
+        min=64,
+        max=1048576,
     )

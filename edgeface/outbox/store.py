@@ -134,8 +134,9 @@ class Outbox:
         if self._closed:
             raise OutboxError(f"outbox {self.path} is closed")
         try:
-            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
-                                   check_same_thread=False)
+            conn = sqlite3.connect(
+                self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+            )
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if str(mode).lower() != "wal":
@@ -197,9 +198,7 @@ class Outbox:
         if version < FORMAT_VERSION:
             try:
                 counters = "".join(f"INSERT OR IGNORE INTO counters VALUES ('{n}', 0);" for n in COUNTERS)
-                conn.executescript(
-                    f"BEGIN IMMEDIATE;{SCHEMA}{counters}PRAGMA user_version = {FORMAT_VERSION};COMMIT;"
-                )
+                conn.executescript(f"BEGIN IMMEDIATE;{SCHEMA}{counters}PRAGMA user_version = {FORMAT_VERSION};COMMIT;")
             except sqlite3.Error as e:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
@@ -263,8 +262,18 @@ class Outbox:
                     "mqtt.max_crop_bytes) or raise outbox.max_bytes."
                 )
             ttl = self.match_ttl_s if priority == Priority.MATCH else self.ttl_s
-            rows.append((id_, topic, int(priority), now, now + ttl if ttl > 0 else None, len(payload),
-                         crc32(bytes(payload)), bytes(payload)))
+            rows.append(
+                (
+                    id_,
+                    topic,
+                    int(priority),
+                    now,
+                    now + ttl if ttl > 0 else None,
+                    len(payload),
+                    crc32(bytes(payload)),
+                    bytes(payload),
+                )
+            )
 
         def insert(c: sqlite3.Connection) -> list[tuple[str, int]]:
             dropped: list[tuple[str, int]] = []
@@ -290,8 +299,9 @@ class Outbox:
             self._count_refusal()
             raise
         for rid, prio in dropped:
-            log.warning("outbox.dropped", id=rid, priority=Priority(prio).name.lower(), reason="overflow",
-                        policy=self.on_full)
+            log.warning(
+                "outbox.dropped", id=rid, priority=Priority(prio).name.lower(), reason="overflow", policy=self.on_full
+            )
 
     def _count_refusal(self) -> None:
         try:
@@ -307,8 +317,10 @@ class Outbox:
         if over_count <= 0 and over_bytes <= 0:
             return []
         matches = c.execute("SELECT count FROM totals WHERE priority = 0").fetchone()[0]
-        limits = (f"{count} results ({matches} matches), {total} bytes; limits outbox.max_results = "
-                  f"{self.max_results}, outbox.max_bytes = {self.max_bytes}")
+        limits = (
+            f"{count} results ({matches} matches), {total} bytes; limits outbox.max_results = "
+            f"{self.max_results}, outbox.max_bytes = {self.max_bytes}"
+        )
         if self.on_full == "refuse":
             raise OutboxFull(
                 f"outbox full: {limits}, policy 'refuse'. The result was not stored. Restore the "
@@ -435,8 +447,9 @@ class Outbox:
         """Move a damaged row out of the queue, keeping it (and why) for inspection."""
 
         def move(c: sqlite3.Connection) -> str | None:
-            row = c.execute("SELECT id, topic, priority, created_at, payload FROM pending WHERE seq = ?",
-                            (seq,)).fetchone()
+            row = c.execute(
+                "SELECT id, topic, priority, created_at, payload FROM pending WHERE seq = ?", (seq,)
+            ).fetchone()
             if row is None:
                 return None
             c.execute(
@@ -448,14 +461,22 @@ class Outbox:
             self._bump(c, "quarantined_total", 1)
             excess = c.execute("SELECT COUNT(*) FROM quarantine").fetchone()[0] - self.max_quarantined
             if excess > 0:
-                c.execute("DELETE FROM quarantine WHERE rowid IN "
-                          "(SELECT rowid FROM quarantine ORDER BY quarantined_at LIMIT ?)", (excess,))
+                c.execute(
+                    "DELETE FROM quarantine WHERE rowid IN "
+                    "(SELECT rowid FROM quarantine ORDER BY quarantined_at LIMIT ?)",
+                    (excess,),
+                )
             return str(row[0])
 
         rid = self._write(move, "quarantining a damaged row")
         if rid is not None:
-            log.error("outbox.quarantined", id=rid, reason=reason, path=str(self.path),
-                      hint="the row is kept in the quarantine table; see `edgeface outbox status`")
+            log.error(
+                "outbox.quarantined",
+                id=rid,
+                reason=reason,
+                path=str(self.path),
+                hint="the row is kept in the quarantine table; see `edgeface outbox status`",
+            )
 
     # ----------------------------------------------------------------------------------------------
     # reading
@@ -495,14 +516,19 @@ class Outbox:
     def quarantined(self, limit: int = 100) -> list[dict[str, Any]]:
         """The most recent quarantined rows: id, topic, reason, times and payload size."""
         try:
-            rows = self._conn().execute(
-                "SELECT id, topic, priority, created_at, reason, quarantined_at, length(payload) "
-                "FROM quarantine ORDER BY quarantined_at DESC LIMIT ?", (limit,)
-            ).fetchall()
+            rows = (
+                self._conn()
+                .execute(
+                    "SELECT id, topic, priority, created_at, reason, quarantined_at, length(payload) "
+                    "FROM quarantine ORDER BY quarantined_at DESC LIMIT ?",
+                    (limit,),
+                )
+                .fetchall()
+            )
         except sqlite3.Error as e:
             raise translate(e, self.path, "reading quarantined rows") from e
         keys = ("id", "topic", "priority", "created_at", "reason", "quarantined_at", "bytes")
-        return [dict(zip(keys, r)) for r in rows]
+        return [dict(zip(keys, r, strict=True)) for r in rows]
 
     def pending_among(self, ids: Iterable[str]) -> set[str]:
         """Which of ``ids`` are still waiting (the others were acknowledged, dropped or expired).

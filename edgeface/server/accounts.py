@@ -19,16 +19,18 @@ from .tables import users
 bp = Blueprint("accounts", __name__)
 
 
-
 def _back(error: str | None = None, note: str | None = None) -> Any:
-    return redirect(url_for("accounts.index", **({"error": error} if error else {}), **({"note": note} if note else {})))
+    args: dict[str, Any] = {k: v for k, v in (("error", error), ("note", note)) if v}
+    return redirect(url_for("accounts.index", **args))
 
 
 def _waiting(req: people.RoleRequest | None) -> str | None:
     if req is None:
         return None
-    return (f"{', '.join(sorted(req.roles))} for {req.username} waits for another administrator's approval "
-            "(a different person)")
+    return (
+        f"{', '.join(sorted(req.roles))} for {req.username} waits for another administrator's approval "
+        "(a different person)"
+    )
 
 
 @bp.route("/users")
@@ -36,13 +38,28 @@ def _waiting(req: people.RoleRequest | None) -> str | None:
 def index() -> Any:
     creator = users.alias("creator")
     with services().db.read() as conn:
-        rows = conn.execute(select(users.c.id, users.c.username, users.c.roles, users.c.active, users.c.created_at,
-                                   users.c.owner, creator.c.username.label("created_by_name"))
-                            .outerjoin(creator, creator.c.id == users.c.created_by)
-                            .order_by(users.c.username)).all()
+        rows = conn.execute(
+            select(
+                users.c.id,
+                users.c.username,
+                users.c.roles,
+                users.c.active,
+                users.c.created_at,
+                users.c.owner,
+                creator.c.username.label("created_by_name"),
+            )
+            .outerjoin(creator, creator.c.id == users.c.created_by)
+            .order_by(users.c.username)
+        ).all()
         requests = people.pending(conn)
-    return render_template("users.html", rows=rows, roles=ROLES, requests=requests, error=request.args.get("error"),
-                           note=request.args.get("note"))
+    return render_template(
+        "users.html",
+        rows=rows,
+        roles=ROLES,
+        requests=requests,
+        error=request.args.get("error"),
+        note=request.args.get("note"),
+    )
 
 
 @bp.route("/users", methods=["POST"])
@@ -54,11 +71,22 @@ def create() -> Any:
     try:
         wanted = auth.parse_roles(request.form.getlist("roles"))
         with services().db.write() as conn:
-            u = auth.create_user(conn, username, request.form.get("password", ""), [], owner=owner,
-                                 created_by=g.user.id, allow_no_role=True)
-            audit.append(conn, g.user.username, "user.create", u.username,
-                         {"roles": [], "roles_requested": sorted(wanted), "owner": owner,
-                          "created_by": g.user.username})
+            u = auth.create_user(
+                conn,
+                username,
+                request.form.get("password", ""),
+                [],
+                owner=owner,
+                created_by=g.user.id,
+                allow_no_role=True,
+            )
+            audit.append(
+                conn,
+                g.user.username,
+                "user.create",
+                u.username,
+                {"roles": [], "roles_requested": sorted(wanted), "owner": owner, "created_by": g.user.username},
+            )
             req = people.request_roles(conn, g.user, u.id, wanted)
     except auth.AccountError as e:
         return _back(error=str(e))
@@ -81,11 +109,26 @@ def change(user_id: int) -> Any:
             removed, added = held - asked, asked - held
             if user_id == g.user.id and (not active or "admin" in removed):
                 raise auth.AccountError("you cannot remove your own administrator role or disable yourself")
-            auth.set_user(conn, user_id, roles=sorted(held - removed) if removed else None, active=active,
-                          password=password, password_set_by=None if user_id == g.user.id else g.user.id)
-            audit.append(conn, g.user.username, "user.update", row.username,
-                         {"roles": sorted(held - removed), "roles_removed": sorted(removed), "active": active,
-                          "password_reset": password is not None})
+            auth.set_user(
+                conn,
+                user_id,
+                roles=sorted(held - removed) if removed else None,
+                active=active,
+                password=password,
+                password_set_by=None if user_id == g.user.id else g.user.id,
+            )
+            audit.append(
+                conn,
+                g.user.username,
+                "user.update",
+                row.username,
+                {
+                    "roles": sorted(held - removed),
+                    "roles_removed": sorted(removed),
+                    "active": active,
+                    "password_reset": password is not None,
+                },
+            )
             req = people.request_roles(conn, g.user, user_id, added) if added else None
     except auth.AccountError as e:
         return _back(error=str(e))
@@ -116,17 +159,24 @@ def _decide(request_id: int, approve: bool) -> Any:
 
 # -- one's own account -----------------------------------------------------------------------------------
 
+
 @bp.route("/account")
 @access("reviewer", "admin")
 def own() -> Any:
     creator, setter = users.alias("creator"), users.alias("setter")
     with services().db.read() as conn:
-        me = conn.execute(select(users.c.username, users.c.roles, users.c.owner,
-                                 creator.c.username.label("created_by_name"),
-                                 setter.c.username.label("password_set_by_name"))
-                          .outerjoin(creator, creator.c.id == users.c.created_by)
-                          .outerjoin(setter, setter.c.id == users.c.password_set_by)
-                          .where(users.c.id == g.user.id)).one()
+        me = conn.execute(
+            select(
+                users.c.username,
+                users.c.roles,
+                users.c.owner,
+                creator.c.username.label("created_by_name"),
+                setter.c.username.label("password_set_by_name"),
+            )
+            .outerjoin(creator, creator.c.id == users.c.created_by)
+            .outerjoin(setter, setter.c.id == users.c.password_set_by)
+            .where(users.c.id == g.user.id)
+        ).one()
     return render_template("account.html", me=me, error=request.args.get("error"))
 
 

@@ -44,6 +44,7 @@ def create_app(config: Config, *, db: Database | None = None, migrate: bool = Tr
     app.config.update(MAX_CONTENT_LENGTH=config.server.max_upload_bytes, TEMPLATES_AUTO_RELOAD=False)
     if config.server.trusted_proxies:
         n = config.server.trusted_proxies
+        # Flask documents replacing wsgi_app to add middleware; mypy sees a method being reassigned.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
 
     from . import accounts, fleet, gallery_admin, review
@@ -52,8 +53,9 @@ def create_app(config: Config, *, db: Database | None = None, migrate: bool = Tr
         app.register_blueprint(bp)
     app.before_request(_guard)
     app.after_request(_headers)
-    app.context_processor(lambda: {"user": g.get("user"), "csrf_token": _page_csrf(), "now": time.time(),
-                                   "fmt_time": fmt_time})
+    app.context_processor(
+        lambda: {"user": g.get("user"), "csrf_token": _page_csrf(), "now": time.time(), "fmt_time": fmt_time}
+    )
     for code in (400, 401, 403, 404, 405, 409, 413, 422, 429, 500):
         app.register_error_handler(code, _error)
 
@@ -90,15 +92,13 @@ def _guard() -> Any:
 
     rule = rule_of(current_app.view_functions.get(request.endpoint))
     if rule is None:
-        log.error("server.route_without_access", endpoint=request.endpoint,
-                  hint="decorate the view with @access(...)")
+        log.error("server.route_without_access", endpoint=request.endpoint, hint="decorate the view with @access(...)")
         abort(500)
     svc = services()
     g.user = g.session = g.device = None
     if rule.kind == PUBLIC:
         g.pre_csrf = request.cookies.get(PRE_COOKIE) or secrets.token_urlsafe(32)
-        if request.method not in SAFE_METHODS and not auth.csrf_ok(request.cookies.get(PRE_COOKIE),
-                                                                    submitted_csrf()):
+        if request.method not in SAFE_METHODS and not auth.csrf_ok(request.cookies.get(PRE_COOKIE), submitted_csrf()):
             abort(400, "The form's security token is missing or expired: reload the page and try again.")
         return None
     if rule.kind == DEVICE:
@@ -108,17 +108,28 @@ def _guard() -> Any:
             with svc.db.read() as conn:
                 ok = auth.check_device(conn, creds.username, creds.password)
         if not ok:
-            log.warning("server.device_auth_failed", device=(creds.username if creds else None), ip=client_ip(),
-                        path=request.path[:200])
-            return Response("device credentials required\n", 401,
-                            {"WWW-Authenticate": 'Basic realm="edgeface gallery", charset="UTF-8"',
-                             "Content-Type": "text/plain"})
-        g.device = creds.username  # type: ignore[union-attr]
+            log.warning(
+                "server.device_auth_failed",
+                device=(creds.username if creds else None),
+                ip=client_ip(),
+                path=request.path[:200],
+            )
+            return Response(
+                "device credentials required\n",
+                401,
+                {"WWW-Authenticate": 'Basic realm="edgeface gallery", charset="UTF-8"', "Content-Type": "text/plain"},
+            )
+        assert creds is not None and creds.username  # ok is only True with both
+        g.device = creds.username
         return None
     cfg = svc.config.server
     with svc.db.read() as conn:
-        sess = auth.find_session(conn, request.cookies.get(session_cookie_name(svc.config)),
-                                 idle_s=cfg.session_idle_s, max_s=cfg.session_max_s)
+        sess = auth.find_session(
+            conn,
+            request.cookies.get(session_cookie_name(svc.config)),
+            idle_s=cfg.session_idle_s,
+            max_s=cfg.session_max_s,
+        )
     if sess is None:
         if request.method == "GET" and "text/html" in request.headers.get("Accept", ""):
             return redirect(url_for("login", next=request.full_path.rstrip("?")))
@@ -127,8 +138,11 @@ def _guard() -> Any:
     if not sess.user.has(*rule.roles):
         log.warning("server.forbidden", user=sess.user.username, endpoint=request.endpoint, needs=sorted(rule.roles))
         if not sess.user.roles:
-            abort(403, "Your account has no role yet: the role an administrator asked for waits for a second "
-                       "administrator's approval.")
+            abort(
+                403,
+                "Your account has no role yet: the role an administrator asked for waits for a second "
+                "administrator's approval.",
+            )
         abort(403)
     if request.method not in SAFE_METHODS and not auth.csrf_ok(sess.csrf_token, submitted_csrf()):
         log.warning("server.csrf_refused", user=sess.user.username, endpoint=request.endpoint)
@@ -140,9 +154,12 @@ def _guard() -> Any:
 
 
 def _headers(resp: Response) -> Response:
-    resp.headers.setdefault("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; "
-                            "style-src 'self'; script-src 'self'; form-action 'self'; frame-ancestors 'none'; "
-                            "base-uri 'none'")
+    resp.headers.setdefault(
+        "Content-Security-Policy",
+        "default-src 'self'; img-src 'self' data:; "
+        "style-src 'self'; script-src 'self'; form-action 'self'; frame-ancestors 'none'; "
+        "base-uri 'none'",
+    )
     resp.headers.setdefault("X-Content-Type-Options", "nosniff")
     resp.headers.setdefault("X-Frame-Options", "DENY")
     resp.headers.setdefault("Referrer-Policy", "same-origin")
@@ -150,8 +167,9 @@ def _headers(resp: Response) -> Response:
         resp.headers.setdefault("Cache-Control", "private, no-store")
     pre = g.get("pre_csrf")
     if pre and request.cookies.get(PRE_COOKIE) != pre:
-        resp.set_cookie(PRE_COOKIE, pre, httponly=True, samesite="Strict", secure=services().config.server.cookie_secure,
-                        path="/")
+        resp.set_cookie(
+            PRE_COOKIE, pre, httponly=True, samesite="Strict", secure=services().config.server.cookie_secure, path="/"
+        )
     return resp
 
 
@@ -172,6 +190,7 @@ def audit_actor() -> str:
 
 
 # -- views ---------------------------------------------------------------------------------------------
+
 
 @access("reviewer", "admin")
 def home() -> Any:
@@ -197,23 +216,45 @@ def login() -> Any:
     password = request.form.get("password") or ""
     ip = client_ip()
     with svc.db.write() as conn:
-        out = auth.authenticate(conn, username, password, ip, max_user=cfg.login_max_failures,
-                                max_ip=cfg.login_max_failures_ip, window_s=cfg.login_window_s)
+        out = auth.authenticate(
+            conn,
+            username,
+            password,
+            ip,
+            max_user=cfg.login_max_failures,
+            max_ip=cfg.login_max_failures_ip,
+            window_s=cfg.login_window_s,
+        )
         if out.user is None:
-            audit.append(conn, username or "(empty)", "login.refused" if out.refused else "login.failed", ip,
-                         {"reason": out.reason})
+            audit.append(
+                conn,
+                username or "(empty)",
+                "login.refused" if out.refused else "login.failed",
+                ip,
+                {"reason": out.reason},
+            )
         else:
             token = auth.open_session(conn, out.user, ip)
             audit.append(conn, out.user.username, "login.ok", ip, {"roles": sorted(out.user.roles)})
     if out.user is None:
         log.warning("server.login_failed", user=username, ip=ip, refused=out.refused)
         status = 429 if out.refused else 401
-        msg = ("Too many failed logins: wait a few minutes and try again." if out.refused
-               else "Wrong user name or password.")
+        msg = (
+            "Too many failed logins: wait a few minutes and try again."
+            if out.refused
+            else "Wrong user name or password."
+        )
         return render_template("login.html", next=request.form.get("next", ""), error=msg), status
     resp = redirect(_safe_next(request.form.get("next")))
-    resp.set_cookie(session_cookie_name(svc.config), token, httponly=True, samesite="Lax",
-                    secure=cfg.cookie_secure, path="/", max_age=cfg.session_max_s)
+    resp.set_cookie(
+        session_cookie_name(svc.config),
+        token,
+        httponly=True,
+        samesite="Lax",
+        secure=cfg.cookie_secure,
+        path="/",
+        max_age=cfg.session_max_s,
+    )
     resp.delete_cookie(PRE_COOKIE, path="/")
     g.pre_csrf = None
     return resp

@@ -35,10 +35,25 @@ GENESIS = "0" * 64
 
 # What is audited (the action names used across the server).
 ACTIONS = (
-    "login.ok", "login.failed", "login.refused", "logout", "user.create", "user.update", "user.password",
-    "user.role_request", "user.role_approve", "user.role_refuse",
-    "review.confirm", "review.reject", "review.unknown", "results.export",
-    "enroll.image", "identity.wipe", "gallery.publish", "device.credential", "device.revoke",
+    "login.ok",
+    "login.failed",
+    "login.refused",
+    "logout",
+    "user.create",
+    "user.update",
+    "user.password",
+    "user.role_request",
+    "user.role_approve",
+    "user.role_refuse",
+    "review.confirm",
+    "review.reject",
+    "review.unknown",
+    "results.export",
+    "enroll.image",
+    "identity.wipe",
+    "gallery.publish",
+    "device.credential",
+    "device.revoke",
     "images.view",  # one per page view that showed enrolled images, listing them
 )
 
@@ -48,8 +63,15 @@ def canonical(obj: Any) -> str:
 
 
 def entry_hash(seq: int, ts: float, actor: str, action: str, subject: str, details: str, prev: str) -> str:
-    doc = {"seq": seq, "ts": f"{ts:.6f}", "actor": actor, "action": action, "subject": subject,
-           "details": details, "prev": prev}
+    doc = {
+        "seq": seq,
+        "ts": f"{ts:.6f}",
+        "actor": actor,
+        "action": action,
+        "subject": subject,
+        "details": details,
+        "prev": prev,
+    }
     return hashlib.sha256(canonical(doc).encode()).hexdigest()
 
 
@@ -65,27 +87,31 @@ class Entry:
     hash: str
 
 
-def append(conn: Connection, actor: str, action: str, subject: str = "",
-           details: Mapping[str, Any] | None = None) -> Entry:
+def append(
+    conn: Connection, actor: str, action: str, subject: str = "", details: Mapping[str, Any] | None = None
+) -> Entry:
     """Add an entry inside the caller's write transaction (committed with the action it records)."""
     if len(actor) > 64 or len(action) > 64:
-        raise ValueError(f"audit actor and action are at most 64 characters (got {len(actor)}, {len(action)}): "
-                         "they are stored and hashed as given, never cut")
-    head = conn.execute(select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)
-                        .with_for_update()).one()
+        raise ValueError(
+            f"audit actor and action are at most 64 characters (got {len(actor)}, {len(action)}): "
+            "they are stored and hashed as given, never cut"
+        )
+    head = conn.execute(select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1).with_for_update()).one()
     seq, prev = int(head.seq) + 1, str(head.hash)
     ts = round(time.time(), 6)
     text = canonical(dict(details or {}))
     h = entry_hash(seq, ts, actor, action, subject, text, prev)
-    conn.execute(audit_log.insert().values(seq=seq, ts=ts, actor=actor, action=action, subject=subject,
-                                           details=text, prev_hash=prev, hash=h))
+    conn.execute(
+        audit_log.insert().values(
+            seq=seq, ts=ts, actor=actor, action=action, subject=subject, details=text, prev_hash=prev, hash=h
+        )
+    )
     conn.execute(update(audit_head).where(audit_head.c.id == 1).values(seq=seq, hash=h))
     log.info("audit.appended", seq=seq, hash=h, action=action, actor=actor, subject=subject[:256])
     return Entry(seq, ts, actor, action, subject, dict(details or {}), prev, h)
 
 
-def entries(conn: Connection, *, limit: int = 200, before: int | None = None,
-            action: str | None = None) -> list[Entry]:
+def entries(conn: Connection, *, limit: int = 200, before: int | None = None, action: str | None = None) -> list[Entry]:
     """Newest first (for the web view)."""
     q = select(audit_log).order_by(audit_log.c.seq.desc()).limit(limit)
     if before is not None:
@@ -112,15 +138,21 @@ class Verification:
     problems: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "entries": self.entries, "head_seq": self.head_seq, "head_hash": self.head_hash,
-                "problems": self.problems}
+        return {
+            "ok": self.ok,
+            "entries": self.entries,
+            "head_seq": self.head_seq,
+            "head_hash": self.head_hash,
+            "problems": self.problems,
+        }
 
 
 def _rows(conn: Connection, chunk: int = 5000) -> Iterator[Any]:
     last = -1
     while True:
-        rows = conn.execute(select(audit_log).where(audit_log.c.seq > last).order_by(audit_log.c.seq)
-                            .limit(chunk)).all()
+        rows = conn.execute(
+            select(audit_log).where(audit_log.c.seq > last).order_by(audit_log.c.seq).limit(chunk)
+        ).all()
         if not rows:
             return
         yield from rows
@@ -136,11 +168,15 @@ def verify(conn: Connection, *, expect: tuple[int, str] | None = None, max_probl
         count += 1
         seq = int(r.seq)
         if seq != expected_seq:
-            problems.append(f"entry {expected_seq}" + (f" to {seq - 1}" if seq - 1 > expected_seq else "")
-                            + f" missing: the log jumps from {expected_seq - 1} to {seq} (deleted)")
+            problems.append(
+                f"entry {expected_seq}"
+                + (f" to {seq - 1}" if seq - 1 > expected_seq else "")
+                + f" missing: the log jumps from {expected_seq - 1} to {seq} (deleted)"
+            )
         if r.prev_hash != prev:
-            problems.append(f"entry {seq}: does not follow the entry before it (an entry before it was "
-                            "deleted, changed or moved)")
+            problems.append(
+                f"entry {seq}: does not follow the entry before it (an entry before it was deleted, changed or moved)"
+            )
         h = entry_hash(seq, float(r.ts), r.actor, r.action, r.subject, r.details, r.prev_hash)
         if h != r.hash:
             problems.append(f"entry {seq} ({r.action}): content does not match its hash (edited)")
@@ -159,8 +195,10 @@ def verify(conn: Connection, *, expect: tuple[int, str] | None = None, max_probl
     else:
         head_seq, head_hash = int(head.seq), str(head.hash)
         if len(problems) < max_problems and (head_seq != expected_seq - 1 or head_hash != prev):
-            problems.append(f"the log ends at entry {expected_seq - 1} but the head records entry {head_seq}: "
-                            "the newest entries were deleted or the head was altered")
+            problems.append(
+                f"the log ends at entry {expected_seq - 1} but the head records entry {head_seq}: "
+                "the newest entries were deleted or the head was altered"
+            )
     if expect is not None and not anchor_seen:
         problems.append(f"anchor entry {expect[0]} is not in the log (deleted)")
     return Verification(not problems, count, head_seq, head_hash, problems)

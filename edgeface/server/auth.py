@@ -76,8 +76,16 @@ def _check_owner(owner: str) -> str:
     return owner
 
 
-def create_user(conn: Connection, username: str, password: str, roles: str | list[str], *,
-                owner: str | None = None, created_by: int | None = None, allow_no_role: bool = False) -> User:
+def create_user(
+    conn: Connection,
+    username: str,
+    password: str,
+    roles: str | list[str],
+    *,
+    owner: str | None = None,
+    created_by: int | None = None,
+    allow_no_role: bool = False,
+) -> User:
     """A new account. ``owner`` names the person it belongs to (default: the user name); ``created_by``
     is the administrator creating it on the web (None: the command line), who then also set its password."""
     username = username.strip()
@@ -88,16 +96,32 @@ def create_user(conn: Connection, username: str, password: str, roles: str | lis
     if conn.execute(select(users.c.id).where(users.c.username == username)).first():
         raise AccountError(f"user {username!r} already exists")
     r = parse_roles(roles, allow_empty=allow_no_role)
-    uid = conn.execute(insert(users).values(username=username, password_hash=_hasher.hash(password),
-                                            roles=",".join(sorted(r)), active=True, created_at=time.time(),
-                                            owner=_check_owner(owner if owner is not None else username),
-                                            created_by=created_by, password_set_by=created_by)
-                       .returning(users.c.id)).scalar_one()
+    uid = conn.execute(
+        insert(users)
+        .values(
+            username=username,
+            password_hash=_hasher.hash(password),
+            roles=",".join(sorted(r)),
+            active=True,
+            created_at=time.time(),
+            owner=_check_owner(owner if owner is not None else username),
+            created_by=created_by,
+            password_set_by=created_by,
+        )
+        .returning(users.c.id)
+    ).scalar_one()
     return User(int(uid), username, r)
 
 
-def set_user(conn: Connection, user_id: int, *, roles: str | list[str] | None = None, active: bool | None = None,
-             password: str | None = None, password_set_by: int | None = None) -> None:
+def set_user(
+    conn: Connection,
+    user_id: int,
+    *,
+    roles: str | list[str] | None = None,
+    active: bool | None = None,
+    password: str | None = None,
+    password_set_by: int | None = None,
+) -> None:
     """Change an account. ``password_set_by``: the administrator who set ``password`` for someone else
     (None: the account's own user); until its user sets their own, the two count as one person."""
     values: dict[str, object] = {}
@@ -134,21 +158,27 @@ class LoginOutcome:
 
 def failures(conn: Connection, username: str, ip: str, window_s: float) -> tuple[int, int]:
     since = time.time() - window_s
-    by_user = conn.execute(select(func.count()).select_from(login_failures)
-                           .where(login_failures.c.username == username, login_failures.c.at >= since)).scalar_one()
-    by_ip = conn.execute(select(func.count()).select_from(login_failures)
-                         .where(login_failures.c.ip == ip, login_failures.c.at >= since)).scalar_one()
+    by_user = conn.execute(
+        select(func.count())
+        .select_from(login_failures)
+        .where(login_failures.c.username == username, login_failures.c.at >= since)
+    ).scalar_one()
+    by_ip = conn.execute(
+        select(func.count()).select_from(login_failures).where(login_failures.c.ip == ip, login_failures.c.at >= since)
+    ).scalar_one()
     return int(by_user), int(by_ip)
 
 
-def authenticate(conn: Connection, username: str, password: str, ip: str, *, max_user: int, max_ip: int,
-                 window_s: float) -> LoginOutcome:
+def authenticate(
+    conn: Connection, username: str, password: str, ip: str, *, max_user: int, max_ip: int, window_s: float
+) -> LoginOutcome:
     """Check a login attempt (inside a write transaction: failures are recorded)."""
     username = username.strip()[:64]
     n_user, n_ip = failures(conn, username, ip, window_s)
     if n_user >= max_user or n_ip >= max_ip:
-        return LoginOutcome(None, True, "too many failed logins" + (" for this user" if n_user >= max_user
-                                                                  else " from this address"))
+        return LoginOutcome(
+            None, True, "too many failed logins" + (" for this user" if n_user >= max_user else " from this address")
+        )
     row = conn.execute(select(users).where(users.c.username == username)).first()
     ok = False
     try:
@@ -167,6 +197,7 @@ def authenticate(conn: Connection, username: str, password: str, ip: str, *, max
 
 # -- sessions ------------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Session:
     user: User
@@ -179,9 +210,16 @@ def open_session(conn: Connection, user: User, ip: str) -> str:
     """A new session; returns the cookie value (the only place the raw token exists)."""
     token = secrets.token_urlsafe(32)
     now = time.time()
-    conn.execute(insert(sessions).values(token_hash=token_hash(token), user_id=user.id,
-                                         csrf_token=secrets.token_urlsafe(32), created_at=now, last_seen=now,
-                                         ip=ip[:64]))
+    conn.execute(
+        insert(sessions).values(
+            token_hash=token_hash(token),
+            user_id=user.id,
+            csrf_token=secrets.token_urlsafe(32),
+            created_at=now,
+            last_seen=now,
+            ip=ip[:64],
+        )
+    )
     return token
 
 
@@ -189,14 +227,24 @@ def find_session(conn: Connection, token: str | None, *, idle_s: float, max_s: f
     if not token or len(token) > 200:
         return None
     th = token_hash(token)
-    row = conn.execute(select(sessions.c.token_hash, sessions.c.csrf_token, sessions.c.created_at,
-                              sessions.c.last_seen, users.c.id, users.c.username, users.c.roles, users.c.active)
-                       .join(users, users.c.id == sessions.c.user_id).where(sessions.c.token_hash == th)).first()
+    row = conn.execute(
+        select(
+            sessions.c.token_hash,
+            sessions.c.csrf_token,
+            sessions.c.created_at,
+            sessions.c.last_seen,
+            users.c.id,
+            users.c.username,
+            users.c.roles,
+            users.c.active,
+        )
+        .join(users, users.c.id == sessions.c.user_id)
+        .where(sessions.c.token_hash == th)
+    ).first()
     now = time.time()
     if row is None or not row.active or now - row.last_seen > idle_s or now - row.created_at > max_s:
         return None
-    return Session(User(int(row.id), row.username, stored_roles(row.roles)), row.csrf_token, th,
-                   float(row.last_seen))
+    return Session(User(int(row.id), row.username, stored_roles(row.roles)), row.csrf_token, th, float(row.last_seen))
 
 
 def touch_session(conn: Connection, th: str) -> None:
@@ -209,8 +257,12 @@ def close_session(conn: Connection, th: str) -> None:
 
 def expire_sessions(conn: Connection, *, idle_s: float, max_s: float) -> int:
     now = time.time()
-    return conn.execute(delete(sessions).where((sessions.c.last_seen < now - idle_s)
-                                               | (sessions.c.created_at < now - max_s))).rowcount or 0
+    return (
+        conn.execute(
+            delete(sessions).where((sessions.c.last_seen < now - idle_s) | (sessions.c.created_at < now - max_s))
+        ).rowcount
+        or 0
+    )
 
 
 def csrf_ok(expected: str | None, given: str | None) -> bool:
@@ -230,6 +282,7 @@ def view_token_ok(session_secret: str, scope: str, image_id: int, given: str | N
 
 # -- devices ------------------------------------------------------------------------------------------
 
+
 def issue_device_token(conn: Connection, device_id: str) -> str:
     """A new bundle-download token for ``device_id`` (replacing any earlier one); returns it once."""
     check_device_id(device_id, "device id")
@@ -243,13 +296,16 @@ def issue_device_token(conn: Connection, device_id: str) -> str:
 
 
 def revoke_device(conn: Connection, device_id: str) -> bool:
-    return bool(conn.execute(update(devices).where(devices.c.device_id == device_id)
-                             .values(revoked=True, token_hash=None)).rowcount)
+    return bool(
+        conn.execute(
+            update(devices).where(devices.c.device_id == device_id).values(revoked=True, token_hash=None)
+        ).rowcount
+    )
 
 
 def check_device(conn: Connection, device_id: str, token: str) -> bool:
-    row = conn.execute(select(devices.c.token_hash, devices.c.revoked)
-                       .where(devices.c.device_id == device_id[:64])).first()
+    row = conn.execute(
+        select(devices.c.token_hash, devices.c.revoked).where(devices.c.device_id == device_id[:64])
+    ).first()
     want = row.token_hash if row is not None and row.token_hash and not row.revoked else token_hash("x" + token)
-    return hmac.compare_digest(want, token_hash(token)) and row is not None and bool(row.token_hash) \
-        and not row.revoked
+    return hmac.compare_digest(want, token_hash(token)) and row is not None and bool(row.token_hash) and not row.revoked

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
@@ -35,22 +36,27 @@ class Database:
         try:
             parsed = make_url(url)
         except ArgumentError as e:
-            raise ConfigError(f"server.database_url = {url!r} is not a database URL ({e}); use "
-                              "sqlite:////var/lib/edgeface/server.sqlite3 or postgresql+psycopg://user@host/db") from None
+            raise ConfigError(
+                f"server.database_url = {url!r} is not a database URL ({e}); use "
+                "sqlite:////var/lib/edgeface/server.sqlite3 or postgresql+psycopg://user@host/db"
+            ) from None
         self.url = parsed
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
         if self.is_sqlite:
             if parsed.database and parsed.database != ":memory:":
                 Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-            self.engine: Engine = create_engine(parsed, echo=echo, connect_args={"timeout": 60,
-                                                                                 "check_same_thread": False})
+            self.engine: Engine = create_engine(
+                parsed, echo=echo, connect_args={"timeout": 60, "check_same_thread": False}
+            )
             event.listen(self.engine, "connect", _sqlite_connect)
             event.listen(self.engine, "begin", _sqlite_begin)
         elif parsed.get_backend_name() == "postgresql":
             self.engine = create_engine(parsed, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=10)
         else:
-            raise ConfigError(f"server.database_url: backend {parsed.get_backend_name()!r} is not supported; "
-                              "use sqlite or postgresql+psycopg")
+            raise ConfigError(
+                f"server.database_url: backend {parsed.get_backend_name()!r} is not supported; "
+                "use sqlite or postgresql+psycopg"
+            )
         self._reader = self.engine.execution_options(**{_READ: True})
 
     @contextmanager
@@ -87,7 +93,7 @@ class Database:
         self.engine.dispose()
 
 
-def _sqlite_connect(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
     dbapi_conn.isolation_level = None  # transactions are begun by _sqlite_begin, not by the driver
     cur = dbapi_conn.cursor()
     for pragma in ("journal_mode = WAL", "synchronous = FULL", "foreign_keys = ON", "busy_timeout = 60000"):

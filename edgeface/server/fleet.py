@@ -18,9 +18,14 @@ from .tables import devices, publications
 bp = Blueprint("fleet", __name__)
 
 
-
-def gallery_stale(reported_version: int | None, last_fetch_at: float | None, pointer_expires: float | None,
-                  published: bool, ttl_s: float, now: float) -> bool | None:
+def gallery_stale(
+    reported_version: int | None,
+    last_fetch_at: float | None,
+    pointer_expires: float | None,
+    published: bool,
+    ttl_s: float,
+    now: float,
+) -> bool | None:
     """Whether a device's gallery is stale: no signed, unexpired pointer from this server can be vouching
     for it. True when this server's own latest.json has expired or is unsigned (units refuse it), or
     when the device last fetched it more than ``gallery.pointer_ttl_s`` ago (whatever it verified then has
@@ -55,17 +60,36 @@ def device_rows(conn: Any) -> list[dict[str, Any]]:
         st = json.loads(d.status) if d.status else {}
         ob = st.get("outbox") or {}
         seen = max([t for t in (d.updated_at, d.last_result_at) if t] or [0]) or None
-        out.append({"device_id": d.device_id, "state": d.state or "unknown", "reason": st.get("reason"),
-                    "last_seen": seen, "status_ts": st.get("ts"), "pending": ob.get("pending"),
-                    "matches": ob.get("matches"), "oldest_age_s": ob.get("oldest_age_s"),
-                    "quarantined": ob.get("quarantined"), "gallery_version": st.get("gallery_version"),
-                    "gallery_behind": (latest is not None and st.get("gallery_version") is not None
-                                       and st["gallery_version"] < latest),
-                    "gallery_stale": gallery_stale(st.get("gallery_version"), d.last_fetch_at, pointer_expires,
-                                                   published, svc.config.gallery.pointer_ttl_s, now),
-                    "software_version": st.get("software_version"), "model_id": st.get("model_id"),
-                    "uptime_s": st.get("uptime_s"), "credential": "revoked" if d.revoked else
-                    ("yes" if d.token_hash else "none"), "last_fetch_at": d.last_fetch_at})
+        out.append(
+            {
+                "device_id": d.device_id,
+                "state": d.state or "unknown",
+                "reason": st.get("reason"),
+                "last_seen": seen,
+                "status_ts": st.get("ts"),
+                "pending": ob.get("pending"),
+                "matches": ob.get("matches"),
+                "oldest_age_s": ob.get("oldest_age_s"),
+                "quarantined": ob.get("quarantined"),
+                "gallery_version": st.get("gallery_version"),
+                "gallery_behind": (
+                    latest is not None and st.get("gallery_version") is not None and st["gallery_version"] < latest
+                ),
+                "gallery_stale": gallery_stale(
+                    st.get("gallery_version"),
+                    d.last_fetch_at,
+                    pointer_expires,
+                    published,
+                    svc.config.gallery.pointer_ttl_s,
+                    now,
+                ),
+                "software_version": st.get("software_version"),
+                "model_id": st.get("model_id"),
+                "uptime_s": st.get("uptime_s"),
+                "credential": "revoked" if d.revoked else ("yes" if d.token_hash else "none"),
+                "last_fetch_at": d.last_fetch_at,
+            }
+        )
     return out
 
 
@@ -94,8 +118,7 @@ def issue() -> Any:
         rows = device_rows(conn)
         latest = conn.execute(select(func.max(publications.c.version))).scalar()
         bad = rejected.summary(conn)
-    return render_template("fleet.html", rows=rows, latest=latest, token=token, token_device=device_id,
-                           rejected=bad)
+    return render_template("fleet.html", rows=rows, latest=latest, token=token, token_device=device_id, rejected=bad)
 
 
 @bp.route("/fleet/devices/<device_id>/revoke", methods=["POST"])

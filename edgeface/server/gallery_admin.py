@@ -39,7 +39,6 @@ GALLERY_SCOPE = "gallery"  # view-token scope of the images the gallery pages sh
 FORMATS = {"JPEG": ".jpg", "MPO": ".jpg", "PNG": ".png", "WEBP": ".webp", "BMP": ".bmp"}  # MPO: phones' JPEG
 
 
-
 @contextmanager
 def _publish_lock(folder: Path) -> Iterator[None]:
     """One publication at a time on this host (versions must not race for the same number)."""
@@ -84,13 +83,16 @@ def inspect_upload(original: str, data: bytes, limits: ImageConfig) -> Upload:
             with Image.open(io.BytesIO(data), formats=[f for f in FORMATS if f in Image.OPEN]) as im:
                 fmt, (width, height) = im.format or "", im.size
     except Image.DecompressionBombError as e:  # Pillow's own limit (Image.MAX_IMAGE_PIXELS) is twice exceeded
-        raise ImageTooLarge(f"{original}: far above image.max_pixels = {limits.max_pixels} ({e}); refused "
-                            "before decoding") from None
+        raise ImageTooLarge(
+            f"{original}: far above image.max_pixels = {limits.max_pixels} ({e}); refused before decoding"
+        ) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise ImageError(f"{original}: not an image in an accepted format (JPEG, PNG, WebP or BMP): {e}") from None
     if width * height > limits.max_pixels:
-        raise ImageTooLarge(f"{original}: {width}x{height} = {width * height} pixels, above image.max_pixels = "
-                            f"{limits.max_pixels}; refused before decoding")
+        raise ImageTooLarge(
+            f"{original}: {width}x{height} = {width * height} pixels, above image.max_pixels = "
+            f"{limits.max_pixels}; refused before decoding"
+        )
     if width <= 0 or height <= 0:
         raise ImageError(f"{original}: image has no pixels ({width}x{height})")
     sha = hashlib.sha256(data).hexdigest()
@@ -108,8 +110,12 @@ def inspect_uploads(files: list[tuple[str, bytes]], limits: ImageConfig) -> list
             problems.append(str(e))
             too_large = too_large or isinstance(e, ImageTooLarge)
     if problems:
-        raise UploadRefused("Nothing was stored or enrolled: " + "; ".join(problems)
-                            + ". Remove or replace these files and upload again.", 413 if too_large else 422)
+        raise UploadRefused(
+            "Nothing was stored or enrolled: "
+            + "; ".join(problems)
+            + ". Remove or replace these files and upload again.",
+            413 if too_large else 422,
+        )
     return uploads
 
 
@@ -148,21 +154,39 @@ def discard_created(images_dir: Path, created: list[Path], referenced: set[str])
 def index() -> Any:
     svc = services()
     with svc.db.read() as conn:
-        idents = conn.execute(select(identities, func.count(images.c.id).label("n"))
-                              .outerjoin(images, (images.c.identity_id == identities.c.id)
-                                         & images.c.status.in_(("enrolled", "unchanged")))
-                              .group_by(*identities.c).order_by(identities.c.id)).all()
-        thumbs: dict[str, int] = dict(conn.execute(select(images.c.identity_id, func.min(images.c.id))
-                                                   .where(images.c.status.in_(("enrolled", "unchanged")))
-                                                   .group_by(images.c.identity_id)).all())
+        idents = conn.execute(
+            select(identities, func.count(images.c.id).label("n"))
+            .outerjoin(
+                images, (images.c.identity_id == identities.c.id) & images.c.status.in_(("enrolled", "unchanged"))
+            )
+            .group_by(*identities.c)
+            .order_by(identities.c.id)
+        ).all()
+        thumbs: dict[str, int] = dict(
+            conn.execute(
+                select(images.c.identity_id, func.min(images.c.id))
+                .where(images.c.status.in_(("enrolled", "unchanged")))
+                .group_by(images.c.identity_id)
+            ).all()
+        )
         pubs = conn.execute(select(publications).order_by(publications.c.version.desc()).limit(50)).all()
-        devs = conn.execute(select(devices.c.device_id, devices.c.status, devices.c.state)
-                            .order_by(devices.c.device_id)).all()
-    running = [(d.device_id, (json.loads(d.status).get("gallery_version") if d.status else None), d.state)
-               for d in devs]
+        devs = conn.execute(
+            select(devices.c.device_id, devices.c.status, devices.c.state).order_by(devices.c.device_id)
+        ).all()
+    running = [
+        (d.device_id, (json.loads(d.status).get("gallery_version") if d.status else None), d.state) for d in devs
+    ]
     tokens = _shown("gallery", sorted(thumbs.values()))
-    return render_template("gallery.html", idents=idents, thumbs=thumbs, tokens=tokens, pubs=pubs, running=running,
-                           latest=pubs[0].version if pubs else None, report=None)
+    return render_template(
+        "gallery.html",
+        idents=idents,
+        thumbs=thumbs,
+        tokens=tokens,
+        pubs=pubs,
+        running=running,
+        latest=pubs[0].version if pubs else None,
+        report=None,
+    )
 
 
 @bp.route("/gallery/enroll", methods=["POST"])
@@ -196,18 +220,25 @@ def enroll_view() -> Any:
         report = _enroll_stored(svc, ident, name, source, consent, uploads)
     except BaseException:
         with svc.db.read() as conn:
-            referenced = {r[0] for r in conn.execute(select(images.c.filename).where(
-                images.c.filename.in_([p.name for p in created])))}
+            referenced = {
+                r[0]
+                for r in conn.execute(select(images.c.filename).where(images.c.filename.in_([p.name for p in created])))
+            }
         discard_created(svc.images_dir, created, referenced)
         log.error("server.enroll_failed", identity=ident, removed=len(created) - len(referenced))
         raise
-    log.info("server.enrolled", identity=ident, images=len(report),
-             enrolled=sum(r["status"] in ("enrolled", "unchanged") for r in report))
+    log.info(
+        "server.enrolled",
+        identity=ident,
+        images=len(report),
+        enrolled=sum(r["status"] in ("enrolled", "unchanged") for r in report),
+    )
     return render_template("enroll_report.html", ident=ident, report=report), 200
 
 
-def _enroll_stored(svc: Any, ident: str, name: str, source: str, consent: str,
-                   uploads: list[Upload]) -> list[dict[str, Any]]:
+def _enroll_stored(
+    svc: Any, ident: str, name: str, source: str, consent: str, uploads: list[Upload]
+) -> list[dict[str, Any]]:
     """Enroll stored uploads into the workspace and record each image (with its audit entry) in one
     database transaction; returns the report rows."""
     from ..gallery.enroll import EnrollItem, Workspace, enroll
@@ -217,8 +248,13 @@ def _enroll_stored(svc: Any, ident: str, name: str, source: str, consent: str,
         engine = svc.engine()
         ws = Workspace(svc.workspace_dir)
         try:
-            enroll_report = enroll(engine, ws, items, duplicate_similarity=svc.config.enroll.duplicate_similarity,
-                                   second_face_ratio=svc.config.enroll.second_face_ratio)
+            enroll_report = enroll(
+                engine,
+                ws,
+                items,
+                duplicate_similarity=svc.config.enroll.duplicate_similarity,
+                second_face_ratio=svc.config.enroll.second_face_ratio,
+            )
         finally:
             ws.close()
     now = time.time()
@@ -228,15 +264,43 @@ def _enroll_stored(svc: Any, ident: str, name: str, source: str, consent: str,
             conn.execute(insert(identities).values(id=ident, name=name, created_at=now, created_by=g.user.username))
         else:
             conn.execute(update(identities).where(identities.c.id == ident).values(name=name))
-        for u, res in zip(uploads, enroll_report.results):
-            conn.execute(insert(images).values(identity_id=ident, sha256=u.sha256, filename=u.filename, source=source,
-                                               consent=consent, enrolled_by=g.user.username, enrolled_at=now,
-                                               status=res.status, reasons="; ".join(res.reasons)))
-            report.append({"file": u.original, "sha256": u.sha256, "status": res.status, "reasons": res.reasons,
-                           "duplicates": res.duplicates[:3]})
-            audit.append(conn, g.user.username, "enroll.image", ident,
-                         {"sha256": u.sha256, "source": source, "consent": consent, "name": name,
-                          "status": res.status, "reasons": res.reasons})
+        for u, res in zip(uploads, enroll_report.results, strict=True):
+            conn.execute(
+                insert(images).values(
+                    identity_id=ident,
+                    sha256=u.sha256,
+                    filename=u.filename,
+                    source=source,
+                    consent=consent,
+                    enrolled_by=g.user.username,
+                    enrolled_at=now,
+                    status=res.status,
+                    reasons="; ".join(res.reasons),
+                )
+            )
+            report.append(
+                {
+                    "file": u.original,
+                    "sha256": u.sha256,
+                    "status": res.status,
+                    "reasons": res.reasons,
+                    "duplicates": res.duplicates[:3],
+                }
+            )
+            audit.append(
+                conn,
+                g.user.username,
+                "enroll.image",
+                ident,
+                {
+                    "sha256": u.sha256,
+                    "source": source,
+                    "consent": consent,
+                    "name": name,
+                    "status": res.status,
+                    "reasons": res.reasons,
+                },
+            )
     return report
 
 
@@ -277,8 +341,13 @@ def wipe(ident: str) -> Any:
         still = {r.filename for r in conn.execute(select(images.c.filename).where(images.c.filename.in_(files)))}
         for fname in set(files) - still:
             (svc.images_dir / fname).unlink(missing_ok=True)
-        audit.append(conn, g.user.username, "identity.wipe", ident,
-                     {"reason": reason, "images": len(files), "workspace_entries": n})
+        audit.append(
+            conn,
+            g.user.username,
+            "identity.wipe",
+            ident,
+            {"reason": reason, "images": len(files), "workspace_entries": n},
+        )
     return redirect(url_for("gallery_admin.index"))
 
 
@@ -329,24 +398,53 @@ def publish_gallery(svc: Any, actor: str) -> dict[str, Any]:
             ws.close()
         if not entries:
             raise GalleryError("nothing is enrolled with this embedder and these settings: enroll identities first")
-        pub = publish_for(svc.publish_dir, card, vectors=vectors, entries=entries, identities=idents,
-                          signer=key, target_fpir=cfg.gallery.target_fpir, pointer_ttl_s=cfg.gallery.pointer_ttl_s)
+        pub = publish_for(
+            svc.publish_dir,
+            card,
+            vectors=vectors,
+            entries=entries,
+            identities=idents,
+            signer=key,
+            target_fpir=cfg.gallery.target_fpir,
+            pointer_ttl_s=cfg.gallery.pointer_ttl_s,
+        )
     m = pub.manifest
     manifest_sha = hashlib.sha256((pub.dir / "manifest.json").read_bytes()).hexdigest()
-    doc = payloads.announce_payload(gallery_version=m.gallery_version, url=url, model_id=card.id,
-                                    manifest_sha256=manifest_sha, count=m.identities)
+    doc = payloads.announce_payload(
+        gallery_version=m.gallery_version, url=url, model_id=card.id, manifest_sha256=manifest_sha, count=m.identities
+    )
     announced, why = announce(cfg, doc)
     if not announced:
-        log.warning("server.gallery.not_announced", version=m.gallery_version, why=why,
-                    hint="units still find it at their next scheduled sync")
-    rec = {"version": m.gallery_version, "url": url, "count": m.count, "identities": m.identities, "bytes": m.total_bytes,
-           "manifest_sha256": manifest_sha, "announced": announced, "why_not_announced": why,
-           "deltas": sorted(pub.deltas)}
+        log.warning(
+            "server.gallery.not_announced",
+            version=m.gallery_version,
+            why=why,
+            hint="units still find it at their next scheduled sync",
+        )
+    rec = {
+        "version": m.gallery_version,
+        "url": url,
+        "count": m.count,
+        "identities": m.identities,
+        "bytes": m.total_bytes,
+        "manifest_sha256": manifest_sha,
+        "announced": announced,
+        "why_not_announced": why,
+        "deltas": sorted(pub.deltas),
+    }
     with svc.db.write() as conn:
-        conn.execute(insert(publications).values(version=m.gallery_version, published_at=time.time(),
-                                                 published_by=actor, count=m.count, identities=m.identities,
-                                                 bytes=m.total_bytes, manifest_sha256=manifest_sha,
-                                                 announced=announced))
+        conn.execute(
+            insert(publications).values(
+                version=m.gallery_version,
+                published_at=time.time(),
+                published_by=actor,
+                count=m.count,
+                identities=m.identities,
+                bytes=m.total_bytes,
+                manifest_sha256=manifest_sha,
+                announced=announced,
+            )
+        )
         audit.append(conn, actor, "gallery.publish", f"v{m.gallery_version}", rec)
     return rec
 
@@ -387,8 +485,12 @@ def keep_pointer_fresh(svc: Any) -> None:
 
     cfg = svc.config
     try:
-        refresh_pointer_if_due(svc.publish_dir, cfg.gallery.pointer_ttl_s,
-                               lambda: signing.load_private_key(Path(cfg.server.signing_key)))
+        refresh_pointer_if_due(
+            svc.publish_dir, cfg.gallery.pointer_ttl_s, lambda: signing.load_private_key(Path(cfg.server.signing_key))
+        )
     except (EdgefaceError, OSError) as e:
-        log.error("server.gallery.pointer_refresh_failed", error=str(e),
-                  hint="check server.signing_key; units refuse the pointer once it expires")
+        log.error(
+            "server.gallery.pointer_refresh_failed",
+            error=str(e),
+            hint="check server.signing_key; units refuse the pointer once it expires",
+        )

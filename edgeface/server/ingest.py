@@ -24,7 +24,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from ..config import Config
 from ..logs import get_logger
 from ..mqtt import timestamps
-from ..mqtt.ingest import REJECTED_HEAD, Ingest, ResultRow, printable, result_row
+from ..mqtt.ingest import Ingest
+from ..mqtt.results_db import REJECTED_HEAD, ResultRow, printable, result_row
 from .db import Database
 from .tables import devices, rejected, results
 
@@ -43,8 +44,9 @@ class DbResultStore:
     def is_transient(error: BaseException) -> bool:
         """True when ``error`` is the database's trouble (connection lost, locked, disk full), not the data's:
         the ingest then acknowledges nothing and retries."""
-        return isinstance(error, (exc.OperationalError, exc.InterfaceError, exc.TimeoutError,
-                                  sqlite3.OperationalError, OSError))
+        return isinstance(
+            error, (exc.OperationalError, exc.InterfaceError, exc.TimeoutError, sqlite3.OperationalError, OSError)
+        )
 
     def add(self, docs: Iterable[Mapping[str, Any]], *, received_at: float | None = None) -> tuple[int, int]:
         """Store results in one transaction; returns (stored, duplicates)."""
@@ -55,10 +57,22 @@ class DbResultStore:
         now = time.time() if received_at is None else received_at
         values, last_seen = [], {}
         for r in rows:
-            values.append({"id": r.id, "device_id": r.device_id, "captured_at": r.captured_at,
-                           "captured_ts": r.captured_ts, "decision": r.decision, "top_identity": r.top_identity,
-                           "top_score": r.top_score, "gallery_version": r.gallery_version, "model_id": r.model_id,
-                           "payload": r.payload, "received_at": now, "review_status": "pending"})
+            values.append(
+                {
+                    "id": r.id,
+                    "device_id": r.device_id,
+                    "captured_at": r.captured_at,
+                    "captured_ts": r.captured_ts,
+                    "decision": r.decision,
+                    "top_identity": r.top_identity,
+                    "top_score": r.top_score,
+                    "gallery_version": r.gallery_version,
+                    "model_id": r.model_id,
+                    "payload": r.payload,
+                    "received_at": now,
+                    "review_status": "pending",
+                }
+            )
             last_seen[r.device_id] = now
         if not values:
             return 0, 0
@@ -66,28 +80,45 @@ class DbResultStore:
         with self.db.write() as conn:
             stored = len(conn.execute(stmt, values).all())
             dev = self._insert(devices)
-            conn.execute(dev.on_conflict_do_update(index_elements=["device_id"],
-                                                   set_={"last_result_at": dev.excluded.last_result_at}),
-                         [{"device_id": k, "last_result_at": v, "revoked": False} for k, v in last_seen.items()])
+            conn.execute(
+                dev.on_conflict_do_update(
+                    index_elements=["device_id"], set_={"last_result_at": dev.excluded.last_result_at}
+                ),
+                [{"device_id": k, "last_result_at": v, "revoked": False} for k, v in last_seen.items()],
+            )
         return stored, len(values) - stored
 
     def set_status(self, doc: Mapping[str, Any]) -> None:
         """Record a device's latest status, in arrival order (a last will carries its connection's start
         time, so ordering by the device's timestamp would ignore it)."""
         ins = self._insert(devices)
-        values = {"device_id": doc["device_id"], "state": doc["state"],
-                  "status": json.dumps(doc, separators=(",", ":")), "status_ts": timestamps.parse_timestamp(doc["ts"]),
-                  "updated_at": time.time()}
+        values = {
+            "device_id": doc["device_id"],
+            "state": doc["state"],
+            "status": json.dumps(doc, separators=(",", ":")),
+            "status_ts": timestamps.parse_timestamp(doc["ts"]),
+            "updated_at": time.time(),
+        }
         with self.db.write() as conn:
-            conn.execute(ins.values(revoked=False, **values).on_conflict_do_update(
-                index_elements=["device_id"], set_={k: v for k, v in values.items() if k != "device_id"}))
+            conn.execute(
+                ins.values(revoked=False, **values).on_conflict_do_update(
+                    index_elements=["device_id"], set_={k: v for k, v in values.items() if k != "device_id"}
+                )
+            )
 
     def reject(self, topic: str, kind: str, error: str, payload: bytes) -> None:
         """Keep the start of a malformed message (the newest ``rejected_keep``)."""
         with self.db.write() as conn:
-            conn.execute(rejected.insert().values(received_at=time.time(), topic=printable(topic, 512),
-                                                  kind=kind[:32], error=printable(error, 500), size=len(payload),
-                                                  head=bytes(payload[:REJECTED_HEAD])))
+            conn.execute(
+                rejected.insert().values(
+                    received_at=time.time(),
+                    topic=printable(topic, 512),
+                    kind=kind[:32],
+                    error=printable(error, 500),
+                    size=len(payload),
+                    head=bytes(payload[:REJECTED_HEAD]),
+                )
+            )
             top = conn.execute(select(func.max(rejected.c.id))).scalar_one()
             conn.execute(rejected.delete().where(rejected.c.id <= top - self.rejected_keep))
 
@@ -105,8 +136,17 @@ def worker_client_id(config: Config, index: int = 0) -> str:
 def make_worker(config: Config, db: Database, index: int = 0) -> Ingest:
     """An ingest worker (not started) on the shared subscription ``ingest.group``."""
     store = DbResultStore(db, rejected_keep=config.server.rejected_keep)
-    worker = Ingest.from_config(config.mqtt, config.ingest, store,  # type: ignore[arg-type]  # DbResultStore: ResultStore's methods
-                                client_id=worker_client_id(config, index))
-    log.info("server.ingest.worker", client_id=worker.settings.client_id, group=config.ingest.group,
-             filter=worker.results_filter, pid=os.getpid())
+    worker = Ingest.from_config(
+        config.mqtt,
+        config.ingest,
+        store,
+        client_id=worker_client_id(config, index),
+    )
+    log.info(
+        "server.ingest.worker",
+        client_id=worker.settings.client_id,
+        group=config.ingest.group,
+        filter=worker.results_filter,
+        pid=os.getpid(),
+    )
     return worker

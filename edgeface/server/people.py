@@ -41,8 +41,11 @@ class Account:
 
 def accounts(conn: Connection, ids: Iterable[int]) -> dict[int, Account]:
     wanted = sorted(set(ids))
-    rows = conn.execute(select(users.c.id, users.c.username, users.c.owner, users.c.created_by,
-                               users.c.password_set_by).where(users.c.id.in_(wanted))).all()
+    rows = conn.execute(
+        select(users.c.id, users.c.username, users.c.owner, users.c.created_by, users.c.password_set_by).where(
+            users.c.id.in_(wanted)
+        )
+    ).all()
     return {int(r.id): Account(int(r.id), r.username, r.owner, r.created_by, r.password_set_by) for r in rows}
 
 
@@ -62,8 +65,10 @@ def same_person(conn: Connection, a: Account, b: Account) -> str | None:
         if x.password_set_by == y.id:
             return f"{x.username}'s password was set by {y.username} and not changed by its user since"
     if a.password_set_by is not None and a.password_set_by == b.password_set_by:
-        return (f"the passwords of {a.username} and {b.username} were both set by "
-                f"{_name(conn, a.password_set_by)} and not changed by their users since")
+        return (
+            f"the passwords of {a.username} and {b.username} were both set by "
+            f"{_name(conn, a.password_set_by)} and not changed by their users since"
+        )
     return None
 
 
@@ -83,6 +88,7 @@ def related(conn: Connection, uid: int, others: Iterable[int]) -> str | None:
 
 
 # -- role requests ---------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class RoleRequest:
@@ -105,26 +111,49 @@ def request_roles(conn: Connection, requester: User, user_id: int, roles: Iterab
     if not wanted:
         return None
     text = ",".join(sorted(wanted))
-    if conn.execute(select(role_requests.c.id).where(role_requests.c.user_id == user_id, role_requests.c.roles == text,
-                                                     role_requests.c.state == "pending")).first():
+    if conn.execute(
+        select(role_requests.c.id).where(
+            role_requests.c.user_id == user_id, role_requests.c.roles == text, role_requests.c.state == "pending"
+        )
+    ).first():
         return None
     now = time.time()
-    rid = conn.execute(insert(role_requests).values(user_id=user_id, roles=text, requested_by=requester.id,
-                                                    requested_at=now, state="pending")
-                       .returning(role_requests.c.id)).scalar_one()
-    audit.append(conn, requester.username, "user.role_request", target.username,
-                 {"request": int(rid), "roles": sorted(wanted), "self_grant": user_id == requester.id})
+    rid = conn.execute(
+        insert(role_requests)
+        .values(user_id=user_id, roles=text, requested_by=requester.id, requested_at=now, state="pending")
+        .returning(role_requests.c.id)
+    ).scalar_one()
+    audit.append(
+        conn,
+        requester.username,
+        "user.role_request",
+        target.username,
+        {"request": int(rid), "roles": sorted(wanted), "self_grant": user_id == requester.id},
+    )
     return RoleRequest(int(rid), user_id, target.username, wanted, requester.id, requester.username, now)
 
 
 def pending(conn: Connection) -> list[RoleRequest]:
     target, by = users.alias("target"), users.alias("by")
-    rows = conn.execute(select(role_requests, target.c.username.label("username"), by.c.username.label("by_name"))
-                        .join(target, target.c.id == role_requests.c.user_id)
-                        .join(by, by.c.id == role_requests.c.requested_by)
-                        .where(role_requests.c.state == "pending").order_by(role_requests.c.id)).all()
-    return [RoleRequest(int(r.id), int(r.user_id), r.username, auth.stored_roles(r.roles), int(r.requested_by),
-                        r.by_name, float(r.requested_at)) for r in rows]
+    rows = conn.execute(
+        select(role_requests, target.c.username.label("username"), by.c.username.label("by_name"))
+        .join(target, target.c.id == role_requests.c.user_id)
+        .join(by, by.c.id == role_requests.c.requested_by)
+        .where(role_requests.c.state == "pending")
+        .order_by(role_requests.c.id)
+    ).all()
+    return [
+        RoleRequest(
+            int(r.id),
+            int(r.user_id),
+            r.username,
+            auth.stored_roles(r.roles),
+            int(r.requested_by),
+            r.by_name,
+            float(r.requested_at),
+        )
+        for r in rows
+    ]
 
 
 def decide_request(conn: Connection, approver: User, request_id: int, approve: bool) -> RoleRequest:
@@ -137,14 +166,23 @@ def decide_request(conn: Connection, approver: User, request_id: int, approve: b
         for who, what in ((req.requested_by, "asked for it"), (req.user_id, "would receive the role")):
             why = related(conn, approver.id, [who])
             if why:
-                raise AccountError(f"you cannot approve this: {why}, and that account {what}. Another "
-                                   "administrator, a different person, must approve it")
+                raise AccountError(
+                    f"you cannot approve this: {why}, and that account {what}. Another "
+                    "administrator, a different person, must approve it"
+                )
         held = auth.stored_roles(conn.execute(select(users.c.roles).where(users.c.id == req.user_id)).scalar_one())
-        conn.execute(update(users).where(users.c.id == req.user_id)
-                     .values(roles=",".join(sorted(held | req.roles))))
+        conn.execute(update(users).where(users.c.id == req.user_id).values(roles=",".join(sorted(held | req.roles))))
         conn.execute(sessions.delete().where(sessions.c.user_id == req.user_id))  # new roles at the next login
-    conn.execute(update(role_requests).where(role_requests.c.id == request_id)
-                 .values(state="approved" if approve else "refused", decided_by=approver.id, decided_at=time.time()))
-    audit.append(conn, approver.username, "user.role_approve" if approve else "user.role_refuse", req.username,
-                 {"request": req.id, "roles": sorted(req.roles), "requested_by": req.requested_by_name})
+    conn.execute(
+        update(role_requests)
+        .where(role_requests.c.id == request_id)
+        .values(state="approved" if approve else "refused", decided_by=approver.id, decided_at=time.time())
+    )
+    audit.append(
+        conn,
+        approver.username,
+        "user.role_approve" if approve else "user.role_refuse",
+        req.username,
+        {"request": req.id, "roles": sorted(req.roles), "requested_by": req.requested_by_name},
+    )
     return req

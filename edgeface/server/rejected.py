@@ -66,8 +66,11 @@ def summary(conn: Connection, *, now: float | None = None, recent: int = 10) -> 
     out = RejectedSummary()
     kinds: dict[str, list[int]] = {}
     devices: dict[str, list[int]] = {}
-    for r in conn.execute(select(rejected.c.topic, rejected.c.kind, func.count().label("n"), day.label("day"))
-                          .group_by(rejected.c.topic, rejected.c.kind)):
+    for r in conn.execute(
+        select(rejected.c.topic, rejected.c.kind, func.count().label("n"), day.label("day")).group_by(
+            rejected.c.topic, rejected.c.kind
+        )
+    ):
         n, d = int(r.n), int(r.day or 0)
         out.total += n
         out.last_24h += d

@@ -61,10 +61,16 @@ class Filters:
             except ValueError:
                 abort(400, f"{k} must be a number")
 
-        f = cls(status=args.get("status", "pending"), decision=args.get("decision", "match"),
-                device=args.get("device", "").strip(), date_from=args.get("date_from", "").strip(),
-                date_to=args.get("date_to", "").strip(), min_score=num("min_score"), max_score=num("max_score"),
-                identity=args.get("identity", "").strip())
+        f = cls(
+            status=args.get("status", "pending"),
+            decision=args.get("decision", "match"),
+            device=args.get("device", "").strip(),
+            date_from=args.get("date_from", "").strip(),
+            date_to=args.get("date_to", "").strip(),
+            min_score=num("min_score"),
+            max_score=num("max_score"),
+            identity=args.get("identity", "").strip(),
+        )
         if f.status not in ("", "all", *STATUSES) or f.decision not in ("", "all", "match", "no_match", "refused"):
             abort(400, "unknown status or decision filter")
         return f
@@ -103,27 +109,51 @@ def apply_filters(q: Select[Any], f: Filters) -> Select[Any]:
         q = q.where(results.c.top_score <= f.max_score)
     if f.identity:
         like = f"%{f.identity.replace('%', '').replace('_', '!_')}%"
-        named = select(identities.c.id).where(or_(identities.c.name.ilike(like, escape="!"),
-                                                  identities.c.id.ilike(like, escape="!")))
+        named = select(identities.c.id).where(
+            or_(identities.c.name.ilike(like, escape="!"), identities.c.id.ilike(like, escape="!"))
+        )
         confirmed = select(reviews.c.result_id).where(reviews.c.identity_id.ilike(like, escape="!"))
-        q = q.where(or_(results.c.top_identity.ilike(like, escape="!"), results.c.top_identity.in_(named),
-                        results.c.id.in_(confirmed)))
+        q = q.where(
+            or_(
+                results.c.top_identity.ilike(like, escape="!"),
+                results.c.top_identity.in_(named),
+                results.c.id.in_(confirmed),
+            )
+        )
     return q
 
 
 def list_results(conn: Connection, f: Filters, *, limit: int = PAGE, offset: int = 0) -> tuple[list[Any], int]:
     base = apply_filters(select(results.c.id), f)
     total = conn.execute(select(func.count()).select_from(base.subquery())).scalar_one()
-    q = apply_filters(select(results.c.id, results.c.device_id, results.c.captured_at, results.c.decision,
-                             results.c.top_identity, results.c.top_score, results.c.review_status,
-                             results.c.received_at, identities.c.name)
-                      .outerjoin(identities, identities.c.id == results.c.top_identity), f)
+    q = apply_filters(
+        select(
+            results.c.id,
+            results.c.device_id,
+            results.c.captured_at,
+            results.c.decision,
+            results.c.top_identity,
+            results.c.top_score,
+            results.c.review_status,
+            results.c.received_at,
+            identities.c.name,
+        ).outerjoin(identities, identities.c.id == results.c.top_identity),
+        f,
+    )
     rows = conn.execute(q.order_by(results.c.received_at.desc(), results.c.id.desc()).limit(limit).offset(offset)).all()
-    return rows, int(total)
+    return list(rows), int(total)
 
 
-def decide(conn: Connection, result_id: str, user: User, verdict: str, identity_id: str | None, comment: str,
-           *, two_person: bool) -> str:
+def decide(
+    conn: Connection,
+    result_id: str,
+    user: User,
+    verdict: str,
+    identity_id: str | None,
+    comment: str,
+    *,
+    two_person: bool,
+) -> str:
     """Record a decision (in the caller's write transaction, with its audit entry); returns the new status."""
     if verdict not in VERDICTS:
         raise ReviewError(f"verdict must be one of {', '.join(VERDICTS)}")
@@ -140,8 +170,11 @@ def decide(conn: Connection, result_id: str, user: User, verdict: str, identity_
         identity_id = None
     status = {"reject": "rejected", "unknown": "unknown"}.get(verdict, "confirmed")
     if verdict == "confirm" and two_person:
-        history = conn.execute(select(reviews.c.user_id, reviews.c.verdict, reviews.c.identity_id)
-                               .where(reviews.c.result_id == result_id).order_by(reviews.c.id)).all()
+        history = conn.execute(
+            select(reviews.c.user_id, reviews.c.verdict, reviews.c.identity_id)
+            .where(reviews.c.result_id == result_id)
+            .order_by(reviews.c.id)
+        ).all()
         agreeing: set[int] = set()
         for h in history:  # confirmations since the last rejection/unknown, for this identity
             if h.verdict != "confirm":
@@ -149,23 +182,46 @@ def decide(conn: Connection, result_id: str, user: User, verdict: str, identity_
             elif h.identity_id == identity_id:
                 agreeing.add(int(h.user_id))
         if user.id in agreeing:
-            raise ReviewError("you already confirmed this candidate; under the two-person rule a second, "
-                              "different reviewer must confirm it")
+            raise ReviewError(
+                "you already confirmed this candidate; under the two-person rule a second, "
+                "different reviewer must confirm it"
+            )
         why = people.related(conn, user.id, agreeing)
         if why:
-            raise ReviewError(f"under the two-person rule the second confirmation must come from another person, "
-                              f"and {why}; a reviewer who is a different person must confirm it")
+            raise ReviewError(
+                f"under the two-person rule the second confirmation must come from another person, "
+                f"and {why}; a reviewer who is a different person must confirm it"
+            )
         status = "confirmed" if agreeing else "awaiting_second"
     now = time.time()
-    conn.execute(reviews.insert().values(result_id=result_id, user_id=user.id, verdict=verdict,
-                                         identity_id=identity_id, comment=comment, created_at=now))
+    conn.execute(
+        reviews.insert().values(
+            result_id=result_id,
+            user_id=user.id,
+            verdict=verdict,
+            identity_id=identity_id,
+            comment=comment,
+            created_at=now,
+        )
+    )
     conn.execute(update(results).where(results.c.id == result_id).values(review_status=status, reviewed_at=now))
     me = people.accounts(conn, [user.id]).get(user.id)
-    audit.append(conn, user.username, f"review.{verdict}", result_id,
-                 {"identity": identity_id, "comment": comment, "status": status, "device": row.device_id,
-                  "score": row.top_score, "two_person_rule": two_person,
-                  "reviewer_owner": me.owner if me else None,
-                  "reviewer_created_by": _creator(conn, me.created_by) if me else None})
+    audit.append(
+        conn,
+        user.username,
+        f"review.{verdict}",
+        result_id,
+        {
+            "identity": identity_id,
+            "comment": comment,
+            "status": status,
+            "device": row.device_id,
+            "score": row.top_score,
+            "two_person_rule": two_person,
+            "reviewer_owner": me.owner if me else None,
+            "reviewer_created_by": _creator(conn, me.created_by) if me else None,
+        },
+    )
     return status
 
 
@@ -173,7 +229,6 @@ def _creator(conn: Connection, uid: int | None) -> str:
     if uid is None:
         return "command line"
     return str(conn.execute(select(users.c.username).where(users.c.id == uid)).scalar())
-
 
 
 @bp.route("/review")
@@ -184,8 +239,17 @@ def queue() -> Any:
     with services().db.read() as conn:
         rows, total = list_results(conn, f, offset=(page - 1) * PAGE)
         devices = [r[0] for r in conn.execute(select(results.c.device_id).distinct().order_by(results.c.device_id))]
-    return render_template("review_list.html", rows=rows, total=total, f=f, page=page, pages=max(1, -(-total // PAGE)),
-                           devices=devices, statuses=STATUSES, query=f.as_query())
+    return render_template(
+        "review_list.html",
+        rows=rows,
+        total=total,
+        f=f,
+        page=page,
+        pages=max(1, -(-total // PAGE)),
+        devices=devices,
+        statuses=STATUSES,
+        query=f.as_query(),
+    )
 
 
 SHOWN_PER_CANDIDATE = 3
@@ -198,8 +262,11 @@ def shown_images(conn: Connection, candidates: list[str]) -> dict[str, list[int]
     out: dict[str, list[int]] = {}
     if not candidates:
         return out
-    for r in conn.execute(select(images.c.identity_id, images.c.id).where(
-            and_(images.c.identity_id.in_(candidates), images.c.status.in_(SHOWN_STATUSES))).order_by(images.c.id)):
+    for r in conn.execute(
+        select(images.c.identity_id, images.c.id)
+        .where(and_(images.c.identity_id.in_(candidates), images.c.status.in_(SHOWN_STATUSES)))
+        .order_by(images.c.id)
+    ):
         shown = out.setdefault(r.identity_id, [])
         if len(shown) < SHOWN_PER_CANDIDATE:
             shown.append(int(r.id))
@@ -222,17 +289,34 @@ def detail(rid: str) -> Any:
         ids = _candidates(row.payload)
         names = dict(conn.execute(select(identities.c.id, identities.c.name).where(identities.c.id.in_(ids))).all())
         imgs = shown_images(conn, ids)
-        history = conn.execute(select(reviews, users.c.username).join(users, users.c.id == reviews.c.user_id)
-                               .where(reviews.c.result_id == rid).order_by(reviews.c.id)).all()
+        history = conn.execute(
+            select(reviews, users.c.username)
+            .join(users, users.c.id == reviews.c.user_id)
+            .where(reviews.c.result_id == rid)
+            .order_by(reviews.c.id)
+        ).all()
     shown = [i for ident in ids for i in imgs.get(ident, [])]
     if shown:  # one entry per page view, listing every enrolled image it showed
         with svc.db.write() as conn:
-            audit.append(conn, g.user.username, "images.view", f"review/{rid}",
-                         {"images": shown, "identities": [i for i in ids if i in imgs]})
+            audit.append(
+                conn,
+                g.user.username,
+                "images.view",
+                f"review/{rid}",
+                {"images": shown, "identities": [i for i in ids if i in imgs]},
+            )
     tokens = {i: auth.view_token(g.session.csrf_token, f"review/{rid}", i) for i in shown}
-    return render_template("review_detail.html", r=row, doc=doc, names=names, imgs=imgs, tokens=tokens,
-                           history=history, two_person=svc.config.server.two_person_rule,
-                           error=request.args.get("error"))
+    return render_template(
+        "review_detail.html",
+        r=row,
+        doc=doc,
+        names=names,
+        imgs=imgs,
+        tokens=tokens,
+        history=history,
+        two_person=svc.config.server.two_person_rule,
+        error=request.args.get("error"),
+    )
 
 
 @bp.route("/review/<rid>/images/<int:image_id>")
@@ -267,16 +351,26 @@ def decide_view(rid: str) -> Any:
     svc = services()
     try:
         with svc.db.write() as conn:
-            decide(conn, rid, g.user, request.form.get("verdict", ""), request.form.get("identity") or None,
-                   request.form.get("comment", ""), two_person=svc.config.server.two_person_rule)
+            decide(
+                conn,
+                rid,
+                g.user,
+                request.form.get("verdict", ""),
+                request.form.get("identity") or None,
+                request.form.get("comment", ""),
+                two_person=svc.config.server.two_person_rule,
+            )
     except ReviewError as e:
         return redirect(url_for("review.detail", rid=rid, error=str(e)))
     nxt = request.form.get("next_pending")
     if nxt:
         with svc.db.read() as conn:
-            after = conn.execute(select(results.c.id).where(results.c.review_status == "pending",
-                                                            results.c.decision == "match")
-                                 .order_by(results.c.received_at.desc()).limit(1)).scalar()
+            after = conn.execute(
+                select(results.c.id)
+                .where(results.c.review_status == "pending", results.c.decision == "match")
+                .order_by(results.c.received_at.desc())
+                .limit(1)
+            ).scalar()
         if after:
             return redirect(url_for("review.detail", rid=after))
     return redirect(url_for("review.detail", rid=rid))
@@ -299,9 +393,23 @@ def crop(rid: str) -> Any:
     return Response(data, mimetype="image/jpeg", headers={"Cache-Control": "private, no-store"})
 
 
-EXPORT_COLUMNS = ("id", "device_id", "captured_at", "decision", "top_identity", "top_name", "top_score",
-                  "review_status", "last_verdict", "last_reviewer", "last_comment", "lat", "lon", "gallery_version",
-                  "model_id")
+EXPORT_COLUMNS = (
+    "id",
+    "device_id",
+    "captured_at",
+    "decision",
+    "top_identity",
+    "top_name",
+    "top_score",
+    "review_status",
+    "last_verdict",
+    "last_reviewer",
+    "last_comment",
+    "lat",
+    "lon",
+    "gallery_version",
+    "model_id",
+)
 
 
 @bp.route("/review/export")
@@ -317,36 +425,59 @@ def export() -> Any:
         ids = [r.id for r in rows]
         last: dict[str, Any] = {}
         for chunk in range(0, len(ids), 500):
-            for rv in conn.execute(select(reviews.c.result_id, reviews.c.verdict, reviews.c.comment, users.c.username)
-                                   .join(users, users.c.id == reviews.c.user_id)
-                                   .where(reviews.c.result_id.in_(ids[chunk:chunk + 500])).order_by(reviews.c.id)):
+            for rv in conn.execute(
+                select(reviews.c.result_id, reviews.c.verdict, reviews.c.comment, users.c.username)
+                .join(users, users.c.id == reviews.c.user_id)
+                .where(reviews.c.result_id.in_(ids[chunk : chunk + 500]))
+                .order_by(reviews.c.id)
+            ):
                 last[rv.result_id] = rv
         payloads = {}
         for chunk in range(0, len(ids), 500):
-            payloads.update(dict(conn.execute(select(results.c.id, results.c.payload)
-                                              .where(results.c.id.in_(ids[chunk:chunk + 500]))).all()))
+            payloads.update(
+                dict(
+                    conn.execute(
+                        select(results.c.id, results.c.payload).where(results.c.id.in_(ids[chunk : chunk + 500]))
+                    ).all()
+                )
+            )
     out = []
     for r in rows:
         doc = json.loads(payloads[r.id])
         loc = doc.get("location") or {}
         lv = last.get(r.id)
-        out.append({"id": r.id, "device_id": r.device_id, "captured_at": r.captured_at, "decision": r.decision,
-                    "top_identity": r.top_identity, "top_name": r.name, "top_score": r.top_score,
-                    "review_status": r.review_status, "last_verdict": lv.verdict if lv else None,
-                    "last_reviewer": lv.username if lv else None, "last_comment": lv.comment if lv else None,
-                    "lat": loc.get("lat"), "lon": loc.get("lon"), "gallery_version": doc.get("gallery_version"),
-                    "model_id": doc.get("model_id")})
+        out.append(
+            {
+                "id": r.id,
+                "device_id": r.device_id,
+                "captured_at": r.captured_at,
+                "decision": r.decision,
+                "top_identity": r.top_identity,
+                "top_name": r.name,
+                "top_score": r.top_score,
+                "review_status": r.review_status,
+                "last_verdict": lv.verdict if lv else None,
+                "last_reviewer": lv.username if lv else None,
+                "last_comment": lv.comment if lv else None,
+                "lat": loc.get("lat"),
+                "lon": loc.get("lon"),
+                "gallery_version": doc.get("gallery_version"),
+                "model_id": doc.get("model_id"),
+            }
+        )
     with svc.db.write() as conn:
         audit.append(conn, g.user.username, "results.export", fmt, {"filters": f.as_dict(), "rows": len(out)})
     name = time.strftime("edgeface-results-%Y%m%dT%H%M%SZ", time.gmtime())
     if fmt == "json":
         body = json.dumps({"filters": f.as_dict(), "results": out}, ensure_ascii=False, indent=1)
-        return Response(body, mimetype="application/json",
-                        headers={"Content-Disposition": f'attachment; filename="{name}.json"'})
+        return Response(
+            body, mimetype="application/json", headers={"Content-Disposition": f'attachment; filename="{name}.json"'}
+        )
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=EXPORT_COLUMNS)
     w.writeheader()
     for row in out:  # neutralise spreadsheet formulas in free text
         w.writerow({k: ("'" + v if isinstance(v, str) and v[:1] in "=+-@\t\r" else v) for k, v in row.items()})
-    return Response(buf.getvalue(), mimetype="text/csv",
-                    headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
+    return Response(
+        buf.getvalue(), mimetype="text/csv", headers={"Content-Disposition": f'attachment; filename="{name}.csv"'}
+    )

@@ -47,8 +47,19 @@ class _Workers:
         threading.Thread(target=self._watch, name="edgeface-server-watch", daemon=True).start()
 
     def _spawn(self, k: int) -> None:
-        args = [sys.executable, "-m", "edgeface", *self.child_args, "server", "run", "--no-web",
-                "--ingest-workers", "1", "--worker-index", str(k)]
+        args = [
+            sys.executable,
+            "-m",
+            "edgeface",
+            *self.child_args,
+            "server",
+            "run",
+            "--no-web",
+            "--ingest-workers",
+            "1",
+            "--worker-index",
+            str(k),
+        ]
         self.children[k] = subprocess.Popen(args)
         log.info("server.worker.started", index=k, pid=self.children[k].pid)
 
@@ -77,8 +88,14 @@ class _Workers:
                 p.kill()
 
 
-def run_server(config: Config, *, web: bool = True, ingest_workers: int | None = None, worker_index: int = 0,
-               child_args: Sequence[str] = ()) -> None:
+def run_server(
+    config: Config,
+    *,
+    web: bool = True,
+    ingest_workers: int | None = None,
+    worker_index: int = 0,
+    child_args: Sequence[str] = (),
+) -> None:
     """Run until SIGTERM or SIGINT."""
     if web:
         _check_public_url(config)
@@ -86,8 +103,10 @@ def run_server(config: Config, *, web: bool = True, ingest_workers: int | None =
     db.migrate()
     n = config.server.ingest_workers if ingest_workers is None else ingest_workers
     if n and not config.mqtt.host:
-        log.warning("server.no_broker", hint="set mqtt.host (and the server's TLS files) to receive results; "
-                    "running without ingest workers")
+        log.warning(
+            "server.no_broker",
+            hint="set mqtt.host (and the server's TLS files) to receive results; running without ingest workers",
+        )
         n = 0
     workers = _Workers(config, db, worker_index, n, child_args)
     stop = threading.Event()
@@ -108,10 +127,10 @@ def run_server(config: Config, *, web: bool = True, ingest_workers: int | None =
             from .app import create_app
 
             app = create_app(config, db=db, migrate=False)
-            server = create_server(app, host=config.server.host, port=config.server.port,
-                                   threads=config.server.threads, ident="edgeface")
-            log.info("server.listening", url=f"http://{config.server.host}:{server.effective_port}/",
-                     ingest_workers=n)
+            server = create_server(
+                app, host=config.server.host, port=config.server.port, threads=config.server.threads, ident="edgeface"
+            )
+            log.info("server.listening", url=f"http://{config.server.host}:{server.effective_port}/", ingest_workers=n)
             try:
                 server.run()
             except OSError:  # the listening socket was closed by on_signal
@@ -131,8 +150,11 @@ def _check_public_url(config: Config) -> None:
     from .services import bundles_url
 
     if not config.server.public_url.strip():
-        log.warning("server.no_public_url", hint="set server.public_url to the URL units reach this server at; "
-                    "publishing a gallery is refused until then")
+        log.warning(
+            "server.no_public_url",
+            hint="set server.public_url to the URL units reach this server at; "
+            "publishing a gallery is refused until then",
+        )
         return
     bundles_url(config)  # raises ConfigError naming the setting
 

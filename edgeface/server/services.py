@@ -62,13 +62,21 @@ def bundles_url(config: Config) -> str:
         raise ConfigError(
             "server.public_url is not set: a gallery cannot be published without the address units download "
             "it from. Set server.public_url to the URL units reach this server at (e.g. "
-            "https://edgeface.example.org) in the [server] section or with --set server.public_url=...")
+            "https://edgeface.example.org) in the [server] section or with --set server.public_url=..."
+        )
     parts = urlsplit(raw)
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment \
-            or parts.username or parts.password:
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.query
+        or parts.fragment
+        or parts.username
+        or parts.password
+    ):
         raise ConfigError(
             f"server.public_url = {raw!r} is not a base URL: give scheme and host, e.g. https://edgeface.example.org "
-            "(no user name, query or fragment)")
+            "(no user name, query or fragment)"
+        )
     return raw.rstrip("/") + "/bundles/"
 
 

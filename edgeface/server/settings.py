@@ -36,8 +36,10 @@ class ServerConfig:
     port: int = setting(8480, "TCP port of the web application.", min=0, max=65535)
     threads: int = setting(8, "Web request threads per server process.", min=1, max=256)
     ingest_workers: int = setting(
-        1, "Ingest workers started by `edgeface server run` (processes on the MQTT 5 shared subscription).",
-        min=0, max=64,
+        1,
+        "Ingest workers started by `edgeface server run` (processes on the MQTT 5 shared subscription).",
+        min=0,
+        max=64,
     )
     two_person_rule: bool = setting(
         False, "A confirmation counts only once a second, different reviewer confirmed the same identity."
@@ -55,9 +57,10 @@ class ServerConfig:
     )
     login_window_s: int = setting(900, "Window of the login rate limits (seconds).", min=10)
     trusted_proxies: int = setting(
-        0, "Reverse proxies in front of the server whose X-Forwarded-For/-Proto are believed (0: none).",
-        min=0, max=5,
+        0,
+        "Reverse proxies in front of the server whose X-Forwarded-For/-Proto are believed (0: none).",
+        min=0,
+        max=5,
     )
-    max_upload_bytes: int = setting(20 * 1024**2, "Largest upload (enrollment images) per request, bytes.",
-                                    min=1024)
+    max_upload_bytes: int = setting(20 * 1024**2, "Largest upload (enrollment images) per request, bytes.", min=1024)
     rejected_keep: int = setting(1000, "Malformed MQTT messages kept (first bytes) for inspection.", min=0)

@@ -7,23 +7,24 @@ Times are UNIX seconds (float) so SQLite and PostgreSQL compare and index them t
 from __future__ import annotations
 
 from sqlalchemy import (
-                        Boolean,
-                        Column,
-                        Float,
-                        ForeignKey,
-                        Index,
-                        Integer,
-                        LargeBinary,
-                        MetaData,
-                        String,
-                        Table,
-                        Text,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
 )
 
 metadata = MetaData()
 
 users = Table(
-    "users", metadata,
+    "users",
+    metadata,
     Column("id", Integer, primary_key=True),
     Column("username", String(64), nullable=False, unique=True),
     Column("password_hash", String(256), nullable=False),
@@ -41,7 +42,8 @@ users = Table(
 # Roles an administrator asked to add to an account: granted only when a second administrator, another
 # person than the requester and the account, approves (edgeface.server.people).
 role_requests = Table(
-    "role_requests", metadata,
+    "role_requests",
+    metadata,
     Column("id", Integer, primary_key=True),
     Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
     Column("roles", String(64), nullable=False),  # comma-separated roles to add
@@ -54,7 +56,8 @@ role_requests = Table(
 )
 
 sessions = Table(
-    "sessions", metadata,
+    "sessions",
+    metadata,
     Column("token_hash", String(64), primary_key=True),  # SHA-256 of the cookie value; the cookie is the secret
     Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
     Column("csrf_token", String(64), nullable=False),
@@ -64,7 +67,8 @@ sessions = Table(
 )
 
 login_failures = Table(
-    "login_failures", metadata,
+    "login_failures",
+    metadata,
     Column("id", Integer, primary_key=True),
     Column("username", String(64), nullable=False),
     Column("ip", String(64), nullable=False),
@@ -74,7 +78,8 @@ login_failures = Table(
 )
 
 results = Table(
-    "results", metadata,
+    "results",
+    metadata,
     Column("id", String(36), primary_key=True),  # the device's UUIDv7: stored once
     Column("device_id", String(64), nullable=False),
     Column("captured_at", String(40), nullable=False),
@@ -95,7 +100,8 @@ results = Table(
 )
 
 reviews = Table(
-    "reviews", metadata,
+    "reviews",
+    metadata,
     Column("id", Integer, primary_key=True),
     Column("result_id", String(36), ForeignKey("results.id", ondelete="CASCADE"), nullable=False),
     Column("user_id", Integer, ForeignKey("users.id"), nullable=False),
@@ -107,7 +113,8 @@ reviews = Table(
 )
 
 devices = Table(
-    "devices", metadata,
+    "devices",
+    metadata,
     Column("device_id", String(64), primary_key=True),
     Column("state", String(16)),  # online / offline, from the retained status and the last will
     Column("status", Text),  # the latest status document
@@ -121,7 +128,8 @@ devices = Table(
 )
 
 identities = Table(
-    "identities", metadata,
+    "identities",
+    metadata,
     Column("id", String(128), primary_key=True),
     Column("name", String(200), nullable=False),
     Column("created_at", Float, nullable=False),
@@ -129,7 +137,8 @@ identities = Table(
 )
 
 images = Table(
-    "images", metadata,
+    "images",
+    metadata,
     Column("id", Integer, primary_key=True),
     Column("identity_id", String(128), ForeignKey("identities.id", ondelete="CASCADE"), nullable=False),
     Column("sha256", String(64), nullable=False),
@@ -144,7 +153,8 @@ images = Table(
 )
 
 publications = Table(
-    "publications", metadata,
+    "publications",
+    metadata,
     Column("version", Integer, primary_key=True),
     Column("published_at", Float, nullable=False),
     Column("published_by", String(64), nullable=False),
@@ -156,7 +166,8 @@ publications = Table(
 )
 
 audit_log = Table(
-    "audit_log", metadata,
+    "audit_log",
+    metadata,
     Column("seq", Integer, primary_key=True, autoincrement=False),
     Column("ts", Float, nullable=False),
     Column("actor", String(64), nullable=False),
@@ -170,14 +181,16 @@ audit_log = Table(
 # One row (id 1): the newest entry's seq and hash. Appends lock it, which orders them across processes;
 # verification checks the chain ends here, so deleting the newest entries is detected too.
 audit_head = Table(
-    "audit_head", metadata,
+    "audit_head",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=False),
     Column("seq", Integer, nullable=False),
     Column("hash", String(64), nullable=False),
 )
 
 rejected = Table(
-    "rejected", metadata,
+    "rejected",
+    metadata,
     Column("id", Integer, primary_key=True),
     Column("received_at", Float, nullable=False),
     Column("topic", String(512), nullable=False),

@@ -28,18 +28,23 @@ def mosquitto_binary() -> str:
     """Path of the mosquitto executable, or an error saying how to install it."""
     found = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
     if not found:
-        raise EdgefaceError("mosquitto is not installed; install it with `apt-get install mosquitto` "
-                            "(the benchmarks and tests start their own broker on loopback)")
+        raise EdgefaceError(
+            "mosquitto is not installed; install it with `apt-get install mosquitto` "
+            "(the benchmarks and tests start their own broker on loopback)"
+        )
     return found
 
 
 def dynsec_plugin() -> str:
     """Path of Mosquitto's dynamic security plugin (Debian ships it in the mosquitto package)."""
     found = sorted(glob.glob("/usr/lib/*/mosquitto_dynamic_security.so")) + sorted(
-        glob.glob("/usr/lib/mosquitto_dynamic_security.so"))
+        glob.glob("/usr/lib/mosquitto_dynamic_security.so")
+    )
     if not found:
-        raise EdgefaceError("Mosquitto's dynamic security plugin is missing (mosquitto_dynamic_security.so); "
-                            "install Mosquitto 2.0 or later from your distribution")
+        raise EdgefaceError(
+            "Mosquitto's dynamic security plugin is missing (mosquitto_dynamic_security.so); "
+            "install Mosquitto 2.0 or later from your distribution"
+        )
     return found[0]
 
 
@@ -75,8 +80,7 @@ class LocalBroker:
         self.starts = 0
 
     @classmethod
-    def plain(cls, workdir: Path, *, port: int | None = None, persistence: bool = True,
-              extra: str = "") -> LocalBroker:
+    def plain(cls, workdir: Path, *, port: int | None = None, persistence: bool = True, extra: str = "") -> LocalBroker:
         """Anonymous, no TLS, loopback only: for throughput figures and fault campaigns."""
         port = port or free_port()
         workdir = Path(workdir)
@@ -85,13 +89,15 @@ class LocalBroker:
             f"persistence {'true' if persistence else 'false'}\nautosave_interval 30\n"
             "max_queued_messages 0\nmax_queued_bytes 0\nmax_inflight_messages 100\nmax_packet_size 262144\n"
             "log_type error\nlog_type warning\nlog_type notice\nconnection_messages true\n"
-            + _common(workdir / "data") + extra
+            + _common(workdir / "data")
+            + extra
         )
         return cls(workdir, text, port)
 
     @classmethod
-    def from_deploy(cls, workdir: Path, pki_dir: Path, *, rules: dict[str, Any],
-                    conf: Path = DEPLOY_DIR / "mosquitto.conf") -> LocalBroker:
+    def from_deploy(
+        cls, workdir: Path, pki_dir: Path, *, rules: dict[str, Any], conf: Path = DEPLOY_DIR / "mosquitto.conf"
+    ) -> LocalBroker:
         """The deployment config, on free loopback ports, with the PKI from ``pki_dir`` and ``rules``
         (the dynamic security plugin's configuration, :func:`edgeface.mqtt.dynsec.build`).
 
@@ -113,8 +119,12 @@ class LocalBroker:
         text = Path(conf).read_text()
         ports = {"mtls": free_port(), "password": free_port(), "central": free_port()}
         text = text.replace("/etc/mosquitto/edgeface/", f"{etc}/").replace("/var/lib/mosquitto/", f"{data}/")
-        text = re.sub(r"^plugin /usr/lib/[^/]+/mosquitto_dynamic_security.so\s*$", f"plugin {dynsec_plugin()}", text,
-                      flags=re.MULTILINE)
+        text = re.sub(
+            r"^plugin /usr/lib/[^/]+/mosquitto_dynamic_security.so\s*$",
+            f"plugin {dynsec_plugin()}",
+            text,
+            flags=re.MULTILINE,
+        )
         for name, port in (("mtls", 8883), ("password", 8884), ("central", 8885)):
             text = re.sub(rf"^listener {port}\s*$", f"listener {ports[name]} 127.0.0.1", text, flags=re.MULTILINE)
         settings = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
@@ -133,15 +143,20 @@ class LocalBroker:
         if self.alive:
             return
         with open(self.log_path, "ab") as log:  # the child keeps its own copy of the descriptor
-            self.proc = subprocess.Popen([mosquitto_binary(), "-c", str(self.conf_path)], stdout=log,
-                                         stderr=subprocess.STDOUT, start_new_session=True)
+            self.proc = subprocess.Popen(
+                [mosquitto_binary(), "-c", str(self.conf_path)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         self.starts += 1
         deadline = time.monotonic() + timeout
         pending = set(self.ports.values())
         while pending:
             if self.proc.poll() is not None:
-                raise EdgefaceError(f"mosquitto exited with {self.proc.returncode}; see {self.log_path}:\n"
-                                    + self.log_tail())
+                raise EdgefaceError(
+                    f"mosquitto exited with {self.proc.returncode}; see {self.log_path}:\n" + self.log_tail()
+                )
             for port in list(pending):
                 try:
                     with socket.create_connection(("127.0.0.1", port), timeout=0.2):
@@ -150,7 +165,9 @@ class LocalBroker:
                     pass
             if pending and time.monotonic() > deadline:
                 self.kill()
-                raise EdgefaceError(f"mosquitto did not open ports {sorted(pending)} in {timeout} s; see {self.log_path}")
+                raise EdgefaceError(
+                    f"mosquitto did not open ports {sorted(pending)} in {timeout} s; see {self.log_path}"
+                )
             if pending:
                 time.sleep(0.02)
 

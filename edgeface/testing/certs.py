@@ -29,16 +29,18 @@ class Pair:
     def write(self, cert_path: Path, key_path: Path) -> None:
         """Write both as PEM; the key file is created with mode 0600."""
         Path(cert_path).write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
-        key_pem = self.key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                         serialization.NoEncryption())
+        key_pem = self.key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
         fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as f:
             f.write(key_pem)
 
 
 def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "edgeface"),
-                      x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+    return x509.Name(
+        [x509.NameAttribute(NameOID.ORGANIZATION_NAME, "edgeface"), x509.NameAttribute(NameOID.COMMON_NAME, cn)]
+    )
 
 
 def make_ca(common_name: str = "edgeface CA", days: int = 3650) -> Pair:
@@ -47,29 +49,51 @@ def make_ca(common_name: str = "edgeface CA", days: int = 3650) -> Pair:
     now = dt.datetime.now(dt.timezone.utc)
     cert = (
         x509.CertificateBuilder()
-        .subject_name(_name(common_name)).issuer_name(_name(common_name))
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=days))
+        .subject_name(_name(common_name))
+        .issuer_name(_name(common_name))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                     content_commitment=False, key_encipherment=False, data_encipherment=False,
-                                     key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .sign(key, hashes.SHA256())
     )
     return Pair(cert, key)
 
 
-def issue(ca: Pair, common_name: str, *, server_names: tuple[str, ...] = (), days: int = 825,
-          not_after: dt.datetime | None = None) -> Pair:
+def issue(
+    ca: Pair,
+    common_name: str,
+    *,
+    server_names: tuple[str, ...] = (),
+    days: int = 825,
+    not_after: dt.datetime | None = None,
+) -> Pair:
     """A leaf certificate signed by ``ca``: a server certificate when ``server_names`` (DNS names or IP
     addresses) are given, else a client certificate whose CN is the identity (the device id)."""
     key = ec.generate_private_key(ec.SECP256R1())
     now = dt.datetime.now(dt.timezone.utc)
     builder = (
         x509.CertificateBuilder()
-        .subject_name(_name(common_name)).issuer_name(ca.cert.subject)
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .subject_name(_name(common_name))
+        .issuer_name(ca.cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(not_after or now + dt.timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
@@ -83,14 +107,21 @@ def issue(ca: Pair, common_name: str, *, server_names: tuple[str, ...] = (), day
             except ValueError:
                 alt.append(x509.DNSName(n))
         builder = builder.add_extension(x509.SubjectAlternativeName(alt), critical=False).add_extension(
-            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
+        )
     else:
         builder = builder.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
     return Pair(builder.sign(ca.key, hashes.SHA256()), key)
 
 
-def write_pki(folder: Path, *, clients: tuple[str, ...], server_names: tuple[str, ...] = ("localhost", "127.0.0.1"),
-              ca: Pair | None = None, central: tuple[str, ...] = ()) -> dict[str, Path]:
+def write_pki(
+    folder: Path,
+    *,
+    clients: tuple[str, ...],
+    server_names: tuple[str, ...] = ("localhost", "127.0.0.1"),
+    ca: Pair | None = None,
+    central: tuple[str, ...] = (),
+) -> dict[str, Path]:
     """Write ``ca.crt``, ``server.crt/.key`` and ``<client>.crt/.key`` for each client identity, and
     ``central-ca.crt`` with ``<name>.crt/.key`` for each central account (server, ingest), signed by a
     second CA: the broker's central listener trusts only that one, so no unit certificate connects there.

@@ -17,26 +17,44 @@ from ..mqtt import payloads, topics
 from ..outbox import Priority
 
 
-def sample_result(device_id: str, rng: random.Random, *, match_share: float = 0.2, crop: dict | None = None
-                  ) -> dict[str, Any]:
+def sample_result(
+    device_id: str, rng: random.Random, *, match_share: float = 0.2, crop: dict | None = None
+) -> dict[str, Any]:
     """A plausible result: 5 candidates, quality figures, a match now and then."""
     decision = "match" if rng.random() < match_share else "no_match"
     top = rng.uniform(0.62, 0.95) if decision == "match" else rng.uniform(0.2, 0.59)
     scores = sorted([top] + [rng.uniform(0.0, top) for _ in range(4)], reverse=True)
     cands = [payloads.Candidate(f"person-{rng.randrange(100000):05d}", s) for s in scores]
-    quality = {"score": rng.uniform(0.6, 1.0), "size_px": rng.uniform(40, 300), "sharpness": rng.uniform(15, 400),
-               "yaw": rng.uniform(-60, 60), "pitch": rng.uniform(-40, 40), "roll": rng.uniform(-20, 20)}
+    quality = {
+        "score": rng.uniform(0.6, 1.0),
+        "size_px": rng.uniform(40, 300),
+        "sharpness": rng.uniform(15, 400),
+        "yaw": rng.uniform(-60, 60),
+        "pitch": rng.uniform(-40, 40),
+        "roll": rng.uniform(-20, 20),
+    }
     return payloads.result_payload(
-        device_id=device_id, decision=decision, candidates=cands, threshold=0.6, quality=quality,
-        gallery_version=7, model_id="dlib-resnet-v1-int8", source="cam0", crop=crop,
+        device_id=device_id,
+        decision=decision,
+        candidates=cands,
+        threshold=0.6,
+        quality=quality,
+        gallery_version=7,
+        model_id="dlib-resnet-v1-int8",
+        source="cam0",
+        crop=crop,
         face_box=[rng.uniform(0, 500), rng.uniform(0, 300), rng.uniform(500, 900), rng.uniform(300, 700)],
     )
 
 
 def outbox_item(doc: dict[str, Any]) -> tuple[str, str, bytes, Priority]:
     """``(id, topic, payload, priority)`` as :meth:`Outbox.put_many` takes them."""
-    return (doc["id"], topics.results_topic(doc["device_id"]), payloads.encode_result(doc),
-            Priority.for_decision(doc["decision"]))
+    return (
+        doc["id"],
+        topics.results_topic(doc["device_id"]),
+        payloads.encode_result(doc),
+        Priority.for_decision(doc["decision"]),
+    )
 
 
 def digest(payload: bytes | str) -> str:
@@ -75,8 +93,9 @@ class Child:
 
     def start(self) -> None:
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(self.args, stdout=log, stderr=subprocess.STDOUT, env=self.env,
-                                         start_new_session=True)
+            self.proc = subprocess.Popen(
+                self.args, stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True
+            )
         self.starts += 1
 
     @property

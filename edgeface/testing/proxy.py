@@ -103,7 +103,7 @@ class TcpProxy:
                         self._accept()
                     elif sock in self._peers:
                         if self._mode == "open" or (self._mode == "stalled_down" and sock not in self._upstream):
-                            self._pump(sock)  # type: ignore[arg-type]
+                            self._pump(sock)
                         else:
                             held = True
             if held:

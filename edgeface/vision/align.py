@@ -44,8 +44,9 @@ def warp(image: np.ndarray, matrix: np.ndarray, width: int, height: int) -> np.n
         m[:, :2] *= 2.0
         # pyrDown's output pixel i is centred on input pixel 2i, so x_in = 2 * x_out exactly.
         scale *= 2.0
-    return cv2.warpAffine(src, m, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
-                          borderValue=0)
+    return cv2.warpAffine(
+        src, m, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0
+    )
 
 
 def align(image: np.ndarray, face: Face, spec: AlignmentSpec) -> np.ndarray:

@@ -39,8 +39,14 @@ def identification_threshold(spec: EmbedderSpec, gallery_size: int, target_fpir:
     far_needed = -np.expm1(np.log1p(-target_fpir) / n)  # 1 - (1 - fpir)^(1/n), exact for tiny values
     if far_needed < far[-1]:
         t = _extrapolate(sims, far, far_needed)
-        log.warning("calibration.extrapolated", gallery_size=n, target_fpir=target_fpir, far_needed=far_needed,
-                    far_measured_down_to=float(far[-1]), threshold=round(t, 4))
+        log.warning(
+            "calibration.extrapolated",
+            gallery_size=n,
+            target_fpir=target_fpir,
+            far_needed=far_needed,
+            far_measured_down_to=float(far[-1]),
+            threshold=round(t, 4),
+        )
     else:
         # log FAR falls with similarity: invert the same log-linear interpolation predicted_fpir uses
         t = float(np.interp(np.log(far_needed), np.log(far[::-1]), sims[::-1]))
@@ -77,8 +83,9 @@ def gallery_thresholds(spec: EmbedderSpec, gallery_size: int, target_fpir: float
     target FPIR (the 1:1 threshold where the card has no impostor statistics), ``cosine_1to1`` the
     card's pair threshold, ``target_fpir`` the target used."""
     if "cosine" not in spec.thresholds:
-        raise ModelError("the embedder card has no calibrated [thresholds] cosine value; run "
-                         "models/calibrate_thresholds.py")
+        raise ModelError(
+            "the embedder card has no calibrated [thresholds] cosine value; run models/calibrate_thresholds.py"
+        )
     one = spec.thresholds["cosine"]
     if spec.impostor_tail is None:
         log.warning("calibration.no_impostor_tail", threshold=one)

@@ -208,7 +208,9 @@ def load_card(path: str | Path) -> ModelCard:
     r = _Reader(data, p)
     version = r.get("card_version", int)
     if version != CARD_VERSION:
-        raise ModelError(f"model card {p}: card_version {version} is not supported (this edgeface reads {CARD_VERSION})")
+        raise ModelError(
+            f"model card {p}: card_version {version} is not supported (this edgeface reads {CARD_VERSION})"
+        )
     task = r.choice("task", ("detector", "embedder", "landmarks"))
     inp = InputSpec(
         width=r.get("input.width", int),
@@ -257,9 +259,7 @@ def load_card(path: str | Path) -> ModelCard:
                 },
                 landmark_model=r.get("alignment.landmark_model", str, ""),
             ),
-            thresholds={
-                k: float(v) for k, v in r.get("thresholds", dict, {}).items() if isinstance(v, (int, float))
-            },
+            thresholds={k: float(v) for k, v in r.get("thresholds", dict, {}).items() if isinstance(v, (int, float))},
             impostor_tail=_impostor_tail(r),
             flip_fusion=r.get("embedding.flip_fusion", bool, False),
         )

@@ -63,8 +63,9 @@ class Engine:
     @cached_property
     def embedder(self) -> Embedder:
         cfg = self.config
-        return Embedder(self.embedder_card, cfg.runtime, verify=cfg.models.verify_sha256,
-                        max_batch=cfg.embed.batch_size)
+        return Embedder(
+            self.embedder_card, cfg.runtime, verify=cfg.models.verify_sha256, max_batch=cfg.embed.batch_size
+        )
 
     @property
     def flip_fusion(self) -> bool:

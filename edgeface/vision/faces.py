@@ -44,6 +44,7 @@ class Face:
             "score": round(self.score, 4),
             "rotation": self.rotation,
             "keypoints": {
-                n: [round(float(x), 1), round(float(y), 1)] for n, (x, y) in zip(self.keypoint_names, self.keypoints)
+                n: [round(float(x), 1), round(float(y), 1)]
+                for n, (x, y) in zip(self.keypoint_names, self.keypoints, strict=True)
             },
         }

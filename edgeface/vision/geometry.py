@@ -23,8 +23,9 @@ def iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     return iou
 
 
-def weighted_nms(boxes: np.ndarray, points: np.ndarray, scores: np.ndarray, iou_limit: float
-                 ) -> list[tuple[np.ndarray, np.ndarray, float]]:
+def weighted_nms(
+    boxes: np.ndarray, points: np.ndarray, scores: np.ndarray, iou_limit: float
+) -> list[tuple[np.ndarray, np.ndarray, float]]:
     """MediaPipe's weighted non-maximum suppression.
 
     Candidates overlapping the best remaining one by more than ``iou_limit`` are merged into it: box and

@@ -56,10 +56,16 @@ class ModelsConfig:
 class DetectConfig:
     """Face detection. Thresholds left unset are the detector card's calibrated values."""
 
-    min_score: float | None = setting(None, "Detection score threshold (0-1).", min=0.0, max=1.0,
-                                      unset="the detector card's calibrated value")
-    nms_iou: float | None = setting(None, "Overlap above which detections are merged (0-1).", min=0.0, max=1.0,
-                                    unset="the detector card's calibrated value")
+    min_score: float | None = setting(
+        None, "Detection score threshold (0-1).", min=0.0, max=1.0, unset="the detector card's calibrated value"
+    )
+    nms_iou: float | None = setting(
+        None,
+        "Overlap above which detections are merged (0-1).",
+        min=0.0,
+        max=1.0,
+        unset="the detector card's calibrated value",
+    )
     confident_score: float | None = setting(
         None,
         "In 'fallback' rotation mode, an upright face scoring this high ends the search; below it the "

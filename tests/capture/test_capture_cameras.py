@@ -149,7 +149,10 @@ def picamera(fake_modules: Callable[[str, Any], None]) -> type[FakePicamera2]:
     FakePicamera2.fail_after = None
     FakePicamera2.cameras = [{"Model": "imx708", "Num": 0}]
     fake_modules("picamera2", types.SimpleNamespace(Picamera2=FakePicamera2))
-    transform = lambda hflip=0, vflip=0: ("transform", hflip, vflip)
+
+    def transform(hflip: int = 0, vflip: int = 0) -> tuple[str, int, int]:
+        return ("transform", hflip, vflip)
+
     controls = types.SimpleNamespace(AfModeEnum=types.SimpleNamespace(Continuous=2))
     fake_modules("libcamera", types.SimpleNamespace(Transform=transform, controls=controls))
     return FakePicamera2

@@ -129,8 +129,11 @@ def test_identify_an_image_without_faces(sample_gallery: Any) -> None:
 
 def test_a_bundle_signed_by_another_key_is_refused(tmp_path: Path, images_dir: Path) -> None:
     other = tmp_path / "other.pub"
-    other.write_bytes(Ed25519PrivateKey.generate().public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    other.write_bytes(
+        Ed25519PrivateKey.generate()
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
     image = edgeface.load_image(images_dir / "obama.jpg")
     with pytest.raises(BundleRejected):
         edgeface.identify(image, gallery=SAMPLE_GALLERY, trusted_keys=[other])

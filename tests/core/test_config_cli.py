@@ -39,7 +39,7 @@ def test_other_commands_log_the_old_way_once(tmp_path: Path) -> None:
 
 def test_config_check_names_each_renamed_section(tmp_path: Path) -> None:
     p = tmp_path / "old.toml"
-    p.write_text('[capture_folder]\nonce = true\n[capture_opencv]\nloop = true\n')
+    p.write_text("[capture_folder]\nonce = true\n[capture_opencv]\nloop = true\n")
     r = CliRunner().invoke(cli, ["--config", str(p), "config", "check"])
     assert r.exit_code == 0, r.output
     assert r.stdout.splitlines()[1:] == [

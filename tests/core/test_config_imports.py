@@ -26,12 +26,17 @@ def test_sections_are_declared_by_their_packages() -> None:
     """Each section class lives in the package that owns it; the config package only assembles them."""
     owners = {f.name: type(getattr(Config(), f.name)).__module__ for f in dataclasses.fields(Config)}
     assert owners == {
-        "logging": "edgeface.config.core", "device": "edgeface.config.core",
-        **{name: "edgeface.vision.settings" for name in ("image", "runtime", "models", "detect", "quality",
-                                                          "align", "embed")},
-        "gallery": "edgeface.gallery.settings", "enroll": "edgeface.gallery.settings",
+        "logging": "edgeface.config.core",
+        "device": "edgeface.config.core",
+        **{
+            name: "edgeface.vision.settings"
+            for name in ("image", "runtime", "models", "detect", "quality", "align", "embed")
+        },
+        "gallery": "edgeface.gallery.settings",
+        "enroll": "edgeface.gallery.settings",
         "outbox": "edgeface.outbox.settings",
-        "mqtt": "edgeface.mqtt.settings", "ingest": "edgeface.mqtt.settings",
+        "mqtt": "edgeface.mqtt.settings",
+        "ingest": "edgeface.mqtt.settings",
         "server": "edgeface.server.settings",
         "capture": "edgeface.capture.settings",
         **{name: "edgeface.daemon.settings" for name in ("run", "dedup", "retention", "status")},
@@ -103,11 +108,19 @@ def test_nothing_an_owner_package_runs_at_import_needs_config() -> None:
     assert wrong == [], "needs Config while the config package may be assembling it: " + "; ".join(wrong)
 
 
-@pytest.mark.parametrize("first", [
-    "edgeface.config", "edgeface.config.fields", "edgeface.config.core",
-    *(f"edgeface.{o}.settings" for o in OWNERS), *(f"edgeface.{o}" for o in OWNERS),
-    "edgeface.vision.engine", "edgeface.daemon.wiring", "edgeface.cli",
-])
+@pytest.mark.parametrize(
+    "first",
+    [
+        "edgeface.config",
+        "edgeface.config.fields",
+        "edgeface.config.core",
+        *(f"edgeface.{o}.settings" for o in OWNERS),
+        *(f"edgeface.{o}" for o in OWNERS),
+        "edgeface.vision.engine",
+        "edgeface.daemon.wiring",
+        "edgeface.cli",
+    ],
+)
 def test_any_import_order_works(first: str) -> None:
     """Whichever module a process imports first, Config ends up complete."""
     code = f"import importlib; importlib.import_module({first!r}); from edgeface.config import Config; Config()"
@@ -117,13 +130,15 @@ def test_any_import_order_works(first: str) -> None:
 
 def test_server_settings_need_no_server_libraries() -> None:
     """A field unit has neither Flask nor SQLAlchemy, yet loads the whole configuration."""
-    code = ("import sys\n"
-            "class Block:\n"
-            "    def find_spec(self, name, path=None, target=None):\n"
-            "        if name.split('.')[0] in ('flask', 'sqlalchemy', 'alembic'):\n"
-            "            raise ImportError(name)\n"
-            "sys.meta_path.insert(0, Block())\n"
-            "from edgeface.config import load_config\n"
-            "print(load_config(env={}).server.port)\n")
+    code = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('flask', 'sqlalchemy', 'alembic'):\n"
+        "            raise ImportError(name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "from edgeface.config import load_config\n"
+        "print(load_config(env={}).server.port)\n"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
     assert r.returncode == 0 and r.stdout.strip() == "8480", r.stderr[-2000:]

@@ -45,7 +45,7 @@ def test_old_flat_sections_are_read_into_the_nested_ones(tmp_path: Path) -> None
 
 def test_nested_tables_in_any_toml_spelling(tmp_path: Path) -> None:
     p = tmp_path / "c.toml"
-    p.write_text('[capture]\nfps = 5.0\nfolder = { poll_s = 0.5 }\nopencv.loop = true\n')
+    p.write_text("[capture]\nfps = 5.0\nfolder = { poll_s = 0.5 }\nopencv.loop = true\n")
     cfg = load_config(p, env={})
     assert cfg.capture.fps == 5.0 and cfg.capture.folder.poll_s == 0.5 and cfg.capture.opencv.loop is True
 
@@ -53,8 +53,11 @@ def test_nested_tables_in_any_toml_spelling(tmp_path: Path) -> None:
 def test_old_and_new_name_for_one_setting_is_an_error(tmp_path: Path) -> None:
     p = tmp_path / "c.toml"
     p.write_text('[capture.folder]\npath = "/a"\n[capture_folder]\npath = "/b"\nonce = true\n')
-    with pytest.raises(ConfigError, match=r"capture\.folder\.path is given twice \(from .*\), under its old and "
-                                          r"its new name; keep \[capture\.folder\]"):
+    with pytest.raises(
+        ConfigError,
+        match=r"capture\.folder\.path is given twice \(from .*\), under its old and "
+        r"its new name; keep \[capture\.folder\]",
+    ):
         load_config(p, env={})
     p.write_text('[capture.folder]\npath = "/a"\n[capture_folder]\nonce = true\n')  # different settings: merged
     cfg = load_config(p, env={}, notices=[])
@@ -76,30 +79,39 @@ def test_old_names_in_the_environment_and_on_the_command_line() -> None:
 
 def test_precedence_holds_across_old_and_new_names(tmp_path: Path) -> None:
     p = tmp_path / "old.toml"
-    p.write_text('[capture_folder]\npoll_s = 3.0\nsettle_s = 4.0\n')
+    p.write_text("[capture_folder]\npoll_s = 3.0\nsettle_s = 4.0\n")
     env = {"EDGEFACE_CAPTURE__FOLDER__POLL_S": "2.0", "EDGEFACE_CAPTURE_FOLDER__SETTLE_S": "1.0"}
     cfg = load_config(p, env=env, overrides=["capture_folder.poll_s=1.5", "capture.folder.poll_s=0.5"], notices=[])
     assert cfg.capture.folder.poll_s == 0.5  # the last --set wins, whichever name it uses
     assert cfg.capture.folder.settle_s == 1.0  # environment (old name) over the file (old name)
-    with pytest.raises(ConfigError, match=r"capture\.folder\.once is given twice \(from environment\).*"
-                                          r"keep EDGEFACE_CAPTURE__FOLDER__ONCE"):
+    with pytest.raises(
+        ConfigError,
+        match=r"capture\.folder\.once is given twice \(from environment\).*"
+        r"keep EDGEFACE_CAPTURE__FOLDER__ONCE",
+    ):
         load_config(env={"EDGEFACE_CAPTURE_FOLDER__ONCE": "1", "EDGEFACE_CAPTURE__FOLDER__ONCE": "0"})
 
 
 def test_errors_name_the_setting_by_its_new_name(tmp_path: Path) -> None:
     p = tmp_path / "old.toml"
-    p.write_text('[capture_folder]\npoll_s = 0\n')
-    with pytest.raises(ConfigError, match=r"capture\.folder\.poll_s = 0 \(from .*\) is not valid: expected a number "
-                                          r"in \[0\.01, 3600\]"):
+    p.write_text("[capture_folder]\npoll_s = 0\n")
+    with pytest.raises(
+        ConfigError,
+        match=r"capture\.folder\.poll_s = 0 \(from .*\) is not valid: expected a number "
+        r"in \[0\.01, 3600\]",
+    ):
         load_config(p, env={}, notices=[])
     p.write_text('[capture_folder]\npth = "x"\n')
-    with pytest.raises(ConfigError, match=r"unknown setting capture\.folder\.pth \(from .*\); settings in "
-                                          r"\[capture\.folder\]: delete_processed, max_attempts"):
+    with pytest.raises(
+        ConfigError,
+        match=r"unknown setting capture\.folder\.pth \(from .*\); settings in "
+        r"\[capture\.folder\]: delete_processed, max_attempts",
+    ):
         load_config(p, env={}, notices=[])
     with pytest.raises(ConfigError, match=r"\[capture\.folder\] \(from command line\) must be a table"):
         load_config(env={}, overrides=["capture.folder=3"])
     with pytest.raises(ConfigError, match=r"\[capture_folder\] \(from .*\) must be a table of settings"):
-        p.write_text('capture_folder = 3\n')
+        p.write_text("capture_folder = 3\n")
         load_config(p, env={})
 
 
@@ -128,5 +140,3 @@ def test_notices_are_logged_when_not_collected(tmp_path: Path, caplog: pytest.Lo
     with caplog.at_level("WARNING", logger="edgeface.config"):
         assert load_config(p, env={}).embed.flip_fusion is None
     assert [r.getMessage() for r in caplog.records] == ["config.migrate"]
-
-

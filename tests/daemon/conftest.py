@@ -29,14 +29,26 @@ def test_gallery(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     card = engine.embedder_card
     ws = Workspace(root / "workspace")
     images = REPO / "tests" / "images"
-    enroll(engine, ws, [EnrollItem("barack-obama", images / "obama.jpg", "public domain", "tests", "pytest",
-                                   "Barack Obama"),
-                        EnrollItem("joe-biden", images / "biden.jpg", "public domain", "tests", "pytest", "Joe Biden")])
+    enroll(
+        engine,
+        ws,
+        [
+            EnrollItem("barack-obama", images / "obama.jpg", "public domain", "tests", "pytest", "Barack Obama"),
+            EnrollItem("joe-biden", images / "biden.jpg", "public domain", "tests", "pytest", "Joe Biden"),
+        ],
+    )
     vectors, entries, identities = ws.content(settings_key(engine, config.enroll.second_face_ratio))
     ws.close()
     signing.generate_keypair(root / "central.pem", root / "central.pub")
-    pub = publish_for(root / "publish", card, vectors=vectors, entries=entries, identities=identities,
-                      signer=signing.load_private_key(root / "central.pem"), target_fpir=config.gallery.target_fpir)
+    pub = publish_for(
+        root / "publish",
+        card,
+        vectors=vectors,
+        entries=entries,
+        identities=identities,
+        signer=signing.load_private_key(root / "central.pem"),
+        target_fpir=config.gallery.target_fpir,
+    )
     return pub.dir, root / "central.pub"
 
 

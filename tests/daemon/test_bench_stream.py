@@ -15,8 +15,7 @@ def test_stream_bench_runs_the_daemon_and_reports_memory(lfw_root: Path, tmp_pat
     assert info["faces_per_frame"] == 4 and video.stat().st_size > 0
     # a 1 s dedup window: frames count as processed when their tracks close
     config = load_config(None, env={}, overrides=["logging.level=warning", "dedup.window_s=1"])
-    out = stream.run_stream(config, video, threads=[1], duration_s=4.0, warmup_s=3.0, sample_every_s=1.0,
-                            enroll=enroll)
+    out = stream.run_stream(config, video, threads=[1], duration_s=4.0, warmup_s=3.0, sample_every_s=1.0, enroll=enroll)
     run = out["threads"]["1"]
     assert run["frames"] > 0 and run["faces"] >= 3 * run["frames"]  # four LFW faces per frame, nearly all found
     assert run["frames_per_s"] > 0 and run["cpu_percent"] > 0

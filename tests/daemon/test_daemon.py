@@ -57,8 +57,15 @@ class FakeCamera(Source):
 
     kind = "fake"
 
-    def __init__(self, image: np.ndarray, script: list[str], open_failures: int = 0, endless: bool = False,
-                 t0: float = 1_700_000_000.0, dt: float = 0.2) -> None:
+    def __init__(
+        self,
+        image: np.ndarray,
+        script: list[str],
+        open_failures: int = 0,
+        endless: bool = False,
+        t0: float = 1_700_000_000.0,
+        dt: float = 0.2,
+    ) -> None:
         super().__init__("fakecam")
         self.image, self.script, self.open_failures, self.endless = image, list(script), open_failures, endless
         self.opens = self.open_attempts = 0
@@ -112,8 +119,9 @@ def test_folder_run_stores_one_result_per_face_and_accounts_for_every_file(make_
     assert st["daemon"] == "stopped" and st["outbox"]["pending"] == 4 and st["gallery"]["version"] == 1
 
 
-def test_a_crashed_stage_is_restarted_and_its_frame_retried(make_unit: MakeUnit, monkeypatch: pytest.MonkeyPatch,
-                                                            caplog: pytest.LogCaptureFixture) -> None:
+def test_a_crashed_stage_is_restarted_and_its_frame_retried(
+    make_unit: MakeUnit, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     config, _ = make_unit(**{"capture.folder": {"once": True}})
     feed(Path(config.capture.folder.path), SAMPLE_PHOTOS[:2])
     real = Engine.detect_and_assess
@@ -133,8 +141,9 @@ def test_a_crashed_stage_is_restarted_and_its_frame_retried(make_unit: MakeUnit,
     assert "stage.crashed" in events and "stage.restarted" in events
 
 
-def test_a_frame_that_crashes_every_time_is_recorded_as_failed(make_unit: MakeUnit,
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_frame_that_crashes_every_time_is_recorded_as_failed(
+    make_unit: MakeUnit, monkeypatch: pytest.MonkeyPatch
+) -> None:
     config, _ = make_unit(**{"capture.folder": {"once": True}}, run={"max_attempts": 2})
     feed(Path(config.capture.folder.path), SAMPLE_PHOTOS[:2], ["a-poison.jpg", "b-fine.jpg"])
     real = Engine.load_image
@@ -161,8 +170,9 @@ def test_a_camera_that_vanishes_is_reopened_with_backoff(make_unit: MakeUnit, fa
     assert d.metrics.total("edgeface_capture_reopens_total") == 1
 
 
-def test_live_frames_are_dropped_when_inference_is_behind(make_unit: MakeUnit, face_image: np.ndarray,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_live_frames_are_dropped_when_inference_is_behind(
+    make_unit: MakeUnit, face_image: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
     config, _ = make_unit(run={"frame_queue": 2}, capture={"fps": 0})
     cam = FakeCamera(face_image, ["frame"] * 20)
     release = threading.Event()
@@ -228,8 +238,9 @@ def test_retention_keeps_crops_until_acknowledged_then_deletes_them(make_unit: M
 
 
 def test_retention_keeps_nothing_unasked_and_deletes_imported_photos_when_asked(make_unit: MakeUnit) -> None:
-    config, _ = make_unit(**{"capture.folder": {"once": True, "delete_processed": True}},
-                          retention={"keep_after_ack_s": 3600.0})
+    config, _ = make_unit(
+        **{"capture.folder": {"once": True, "delete_processed": True}}, retention={"keep_after_ack_s": 3600.0}
+    )
     media = Path(config.retention.dir)
     (media / "20250101").mkdir(parents=True)
     (media / "20250101" / "left-over.jpg").write_bytes(b"x")  # nothing in the index asks for it
@@ -245,8 +256,9 @@ def test_retention_keeps_nothing_unasked_and_deletes_imported_photos_when_asked(
         ret.close()
 
 
-def test_a_failed_start_closes_what_was_opened_and_says_why(make_unit: MakeUnit, face_image: np.ndarray,
-                                                             caplog: pytest.LogCaptureFixture) -> None:
+def test_a_failed_start_closes_what_was_opened_and_says_why(
+    make_unit: MakeUnit, face_image: np.ndarray, caplog: pytest.LogCaptureFixture
+) -> None:
     busy = socket.socket()
     busy.bind(("127.0.0.1", 0))
     busy.listen()
@@ -294,8 +306,9 @@ def test_status_file_while_running_and_after(make_unit: MakeUnit, face_image: np
     assert saved["state"] == "stopped" and status_mod.gather(config)["daemon"] == "stopped"
 
 
-def test_gallery_sync_in_the_background_switches_the_gallery(make_unit: MakeUnit, tmp_path: Path,
-                                                            test_gallery: tuple[Path, Path]) -> None:
+def test_gallery_sync_in_the_background_switches_the_gallery(
+    make_unit: MakeUnit, tmp_path: Path, test_gallery: tuple[Path, Path]
+) -> None:
     """A newer gallery published while the unit runs is fetched by the sync thread (here on the MQTT
     'sync_gallery' command), verified, installed, and used from the next frame on."""
     import shutil
@@ -310,8 +323,9 @@ def test_gallery_sync_in_the_background_switches_the_gallery(make_unit: MakeUnit
     shutil.copytree(bundle.parent, publish_dir)
     server = make_gallery_server(publish_dir, port=0)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    config, _ = make_unit(gallery={"sync_url": f"http://127.0.0.1:{server.server_port}/", "sync_interval_s": 3600},
-                          capture={"fps": 10})
+    config, _ = make_unit(
+        gallery={"sync_url": f"http://127.0.0.1:{server.server_port}/", "sync_interval_s": 3600}, capture={"fps": 10}
+    )
     stranger = load_image(SAMPLE_PHOTOS[2])  # Eileen Collins: not in gallery version 1
     seen: list[dict[str, Any]] = []
     d = Daemon(config, source=FakeCamera(stranger, [], endless=True), install_signals=False, on_result=seen.append)
@@ -325,13 +339,27 @@ def test_gallery_sync_in_the_background_switches_the_gallery(make_unit: MakeUnit
         g = GalleryStore.from_config(config.gallery, config.models).open()
         assert g is not None
         entries = [g.entry(i) for i in range(len(g))] + [
-            {"identity": "eileen-collins", "image": "ab" * 32, "source": "test", "consent": "test",
-             "enrolled_by": "pytest", "enrolled_at": "2025-01-01T00:00:00Z"}]
-        identities = [g.identity(i) for i in range(g.manifest.identities)] + [{"id": "eileen-collins",
-                                                                                 "name": "Eileen Collins"}]
-        publish(publish_dir, vectors=np.vstack([np.asarray(g.vectors), vec[None]]), entries=entries,
-                identities=identities, embedder=g.manifest.embedder, thresholds=g.manifest.thresholds,
-                signer=signing.load_private_key(key.with_name("central.pem")))
+            {
+                "identity": "eileen-collins",
+                "image": "ab" * 32,
+                "source": "test",
+                "consent": "test",
+                "enrolled_by": "pytest",
+                "enrolled_at": "2025-01-01T00:00:00Z",
+            }
+        ]
+        identities = [g.identity(i) for i in range(g.manifest.identities)] + [
+            {"id": "eileen-collins", "name": "Eileen Collins"}
+        ]
+        publish(
+            publish_dir,
+            vectors=np.vstack([np.asarray(g.vectors), vec[None]]),
+            entries=entries,
+            identities=identities,
+            embedder=g.manifest.embedder,
+            thresholds=g.manifest.thresholds,
+            signer=signing.load_private_key(key.with_name("central.pem")),
+        )
         g.close()
         d.on_command({"command": "sync_gallery"})  # what the publisher does with the MQTT command
         assert wait(lambda: any(r["identity"] == "eileen-collins" and r["decision"] == "match" for r in seen))

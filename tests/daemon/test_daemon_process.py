@@ -60,8 +60,9 @@ def lfw_sample(lfw_people: dict[str, list[Path]], n: int) -> list[Path]:
     return out[:n]
 
 
-def test_sigterm_drains_everything_in_flight(make_unit: MakeUnit, tmp_path: Path,
-                                             lfw_people: dict[str, list[Path]]) -> None:
+def test_sigterm_drains_everything_in_flight(
+    make_unit: MakeUnit, tmp_path: Path, lfw_people: dict[str, list[Path]]
+) -> None:
     config, path = make_unit(run={"frame_queue": 16})
     photos = feed(Path(config.capture.folder.path), lfw_sample(lfw_people, 40))
     child = edgeface_child(["--config", str(path), "run"], tmp_path / "run.log")
@@ -81,8 +82,9 @@ def test_sigterm_drains_everything_in_flight(make_unit: MakeUnit, tmp_path: Path
     assert "daemon.stopped" in child.log_path.read_text()
 
 
-def test_kill_9_mid_run_then_restart_processes_every_file_once(make_unit: MakeUnit, tmp_path: Path,
-                                                               lfw_people: dict[str, list[Path]]) -> None:
+def test_kill_9_mid_run_then_restart_processes_every_file_once(
+    make_unit: MakeUnit, tmp_path: Path, lfw_people: dict[str, list[Path]]
+) -> None:
     config, path = make_unit(run={"frame_queue": 8})
     inbox = Path(config.capture.folder.path)
     photos = lfw_sample(lfw_people, 36)
@@ -97,14 +99,20 @@ def test_kill_9_mid_run_then_restart_processes_every_file_once(make_unit: MakeUn
             feed(inbox, photos[fed : fed + 2], [f"{fed:03d}.jpg", f"{fed + 1:03d}.jpg"], mtime0=time.time() - 60 + fed)
             fed += 2
             time.sleep(0.05)
-        assert wait_child(child, lambda: len([r for r in ledger_rows(config) if r["status"] == "done"]) >= 6, 60), \
+        assert wait_child(child, lambda: len([r for r in ledger_rows(config) if r["status"] == "done"]) >= 6, 60), (
             child.log_tail()
+        )
     finally:
         child.kill()  # SIGKILL: no drain, no clean-up
     assert fed < len(photos)  # killed mid-run: photos were still arriving
     feed(inbox, photos[fed:], [f"{i:03d}.jpg" for i in range(fed, len(photos))], mtime0=time.time() - 30)
-    again = subprocess.run([sys.executable, "-m", "edgeface", "--config", str(path), "run", "--once", "--json"],
-                           check=False, capture_output=True, text=True, timeout=300)
+    again = subprocess.run(
+        [sys.executable, "-m", "edgeface", "--config", str(path), "run", "--once", "--json"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert again.returncode == 0, again.stderr[-3000:]
     rows = ledger_rows(config)
     assert len(rows) == len(photos) and {r["status"] for r in rows} == {"done"}
@@ -134,8 +142,11 @@ def test_systemd_notify_ready_watchdog_stopping(make_unit: MakeUnit, tmp_path: P
                 return True
         return False
 
-    child = edgeface_child(["--config", str(path), "run"], tmp_path / "run.log",
-                           env={"NOTIFY_SOCKET": sock_path, "WATCHDOG_USEC": "900000"})
+    child = edgeface_child(
+        ["--config", str(path), "run"],
+        tmp_path / "run.log",
+        env={"NOTIFY_SOCKET": sock_path, "WATCHDOG_USEC": "900000"},
+    )
     child.start()
     try:
         assert receive_until("READY=1", 60), child.log_tail()
@@ -150,9 +161,17 @@ def test_systemd_notify_ready_watchdog_stopping(make_unit: MakeUnit, tmp_path: P
 
 def test_late_broker_gets_every_result_once_status_and_metrics(make_unit: MakeUnit, tmp_path: Path) -> None:
     port, metrics_port = free_port(), free_port()
-    config, path = make_unit(mqtt={"host": "127.0.0.1", "port": port, "tls": False, "reconnect_min_s": 0.05,
-                                   "reconnect_max_s": 0.3, "heartbeat_s": 1.0},
-                             status={"metrics_port": metrics_port, "interval_s": 0.2})
+    config, path = make_unit(
+        mqtt={
+            "host": "127.0.0.1",
+            "port": port,
+            "tls": False,
+            "reconnect_min_s": 0.05,
+            "reconnect_max_s": 0.3,
+            "heartbeat_s": 1.0,
+        },
+        status={"metrics_port": metrics_port, "interval_s": 0.2},
+    )
     feed(Path(config.capture.folder.path), SAMPLE_PHOTOS)
     child = edgeface_child(["--config", str(path), "run"], tmp_path / "run.log")
     broker = LocalBroker.plain(tmp_path / "broker", port=port)
@@ -165,8 +184,12 @@ def test_late_broker_gets_every_result_once_status_and_metrics(make_unit: MakeUn
         doc = cli_json(env_cli)
         assert doc["daemon"] == "running" and doc["outbox"]["pending"] == 4 and not doc["link"]["connected"]
         broker.start()
-        ingest = Ingest(store, LinkSettings(host="127.0.0.1", port=port, client_id="ingest-test", tls=False),
-                        reconnect_min_s=0.05, reconnect_max_s=0.3)
+        ingest = Ingest(
+            store,
+            LinkSettings(host="127.0.0.1", port=port, client_id="ingest-test", tls=False),
+            reconnect_min_s=0.05,
+            reconnect_max_s=0.3,
+        )
         ingest.start()
         assert wait_child(child, lambda: store.count() == 4 and not pending_ids(config), 60), child.log_tail()
         assert wait_for(lambda: cli_json(env_cli)["link"]["connected"], 30)
@@ -198,6 +221,12 @@ def test_metrics_endpoint_refuses_non_loopback(host: str) -> None:
 
 def test_edgeface_trigger_needs_a_running_daemon(make_unit: MakeUnit) -> None:
     _, path = make_unit()
-    r = subprocess.run([sys.executable, "-m", "edgeface", "--config", str(path), "trigger"], check=False,
-                       capture_output=True, text=True, timeout=60, env={**os.environ})
+    r = subprocess.run(
+        [sys.executable, "-m", "edgeface", "--config", str(path), "trigger"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ},
+    )
     assert r.returncode == 1 and "no running daemon" in r.stderr

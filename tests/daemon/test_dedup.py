@@ -22,8 +22,18 @@ def person(name: str, noise: float = 0.05) -> np.ndarray:
     return (v / np.linalg.norm(v)).astype(np.float32)
 
 
-def obs(t: float, name: str | None, *, score: float = 0.9, box: tuple = (10, 10, 110, 110), source: str = "cam0",
-        job: FrameJob | None = None, index: int = 0, match: str | None = None, refused: bool = False) -> Observation:
+def obs(
+    t: float,
+    name: str | None,
+    *,
+    score: float = 0.9,
+    box: tuple = (10, 10, 110, 110),
+    source: str = "cam0",
+    job: FrameJob | None = None,
+    index: int = 0,
+    match: str | None = None,
+    refused: bool = False,
+) -> Observation:
     job = job or FrameJob(Frame(source=source, key=f"{source}:{t}", captured_at=t, seq=int(t * 10)))
     face = Face(box, np.zeros((6, 2), np.float32), ("a",) * 6, score, 0)
     refusals = (Refusal("yaw", 70, 60),) if refused else ()
@@ -32,8 +42,16 @@ def obs(t: float, name: str | None, *, score: float = 0.9, box: tuple = (10, 10,
     if match:
         cand = SimpleNamespace(identity=match, name=match.title(), score=0.95, row=0)
         decision = SimpleNamespace(match=cand, candidates=[cand], threshold=0.9)
-    return Observation(job, index, face, q, None if refused or name is None else person(name), decision=decision,
-                       threshold=0.9, gallery_version=3)
+    return Observation(
+        job,
+        index,
+        face,
+        q,
+        None if refused or name is None else person(name),
+        decision=decision,
+        threshold=0.9,
+        gallery_version=3,
+    )
 
 
 def feed(tracker: Tracker, observations: list[Observation]) -> list:

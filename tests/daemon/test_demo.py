@@ -26,7 +26,8 @@ def test_sample_gallery_is_built_for_the_default_embedder() -> None:
     card = find_card(load_config(None, env={}).models.embedder, None, task="embedder")
     assert m.embedder.sha256 == card.sha256, (
         f"the sample gallery was built for embedder {m.embedder.id} {m.embedder.sha256[:12]}, the default is now "
-        f"{card.id} {card.sha256[:12]}: rebuild it with `python tools/build_sample.py`")
+        f"{card.id} {card.sha256[:12]}: rebuild it with `python tools/build_sample.py`"
+    )
     assert m.count == 2 and "DEMO ONLY" in demo.DEMO_KEY.read_text()
 
 
@@ -39,8 +40,15 @@ def test_every_shipped_photo_has_its_provenance() -> None:
 def test_unconfigured_run_is_the_demo_and_queues_results_offline(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("EDGEFACE_")}
     env["EDGEFACE_DEMO_DIR"] = str(tmp_path / "demo")
-    r = subprocess.run([sys.executable, "-m", "edgeface", "run"], check=False, capture_output=True, text=True,
-                       timeout=300, env=env, cwd=tmp_path)
+    r = subprocess.run(
+        [sys.executable, "-m", "edgeface", "run"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     assert "running the bundled demo" in r.stderr
     lines = r.stdout.splitlines()
@@ -53,8 +61,15 @@ def test_unconfigured_run_is_the_demo_and_queues_results_offline(tmp_path: Path)
         assert box.pending_count() == 4
     # `edgeface status` with nothing configured shows that run (not the never-run default unit), and keeps it
     for _ in range(2):
-        s = subprocess.run([sys.executable, "-m", "edgeface", "status", "--json"], check=False, capture_output=True,
-                           text=True, timeout=120, env=env, cwd=tmp_path)
+        s = subprocess.run(
+            [sys.executable, "-m", "edgeface", "status", "--json"],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+            cwd=tmp_path,
+        )
         assert s.returncode == 3, s.stderr[-3000:]  # not running
         doc = json.loads(s.stdout)
         assert doc["demo"] == str(tmp_path / "demo") and doc["daemon"] == "stopped"
@@ -82,8 +97,13 @@ def test_a_unit_that_trusts_the_demo_key_is_refused(tmp_path: Path) -> None:
 
 def test_the_wheel_carries_the_sample_data(tmp_path: Path) -> None:
     """`pip install .` must bring the demo along (hatchling packs edgeface/ including _sample/)."""
-    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "--wheel-dir", str(tmp_path),
-                        str(REPO)], check=False, capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "--wheel-dir", str(tmp_path), str(REPO)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr[-2000:]  # as `pip install .` builds it (hatchling from the index)
     (wheel,) = tmp_path.glob("edgeface-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
@@ -100,3 +120,4 @@ def test_the_wheel_carries_the_sample_data(tmp_path: Path) -> None:
         assert f"edgeface/_models/{card.path.name}" in names and f"edgeface/_models/{card.file}" in names
     assert not any("float32" in n for n in names)
     assert not any(n.startswith("edgeface/testing/") for n in names)  # no test harness on a unit
+    assert "edgeface/py.typed" in names  # the library's types reach its users (PEP 561)

@@ -37,8 +37,11 @@ def test_unit_passes_systemd_analyze_verify_without_warnings(tmp_path: Path) -> 
 
 def test_unit_is_hardened_notify_with_watchdog_and_restarts() -> None:
     text = UNIT.read_text()
-    settings = {line.split("=", 1)[0]: line.split("=", 1)[1] for line in text.splitlines()
-                if "=" in line and not line.startswith("#")}
+    settings = {
+        line.split("=", 1)[0]: line.split("=", 1)[1]
+        for line in text.splitlines()
+        if "=" in line and not line.startswith("#")
+    }
     assert settings["Type"] == "notify" and settings["WatchdogSec"] == "60s" and settings["Restart"] == "always"
     assert settings["User"] == "edgeface" and settings["NoNewPrivileges"] == "yes"
     assert settings["ProtectSystem"] == "strict" and settings["PrivateTmp"] == "yes"
@@ -62,8 +65,14 @@ def test_image_stage_scripts_parse_and_install_what_exists() -> None:
         assert subprocess.run(["bash", "-n", str(s)], check=False).returncode == 0, s
         assert s.stat().st_mode & stat.S_IXUSR, f"{s} must be executable"
     build = (FW / "image" / "build.sh").read_text()
-    for name in ("edgeface.service", "edgeface.sysusers", "edgeface.tmpfiles", "watchdog.conf", "config.txt",
-                 "edgeface-provision"):
+    for name in (
+        "edgeface.service",
+        "edgeface.sysusers",
+        "edgeface.tmpfiles",
+        "watchdog.conf",
+        "config.txt",
+        "edgeface-provision",
+    ):
         assert name in build and name in (stage / "01-edgeface" / "00-run.sh").read_text()
     assert "python3-picamera2" in (stage / "00-packages" / "00-packages").read_text()
 
@@ -77,8 +86,13 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def provision(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, str(PROVISION), "--root", str(root), "--tpm", "no", *args], check=False,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, str(PROVISION), "--root", str(root), "--tpm", "no", *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def mapped(root: Path, p: Path | None) -> Path:
@@ -88,9 +102,23 @@ def mapped(root: Path, p: Path | None) -> Path:
 
 def test_provisioning_into_a_folder_writes_a_valid_unit(tmp_path: Path, pki: dict[str, Path]) -> None:
     root = tmp_path / "root"
-    r = provision(root, "--device-id", "unit-0042", "--broker", "mqtt.example.org:8883", "--ca-cert",
-                  str(pki["ca"]), "--ca-key", str(pki["ca_key"]), "--gallery-key", str(pki["gallery"]),
-                  "--gallery-url", "https://central.example/gallery/", "--source", "picamera2")
+    r = provision(
+        root,
+        "--device-id",
+        "unit-0042",
+        "--broker",
+        "mqtt.example.org:8883",
+        "--ca-cert",
+        str(pki["ca"]),
+        "--ca-key",
+        str(pki["ca_key"]),
+        "--gallery-key",
+        str(pki["gallery"]),
+        "--gallery-url",
+        "https://central.example/gallery/",
+        "--source",
+        "picamera2",
+    )
     assert r.returncode == 0, r.stderr
     cfg_path = root / "etc/edgeface/edgeface.toml"
     notices: list[str] = []
@@ -105,8 +133,9 @@ def test_provisioning_into_a_folder_writes_a_valid_unit(tmp_path: Path, pki: dic
     ca = x509.load_pem_x509_certificate(pki["ca"].read_bytes())
     crt.verify_directly_issued_by(ca)
     # The link the daemon would open from it: files exist, and the certificate's CN is the device id.
-    link_cfg = dataclasses.replace(config.mqtt, **{k: mapped(root, getattr(config.mqtt, k))
-                                                   for k in ("ca_file", "cert_file", "key_file")})
+    link_cfg = dataclasses.replace(
+        config.mqtt, **{k: mapped(root, getattr(config.mqtt, k)) for k in ("ca_file", "cert_file", "key_file")}
+    )
     check_identity(config.device.id, LinkSettings.from_config(link_cfg, config.device.id))
     assert mapped(root, config.gallery.trusted_keys[0]).read_bytes() == pki["gallery"].read_bytes()
     key = mapped(root, config.gallery.key_file)
@@ -120,8 +149,9 @@ def test_provisioning_into_a_folder_writes_a_valid_unit(tmp_path: Path, pki: dic
     before = {p: p.read_bytes() for p in (key, mapped(root, config.mqtt.key_file), mapped(root, config.mqtt.cert_file))}
     again = provision(root, "--device-id", "unit-0042", "--broker", "mqtt.example.org", "--ca-cert", str(pki["ca"]))
     assert again.returncode == 1 and "--force" in again.stderr
-    forced = provision(root, "--device-id", "unit-0042", "--broker", "mqtt.example.org", "--ca-cert", str(pki["ca"]),
-                       "--force")
+    forced = provision(
+        root, "--device-id", "unit-0042", "--broker", "mqtt.example.org", "--ca-cert", str(pki["ca"]), "--force"
+    )
     assert forced.returncode == 0, forced.stderr
     assert all(p.read_bytes() == data for p, data in before.items())
     other = provision(root, "--device-id", "unit-0043", "--broker", "m", "--force")

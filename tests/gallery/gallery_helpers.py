@@ -25,26 +25,50 @@ class Content:
     def __init__(self, identities: int, seed: int = 0) -> None:
         v, lab = sample(toy_model(), identities, (1, 3), seed=seed)
         self.vectors = v
-        self.entries = [{"identity": f"id{seed}-{int(p)}", "image": f"{seed:08x}{i:056x}", "source": "synthetic",
-                         "consent": "test", "enrolled_by": "pytest", "enrolled_at": "2025-01-01T00:00:00Z"}
-                        for i, p in enumerate(lab)]
+        self.entries = [
+            {
+                "identity": f"id{seed}-{int(p)}",
+                "image": f"{seed:08x}{i:056x}",
+                "source": "synthetic",
+                "consent": "test",
+                "enrolled_by": "pytest",
+                "enrolled_at": "2025-01-01T00:00:00Z",
+            }
+            for i, p in enumerate(lab)
+        ]
         self.identities = [{"id": f"id{seed}-{p}", "name": f"Person {p}"} for p in range(identities)]
 
-    def change(self, remove: int, add: int, seed: int = 99) -> "Content":
+    def change(self, remove: int, add: int, seed: int = 99) -> Content:
         """A copy with the first ``remove`` rows gone and ``add`` new single-image identities."""
         out = Content.__new__(Content)
         nv, _ = sample(toy_model(), add, 1, seed=seed)
         out.vectors = np.concatenate([self.vectors[remove:], nv])
         new_ids = [{"id": f"new{seed}-{i}", "name": f"New {i}"} for i in range(add)]
         out.entries = self.entries[remove:] + [
-            {"identity": f"new{seed}-{i}", "image": f"{seed:08x}{i + 10**9:056x}", "source": "synthetic",
-             "consent": "test", "enrolled_by": "pytest", "enrolled_at": "2025-01-02T00:00:00Z"} for i in range(add)]
+            {
+                "identity": f"new{seed}-{i}",
+                "image": f"{seed:08x}{i + 10**9:056x}",
+                "source": "synthetic",
+                "consent": "test",
+                "enrolled_by": "pytest",
+                "enrolled_at": "2025-01-02T00:00:00Z",
+            }
+            for i in range(add)
+        ]
         out.identities = self.identities + new_ids
         return out
 
     def publish(self, root: Path, signer: Ed25519PrivateKey, embedder: EmbedderRef = EMBEDDER, **kw: Any):  # type: ignore[no-untyped-def]
-        return publish(root, vectors=self.vectors, entries=self.entries, identities=self.identities,
-                       embedder=embedder, thresholds=THRESHOLDS, signer=signer, **kw)
+        return publish(
+            root,
+            vectors=self.vectors,
+            entries=self.entries,
+            identities=self.identities,
+            embedder=embedder,
+            thresholds=THRESHOLDS,
+            signer=signer,
+            **kw,
+        )
 
 
 class Recorder:
@@ -58,8 +82,9 @@ class Recorder:
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterator[bytes]:
         path = environ.get("PATH_INFO", "")
-        self.requests.append({"path": path, "range": environ.get("HTTP_RANGE"),
-                              "if_none_match": environ.get("HTTP_IF_NONE_MATCH")})
+        self.requests.append(
+            {"path": path, "range": environ.get("HTTP_RANGE"), "if_none_match": environ.get("HTTP_IF_NONE_MATCH")}
+        )
         cut = next((self.truncate.pop(k) for k in list(self.truncate) if path.endswith(k)), None)
         sent = 0
         for block in self.app(environ, start_response):

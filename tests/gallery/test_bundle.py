@@ -17,11 +17,25 @@ from edgeface.gallery.bundle import verify_bundle, write_bundle
 from edgeface.gallery.match import Gallery
 
 
-def _bundle(tmp_path: Path, content: Content, signer: Ed25519PrivateKey | None, version: int = 3,
-            embedder=EMBEDDER, name: str = "b") -> Path:  # type: ignore[no-untyped-def]
+def _bundle(
+    tmp_path: Path,
+    content: Content,
+    signer: Ed25519PrivateKey | None,
+    version: int = 3,
+    embedder=EMBEDDER,
+    name: str = "b",
+) -> Path:  # type: ignore[no-untyped-def]
     out = tmp_path / name
-    write_bundle(out, vectors=content.vectors, entries=content.entries, identities=content.identities,
-                 version=version, embedder=embedder, thresholds=THRESHOLDS, signer=signer)
+    write_bundle(
+        out,
+        vectors=content.vectors,
+        entries=content.entries,
+        identities=content.identities,
+        version=version,
+        embedder=embedder,
+        thresholds=THRESHOLDS,
+        signer=signer,
+    )
     return out
 
 

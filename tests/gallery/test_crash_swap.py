@@ -49,7 +49,8 @@ POINTS_BEFORE_SWAP = ["downloading", "downloaded", "verified", "moved", "linked"
 
 # delta patch files are a few KiB (one block), so a delta has no point *during* its download to stop at
 CASES = [("full", p) for p in [*POINTS_BEFORE_SWAP, "swapped"]] + [
-    ("delta", p) for p in [*POINTS_BEFORE_SWAP[1:], "swapped"]]
+    ("delta", p) for p in [*POINTS_BEFORE_SWAP[1:], "swapped"]
+]
 
 
 @pytest.mark.parametrize(("via", "point"), CASES)
@@ -66,10 +67,15 @@ def test_killed_mid_sync_leaves_a_working_gallery(tmp_path, signer, make_store, 
     changed = base.change(25, 25) if via == "delta" else Content(2500, seed=12)
     changed.publish(pub, signer, delta_depth=1 if via == "delta" else 0)
     pem = tmp_path / "central.pub"
-    pem.write_bytes(signer.public_key().public_bytes(serialization.Encoding.PEM,
-                                                     serialization.PublicFormat.SubjectPublicKeyInfo))
-    proc = subprocess.run([sys.executable, "-c", CHILD, str(store.root), url, str(pem), point, key.key.hex(),
-                           store.embedder_sha256], capture_output=True, text=True, timeout=120)
+    pem.write_bytes(
+        signer.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, str(store.root), url, str(pem), point, key.key.hex(), store.embedder_sha256],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stdout + proc.stderr
 
     # the unit restarts: it opens whatever `current` points at

@@ -15,14 +15,17 @@ from edgeface.gallery.manifest import Manifest
 def _apply(pub, base_v, target_v, tmp_path, signer):  # type: ignore[no-untyped-def]
     base = pub / f"v{base_v:010d}"
     d = pub / "deltas" / f"{base_v}-{target_v}"
-    spec = DeltaSpec.from_signed((d / "delta.json").read_bytes(), (d / "delta.sig").read_bytes(),
-                                 [signer.public_key()])
+    spec = DeltaSpec.from_signed((d / "delta.json").read_bytes(), (d / "delta.sig").read_bytes(), [signer.public_key()])
     target = Manifest.from_bytes((d / "manifest.json").read_bytes())
     out = tmp_path / "applied"
     files, index_differs = apply_delta(
-        np.load(base / VECTORS, mmap_mode="r"), (base / ENTRIES).read_bytes().splitlines(keepends=True),
-        (base / IDENTITIES).read_bytes().splitlines(keepends=True), {n: d / n for n in PATCH_FILES}, target,
-        PlainDir(out))
+        np.load(base / VECTORS, mmap_mode="r"),
+        (base / ENTRIES).read_bytes().splitlines(keepends=True),
+        (base / IDENTITIES).read_bytes().splitlines(keepends=True),
+        {n: d / n for n in PATCH_FILES},
+        target,
+        PlainDir(out),
+    )
     return spec, target, files, index_differs, out
 
 

@@ -74,8 +74,7 @@ def test_enroll_folder(tmp_path, folder, engine, lfw_root):
     first_enrolled = {x["image"]: x["enrolled_at"] for x in entries}
 
     # a re-run embeds nothing: every image is answered from the cache, refusals included
-    again = enroll(engine, ws, read_folder(folder, consent="public record (test)", source="LFW",
-                                           enrolled_by="pytest"))
+    again = enroll(engine, ws, read_folder(folder, consent="public record (test)", source="LFW", enrolled_by="pytest"))
     c2 = again.counts()
     assert c2["embedded"] == 0 and c2["unchanged"] == 11 and c2["refused"] == 2
     assert {x["image"]: x["enrolled_at"] for x in ws.content()[1]} == first_enrolled
@@ -90,8 +89,9 @@ def test_enroll_folder(tmp_path, folder, engine, lfw_root):
     card = engine.embedder_card
     key = Ed25519PrivateKey.generate()
     vectors, entries, identities = ws.content(settings_key(engine, 0.7))
-    pub = publish_for(tmp_path / "pub", card, vectors=vectors, entries=entries, identities=identities, signer=key,
-                      target_fpir=0.01)
+    pub = publish_for(
+        tmp_path / "pub", card, vectors=vectors, entries=entries, identities=identities, signer=key, target_fpir=0.01
+    )
     g = Gallery.open(pub.dir, [key.public_key()], embedder_sha256=card.sha256)
     probe_img = engine.load_image(lfw_root / "images" / PEOPLE[2] / f"{PEOPLE[2]}_0005.jpg")
     face = engine.detect_and_assess(probe_img)[0].face
@@ -102,10 +102,22 @@ def test_enroll_folder(tmp_path, folder, engine, lfw_root):
 
 
 def test_enroll_csv_and_cli(tmp_path, folder, lfw_root):
-    rows = [{"identity": "cp", "image": f"people/{PEOPLE[0]}/{PEOPLE[0]}_0002.jpg", "name": "Colin Powell",
-             "consent": "written consent 2025-01-01", "source": "press office"},
-            {"identity": "tb", "image": f"people/{PEOPLE[1]}/{PEOPLE[1]}_0002.jpg", "name": "Tony Blair",
-             "consent": "", "source": "archive"}]
+    rows = [
+        {
+            "identity": "cp",
+            "image": f"people/{PEOPLE[0]}/{PEOPLE[0]}_0002.jpg",
+            "name": "Colin Powell",
+            "consent": "written consent 2025-01-01",
+            "source": "press office",
+        },
+        {
+            "identity": "tb",
+            "image": f"people/{PEOPLE[1]}/{PEOPLE[1]}_0002.jpg",
+            "name": "Tony Blair",
+            "consent": "",
+            "source": "archive",
+        },
+    ]
     manifest = tmp_path / "manifest.csv"
     with open(manifest, "w", newline="") as f:
         w = csv.DictWriter(f, ["identity", "image", "name", "consent", "source"])
@@ -117,20 +129,37 @@ def test_enroll_csv_and_cli(tmp_path, folder, lfw_root):
     assert items[0].consent == "written consent 2025-01-01" and items[1].consent == "legal basis: art. 6(1)(e)"
     assert items[0].image.is_file() and items[0].name == "Colin Powell"
 
-    cmd = [sys.executable, "-c", "import sys; from edgeface.cli import main; sys.exit(main(sys.argv[1:]))",
-           "enroll", str(manifest), "--consent", "legal basis: art. 6(1)(e)", "--workspace", str(tmp_path / "ws"),
-           "--json"]
+    cmd = [
+        sys.executable,
+        "-c",
+        "import sys; from edgeface.cli import main; sys.exit(main(sys.argv[1:]))",
+        "enroll",
+        str(manifest),
+        "--consent",
+        "legal basis: art. 6(1)(e)",
+        "--workspace",
+        str(tmp_path / "ws"),
+        "--json",
+    ]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr
     lines = [json.loads(x) for x in p.stdout.splitlines()]
     assert [x["status"] for x in lines[:2]] == ["enrolled", "enrolled"]
     assert lines[-1]["summary"]["enrolled"] == 2
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert json.loads(p.stdout.splitlines()[-1])["summary"] == {"images": 2, "embedded": 0,
-                                                                "flagged_duplicates": 0, "unchanged": 2}
+    assert json.loads(p.stdout.splitlines()[-1])["summary"] == {
+        "images": 2,
+        "embedded": 0,
+        "flagged_duplicates": 0,
+        "unchanged": 2,
+    }
     # a refused image makes the command exit 1 and say why
-    p = subprocess.run([*cmd[:4], str(folder), "--consent", "test", "--workspace", str(tmp_path / "ws")],
-                       capture_output=True, text=True, timeout=300)
+    p = subprocess.run(
+        [*cmd[:4], str(folder), "--consent", "test", "--workspace", str(tmp_path / "ws")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert p.returncode == 1 and "blank.png: REFUSED — no face found" in p.stdout
 
 
@@ -146,19 +175,38 @@ def test_the_default_workspace_is_one_place_and_build_names_a_missing_one(tmp_pa
     env = {**os.environ, "HOME": str(home)}
     env.pop("EDGEFACE_CONFIG", None)
     cli = [sys.executable, "-c", "import sys; from edgeface.cli import main; sys.exit(main(sys.argv[1:]))"]
-    p = subprocess.run([*cli, "enroll", "people", "--consent", "test"], cwd=a, env=env, capture_output=True,
-                       text=True, timeout=300)
+    p = subprocess.run(
+        [*cli, "enroll", "people", "--consent", "test"], cwd=a, env=env, capture_output=True, text=True, timeout=300
+    )
     assert p.returncode == 0, p.stderr
     assert (home / ".local/share/edgeface/enrollment").is_dir() and not (a / "enrollment").exists()
 
-    p = subprocess.run([*cli, "gallery", "keygen", "--signing-key", "k.pem", "--public-key", "k.pub"], cwd=b,
-                       env=env, capture_output=True, text=True, timeout=60)
+    p = subprocess.run(
+        [*cli, "gallery", "keygen", "--signing-key", "k.pem", "--public-key", "k.pub"],
+        cwd=b,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert p.returncode == 0, p.stderr
-    p = subprocess.run([*cli, "gallery", "build", "--publish", "pub", "--signing-key", "k.pem"], cwd=b, env=env,
-                       capture_output=True, text=True, timeout=300)
+    p = subprocess.run(
+        [*cli, "gallery", "build", "--publish", "pub", "--signing-key", "k.pem"],
+        cwd=b,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert p.returncode == 0 and "published gallery version 1: 1 images" in p.stdout, p.stderr
     missing = tmp_path / "nowhere"
-    p = subprocess.run([*cli, "gallery", "build", "--publish", "pub", "--signing-key", "k.pem", "--workspace",
-                        str(missing)], cwd=b, env=env, capture_output=True, text=True, timeout=300)
+    p = subprocess.run(
+        [*cli, "gallery", "build", "--publish", "pub", "--signing-key", "k.pem", "--workspace", str(missing)],
+        cwd=b,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert p.returncode == 1 and f"no enrollment workspace at {missing}" in p.stderr
     assert not missing.exists()

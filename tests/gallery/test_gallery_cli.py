@@ -44,8 +44,7 @@ EDGEFACE = [sys.executable, "-c", "import sys; from edgeface.cli import main; sy
 
 
 def _run(*args: str, env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess[str]:
-    p = subprocess.run([*EDGEFACE, *args], capture_output=True, text=True, env=env,
-                       timeout=120)
+    p = subprocess.run([*EDGEFACE, *args], capture_output=True, text=True, env=env, timeout=120)
     if check and p.returncode != 0:
         raise AssertionError(f"edgeface {' '.join(args)} -> {p.returncode}\n{p.stdout}\n{p.stderr}")
     return p
@@ -57,9 +56,14 @@ def unit(tmp_path):  # type: ignore[no-untyped-def]
     models = tmp_path / "models"
     models.mkdir()
     (models / "fake-embedder.toml").write_text(CARD.format(sha=sha))
-    env = {**os.environ, "EDGEFACE_MODELS__DIR": str(models), "EDGEFACE_MODELS__EMBEDDER": "fake-embedder",
-           "EDGEFACE_GALLERY__DIR": str(tmp_path / "unit"), "EDGEFACE_GALLERY__KEY_FILE": str(tmp_path / "dev.key"),
-           "EDGEFACE_GALLERY__TRUSTED_KEYS": f'["{tmp_path / "central.pub"}"]'}
+    env = {
+        **os.environ,
+        "EDGEFACE_MODELS__DIR": str(models),
+        "EDGEFACE_MODELS__EMBEDDER": "fake-embedder",
+        "EDGEFACE_GALLERY__DIR": str(tmp_path / "unit"),
+        "EDGEFACE_GALLERY__KEY_FILE": str(tmp_path / "dev.key"),
+        "EDGEFACE_GALLERY__TRUSTED_KEYS": f'["{tmp_path / "central.pub"}"]',
+    }
     env.pop("EDGEFACE_GALLERY_KEY", None)
     env.pop("CREDENTIALS_DIRECTORY", None)
     return env, EmbedderRef("fake-embedder", sha, 128)
@@ -73,8 +77,15 @@ def _free_port() -> int:
 
 def test_operator_workflow(tmp_path, unit):
     env, embedder = unit
-    _run("gallery", "keygen", "--signing-key", str(tmp_path / "central.pem"), "--public-key",
-         str(tmp_path / "central.pub"), env=env)
+    _run(
+        "gallery",
+        "keygen",
+        "--signing-key",
+        str(tmp_path / "central.pem"),
+        "--public-key",
+        str(tmp_path / "central.pub"),
+        env=env,
+    )
     _run("gallery", "keygen", "--device-key", str(tmp_path / "dev.key"), env=env)
     assert _run("gallery", "keygen", "--device-key", str(tmp_path / "dev.key"), env=env, check=False).returncode == 2
     content = Content(200, seed=3)
@@ -90,8 +101,9 @@ def test_operator_workflow(tmp_path, unit):
     assert "{" not in text and "'" not in text  # for people: no Python dict or repr
 
     port = _free_port()
-    server = subprocess.Popen([*EDGEFACE, "gallery", "serve", str(pub), "--port", str(port)],
-                              env=env, stderr=subprocess.PIPE, text=True)
+    server = subprocess.Popen(
+        [*EDGEFACE, "gallery", "serve", str(pub), "--port", str(port)], env=env, stderr=subprocess.PIPE, text=True
+    )
     try:
         assert "serving" in server.stderr.readline()
         url = f"http://127.0.0.1:{port}/"
@@ -102,8 +114,9 @@ def test_operator_workflow(tmp_path, unit):
         installed = json.loads(_run("gallery", "inspect", "--json", env=env).stdout)
         assert installed["gallery_version"] == 1 and installed["sync"]["last_result"]["status"] == "not_modified"
         # a tampered publication: sync exits 1 with the reason, the unit keeps version 1
-        content.change(1, 1).publish(pub, signing.load_private_key(tmp_path / "central.pem"), embedder=embedder,
-                                     delta_depth=0)
+        content.change(1, 1).publish(
+            pub, signing.load_private_key(tmp_path / "central.pem"), embedder=embedder, delta_depth=0
+        )
         victim = pub / "v0000000002" / "labels.npy"
         victim.write_bytes(victim.read_bytes()[:-4] + b"\0\0\0\0")
         p = _run("gallery", "sync", "--url", url, "--json", env=env, check=False)

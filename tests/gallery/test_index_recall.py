@@ -16,8 +16,16 @@ def test_annoy_recall_matches_exact_search(tmp_path, signer):
     vectors, labels = sample(model, 12000, (1, 3), seed=4)  # ~24k face-like vectors, clustered by person
     entries = [{"identity": f"p{int(p)}", "image": f"{i:064x}"} for i, p in enumerate(labels)]
     ids = [{"id": f"p{p}", "name": f"P{p}"} for p in range(12000)]
-    write_bundle(tmp_path / "b", vectors=vectors, entries=entries, identities=ids, version=1, embedder=EMBEDDER,
-                 thresholds={"cosine": 0.8}, signer=signer)
+    write_bundle(
+        tmp_path / "b",
+        vectors=vectors,
+        entries=entries,
+        identities=ids,
+        version=1,
+        embedder=EMBEDDER,
+        thresholds={"cosine": 0.8},
+        signer=signer,
+    )
     # probes: new images of enrolled people (mated) and people not enrolled (non-mated: the hard case,
     # whose nearest neighbour is one of many similar strangers)
     rng = np.random.default_rng(5)
@@ -50,8 +58,16 @@ def test_open_set_decision(tmp_path, signer):
     v, lab = sample(toy_model(), 200, 3, seed=1)
     entries = [{"identity": f"p{int(p)}", "image": f"{i:064x}"} for i, p in enumerate(lab)]
     ids = [{"id": f"p{p}", "name": f"Person {p}"} for p in range(200)]
-    write_bundle(tmp_path / "b", vectors=v, entries=entries, identities=ids, version=1, embedder=EMBEDDER,
-                 thresholds={"cosine": 0.8}, signer=signer)
+    write_bundle(
+        tmp_path / "b",
+        vectors=v,
+        entries=entries,
+        identities=ids,
+        version=1,
+        embedder=EMBEDDER,
+        thresholds={"cosine": 0.8},
+        signer=signer,
+    )
     g = Gallery.open(tmp_path / "b", [signer.public_key()])
     d = g.identify(v[4], top_k=5)
     assert d.match is not None and d.match.identity == "p1" and d.threshold == 0.8

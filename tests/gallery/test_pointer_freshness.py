@@ -17,8 +17,16 @@ from gallery_helpers import Content
 from edgeface.config import load_config
 from edgeface.daemon.status import gallery_info
 from edgeface.gallery import signing
-from edgeface.gallery.publish import (POINTER, Pointer, parse_utc, publish_lock, read_pointer,
-                                      refresh_pointer_if_due, verify_pointer, write_pointer)
+from edgeface.gallery.publish import (
+    POINTER,
+    Pointer,
+    parse_utc,
+    publish_lock,
+    read_pointer,
+    refresh_pointer_if_due,
+    verify_pointer,
+    write_pointer,
+)
 from edgeface.gallery.sync import sync_once
 
 EDGEFACE = [sys.executable, "-c", "import sys; from edgeface.cli import main; sys.exit(main(sys.argv[1:]))"]
@@ -27,8 +35,7 @@ HOUR = 3600.0
 
 def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith("EDGEFACE_")}
-    return subprocess.run([*EDGEFACE, *args], capture_output=True, text=True, env={**base, **(env or {})},
-                          timeout=120)
+    return subprocess.run([*EDGEFACE, *args], capture_output=True, text=True, env={**base, **(env or {})}, timeout=120)
 
 
 @pytest.fixture
@@ -176,9 +183,11 @@ def test_server_side_refresh_when_half_the_lifetime_is_gone(tmp_path, central):
 
 def _unit_config(tmp_path: Path, store_root: Path, url: str) -> Path:
     cfg = tmp_path / "unit.toml"
-    cfg.write_text(f'[gallery]\ndir = "{store_root}"\nsync_url = "{url}"\n'
-                   f'[run]\nstate_dir = "{tmp_path / "state"}"\n[outbox]\npath = "{tmp_path / "outbox.sqlite3"}"\n'
-                   f'[retention]\ndir = "{tmp_path / "media"}"\n')
+    cfg.write_text(
+        f'[gallery]\ndir = "{store_root}"\nsync_url = "{url}"\n'
+        f'[run]\nstate_dir = "{tmp_path / "state"}"\n[outbox]\npath = "{tmp_path / "outbox.sqlite3"}"\n'
+        f'[retention]\ndir = "{tmp_path / "media"}"\n'
+    )
     return cfg
 
 

@@ -48,8 +48,13 @@ class Seen:
         return [a for _, a in self.requests if a]
 
 
-def redirect_to(target: str, *, only: Callable[[str], bool] = lambda path: True, code: str = "302 Found",
-                fallback: App | None = None) -> App:
+def redirect_to(
+    target: str,
+    *,
+    only: Callable[[str], bool] = lambda path: True,
+    code: str = "302 Found",
+    fallback: App | None = None,
+) -> App:
     """An app that redirects the paths ``only`` selects to ``target`` + path, and hands the rest to ``fallback``."""
 
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -100,7 +105,9 @@ def token_headers(tmp_path: Path) -> dict[str, str]:
     return auth_headers("unit-1", f)
 
 
-def _installed_v1(tmp_path: Path, signer: Any, make_store: Any, http_server: Any) -> tuple[Any, Content, Path, str, Seen]:
+def _installed_v1(
+    tmp_path: Path, signer: Any, make_store: Any, http_server: Any
+) -> tuple[Any, Content, Path, str, Seen]:
     """A publish folder served by a second server (origin B), and a unit that installed version 1 from it."""
     content = Content(200, seed=11)
     pub = tmp_path / "pub"
@@ -122,8 +129,9 @@ def _answers_v1(store: Any, content: Content) -> None:
 
 
 @pytest.mark.parametrize("redirected", ["everything", "bundle files only"])
-def test_redirect_to_another_origin_never_carries_the_token(tmp_path, signer, make_store, http_server,
-                                                             token_headers, redirected):
+def test_redirect_to_another_origin_never_carries_the_token(
+    tmp_path, signer, make_store, http_server, token_headers, redirected
+):
     store, content, _, url_b, seen_b = _installed_v1(tmp_path, signer, make_store, http_server)
     pub_files = GalleryFiles(tmp_path / "pub")
     only = (lambda p: True) if redirected == "everything" else (lambda p: p != "/latest.json")
@@ -157,11 +165,12 @@ def test_same_origin_redirect_keeps_the_token(tmp_path, signer, make_store, http
     def moved(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         if path.startswith("/old/"):
-            start_response("301 Moved Permanently", [("Location", "/new/" + path[len("/old/"):]),
-                                                     ("Content-Length", "0")])
+            start_response(
+                "301 Moved Permanently", [("Location", "/new/" + path[len("/old/") :]), ("Content-Length", "0")]
+            )
             return []
         if path.startswith("/new/"):
-            return inner({**environ, "PATH_INFO": path[len("/new"):]}, start_response)
+            return inner({**environ, "PATH_INFO": path[len("/new") :]}, start_response)
         start_response("404 Not Found", [("Content-Length", "0")])
         return []
 
@@ -173,8 +182,9 @@ def test_same_origin_redirect_keeps_the_token(tmp_path, signer, make_store, http
     assert followed and all(a is not None for _, a in followed)
 
 
-def test_plain_http_with_credentials_is_refused_unless_the_lab_setting_is_on(tmp_path, signer, make_store,
-                                                                             http_server, token_headers):
+def test_plain_http_with_credentials_is_refused_unless_the_lab_setting_is_on(
+    tmp_path, signer, make_store, http_server, token_headers
+):
     content = Content(200, seed=13)
     pub = tmp_path / "pub"
     content.publish(pub, signer)
@@ -232,21 +242,31 @@ def test_gallery_sync_command_applies_the_lab_setting(tmp_path, http_server):
     card = find_card("dlib-resnet-v1-int8", task="embedder")  # the unit's default embedder
     signing.generate_keypair(tmp_path / "central.pem", tmp_path / "central.pub")
     pub = tmp_path / "pub"
-    Content(100, seed=15).publish(pub, signing.load_private_key(tmp_path / "central.pem"),
-                                  embedder=EmbedderRef(card.id, card.sha256, 128))
+    Content(100, seed=15).publish(
+        pub, signing.load_private_key(tmp_path / "central.pem"), embedder=EmbedderRef(card.id, card.sha256, 128)
+    )
     url, seen = http_server(needs_token(GalleryFiles(pub)))
     token = tmp_path / "token"
     token.write_text(TOKEN + "\n")
     os.chmod(token, 0o600)
     env = {k: v for k, v in os.environ.items() if not k.startswith("EDGEFACE_")}
-    env.update(EDGEFACE_GALLERY__DIR=str(tmp_path / "unit"), EDGEFACE_GALLERY__ENCRYPT="false",
-               EDGEFACE_GALLERY__TRUSTED_KEYS=f'["{tmp_path / "central.pub"}"]', EDGEFACE_DEVICE__ID="unit-1",
-               EDGEFACE_GALLERY__SYNC_PASSWORD_FILE=str(token))
+    env.update(
+        EDGEFACE_GALLERY__DIR=str(tmp_path / "unit"),
+        EDGEFACE_GALLERY__ENCRYPT="false",
+        EDGEFACE_GALLERY__TRUSTED_KEYS=f'["{tmp_path / "central.pub"}"]',
+        EDGEFACE_DEVICE__ID="unit-1",
+        EDGEFACE_GALLERY__SYNC_PASSWORD_FILE=str(token),
+    )
 
     def sync(*sets: str) -> subprocess.CompletedProcess[str]:
         args = [a for s in sets for a in ("--set", s)]
-        return subprocess.run([sys.executable, "-m", "edgeface", *args, "gallery", "sync", "--url", url],
-                              capture_output=True, text=True, env=env, timeout=120)
+        return subprocess.run(
+            [sys.executable, "-m", "edgeface", *args, "gallery", "sync", "--url", url],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
 
     p = sync()
     assert p.returncode == 1 and "refused" in p.stdout and "gallery.allow_insecure_http" in p.stdout, p.stdout

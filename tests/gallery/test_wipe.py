@@ -29,8 +29,12 @@ def unit(tmp_path, signer, serve):  # type: ignore[no-untyped-def]
     pub = tmp_path / "pub"
     Content(100, seed=21).publish(pub, signer)
     url, _ = serve(pub)
-    store = GalleryStore(gallery, trusted=[signer.public_key()], key=load_device_key(key_file, environ={}),
-                         embedder_sha256=EMBEDDER.sha256)
+    store = GalleryStore(
+        gallery,
+        trusted=[signer.public_key()],
+        key=load_device_key(key_file, environ={}),
+        embedder_sha256=EMBEDDER.sha256,
+    )
     assert sync_once(store, url).installed == 1
     env = {k: v for k, v in os.environ.items() if not k.startswith("EDGEFACE_") and k != "CREDENTIALS_DIRECTORY"}
     env.update(EDGEFACE_GALLERY__DIR=str(gallery), EDGEFACE_GALLERY__KEY_FILE=str(key_file))
@@ -38,8 +42,9 @@ def unit(tmp_path, signer, serve):  # type: ignore[no-untyped-def]
 
 
 def _wipe(env: dict[str, str], *extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*EDGEFACE, "gallery", "wipe", "--yes", *extra], capture_output=True, text=True, env=env,
-                          timeout=120)
+    return subprocess.run(
+        [*EDGEFACE, "gallery", "wipe", "--yes", *extra], capture_output=True, text=True, env=env, timeout=120
+    )
 
 
 def _ciphertext_left(gallery: Path) -> list[Path]:

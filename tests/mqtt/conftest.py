@@ -59,8 +59,15 @@ def plain_settings(port: int, client_id: str, **kw: Any) -> LinkSettings:
 def mtls_settings(broker: LocalBroker, pki: dict[str, Path], identity: str, **kw: Any) -> LinkSettings:
     """A unit on the 8883 listener, or a central account on the 8885 listener."""
     port = broker.ports["central" if identity in CENTRAL else "mtls"]
-    return LinkSettings(host="127.0.0.1", port=port, client_id=kw.pop("client_id", identity), ca_file=pki["ca"],
-                        cert_file=pki[f"{identity}.crt"], key_file=pki[f"{identity}.key"], **kw)
+    return LinkSettings(
+        host="127.0.0.1",
+        port=port,
+        client_id=kw.pop("client_id", identity),
+        ca_file=pki["ca"],
+        cert_file=pki[f"{identity}.crt"],
+        key_file=pki[f"{identity}.key"],
+        **kw,
+    )
 
 
 @pytest.fixture

@@ -45,14 +45,26 @@ def test_config_errors_name_the_key(tmp_path: Path) -> None:
     assert r.exit_code == 2 and "outbox.on_full" in r.output
     r = CliRunner().invoke(cli, ["--set", "mqtt.inflight=0", "config", "check"])
     assert r.exit_code == 2 and "mqtt.inflight" in r.output
-    r = CliRunner().invoke(cli, ["--set", "device.id=bad/id", "--set", "mqtt.host=localhost",
-                                 "--set", f"outbox.path={tmp_path / 'o.sqlite3'}", "outbox", "drain"])
+    r = CliRunner().invoke(
+        cli,
+        [
+            "--set",
+            "device.id=bad/id",
+            "--set",
+            "mqtt.host=localhost",
+            "--set",
+            f"outbox.path={tmp_path / 'o.sqlite3'}",
+            "outbox",
+            "drain",
+        ],
+    )
     assert r.exit_code == 2 and "device.id" in r.output
     r = CliRunner().invoke(cli, ["--set", f"outbox.path={tmp_path / 'o.sqlite3'}", "outbox", "drain"])
     assert r.exit_code == 2 and "mqtt.host" in r.output
 
 
 def test_environment_overrides_mqtt_settings() -> None:
-    cfg = load_config(env={"EDGEFACE_MQTT__HOST": "broker.example", "EDGEFACE_MQTT__INFLIGHT": "32",
-                           "EDGEFACE_DEVICE__ID": "unit-7"})
+    cfg = load_config(
+        env={"EDGEFACE_MQTT__HOST": "broker.example", "EDGEFACE_MQTT__INFLIGHT": "32", "EDGEFACE_DEVICE__ID": "unit-7"}
+    )
     assert cfg.mqtt.host == "broker.example" and cfg.mqtt.inflight == 32 and cfg.device.id == "unit-7"

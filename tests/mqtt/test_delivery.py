@@ -54,8 +54,9 @@ class Recorder:
         self.client.disconnect()
 
 
-def test_everything_is_delivered_once_and_deleted_after_acknowledgement(broker: LocalBroker, outbox: Outbox,
-                                                                         start_ingest: Any, rng: random.Random) -> None:
+def test_everything_is_delivered_once_and_deleted_after_acknowledgement(
+    broker: LocalBroker, outbox: Outbox, start_ingest: Any, rng: random.Random
+) -> None:
     ingest = start_ingest(plain_settings(broker.port, "ingest-1"))
     ids = fill(outbox, UNIT, 300, rng)
     pub = publisher(outbox, broker.port)
@@ -71,8 +72,9 @@ def test_everything_is_delivered_once_and_deleted_after_acknowledgement(broker: 
     assert pub.stats.acked == 300 and pub.stats.refused_by_broker == 0
 
 
-def test_rows_stay_in_the_outbox_until_the_acknowledgement_arrives(broker: LocalBroker, outbox: Outbox,
-                                                                  start_ingest: Any, rng: random.Random) -> None:
+def test_rows_stay_in_the_outbox_until_the_acknowledgement_arrives(
+    broker: LocalBroker, outbox: Outbox, start_ingest: Any, rng: random.Random
+) -> None:
     ingest = start_ingest(plain_settings(broker.port, "ingest-1"))
     proxy = TcpProxy(broker.port)
     pub = publisher(outbox, proxy.port, inflight=50)
@@ -97,8 +99,9 @@ def test_rows_stay_in_the_outbox_until_the_acknowledgement_arrives(broker: Local
     assert ingest.store.count() == 40
 
 
-def test_results_wait_while_the_broker_is_down_and_flow_when_it_returns(tmp_path: Path, outbox: Outbox,
-                                                                       start_ingest: Any, rng: random.Random) -> None:
+def test_results_wait_while_the_broker_is_down_and_flow_when_it_returns(
+    tmp_path: Path, outbox: Outbox, start_ingest: Any, rng: random.Random
+) -> None:
     broker = LocalBroker.plain(tmp_path / "late-broker")
     ids = fill(outbox, UNIT, 50, rng)
     pub = publisher(outbox, broker.port)
@@ -116,8 +119,9 @@ def test_results_wait_while_the_broker_is_down_and_flow_when_it_returns(tmp_path
     assert sorted(ingest.store.ids()) == sorted(ids)
 
 
-def test_broker_restart_loses_nothing(broker: LocalBroker, outbox: Outbox, start_ingest: Any,
-                                      rng: random.Random) -> None:
+def test_broker_restart_loses_nothing(
+    broker: LocalBroker, outbox: Outbox, start_ingest: Any, rng: random.Random
+) -> None:
     ingest = start_ingest(plain_settings(broker.port, "ingest-1"))
     pub = publisher(outbox, broker.port, inflight=20)
     pub.start()
@@ -136,17 +140,28 @@ def test_broker_restart_loses_nothing(broker: LocalBroker, outbox: Outbox, start
     assert sorted(ingest.store.ids()) == sorted(ids)
 
 
-def test_kill_9_of_the_publisher_process_mid_flight_loses_nothing(tmp_path: Path, broker: LocalBroker,
-                                                                  start_ingest: Any, rng: random.Random) -> None:
+def test_kill_9_of_the_publisher_process_mid_flight_loses_nothing(
+    tmp_path: Path, broker: LocalBroker, start_ingest: Any, rng: random.Random
+) -> None:
     ingest = start_ingest(plain_settings(broker.port, "ingest-1"))
     path = tmp_path / "unit.sqlite3"
     box = Outbox(path)
     ids = fill(box, UNIT, 4000, rng)
-    cfg = write_toml(tmp_path / "unit.toml", {
-        "device": {"id": UNIT}, "outbox": {"path": str(path)},
-        "mqtt": {"host": "127.0.0.1", "port": broker.port, "tls": False, "inflight": 20,
-                 "reconnect_min_s": 0.05, "reconnect_max_s": 0.3},
-    })
+    cfg = write_toml(
+        tmp_path / "unit.toml",
+        {
+            "device": {"id": UNIT},
+            "outbox": {"path": str(path)},
+            "mqtt": {
+                "host": "127.0.0.1",
+                "port": broker.port,
+                "tls": False,
+                "inflight": 20,
+                "reconnect_min_s": 0.05,
+                "reconnect_max_s": 0.3,
+            },
+        },
+    )
     child = Child(["--config", str(cfg), "outbox", "drain"], tmp_path / "drain.log")
     child.start()
     try:
@@ -154,8 +169,9 @@ def test_kill_9_of_the_publisher_process_mid_flight_loses_nothing(tmp_path: Path
         child.kill()  # SIGKILL: no clean-up, messages in flight
         left = box.stats().pending
         assert 0 < left < 4000
-        done = Child(["--config", str(cfg), "outbox", "drain", "--until-empty", "--timeout", "120"],
-                     tmp_path / "drain2.log")
+        done = Child(
+            ["--config", str(cfg), "outbox", "drain", "--until-empty", "--timeout", "120"], tmp_path / "drain2.log"
+        )
         done.start()
         assert done.proc is not None and done.proc.wait(150) == 0, done.log_tail()
         assert ingest.wait_count(4000, 60)
@@ -166,16 +182,24 @@ def test_kill_9_of_the_publisher_process_mid_flight_loses_nothing(tmp_path: Path
     assert ingest.store.count() == 4000
 
 
-def test_matches_are_sent_before_no_matches_and_refusals(broker: LocalBroker, outbox: Outbox,
-                                                         rng: random.Random) -> None:
+def test_matches_are_sent_before_no_matches_and_refusals(
+    broker: LocalBroker, outbox: Outbox, rng: random.Random
+) -> None:
     rec = Recorder(broker.port, topics.RESULTS_FILTER)
     order = [Priority.NO_MATCH] * 5 + [Priority.REFUSED] * 2 + [Priority.MATCH] * 5
     for p in order:
         doc = sample_result(UNIT, rng, match_share=1.0 if p == Priority.MATCH else 0.0)
         if p == Priority.REFUSED:
-            doc = payloads.result_payload(device_id=UNIT, decision="refused", candidates=[], threshold=None,
-                                          quality=doc["quality"], gallery_version=1, model_id="m",
-                                          refusal_reasons=["sharpness 3 < limit 15"])
+            doc = payloads.result_payload(
+                device_id=UNIT,
+                decision="refused",
+                candidates=[],
+                threshold=None,
+                quality=doc["quality"],
+                gallery_version=1,
+                model_id="m",
+                refusal_reasons=["sharpness 3 < limit 15"],
+            )
         outbox.put(*outbox_item(doc))
     pub = publisher(outbox, broker.port, inflight=1)
     pub.start()
@@ -189,8 +213,9 @@ def test_matches_are_sent_before_no_matches_and_refusals(broker: LocalBroker, ou
     assert decisions == ["match"] * 5 + ["no_match"] * 5 + ["refused"] * 2
 
 
-def test_mqtt_3_1_1_fallback_delivers(broker: LocalBroker, outbox: Outbox, start_ingest: Any,
-                                      rng: random.Random) -> None:
+def test_mqtt_3_1_1_fallback_delivers(
+    broker: LocalBroker, outbox: Outbox, start_ingest: Any, rng: random.Random
+) -> None:
     ingest = start_ingest(plain_settings(broker.port, "ingest-1"))
     ids = fill(outbox, UNIT, 100, rng)
     pub = publisher(outbox, broker.port, protocol="mqtt311")
@@ -203,8 +228,9 @@ def test_mqtt_3_1_1_fallback_delivers(broker: LocalBroker, outbox: Outbox, start
     assert sorted(ingest.store.ids()) == sorted(ids)
 
 
-def test_no_subscriber_keeps_results_queued_until_an_ingest_subscribes(broker: LocalBroker, outbox: Outbox,
-                                                                       start_ingest: Any, rng: random.Random) -> None:
+def test_no_subscriber_keeps_results_queued_until_an_ingest_subscribes(
+    broker: LocalBroker, outbox: Outbox, start_ingest: Any, rng: random.Random
+) -> None:
     ids = fill(outbox, UNIT, 20, rng)
     pub = publisher(outbox, broker.port)
     pub.start()
@@ -219,8 +245,9 @@ def test_no_subscriber_keeps_results_queued_until_an_ingest_subscribes(broker: L
     assert sorted(ingest.store.ids()) == sorted(ids)
 
 
-def test_acknowledgement_timeout_reconnects_and_resends(broker: LocalBroker, outbox: Outbox, start_ingest: Any,
-                                                        rng: random.Random) -> None:
+def test_acknowledgement_timeout_reconnects_and_resends(
+    broker: LocalBroker, outbox: Outbox, start_ingest: Any, rng: random.Random
+) -> None:
     ingest = start_ingest(plain_settings(broker.port, "ingest-1"))
     proxy = TcpProxy(broker.port)
     pub = publisher(outbox, proxy.port, ack_timeout_s=1.0, connect_timeout_s=1.0)
@@ -241,8 +268,9 @@ def test_acknowledgement_timeout_reconnects_and_resends(broker: LocalBroker, out
     assert sorted(ingest.store.ids()) == sorted(ids)
 
 
-def test_retained_status_heartbeats_and_last_will(broker: LocalBroker, outbox: Outbox, start_ingest: Any,
-                                                  rng: random.Random) -> None:
+def test_retained_status_heartbeats_and_last_will(
+    broker: LocalBroker, outbox: Outbox, start_ingest: Any, rng: random.Random
+) -> None:
     ingest = start_ingest(plain_settings(broker.port, "ingest-1"))
     rec = Recorder(broker.port, topics.status_topic(UNIT))
     proxy = TcpProxy(broker.port)
@@ -283,8 +311,9 @@ def test_commands_and_gallery_announcements_reach_their_callbacks_once(broker: L
     server = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="server", protocol=mqtt.MQTTv5)
     server.connect("127.0.0.1", broker.port)
     server.loop_start()
-    announce = payloads.encode(payloads.announce_payload(gallery_version=12, url="https://c/g/12", model_id="m"),
-                               "announce")
+    announce = payloads.encode(
+        payloads.announce_payload(gallery_version=12, url="https://c/g/12", model_id="m"), "announce"
+    )
     server.publish(topics.GALLERY_ANNOUNCE, announce, qos=1, retain=True).wait_for_publish(5)
     pub = publisher(outbox, broker.port, on_command=got_commands.append, on_announce=got_announce.append)
     pub.start()

@@ -27,8 +27,9 @@ def raw_publisher(broker: LocalBroker) -> mqtt.Client:
     return c
 
 
-def test_malformed_payloads_are_counted_logged_and_never_fatal(broker: LocalBroker, start_ingest: Any,
-                                                               caplog: pytest.LogCaptureFixture) -> None:
+def test_malformed_payloads_are_counted_logged_and_never_fatal(
+    broker: LocalBroker, start_ingest: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     ingest = start_ingest(plain_settings(broker.port, "ingest-1"), max_payload_bytes=65536)
     rng = random.Random(1)
     good = sample_result("unit-a", rng)
@@ -76,8 +77,9 @@ def test_malformed_payloads_are_counted_logged_and_never_fatal(broker: LocalBrok
     assert ingest.worker.error is None and ingest.worker.stats.connected
 
 
-def test_two_workers_on_the_shared_subscription_store_each_result_once(broker: LocalBroker, start_ingest: Any,
-                                                                       tmp_path: Any) -> None:
+def test_two_workers_on_the_shared_subscription_store_each_result_once(
+    broker: LocalBroker, start_ingest: Any, tmp_path: Any
+) -> None:
     db = tmp_path / "shared.sqlite3"
     w1 = start_ingest(plain_settings(broker.port, "ingest-1"), db=db)
     w2 = start_ingest(plain_settings(broker.port, "ingest-2"), db=db)
@@ -117,7 +119,8 @@ def _publish(c: mqtt.Client, topic: str, data: bytes, *, retain: bool = False) -
 
 
 def test_poison_that_matches_the_old_patterns_is_rejected_and_the_worker_goes_on(
-        broker: LocalBroker, start_ingest: Any) -> None:
+    broker: LocalBroker, start_ingest: Any
+) -> None:
     """The security review's messages: each used to kill the worker (ValueError, OverflowError) or store a
     second row (an id with a trailing newline); a retained status did it on every subscribe."""
     rng = random.Random(21)
@@ -129,8 +132,12 @@ def test_poison_that_matches_the_old_patterns_is_rejected_and_the_worker_goes_on
     good = sample_result("unit-a", rng)
     dup = sample_result("unit-evil", rng)
     poison = []
-    for field, value in [("captured_at", "2025-13-45T99:99:99Z"), ("gallery_version", 10**20),
-                         ("id", good["id"] + "\n"), ("id", dup["id"] + "\n")]:
+    for field, value in [
+        ("captured_at", "2025-13-45T99:99:99Z"),
+        ("gallery_version", 10**20),
+        ("id", good["id"] + "\n"),
+        ("id", dup["id"] + "\n"),
+    ]:
         doc = sample_result("unit-evil", rng)
         doc[field] = value
         poison.append(doc)
@@ -178,13 +185,18 @@ def test_a_row_the_database_refuses_is_rejected_alone(broker: LocalBroker, start
     that row goes to the rejected table with the database's reason, the others are stored."""
     db = tmp_path / "rules.sqlite3"
     store = ResultStore(db)
-    store._db.execute("CREATE TRIGGER refuse_unit_x BEFORE INSERT ON results WHEN NEW.device_id = 'unit-x' "
-                      "BEGIN SELECT RAISE(ABORT, 'unit-x is barred'); END")
+    store._db.execute(
+        "CREATE TRIGGER refuse_unit_x BEFORE INSERT ON results WHEN NEW.device_id = 'unit-x' "
+        "BEGIN SELECT RAISE(ABORT, 'unit-x is barred'); END"
+    )
     store.close()
     ingest = start_ingest(plain_settings(broker.port, "ingest-1"), db=db, batch=50, flush_ms=500)
     rng = random.Random(8)
-    docs = [sample_result("unit-a", rng) for _ in range(5)] + [sample_result("unit-x", rng)] + \
-        [sample_result("unit-b", rng) for _ in range(5)]
+    docs = (
+        [sample_result("unit-a", rng) for _ in range(5)]
+        + [sample_result("unit-x", rng)]
+        + [sample_result("unit-b", rng) for _ in range(5)]
+    )
     c = raw_publisher(broker)
     for d in docs:
         c.publish(topics.results_topic(d["device_id"]), payloads.encode_result(d), qos=1)
@@ -199,7 +211,8 @@ def test_a_row_the_database_refuses_is_rejected_alone(broker: LocalBroker, start
 
 
 def test_a_full_database_acknowledges_nothing_and_stores_everything_once_it_has_room(
-        broker: LocalBroker, start_ingest: Any) -> None:
+    broker: LocalBroker, start_ingest: Any
+) -> None:
     """SQLite's 'database or disk is full' is the store's trouble, not the message's: nothing is rejected
     or acknowledged, the batch is retried with backoff, and every result is stored once there is room."""
     ingest = start_ingest(plain_settings(broker.port, "ingest-1"))

@@ -16,7 +16,7 @@ def test_backoff_doubles_with_jitter_up_to_the_ceiling_and_resets() -> None:
     b = Backoff(0.5, 8.0, random.Random(1))
     delays = [b.next_delay() for _ in range(10)]
     ceilings = [min(8.0, 0.5 * 2**n) for n in range(10)]
-    assert all(c / 2 <= d <= c for d, c in zip(delays, ceilings))
+    assert all(c / 2 <= d <= c for d, c in zip(delays, ceilings, strict=True))
     assert len({round(d, 6) for d in delays[5:]}) > 1  # jitter: not the same value at the ceiling
     b.reset()
     assert 0.25 <= b.next_delay() <= 0.5

@@ -81,8 +81,11 @@ def test_connections_of_ended_threads_are_closed(tmp_path: Path) -> None:
 def test_matches_leave_first_then_no_matches_then_refusals_oldest_first(outbox: Outbox) -> None:
     order = [Priority.REFUSED, Priority.NO_MATCH, Priority.MATCH, Priority.NO_MATCH, Priority.MATCH, Priority.REFUSED]
     ids = [(put(outbox, p), p) for p in order]
-    expected = [i for i, p in ids if p == Priority.MATCH] + [i for i, p in ids if p == Priority.NO_MATCH] + \
-        [i for i, p in ids if p == Priority.REFUSED]
+    expected = (
+        [i for i, p in ids if p == Priority.MATCH]
+        + [i for i, p in ids if p == Priority.NO_MATCH]
+        + [i for i, p in ids if p == Priority.REFUSED]
+    )
     assert [r.id for r in outbox.fetch(10)] == expected
     # Skipping what is in flight.
     assert [r.id for r in outbox.fetch(2, exclude=set(expected[:3]))] == expected[3:5]
@@ -255,10 +258,24 @@ def test_enqueue_result_checks_encodes_and_prioritises(outbox: Outbox) -> None:
     from edgeface.mqtt import enqueue_result, payloads
 
     q = {"score": 0.9, "size_px": 90, "sharpness": 40, "yaw": 1, "pitch": 2, "roll": 3}
-    no = payloads.result_payload(device_id="unit-a", decision="no_match", candidates=[payloads.Candidate("p", 0.2)],
-                                 threshold=0.6, quality=q, gallery_version=1, model_id="m")
-    yes = payloads.result_payload(device_id="unit-a", decision="match", candidates=[payloads.Candidate("p", 0.9)],
-                                  threshold=0.6, quality=q, gallery_version=1, model_id="m")
+    no = payloads.result_payload(
+        device_id="unit-a",
+        decision="no_match",
+        candidates=[payloads.Candidate("p", 0.2)],
+        threshold=0.6,
+        quality=q,
+        gallery_version=1,
+        model_id="m",
+    )
+    yes = payloads.result_payload(
+        device_id="unit-a",
+        decision="match",
+        candidates=[payloads.Candidate("p", 0.9)],
+        threshold=0.6,
+        quality=q,
+        gallery_version=1,
+        model_id="m",
+    )
     bad = dict(yes, decision="no_match")
     assert enqueue_result(outbox, no) == no["id"]
     enqueue_result(outbox, yes)

@@ -32,25 +32,63 @@ def samples() -> dict[str, list[dict[str, Any]]]:
     rng = random.Random(5)
     crop = payloads.crop_payload(np.full((120, 100, 3), 128, np.uint8), max_bytes=4096)
     results = [sample_result("unit-a", rng) for _ in range(20)]
-    results.append(payloads.result_payload(
-        device_id="unit-a", decision="refused", candidates=[], threshold=None, quality=QUALITY,
-        gallery_version=None, model_id="m", refusal_reasons=["yaw 72 > limit 60"]))
-    results.append(payloads.result_payload(
-        device_id="unit-a", decision="match", candidates=[payloads.Candidate("p1", 0.8, "Jane Doe")],
-        threshold=0.6, quality=QUALITY, gallery_version=3, model_id="m", crop=crop,
-        location={"lat": 48.1, "lon": 11.5, "accuracy_m": 12.0}))
+    results.append(
+        payloads.result_payload(
+            device_id="unit-a",
+            decision="refused",
+            candidates=[],
+            threshold=None,
+            quality=QUALITY,
+            gallery_version=None,
+            model_id="m",
+            refusal_reasons=["yaw 72 > limit 60"],
+        )
+    )
+    results.append(
+        payloads.result_payload(
+            device_id="unit-a",
+            decision="match",
+            candidates=[payloads.Candidate("p1", 0.8, "Jane Doe")],
+            threshold=0.6,
+            quality=QUALITY,
+            gallery_version=3,
+            model_id="m",
+            crop=crop,
+            location={"lat": 48.1, "lon": 11.5, "accuracy_m": 12.0},
+        )
+    )
     status = [
-        payloads.status_payload(device_id="unit-a", state="online", reason="heartbeat", uptime_s=12.5,
-                                software_version="0.1.0", gallery_version=4, model_id="m",
-                                outbox={"pending": 3, "bytes": 900, "matches": 1, "oldest_age_s": 2.0,
-                                        "quarantined": 0, "dropped_overflow": 0, "expired": 0, "delivered": 7},
-                                link={"reconnects": 2, "protocol": "mqtt5"}),
+        payloads.status_payload(
+            device_id="unit-a",
+            state="online",
+            reason="heartbeat",
+            uptime_s=12.5,
+            software_version="0.1.0",
+            gallery_version=4,
+            model_id="m",
+            outbox={
+                "pending": 3,
+                "bytes": 900,
+                "matches": 1,
+                "oldest_age_s": 2.0,
+                "quarantined": 0,
+                "dropped_overflow": 0,
+                "expired": 0,
+                "delivered": 7,
+            },
+            link={"reconnects": 2, "protocol": "mqtt5"},
+        ),
         payloads.status_payload(device_id="unit-a", state="offline", reason="connection_lost"),
     ]
-    announce = [payloads.announce_payload(gallery_version=9, url="https://central/g/9", model_id="m",
-                                          manifest_sha256="ab" * 32, count=1000)]
-    command = [payloads.command_payload("sync_gallery"), payloads.command_payload("capture", args={"n": 1},
-                                                                                   expires_at=2e9)]
+    announce = [
+        payloads.announce_payload(
+            gallery_version=9, url="https://central/g/9", model_id="m", manifest_sha256="ab" * 32, count=1000
+        )
+    ]
+    command = [
+        payloads.command_payload("sync_gallery"),
+        payloads.command_payload("capture", args={"n": 1}, expires_at=2e9),
+    ]
     return {"result": results, "status": status, "announce": announce, "command": command}
 
 
@@ -85,14 +123,30 @@ def test_built_payloads_follow_the_published_schemas(name: str) -> None:
 
 def _mutations() -> st.SearchStrategy[Any]:
     json_values = st.recursive(
-        st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=False, allow_infinity=False)
-        | st.text(max_size=20) | st.sampled_from(["match", "no_match", "refused", "jpeg", "online", "sync_gallery",
-                                                  "01890a5d-ac96-774b-bcce-b302099a8057", "unit-a", ""]),
+        st.none()
+        | st.booleans()
+        | st.integers(-(10**6), 10**6)
+        | st.floats(allow_nan=False, allow_infinity=False)
+        | st.text(max_size=20)
+        | st.sampled_from(
+            [
+                "match",
+                "no_match",
+                "refused",
+                "jpeg",
+                "online",
+                "sync_gallery",
+                "01890a5d-ac96-774b-bcce-b302099a8057",
+                "unit-a",
+                "",
+            ]
+        ),
         lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3),
         max_leaves=6,
     )
-    return st.lists(st.tuples(st.sampled_from(["set", "delete", "add"]), st.integers(0, 10**6), json_values),
-                    min_size=1, max_size=4)
+    return st.lists(
+        st.tuples(st.sampled_from(["set", "delete", "add"]), st.integers(0, 10**6), json_values), min_size=1, max_size=4
+    )
 
 
 def _paths(doc: Any, prefix: tuple = ()) -> list[tuple]:
@@ -143,24 +197,34 @@ samples_cache = {k: [json.loads(payloads.encode(d, k)) for d in v] for k, v in s
 
 def result(**over: Any) -> dict[str, Any]:
     base: dict[str, Any] = {
-        "device_id": "unit-a", "decision": "match", "threshold": 0.6, "quality": QUALITY, "gallery_version": 3,
-        "model_id": "m", "candidates": [payloads.Candidate("p1", 0.8), payloads.Candidate("p2", 0.5)],
+        "device_id": "unit-a",
+        "decision": "match",
+        "threshold": 0.6,
+        "quality": QUALITY,
+        "gallery_version": 3,
+        "model_id": "m",
+        "candidates": [payloads.Candidate("p1", 0.8), payloads.Candidate("p2", 0.5)],
     }
     base.update(over)
     return payloads.result_payload(**base)
 
 
-@pytest.mark.parametrize("doc, problem", [
-    (result(decision="match", candidates=[payloads.Candidate("p1", 0.5)]), "at or above"),
-    (result(decision="match", candidates=[]), "at or above"),
-    (result(decision="no_match"), "cannot have a candidate"),
-    (result(decision="no_match", threshold=None, candidates=[payloads.Candidate("p1", 0.3)]), "threshold"),
-    (result(candidates=[payloads.Candidate("p2", 0.7), payloads.Candidate("p1", 0.9)]), "best first"),
-    (result(decision="refused", threshold=None), "no candidates"),
-    (result(decision="refused", threshold=None, candidates=[]), "refusal_reasons"),
-    (result(crop={"format": "jpeg", "width": 4, "height": 4, "data": base64.b64encode(b"GIF89a....").decode()}),
-     "not a JPEG"),
-])
+@pytest.mark.parametrize(
+    "doc, problem",
+    [
+        (result(decision="match", candidates=[payloads.Candidate("p1", 0.5)]), "at or above"),
+        (result(decision="match", candidates=[]), "at or above"),
+        (result(decision="no_match"), "cannot have a candidate"),
+        (result(decision="no_match", threshold=None, candidates=[payloads.Candidate("p1", 0.3)]), "threshold"),
+        (result(candidates=[payloads.Candidate("p2", 0.7), payloads.Candidate("p1", 0.9)]), "best first"),
+        (result(decision="refused", threshold=None), "no candidates"),
+        (result(decision="refused", threshold=None, candidates=[]), "refusal_reasons"),
+        (
+            result(crop={"format": "jpeg", "width": 4, "height": 4, "data": base64.b64encode(b"GIF89a....").decode()}),
+            "not a JPEG",
+        ),
+    ],
+)
 def test_contract_rules_beyond_the_schema(doc: dict[str, Any], problem: str) -> None:
     with pytest.raises(PayloadError, match=problem) as e:
         payloads.encode_result(doc)
@@ -191,15 +255,18 @@ def test_crops_are_size_limited_jpegs_and_off_unless_given() -> None:
     assert e.value.kind == "too_large" and len(big) > 2000
 
 
-@pytest.mark.parametrize("data, kind", [
-    (b"x" * 5000, "too_large"),
-    (b"\xff\xfe\x00", "not_utf8"),
-    (b"{not json", "not_json"),
-    (b'{"a": NaN}', "not_json"),
-    (b"[" * 2000 + b"]" * 2000, "not_json|schema"),  # too deep for json before 3.13; not an object after
-    (b"[]", "schema"),
-    (b'{"schema_version": 1}', "schema"),
-])
+@pytest.mark.parametrize(
+    "data, kind",
+    [
+        (b"x" * 5000, "too_large"),
+        (b"\xff\xfe\x00", "not_utf8"),
+        (b"{not json", "not_json"),
+        (b'{"a": NaN}', "not_json"),
+        (b"[" * 2000 + b"]" * 2000, "not_json|schema"),  # too deep for json before 3.13; not an object after
+        (b"[]", "schema"),
+        (b'{"schema_version": 1}', "schema"),
+    ],
+)
 def test_decode_classifies_bad_input(data: bytes, kind: str) -> None:
     with pytest.raises(PayloadError) as e:
         payloads.decode(data, "result", max_bytes=4096)

@@ -22,20 +22,29 @@ from edgeface.testing.mqttload import outbox_item, sample_result, wait_for
 from .conftest import CENTRAL, SERVER, WEB, fill, mtls_settings
 
 
-def tls_client(broker: LocalBroker, pki: dict[str, Path], identity: str | None, *, ca: str = "ca",
-               port: str | None = None, user: tuple[str, str] | None = None, cert: str | None = None,
-               client_id: str | None = None) -> dict[str, Any]:
+def tls_client(
+    broker: LocalBroker,
+    pki: dict[str, Path],
+    identity: str | None,
+    *,
+    ca: str = "ca",
+    port: str | None = None,
+    user: tuple[str, str] | None = None,
+    cert: str | None = None,
+    client_id: str | None = None,
+) -> dict[str, Any]:
     """A raw paho client; returns what happened: connack reasons, PUBACK reasons, messages, disconnects.
     Central identities connect to the central listener unless ``port`` says otherwise."""
     port = port or ("central" if identity in CENTRAL and not cert else "mtls")
-    out: dict[str, Any] = {"connack": [], "puback": {}, "messages": [], "suback": [], "error": None,
-                           "disconnects": []}
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id or identity or "anonymous",
-                    protocol=mqtt.MQTTv5)
+    out: dict[str, Any] = {"connack": [], "puback": {}, "messages": [], "suback": [], "error": None, "disconnects": []}
+    c = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2, client_id=client_id or identity or "anonymous", protocol=mqtt.MQTTv5
+    )
     certfile = pki[f"{cert or identity}.crt"] if (cert or identity) and not user else None  # cert: file name
     keyfile = pki[f"{cert or identity}.key"] if (cert or identity) and not user else None
-    c.tls_set(ca_certs=str(pki[ca]), certfile=str(certfile) if certfile else None,
-              keyfile=str(keyfile) if keyfile else None)
+    c.tls_set(
+        ca_certs=str(pki[ca]), certfile=str(certfile) if certfile else None, keyfile=str(keyfile) if keyfile else None
+    )
     if user:
         c.username_pw_set(*user)
     c.on_connect = lambda cl, u, f, rc, p: out["connack"].append(rc)
@@ -64,8 +73,9 @@ def connected(c: dict[str, Any]) -> bool:
     return bool(c["connack"]) and not c["connack"][0].is_failure and c["client"].is_connected()
 
 
-def test_unit_with_its_certificate_delivers_over_mutual_tls(tls_broker: LocalBroker, pki: dict[str, Path],
-                                                            tmp_path: Path, start_ingest: Any) -> None:
+def test_unit_with_its_certificate_delivers_over_mutual_tls(
+    tls_broker: LocalBroker, pki: dict[str, Path], tmp_path: Path, start_ingest: Any
+) -> None:
     ingest = start_ingest(mtls_settings(tls_broker, pki, SERVER))
     box = Outbox(tmp_path / "o.sqlite3")
     ids = fill(box, "unit-a", 50, random.Random(3))
@@ -95,36 +105,50 @@ def _never_connects(tls_broker: LocalBroker, settings: LinkSettings, tmp_path: P
         box.close()
 
 
-def test_client_without_a_certificate_is_refused(tls_broker: LocalBroker, pki: dict[str, Path],
-                                                 tmp_path: Path) -> None:
+def test_client_without_a_certificate_is_refused(tls_broker: LocalBroker, pki: dict[str, Path], tmp_path: Path) -> None:
     raw = tls_client(tls_broker, pki, None)
     assert not connected(raw)
-    settings = LinkSettings(host="127.0.0.1", port=tls_broker.ports["mtls"], client_id="unit-a", ca_file=pki["ca"],
-                            connect_timeout_s=2)
+    settings = LinkSettings(
+        host="127.0.0.1", port=tls_broker.ports["mtls"], client_id="unit-a", ca_file=pki["ca"], connect_timeout_s=2
+    )
     _never_connects(tls_broker, settings, tmp_path)
 
 
-def test_certificate_from_an_untrusted_ca_is_refused(tls_broker: LocalBroker, pki: dict[str, Path],
-                                                     tmp_path: Path) -> None:
+def test_certificate_from_an_untrusted_ca_is_refused(
+    tls_broker: LocalBroker, pki: dict[str, Path], tmp_path: Path
+) -> None:
     raw = tls_client(tls_broker, pki, "unit-a", cert="rogue-unit-a")
     assert not connected(raw)
-    settings = LinkSettings(host="127.0.0.1", port=tls_broker.ports["mtls"], client_id="unit-a", ca_file=pki["ca"],
-                            cert_file=pki["rogue-unit-a.crt"], key_file=pki["rogue-unit-a.key"], connect_timeout_s=2)
+    settings = LinkSettings(
+        host="127.0.0.1",
+        port=tls_broker.ports["mtls"],
+        client_id="unit-a",
+        ca_file=pki["ca"],
+        cert_file=pki["rogue-unit-a.crt"],
+        key_file=pki["rogue-unit-a.key"],
+        connect_timeout_s=2,
+    )
     _never_connects(tls_broker, settings, tmp_path)
 
 
-def test_the_unit_verifies_the_broker_certificate(tls_broker: LocalBroker, pki: dict[str, Path],
-                                                  tmp_path: Path) -> None:
+def test_the_unit_verifies_the_broker_certificate(
+    tls_broker: LocalBroker, pki: dict[str, Path], tmp_path: Path
+) -> None:
     raw = tls_client(tls_broker, pki, "unit-a", ca="rogue-ca")
     assert isinstance(raw["error"], ssl.SSLError) and "certificate verify failed" in str(raw["error"])
-    settings = LinkSettings(host="127.0.0.1", port=tls_broker.ports["mtls"], client_id="unit-a",
-                            ca_file=pki["rogue-ca"], cert_file=pki["unit-a.crt"], key_file=pki["unit-a.key"],
-                            connect_timeout_s=2)
+    settings = LinkSettings(
+        host="127.0.0.1",
+        port=tls_broker.ports["mtls"],
+        client_id="unit-a",
+        ca_file=pki["rogue-ca"],
+        cert_file=pki["unit-a.crt"],
+        key_file=pki["unit-a.key"],
+        connect_timeout_s=2,
+    )
     _never_connects(tls_broker, settings, tmp_path)
 
 
-def test_unit_a_cannot_publish_to_unit_b_topics(tls_broker: LocalBroker, pki: dict[str, Path],
-                                                tmp_path: Path) -> None:
+def test_unit_a_cannot_publish_to_unit_b_topics(tls_broker: LocalBroker, pki: dict[str, Path], tmp_path: Path) -> None:
     watcher = tls_client(tls_broker, pki, WEB)
     assert connected(watcher)
     watcher["client"].subscribe(topics.RESULTS_FILTER, qos=1)
@@ -146,8 +170,9 @@ def test_unit_a_cannot_publish_to_unit_b_topics(tls_broker: LocalBroker, pki: di
     close(a, watcher)
 
 
-def test_unit_b_topic_subscriber_receives_nothing_from_unit_a(tls_broker: LocalBroker, pki: dict[str, Path],
-                                                              tmp_path: Path) -> None:
+def test_unit_b_topic_subscriber_receives_nothing_from_unit_a(
+    tls_broker: LocalBroker, pki: dict[str, Path], tmp_path: Path
+) -> None:
     b_watch = tls_client(tls_broker, pki, WEB)
     b_watch["client"].subscribe(topics.results_topic("unit-b"), qos=1)
     b_watch["client"].subscribe(topics.status_topic("unit-b"), qos=1)
@@ -160,8 +185,7 @@ def test_unit_b_topic_subscriber_receives_nothing_from_unit_a(tls_broker: LocalB
     rng = random.Random(10)
     doc = sample_result("unit-b", rng)
     box.put(*outbox_item(doc))
-    pub = Publisher(box, mtls_settings(tls_broker, pki, "unit-a"), "unit-a", reconnect_min_s=0.05,
-                    reconnect_max_s=0.2)
+    pub = Publisher(box, mtls_settings(tls_broker, pki, "unit-a"), "unit-a", reconnect_min_s=0.05, reconnect_max_s=0.2)
     pub.start()
     try:
         assert wait_for(lambda: pub.stats.refused_by_broker >= 1, 10)
@@ -206,23 +230,33 @@ def _suback(c: dict[str, Any], topic: str) -> Any:
     return c["suback"][before]
 
 
-def test_a_unit_may_subscribe_only_to_its_commands_and_the_announcement(tls_broker: LocalBroker,
-                                                                         pki: dict[str, Path]) -> None:
+def test_a_unit_may_subscribe_only_to_its_commands_and_the_announcement(
+    tls_broker: LocalBroker, pki: dict[str, Path]
+) -> None:
     spy = tls_client(tls_broker, pki, "unit-b")
     assert connected(spy)
     # Positive controls: what a unit needs is granted.
     assert not _suback(spy, topics.commands_topic("unit-b")).is_failure
     assert not _suback(spy, topics.GALLERY_ANNOUNCE).is_failure
-    for topic in (f"$share/edgeface-ingest/{topics.RESULTS_FILTER}", f"$share/other/{topics.RESULTS_FILTER}",
-                  topics.RESULTS_FILTER, topics.STATUS_FILTER, topics.commands_topic("unit-a"), "#", "$SYS/#",
-                  "edgeface/#", "$CONTROL/dynamic-security/#"):
+    for topic in (
+        f"$share/edgeface-ingest/{topics.RESULTS_FILTER}",
+        f"$share/other/{topics.RESULTS_FILTER}",
+        topics.RESULTS_FILTER,
+        topics.STATUS_FILTER,
+        topics.commands_topic("unit-a"),
+        "#",
+        "$SYS/#",
+        "edgeface/#",
+        "$CONTROL/dynamic-security/#",
+    ):
         reason = _suback(spy, topic)
         assert reason.is_failure and reason.value == 0x87, (topic, reason)  # not authorised
     close(spy)
 
 
-def test_a_unit_in_the_ingest_shared_subscription_loses_nothing(tls_broker: LocalBroker, pki: dict[str, Path],
-                                                                tmp_path: Path, start_ingest: Any) -> None:
+def test_a_unit_in_the_ingest_shared_subscription_loses_nothing(
+    tls_broker: LocalBroker, pki: dict[str, Path], tmp_path: Path, start_ingest: Any
+) -> None:
     """The review's attack: with one ingest worker, 10 of 20 results went to the unit's subscription and
     were dropped there, while their senders had their PUBACK. Now the subscription is refused."""
     ingest = start_ingest(mtls_settings(tls_broker, pki, SERVER))
@@ -245,15 +279,19 @@ def test_a_unit_in_the_ingest_shared_subscription_loses_nothing(tls_broker: Loca
     close(spy)
 
 
-def test_a_unit_cannot_take_over_another_clients_session(tls_broker: LocalBroker, pki: dict[str, Path],
-                                                         tmp_path: Path, start_ingest: Any) -> None:
+def test_a_unit_cannot_take_over_another_clients_session(
+    tls_broker: LocalBroker, pki: dict[str, Path], tmp_path: Path, start_ingest: Any
+) -> None:
     """The review's attack: a unit connecting with the ingest worker's client id kicked it off, and they
     flapped, losing acknowledged results. On the unit listeners the client id is the identity."""
     ingest = start_ingest(mtls_settings(tls_broker, pki, SERVER))
     a = tls_client(tls_broker, pki, "unit-a")
     assert connected(a)
-    for attack in [dict(identity="unit-b", client_id=SERVER), dict(identity="unit-b", client_id="unit-a"),
-                   dict(identity="unit-p", port="password", user=("unit-p", "correct horse"), client_id=SERVER)]:
+    for attack in [
+        dict(identity="unit-b", client_id=SERVER),
+        dict(identity="unit-b", client_id="unit-a"),
+        dict(identity="unit-p", port="password", user=("unit-p", "correct horse"), client_id=SERVER),
+    ]:
         x = tls_client(tls_broker, pki, **attack)  # type: ignore[arg-type]
         assert connected(x), attack  # it connects, under its own identity
         time.sleep(0.3)
@@ -262,8 +300,9 @@ def test_a_unit_cannot_take_over_another_clients_session(tls_broker: LocalBroker
     assert ingest.worker.stats.connected and ingest.worker._conn.disconnects == 0  # type: ignore[union-attr]
     box = Outbox(tmp_path / "o.sqlite3")
     ids = fill(box, "unit-a", 21, random.Random(13))
-    pub = Publisher(box, mtls_settings(tls_broker, pki, "unit-a", client_id="not-unit-a"), "unit-a",
-                    reconnect_min_s=0.05)
+    pub = Publisher(
+        box, mtls_settings(tls_broker, pki, "unit-a", client_id="not-unit-a"), "unit-a", reconnect_min_s=0.05
+    )
     pub.start()
     try:
         assert pub.wait_drained(30) and ingest.wait_count(21)
@@ -291,8 +330,9 @@ def test_the_rules_edgeface_writes_run_the_deploy_broker(tmp_path: Path, pki: di
 
     (tmp_path / "pw").write_text("s3cret words\n")
     out = tmp_path / "dynamic-security.json"
-    r = CliRunner().invoke(cli, ["broker", "rules", "--unit", "unit-a", "--password-unit", f"unit-p={tmp_path / 'pw'}",
-                                 "--out", str(out)])
+    r = CliRunner().invoke(
+        cli, ["broker", "rules", "--unit", "unit-a", "--password-unit", f"unit-p={tmp_path / 'pw'}", "--out", str(out)]
+    )
     assert r.exit_code == 0, r.output
     assert out.stat().st_mode & 0o777 == 0o600
     bad = CliRunner().invoke(cli, ["broker", "rules", "--unit", "edgeface-ingest", "--out", str(tmp_path / "x")])
@@ -306,9 +346,13 @@ def test_the_rules_edgeface_writes_run_the_deploy_broker(tmp_path: Path, pki: di
         unlisted = tls_client(broker, pki, "unit-b")  # a valid certificate the rules do not name
         assert connected(a) and connected(p) and not connected(wrong)
         assert _suback(unlisted, topics.GALLERY_ANNOUNCE).is_failure
-        mids = {name: c["client"].publish(topics.results_topic(name), b"{}", qos=1).mid
-                for name, c in (("unit-a", a), ("unit-p", p), ("unit-b", unlisted))}
-        assert wait_for(lambda: all(mid in c["puback"] for mid, c in zip(mids.values(), (a, p, unlisted))), 5)
+        mids = {
+            name: c["client"].publish(topics.results_topic(name), b"{}", qos=1).mid
+            for name, c in (("unit-a", a), ("unit-p", p), ("unit-b", unlisted))
+        }
+        assert wait_for(
+            lambda: all(mid in c["puback"] for mid, c in zip(mids.values(), (a, p, unlisted), strict=True)), 5
+        )
         assert not a["puback"][mids["unit-a"]].is_failure and not p["puback"][mids["unit-p"]].is_failure
         assert unlisted["puback"][mids["unit-b"]].is_failure  # (Mosquitto 2.0.11 then drops the connection)
         close(a, p, unlisted)
@@ -321,11 +365,24 @@ def test_a_unit_added_at_run_time_as_the_deploy_readme_says(tmp_path: Path, pki:
     account gives a new unit exactly its topics; deleting it takes them away again."""
     import subprocess
 
-    broker = LocalBroker.from_deploy(tmp_path / "b", pki["ca"].parent,
-                                     rules=dynsec.build(["unit-a"], admin_password="admin words"))
+    broker = LocalBroker.from_deploy(
+        tmp_path / "b", pki["ca"].parent, rules=dynsec.build(["unit-a"], admin_password="admin words")
+    )
     broker.start()
-    ctrl = ["mosquitto_ctrl", "-h", "127.0.0.1", "-p", str(broker.ports["password"]), "--cafile", str(pki["ca"]),
-            "-u", "dynsec-admin", "-P", "admin words", "dynsec"]
+    ctrl = [
+        "mosquitto_ctrl",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(broker.ports["password"]),
+        "--cafile",
+        str(pki["ca"]),
+        "-u",
+        "dynsec-admin",
+        "-P",
+        "admin words",
+        "dynsec",
+    ]
 
     def run(*args: str) -> None:
         r = subprocess.run([*ctrl, *args], capture_output=True, text=True, input="\n\n", timeout=20)

@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
-from edgeface.testing.mqttload import sample_result
 from edgeface.config import Config, load_config
 from edgeface.server import audit, auth
 from edgeface.server.app import create_app
 from edgeface.server.db import Database
 from edgeface.server.ingest import DbResultStore
+from edgeface.testing.mqttload import sample_result
 
 PASSWORD = "correct horse battery staple"
 PUBLIC_URL = "https://central.example/edge"  # server.public_url of the test servers
@@ -24,10 +24,16 @@ ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 
 
 def server_config(tmp: Path, **sets: Any) -> Config:
-    pairs = {"server.database_url": f"sqlite:///{tmp / 'server.sqlite3'}", "server.data_dir": str(tmp / "data"),
-             "server.signing_key": str(tmp / "keys" / "signing.pem"), "server.cookie_secure": "false",
-             "server.ingest_workers": "0", "server.public_url": PUBLIC_URL, "mqtt.host": "",
-             **{k: str(v) for k, v in sets.items()}}
+    pairs = {
+        "server.database_url": f"sqlite:///{tmp / 'server.sqlite3'}",
+        "server.data_dir": str(tmp / "data"),
+        "server.signing_key": str(tmp / "keys" / "signing.pem"),
+        "server.cookie_secure": "false",
+        "server.ingest_workers": "0",
+        "server.public_url": PUBLIC_URL,
+        "mqtt.host": "",
+        **{k: str(v) for k, v in sets.items()},
+    }
     return load_config(None, env={}, overrides=[f"{k}={v}" for k, v in pairs.items()])
 
 
@@ -72,8 +78,10 @@ class Browser:
 
     def login(self, username: str, password: str = PASSWORD) -> Any:
         page = self.client.get("/login")
-        r = self.client.post("/login", data={"username": username, "password": password,
-                                             "csrf_token": csrf_of(page.get_data(as_text=True))})
+        r = self.client.post(
+            "/login",
+            data={"username": username, "password": password, "csrf_token": csrf_of(page.get_data(as_text=True))},
+        )
         if r.status_code == 302:
             self.csrf = csrf_of(self.client.get("/fleet", headers={"Accept": "text/html"}).get_data(as_text=True))
         return r
@@ -87,8 +95,11 @@ class Browser:
 
 @pytest.fixture
 def users(db: Database) -> dict[str, auth.User]:
-    return {"reviewer": make_user(db, "rita", "reviewer"), "reviewer2": make_user(db, "rob", "reviewer"),
-            "admin": make_user(db, "ada", "admin")}
+    return {
+        "reviewer": make_user(db, "rita", "reviewer"),
+        "reviewer2": make_user(db, "rob", "reviewer"),
+        "admin": make_user(db, "ada", "admin"),
+    }
 
 
 @pytest.fixture
@@ -119,4 +130,14 @@ def add_results(db: Database, n: int, *, device: str = "unit-a", seed: int = 1, 
     return docs
 
 
-__all__ = ["ARTIFACTS", "PASSWORD", "PUBLIC_URL", "Browser", "add_results", "audit", "csrf_of", "make_user", "server_config"]
+__all__ = [
+    "ARTIFACTS",
+    "PASSWORD",
+    "PUBLIC_URL",
+    "Browser",
+    "add_results",
+    "audit",
+    "csrf_of",
+    "make_user",
+    "server_config",
+]

@@ -35,23 +35,36 @@ def main() -> int:
     faces = sorted(engine.detect_and_assess(image), key=lambda f: f.face.width * f.face.height, reverse=True)
     best = faces[0]
     x0, y0, x1, y1 = (round(v) for v in best.face.box)
-    crop = np.ascontiguousarray(image[max(0, y0):y1, max(0, x0):x1])
+    crop = np.ascontiguousarray(image[max(0, y0) : y1, max(0, x0) : x1])
     decision = gallery.identify(engine.embed(engine.align(image, best.face)))
     doc = payloads.result_payload(
-        device_id=config.device.id, decision="match" if decision.match else "no_match",
+        device_id=config.device.id,
+        decision="match" if decision.match else "no_match",
         candidates=[payloads.Candidate(c.identity, c.score, c.name) for c in decision.candidates],
-        threshold=decision.threshold, quality=best.quality, gallery_version=gallery.version,
-        model_id=engine.embedder_card.id, crop=payloads.crop_payload(crop, max_bytes=config.mqtt.max_crop_bytes),
-        face_box=best.face.box, source=f"camera import: {args.photo.rsplit('/', 1)[-1]}",
-        location={"lat": 38.8977, "lon": -77.0365, "accuracy_m": 25.0})
+        threshold=decision.threshold,
+        quality=best.quality,
+        gallery_version=gallery.version,
+        model_id=engine.embedder_card.id,
+        crop=payloads.crop_payload(crop, max_bytes=config.mqtt.max_crop_bytes),
+        face_box=best.face.box,
+        source=f"camera import: {args.photo.rsplit('/', 1)[-1]}",
+        location={"lat": 38.8977, "lon": -77.0365, "accuracy_m": 25.0},
+    )
     box = Outbox(config.outbox.path)
     try:
         enqueue_result(box, doc, max_payload_bytes=config.mqtt.max_payload_bytes)
     finally:
         box.close()
         gallery.close()
-    print(json.dumps({"id": doc["id"], "decision": doc["decision"],
-                      "candidates": [(c["identity_id"], round(c["score"], 4)) for c in doc["candidates"]]}))
+    print(
+        json.dumps(
+            {
+                "id": doc["id"],
+                "decision": doc["decision"],
+                "candidates": [(c["identity_id"], round(c["score"], 4)) for c in doc["candidates"]],
+            }
+        )
+    )
     return 0
 
 

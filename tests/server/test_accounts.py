@@ -223,8 +223,13 @@ def test_migration_fills_in_creators_and_password_setters(tmp_path: Path) -> Non
         db.migrate("0002")
         with db.write() as conn:
             for name in ("ada", "rita", "rob", "cli-made"):
-                conn.execute(text("INSERT INTO users (username, password_hash, roles, active, created_at) "
-                                  "VALUES (:n, 'x', 'reviewer', 1, 0)"), {"n": name})
+                conn.execute(
+                    text(
+                        "INSERT INTO users (username, password_hash, roles, active, created_at) "
+                        "VALUES (:n, 'x', 'reviewer', 1, 0)"
+                    ),
+                    {"n": name},
+                )
             audit.append(conn, "cli", "user.create", "ada", {"roles": ["admin"]})
             audit.append(conn, "cli", "user.create", "cli-made", {"roles": ["reviewer"]})
             audit.append(conn, "ada", "user.create", "rita", {"roles": ["reviewer"]})
@@ -235,7 +240,11 @@ def test_migration_fills_in_creators_and_password_setters(tmp_path: Path) -> Non
             rows = {r.username: (r.owner, r.created_by, r.password_set_by) for r in conn.execute(select(users))}
             assert audit.verify(conn).ok
         ada = next(i for i, name in enumerate(("ada", "rita", "rob", "cli-made"), 1) if name == "ada")
-        assert rows == {"ada": ("ada", None, None), "rita": ("rita", ada, ada), "rob": ("rob", None, ada),
-                        "cli-made": ("cli-made", None, None)}
+        assert rows == {
+            "ada": ("ada", None, None),
+            "rita": ("rita", ada, ada),
+            "rob": ("rob", None, ada),
+            "cli-made": ("cli-made", None, None),
+        }
     finally:
         db.dispose()

@@ -24,18 +24,27 @@ from typing import Any
 
 import pytest
 
-from edgeface.testing.broker import LocalBroker, free_port
 from edgeface.gallery.signing import generate_keypair
 from edgeface.server.run import wait_port
+from edgeface.testing.broker import LocalBroker, free_port
 
 from .conftest import ARTIFACTS, PASSWORD
 
 IMAGES = Path(__file__).resolve().parents[1] / "images"
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--no-first-run", "--disable-sync", "--disable-quic"]
-PROVENANCE = ("White House official portrait, US federal government work in the public domain (17 U.S.C. § 105); "
-              "file from the face_recognition 1.3.0 sdist, see tests/images/PROVENANCE.md")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+    "--disable-quic",
+]
+PROVENANCE = (
+    "White House official portrait, US federal government work in the public domain (17 U.S.C. § 105); "
+    "file from the face_recognition 1.3.0 sdist, see tests/images/PROVENANCE.md"
+)
 CONSENT = "public-domain official portrait; test fixture"
 
 
@@ -50,8 +59,9 @@ def toml(path: Path, sections: dict[str, dict[str, Any]]) -> Path:
 
 
 def edgeface(*args: str, timeout: float = 180, **kw: Any) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "edgeface", *args], capture_output=True, text=True,
-                          timeout=timeout, check=False, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "edgeface", *args], capture_output=True, text=True, timeout=timeout, check=False, **kw
+    )
 
 
 @pytest.fixture
@@ -63,25 +73,41 @@ def stack(tmp_path: Path) -> Iterator[dict[str, Any]]:
     keys = tmp_path / "keys"
     generate_keypair(keys / "signing.pem", keys / "signing.pub")
     port = free_port()
-    cfg = toml(tmp_path / "server.toml", {
-        "server": {"database_url": f"sqlite:///{tmp_path / 'server.sqlite3'}", "data_dir": tmp_path / "data",
-                   "signing_key": keys / "signing.pem", "port": port, "cookie_secure": False,
-                   "ingest_workers": 1, "public_url": f"http://127.0.0.1:{port}"},
-        "mqtt": {"host": "127.0.0.1", "port": broker.port, "tls": False},
-        "ingest": {"client_id": "ingest-browser-test", "flush_ms": 20.0},
-    })
+    cfg = toml(
+        tmp_path / "server.toml",
+        {
+            "server": {
+                "database_url": f"sqlite:///{tmp_path / 'server.sqlite3'}",
+                "data_dir": tmp_path / "data",
+                "signing_key": keys / "signing.pem",
+                "port": port,
+                "cookie_secure": False,
+                "ingest_workers": 1,
+                "public_url": f"http://127.0.0.1:{port}",
+            },
+            "mqtt": {"host": "127.0.0.1", "port": broker.port, "tls": False},
+            "ingest": {"client_id": "ingest-browser-test", "flush_ms": 20.0},
+        },
+    )
     pw = tmp_path / "password"
     pw.write_text(PASSWORD + "\n")
     for user, role in (("ada", "admin"), ("rita", "reviewer")):
         r = edgeface("--config", str(cfg), "server", "add-user", user, "--role", role, "--password-file", str(pw))
         assert r.returncode == 0, r.stderr
     log = open(tmp_path / "server.log", "w")  # noqa: SIM115 (closed when the server stops)
-    proc = subprocess.Popen([sys.executable, "-m", "edgeface", "--config", str(cfg), "server", "run"],
-                            stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgeface", "--config", str(cfg), "server", "run"], stdout=log, stderr=subprocess.STDOUT
+    )
     try:
         assert wait_port("127.0.0.1", port, 60), (tmp_path / "server.log").read_text()[-3000:]
-        yield {"tmp": tmp_path, "url": f"http://127.0.0.1:{port}", "config": cfg, "broker": broker, "keys": keys,
-               "log": tmp_path / "server.log"}
+        yield {
+            "tmp": tmp_path,
+            "url": f"http://127.0.0.1:{port}",
+            "config": cfg,
+            "broker": broker,
+            "keys": keys,
+            "log": tmp_path / "server.log",
+        }
     finally:
         proc.terminate()
         try:
@@ -152,9 +178,19 @@ def test_whole_loop_in_a_browser(stack: dict[str, Any]) -> None:
             r = edgeface("--config", str(unit), "gallery", "sync", "--json")
             assert r.returncode == 0, r.stdout + r.stderr
             assert json.loads(r.stdout)["installed"] == 1
-            r = subprocess.run([sys.executable, str(Path(__file__).parent / "field_unit.py"), "--config", str(unit),
-                                str(IMAGES / "obama2.jpg")], capture_output=True, text=True, timeout=180,
-                               check=False)
+            r = subprocess.run(
+                [
+                    sys.executable,
+                    str(Path(__file__).parent / "field_unit.py"),
+                    "--config",
+                    str(unit),
+                    str(IMAGES / "obama2.jpg"),
+                ],
+                capture_output=True,
+                text=True,
+                timeout=180,
+                check=False,
+            )
             assert r.returncode == 0, r.stderr
             result = json.loads(r.stdout.strip().splitlines()[-1])
             assert result["decision"] == "match" and result["candidates"][0][0] == "obama", result
@@ -216,11 +252,19 @@ def _unit_config(tmp: Path, url: str, token: str, stack: dict[str, Any]) -> Path
     key = unit_dir / "device.key"
     r = edgeface("gallery", "keygen", "--device-key", str(key))
     assert r.returncode == 0, r.stderr
-    return toml(unit_dir / "unit.toml", {
-        "device": {"id": "unit-1"},
-        "gallery": {"dir": unit_dir / "gallery", "trusted_keys": [str(stack["keys"] / "signing.pub")],
-                    "key_file": key, "sync_url": url + "/bundles/", "sync_password_file": token_file,
-                    "allow_insecure_http": True},  # the token over http:// to loopback: a lab setting
-        "outbox": {"path": unit_dir / "outbox.sqlite3"},
-        "mqtt": {"host": "127.0.0.1", "port": stack["broker"].port, "tls": False, "include_crop": True},
-    })
+    return toml(
+        unit_dir / "unit.toml",
+        {
+            "device": {"id": "unit-1"},
+            "gallery": {
+                "dir": unit_dir / "gallery",
+                "trusted_keys": [str(stack["keys"] / "signing.pub")],
+                "key_file": key,
+                "sync_url": url + "/bundles/",
+                "sync_password_file": token_file,
+                "allow_insecure_http": True,
+            },  # the token over http:// to loopback: a lab setting
+            "outbox": {"path": unit_dir / "outbox.sqlite3"},
+            "mqtt": {"host": "127.0.0.1", "port": stack["broker"].port, "tls": False, "include_crop": True},
+        },
+    )

@@ -32,11 +32,27 @@ def _publish(config: Any) -> Any:
     rng = np.random.default_rng(0)
     v = rng.normal(size=(40, 128)).astype(np.float32)
     v /= np.linalg.norm(v, axis=1, keepdims=True)
-    entries = [{"identity": f"p{i // 2}", "image": f"{i:064x}", "source": "test", "consent": "test",
-                "enrolled_by": "pytest", "enrolled_at": "2025-01-01T00:00:00Z"} for i in range(40)]
+    entries = [
+        {
+            "identity": f"p{i // 2}",
+            "image": f"{i:064x}",
+            "source": "test",
+            "consent": "test",
+            "enrolled_by": "pytest",
+            "enrolled_at": "2025-01-01T00:00:00Z",
+        }
+        for i in range(40)
+    ]
     idents = [{"id": f"p{i}", "name": f"Person {i}"} for i in range(20)]
-    publish(config.server.data_dir / "publish", vectors=v, entries=entries, identities=idents,
-            embedder=EmbedderRef("e", "ab" * 32, 128), thresholds={"cosine": 0.8}, signer=key)
+    publish(
+        config.server.data_dir / "publish",
+        vectors=v,
+        entries=entries,
+        identities=idents,
+        embedder=EmbedderRef("e", "ab" * 32, 128),
+        thresholds={"cosine": 0.8},
+        signer=key,
+    )
     return key
 
 
@@ -68,8 +84,9 @@ def test_fleet_marks_the_device_whose_gallery_is_stale(config: Any, db: Any, app
     assert parse_utc(ptr.expires_at) > time.time() + 2.9 * 86400
     # unit-stale last fetched four days ago (> gallery.pointer_ttl_s): what it verified then has expired
     with db.write() as conn:
-        conn.execute(update(devices).where(devices.c.device_id == "unit-stale")
-                     .values(last_fetch_at=time.time() - 4 * 86400))
+        conn.execute(
+            update(devices).where(devices.c.device_id == "unit-stale").values(last_fetch_at=time.time() - 4 * 86400)
+        )
 
     html = as_admin.get("/fleet").get_data(as_text=True)
     assert "(stale)" in _row(html, "unit-stale")

@@ -15,8 +15,6 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from edgeface.testing.broker import free_port
-from edgeface.testing.mqttload import sample_result, write_toml
 from edgeface.gallery.bundle import verify_bundle
 from edgeface.gallery.signing import generate_keypair, load_public_key
 from edgeface.mqtt import payloads, topics
@@ -24,6 +22,8 @@ from edgeface.server import audit
 from edgeface.server.db import Database
 from edgeface.server.ingest import DbResultStore
 from edgeface.server.tables import identities, images, publications
+from edgeface.testing.broker import free_port
+from edgeface.testing.mqttload import sample_result, write_toml
 
 from .conftest import Browser
 
@@ -31,8 +31,13 @@ IMAGES = Path(__file__).resolve().parents[1] / "images"
 
 
 def _enroll(b: Browser, ident: str, *files: Path, consent: str = "public domain portrait") -> Any:
-    data = {"identity": ident, "name": ident.title(), "source": "tests/images (PROVENANCE.md)", "consent": consent,
-            "images": [(open(f, "rb"), f.name) for f in files]}
+    data = {
+        "identity": ident,
+        "name": ident.title(),
+        "source": "tests/images (PROVENANCE.md)",
+        "consent": consent,
+        "images": [(open(f, "rb"), f.name) for f in files],
+    }
     return b.post("/gallery/enroll", data, content_type="multipart/form-data")
 
 
@@ -41,9 +46,11 @@ def test_enroll_publish_and_wipe(config: Any, db: Any, as_admin: Browser, as_rev
     r = _enroll(as_admin, "obama", IMAGES / "obama.jpg", IMAGES / "obama_partial_face.jpg")
     page = r.get_data(as_text=True)
     assert r.status_code == 200 and "enrolled" in page
-    bad = as_admin.post("/gallery/enroll", {"identity": "x", "source": "s", "consent": "c",
-                                            "images": [(open(__file__, "rb"), "notes.jpg")]},
-                        content_type="multipart/form-data")
+    bad = as_admin.post(
+        "/gallery/enroll",
+        {"identity": "x", "source": "s", "consent": "c", "images": [(open(__file__, "rb"), "notes.jpg")]},
+        content_type="multipart/form-data",
+    )
     assert "not an image" in bad.get_data(as_text=True)
     assert _enroll(as_admin, "bad id!", IMAGES / "biden.jpg").status_code == 400
     assert _enroll(as_admin, "biden", IMAGES / "biden.jpg", consent="").status_code == 400
@@ -65,7 +72,9 @@ def test_enroll_publish_and_wipe(config: Any, db: Any, as_admin: Browser, as_rev
         img_id = conn.execute(select(images.c.id).where(images.c.identity_id == "biden")).scalar()
     assert as_reviewer.get(f"/gallery/images/{img_id}").status_code == 403
     assert as_reviewer.get("/gallery").status_code == 403
-    thumb = re.search(r'src="(/gallery/images/[^"]+)"', as_admin.get("/gallery/identities/biden").get_data(as_text=True))
+    thumb = re.search(
+        r'src="(/gallery/images/[^"]+)"', as_admin.get("/gallery/identities/biden").get_data(as_text=True)
+    )
     assert thumb and as_admin.get(thumb.group(1).replace("&amp;", "&")).status_code == 200
     # remove an identity: needs a reason; its image files go; the next version drops it
     assert as_admin.post("/gallery/identities/biden/wipe").status_code == 400
@@ -93,12 +102,19 @@ def test_server_run_with_worker_processes(tmp_path: Path, broker: Any) -> None:
     """`edgeface server run --ingest-workers 2`: the web app, worker 0 in-process, worker 1 a child."""
     port = free_port()
     url = f"sqlite:///{tmp_path / 'server.sqlite3'}"
-    cfg = write_toml(tmp_path / "server.toml", {
-        "server": {"database_url": url, "data_dir": str(tmp_path / "data"), "port": port},
-        "mqtt": {"host": "127.0.0.1", "port": broker.port, "tls": False},
-        "ingest": {"client_id": "ingest-run-test"}})
-    proc = subprocess.Popen([sys.executable, "-m", "edgeface", "--config", str(cfg), "server", "run",
-                             "--ingest-workers", "2"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    cfg = write_toml(
+        tmp_path / "server.toml",
+        {
+            "server": {"database_url": url, "data_dir": str(tmp_path / "data"), "port": port},
+            "mqtt": {"host": "127.0.0.1", "port": broker.port, "tls": False},
+            "ingest": {"client_id": "ingest-run-test"},
+        },
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgeface", "--config", str(cfg), "server", "run", "--ingest-workers", "2"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         import paho.mqtt.client as mqtt
 
@@ -112,8 +128,9 @@ def test_server_run_with_worker_processes(tmp_path: Path, broker: Any) -> None:
         deadline = time.monotonic() + 60
         while store.count() < 150 and time.monotonic() < deadline:  # results before a subscription are dropped
             for _ in range(20):
-                c.publish(topics.results_topic("unit-r"), payloads.encode_result(sample_result("unit-r", rng)),
-                          qos=1).wait_for_publish(5)
+                c.publish(
+                    topics.results_topic("unit-r"), payloads.encode_result(sample_result("unit-r", rng)), qos=1
+                ).wait_for_publish(5)
             time.sleep(0.2)
         assert store.count() >= 150
         c.loop_stop()
@@ -163,8 +180,10 @@ def _publishing_app(tmp_path: Path, broker: Any, public_url: str) -> tuple[Any, 
 
     from .conftest import make_user, server_config
 
-    cfg = server_config(tmp_path, **{"server.public_url": public_url, "mqtt.host": "127.0.0.1",
-                                     "mqtt.port": broker.port, "mqtt.tls": "false"})
+    cfg = server_config(
+        tmp_path,
+        **{"server.public_url": public_url, "mqtt.host": "127.0.0.1", "mqtt.port": broker.port, "mqtt.tls": "false"},
+    )
     generate_keypair(cfg.server.signing_key, cfg.server.signing_key.with_suffix(".pub"))
     db = Database(cfg.server.database_url)
     db.migrate()
@@ -205,9 +224,25 @@ def test_announcement_url_is_built_from_public_url_never_the_host_header(tmp_pat
 
 
 def test_server_run_refuses_a_malformed_public_url(tmp_path: Path) -> None:
-    r = subprocess.run([sys.executable, "-m", "edgeface", "--set", f"server.database_url=sqlite:///{tmp_path}/s.db",
-                        "--set", "server.public_url=ftp://central.example", "server", "run", "--ingest-workers", "0"],
-                       capture_output=True, text=True, timeout=120, check=False)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "edgeface",
+            "--set",
+            f"server.database_url=sqlite:///{tmp_path}/s.db",
+            "--set",
+            "server.public_url=ftp://central.example",
+            "server",
+            "run",
+            "--ingest-workers",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert r.returncode != 0 and "server.public_url = 'ftp://central.example' is not a base URL" in r.stderr, r.stderr
 
 
@@ -226,18 +261,27 @@ def bomb_png(side: int = 15000) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
 
 
-@pytest.mark.parametrize("side,why", [
-    (15000, "bomb.png: far above image.max_pixels = 50000000 (Image size (225000000 pixels)"),  # Pillow refuses
-    (8000, "bomb.png: 8000x8000 = 64000000 pixels, above image.max_pixels = 50000000"),  # Pillow would decode
-])
-def test_decompression_bomb_refused_and_nothing_stored(config: Any, db: Any, as_admin: Browser, side: int,
-                                                       why: str) -> None:
+@pytest.mark.parametrize(
+    "side,why",
+    [
+        (15000, "bomb.png: far above image.max_pixels = 50000000 (Image size (225000000 pixels)"),  # Pillow refuses
+        (8000, "bomb.png: 8000x8000 = 64000000 pixels, above image.max_pixels = 50000000"),  # Pillow would decode
+    ],
+)
+def test_decompression_bomb_refused_and_nothing_stored(
+    config: Any, db: Any, as_admin: Browser, side: int, why: str
+) -> None:
     import io
 
     bomb = bomb_png(side)
     assert len(bomb) < 100_000
-    data = {"identity": "obama", "name": "Obama", "source": "tests/images (PROVENANCE.md)", "consent": "public domain",
-            "images": [(open(IMAGES / "obama.jpg", "rb"), "obama.jpg"), (io.BytesIO(bomb), "bomb.png")]}
+    data = {
+        "identity": "obama",
+        "name": "Obama",
+        "source": "tests/images (PROVENANCE.md)",
+        "consent": "public domain",
+        "images": [(open(IMAGES / "obama.jpg", "rb"), "obama.jpg"), (io.BytesIO(bomb), "bomb.png")],
+    }
     r = as_admin.post("/gallery/enroll", data, content_type="multipart/form-data")
     text = r.get_data(as_text=True)
     assert r.status_code == 413, (r.status_code, text[-500:])
@@ -255,8 +299,12 @@ def test_decompression_bomb_refused_and_nothing_stored(config: Any, db: Any, as_
 
 
 def test_a_non_image_refuses_the_whole_upload(config: Any, db: Any, as_admin: Browser) -> None:
-    data = {"identity": "biden", "source": "s", "consent": "c",
-            "images": [(open(IMAGES / "biden.jpg", "rb"), "biden.jpg"), (open(__file__, "rb"), "notes.jpg")]}
+    data = {
+        "identity": "biden",
+        "source": "s",
+        "consent": "c",
+        "images": [(open(IMAGES / "biden.jpg", "rb"), "biden.jpg"), (open(__file__, "rb"), "notes.jpg")],
+    }
     r = as_admin.post("/gallery/enroll", data, content_type="multipart/form-data")
     assert r.status_code == 422 and "notes.jpg: not an image" in r.get_data(as_text=True)
     assert not (config.server.data_dir / "images").exists() or not list((config.server.data_dir / "images").iterdir())
@@ -264,8 +312,9 @@ def test_a_non_image_refuses_the_whole_upload(config: Any, db: Any, as_admin: Br
         assert conn.execute(select(images.c.id)).all() == []
 
 
-def test_a_failure_after_storing_removes_the_new_files(config: Any, db: Any, as_admin: Browser,
-                                                      monkeypatch: Any) -> None:
+def test_a_failure_after_storing_removes_the_new_files(
+    config: Any, db: Any, as_admin: Browser, monkeypatch: Any
+) -> None:
     """Atomic: when recording fails after the files were written, the files this upload created go."""
     from edgeface.server import gallery_admin
 

@@ -12,27 +12,30 @@ import paho.mqtt.client as mqtt
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
-from edgeface.testing.mqttload import sample_result, wait_for
 from edgeface.cli.main import cli
 from edgeface.mqtt import Ingest, payloads, topics
 from edgeface.mqtt.link import LinkSettings
 from edgeface.server.ingest import DbResultStore
 from edgeface.server.tables import devices, rejected, results
+from edgeface.testing.mqttload import sample_result, wait_for
 
 from .conftest import Browser
 
 
 def _publisher(port: int) -> mqtt.Client:
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"test-pub-{time.monotonic_ns()}",
-                    protocol=mqtt.MQTTv5)
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"test-pub-{time.monotonic_ns()}", protocol=mqtt.MQTTv5)
     c.connect("127.0.0.1", port, 30)
     c.loop_start()
     return c
 
 
 def _worker(db: Any, port: int, cid: str) -> Ingest:
-    w = Ingest(DbResultStore(db), LinkSettings(host="127.0.0.1", port=port, client_id=cid, tls=False),
-               reconnect_min_s=0.05, reconnect_max_s=0.5)
+    w = Ingest(
+        DbResultStore(db),
+        LinkSettings(host="127.0.0.1", port=port, client_id=cid, tls=False),
+        reconnect_min_s=0.05,
+        reconnect_max_s=0.5,
+    )
     w.start()
     assert wait_for(lambda: w.stats.connected and w.stats.subscribed, 20)
     return w
@@ -66,17 +69,29 @@ def test_status_and_last_will_reach_the_fleet_view(db: Any, broker: Any, as_admi
     w = _worker(db, broker.port, "ingest-t3")
     pub = _publisher(broker.port)
     try:
-        online = payloads.status_payload(device_id="unit-7", state="online", reason="heartbeat", uptime_s=12,
-                                         software_version="0.1.0", gallery_version=3, model_id="dlib-resnet-v1-int8",
-                                         outbox={"pending": 42, "bytes": 4096, "matches": 2, "oldest_age_s": 5.0})
-        pub.publish(topics.status_topic("unit-7"), payloads.encode(online, "status"), qos=1, retain=True).wait_for_publish(5)
+        online = payloads.status_payload(
+            device_id="unit-7",
+            state="online",
+            reason="heartbeat",
+            uptime_s=12,
+            software_version="0.1.0",
+            gallery_version=3,
+            model_id="dlib-resnet-v1-int8",
+            outbox={"pending": 42, "bytes": 4096, "matches": 2, "oldest_age_s": 5.0},
+        )
+        pub.publish(
+            topics.status_topic("unit-7"), payloads.encode(online, "status"), qos=1, retain=True
+        ).wait_for_publish(5)
         assert wait_for(lambda: _state(db, "unit-7") == "online", 20)
         page = as_admin.get("/fleet").get_data(as_text=True)
         for text in ("unit-7", "online", "42", "0.1.0", "dlib-resnet-v1-int8"):
             assert text in page
-        will = payloads.status_payload(device_id="unit-7", state="offline", reason="connection_lost",
-                                       ts=time.time() - 3600)  # a last will carries its connection's start time
-        pub.publish(topics.status_topic("unit-7"), payloads.encode(will, "status"), qos=1, retain=True).wait_for_publish(5)
+        will = payloads.status_payload(
+            device_id="unit-7", state="offline", reason="connection_lost", ts=time.time() - 3600
+        )  # a last will carries its connection's start time
+        pub.publish(
+            topics.status_topic("unit-7"), payloads.encode(will, "status"), qos=1, retain=True
+        ).wait_for_publish(5)
         assert wait_for(lambda: _state(db, "unit-7") == "offline", 20)
         assert "connection_lost" in as_admin.get("/fleet").get_data(as_text=True)
     finally:
@@ -119,8 +134,21 @@ def test_rejected_table_is_bounded(db: Any) -> None:
 
 def test_bench_ingest_small(tmp_path: Any) -> None:
     out = tmp_path / "bench.json"
-    r = CliRunner().invoke(cli, ["bench", "ingest", "--results", "1500", "--workers", "1,2", "--out", str(out),
-                                 "--workdir", str(tmp_path / "wd")])
+    r = CliRunner().invoke(
+        cli,
+        [
+            "bench",
+            "ingest",
+            "--results",
+            "1500",
+            "--workers",
+            "1,2",
+            "--out",
+            str(out),
+            "--workdir",
+            str(tmp_path / "wd"),
+        ],
+    )
     assert r.exit_code == 0, r.output
     runs = json.loads(out.read_text())["runs"]
     assert [x["workers"] for x in runs] == [1, 2]

@@ -30,14 +30,28 @@ def test_the_benchmark_command_writes_its_figures(tmp_path: Path) -> None:
     from edgeface.cli.main import cli
 
     out = tmp_path / "fuzz.json"
-    r = CliRunner().invoke(cli, ["bench", "ingest-fuzz", "--messages", "150", "--workers", "1", "--out", str(out),
-                                 "--workdir", str(tmp_path / "w")])
+    r = CliRunner().invoke(
+        cli,
+        [
+            "bench",
+            "ingest-fuzz",
+            "--messages",
+            "150",
+            "--workers",
+            "1",
+            "--out",
+            str(out),
+            "--workdir",
+            str(tmp_path / "w"),
+        ],
+    )
     assert r.exit_code == 0, r.output
     figures = json.loads(out.read_text())
     assert figures["messages"] >= 150 and figures["problems"] == [] and "rejected rows" in r.output
     # --json is a flag, as everywhere: one JSON object on stdout, the table on stderr
-    r = CliRunner().invoke(cli, ["bench", "ingest-fuzz", "--messages", "60", "--workers", "1", "--json",
-                                 "--workdir", str(tmp_path / "w2")])
+    r = CliRunner().invoke(
+        cli, ["bench", "ingest-fuzz", "--messages", "60", "--workers", "1", "--json", "--workdir", str(tmp_path / "w2")]
+    )
     assert r.exit_code == 0, r.output
     doc = json.loads(r.stdout)
     assert doc["benchmark"] == "ingest-fuzz" and doc["problems"] == [] and "rejected rows" in r.stderr

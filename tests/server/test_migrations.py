@@ -16,13 +16,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import inspect, text
 
-from edgeface.testing.broker import free_port
-from edgeface.testing.mqttload import sample_result
 from edgeface.server import audit, auth
 from edgeface.server.db import MIGRATIONS, Database
 from edgeface.server.ingest import DbResultStore
 from edgeface.server.review import decide
 from edgeface.server.tables import metadata
+from edgeface.testing.broker import free_port
+from edgeface.testing.mqttload import sample_result
 
 from .conftest import PASSWORD
 
@@ -48,16 +48,46 @@ def postgres() -> Iterator[str]:
         as_user = ["runuser", "-u", "postgres", "--"]
     port = free_port()
     data = root / "data"
-    subprocess.run([*as_user, str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
-                    "-E", "UTF8", "--no-sync"], check=True, capture_output=True)
-    subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-l", str(root / "log"), "-w", "-o",
-                    f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off", "start"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            *as_user,
+            str(bindir / "initdb"),
+            "-D",
+            str(data),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        [
+            *as_user,
+            str(bindir / "pg_ctl"),
+            "-D",
+            str(data),
+            "-l",
+            str(root / "log"),
+            "-w",
+            "-o",
+            f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off",
+            "start",
+        ],
+        check=True,
+        capture_output=True,
+    )
     try:
         yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
     finally:
-        subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
-                       capture_output=True, check=False)
+        subprocess.run(
+            [*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+            capture_output=True,
+            check=False,
+        )
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -145,8 +175,6 @@ def test_server_config_defaults_documented() -> None:
 
     text_ = to_toml(Config())
     assert "[server]" in text_ and "database_url" in text_ and "sync_password_file" in text_
-
-
 
 
 def _upgrade_keeps_the_chain(db: Database) -> None:

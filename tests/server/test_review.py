@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 from sqlalchemy import insert, select
 
-from edgeface.testing.mqttload import sample_result
 from edgeface.mqtt import payloads
 from edgeface.server import audit, auth
 from edgeface.server.ingest import DbResultStore
 from edgeface.server.review import Filters, ReviewError, decide, list_results
 from edgeface.server.tables import identities, images, results
+from edgeface.testing.mqttload import sample_result
 
 from .conftest import Browser, add_results, server_config
 
@@ -33,7 +33,9 @@ def _status(db: Any, rid: str) -> str:
 
 def test_confirm_reject_unknown(db: Any, as_reviewer: Browser) -> None:
     docs = add_results(db, 3, match_share=1.0)
-    for d, verdict, status in zip(docs, ("confirm", "reject", "unknown"), ("confirmed", "rejected", "unknown")):
+    for d, verdict, status in zip(
+        docs, ("confirm", "reject", "unknown"), ("confirmed", "rejected", "unknown"), strict=True
+    ):
         r = as_reviewer.post(f"/review/{d['id']}/decide", {"verdict": verdict, "comment": f"{verdict} it"})
         assert r.status_code == 302
         assert _status(db, d["id"]) == status
@@ -106,6 +108,7 @@ def test_filters_and_identity_search(db: Any, users: Any) -> None:
         conn.execute(insert(identities).values(id="jane.doe", name="Jane Doe", created_at=0, created_by="t"))
         decide(conn, docs[1]["id"], users["reviewer"], "reject", None, "", two_person=False)
     with db.read() as conn:
+
         def ids(**kw: Any) -> set[str]:
             return {r.id for r in list_results(conn, Filters(**kw), limit=1000)[0]}
 
@@ -119,14 +122,21 @@ def test_filters_and_identity_search(db: Any, users: Any) -> None:
         hi = ids(status="all", decision="all", min_score=0.8)
         assert hi and all(d["candidates"][0]["score"] >= 0.8 for d in docs if d["id"] in hi)
         assert ids(status="all", decision="all", max_score=0.3) == {
-            d["id"] for d in docs if d["candidates"][0]["score"] <= 0.3}
+            d["id"] for d in docs if d["candidates"][0]["score"] <= 0.3
+        }
 
 
 def test_queue_page_filters_and_export(db: Any, as_reviewer: Browser) -> None:
     docs = add_results(db, 5, match_share=1.0)
     docs[0]["candidates"][0]["identity_id"] = "=HYPERLINK(1)"
-    DbResultStore(db).add([{**sample_result("unit-z", random.Random(9), match_share=1.0),
-                            "candidates": [{"identity_id": "=cmd()", "score": 0.99}]}])
+    DbResultStore(db).add(
+        [
+            {
+                **sample_result("unit-z", random.Random(9), match_share=1.0),
+                "candidates": [{"identity_id": "=cmd()", "score": 0.99}],
+            }
+        ]
+    )
     as_reviewer.post(f"/review/{docs[0]['id']}/decide", {"verdict": "confirm", "comment": "@risky comment"})
     page = as_reviewer.get("/review?status=all&device=unit-a").get_data(as_text=True)
     assert page.count('class="open"') == 5
@@ -171,10 +181,21 @@ def test_payload_kept_verbatim(db: Any) -> None:
     assert json.loads(stored) == d
 
 
-@pytest.mark.parametrize("junk", [
-    "format=json", "format=csv&status=all", "_external=1", "_anchor=x", "_method=POST", "_scheme=javascript",
-    "endpoint=accounts.index", "page=2&format=json", "rid=1&values=2", "status=all&_external=1&identity=x",
-])
+@pytest.mark.parametrize(
+    "junk",
+    [
+        "format=json",
+        "format=csv&status=all",
+        "_external=1",
+        "_anchor=x",
+        "_method=POST",
+        "_scheme=javascript",
+        "endpoint=accounts.index",
+        "page=2&format=json",
+        "rid=1&values=2",
+        "status=all&_external=1&identity=x",
+    ],
+)
 def test_queue_ignores_unknown_query_keys(db: Any, as_reviewer: Browser, junk: str) -> None:
     """Only the known filter keys go into the page's links: keys colliding with url_for's parameters
     (``format`` above all, which the export links set themselves) used to make the queue a 500."""
@@ -203,18 +224,33 @@ def _image(db: Any, config: Any, ident: str, photo: str, status: str) -> int:
     with db.write() as conn:
         if conn.execute(select(identities.c.id).where(identities.c.id == ident)).first() is None:
             conn.execute(insert(identities).values(id=ident, name=ident.title(), created_at=0, created_by="ada"))
-        return int(conn.execute(insert(images).values(
-            identity_id=ident, sha256=sha, filename=f"{sha}.jpg", source="tests/images", consent="public domain",
-            enrolled_by="ada", enrolled_at=0, status=status, reasons="" if status == "enrolled" else "no face")
-            .returning(images.c.id)).scalar_one())
+        return int(
+            conn.execute(
+                insert(images)
+                .values(
+                    identity_id=ident,
+                    sha256=sha,
+                    filename=f"{sha}.jpg",
+                    source="tests/images",
+                    consent="public domain",
+                    enrolled_by="ada",
+                    enrolled_at=0,
+                    status=status,
+                    reasons="" if status == "enrolled" else "no face",
+                )
+                .returning(images.c.id)
+            ).scalar_one()
+        )
 
 
 @pytest.fixture
 def gallery(db: Any, config: Any) -> dict[str, Any]:
     """jane (a candidate of the result): one accepted image and one refused upload; joe: not a candidate."""
-    ids = {"jane": _image(db, config, "jane", "obama.jpg", "enrolled"),
-           "jane_refused": _image(db, config, "jane", "obama_partial_face.jpg", "refused"),
-           "joe": _image(db, config, "joe", "biden.jpg", "enrolled")}
+    ids = {
+        "jane": _image(db, config, "jane", "obama.jpg", "enrolled"),
+        "jane_refused": _image(db, config, "jane", "obama_partial_face.jpg", "refused"),
+        "joe": _image(db, config, "joe", "biden.jpg", "enrolled"),
+    }
     doc = sample_result("unit-a", random.Random(21), match_share=1.0)
     doc["candidates"][0]["identity_id"] = "jane"
     doc["candidates"] = [c for c in doc["candidates"] if c["identity_id"] != "joe"]
@@ -229,7 +265,8 @@ def _srcs(page: str) -> list[str]:
 
 
 def test_review_page_shows_only_accepted_candidate_images_and_audits_the_view(
-        db: Any, gallery: dict[str, Any], as_reviewer: Browser) -> None:
+    db: Any, gallery: dict[str, Any], as_reviewer: Browser
+) -> None:
     rid = gallery["rid"]
     srcs = _srcs(as_reviewer.get(f"/review/{rid}").get_data(as_text=True))
     assert [s.split("?")[0] for s in srcs] == [f"/review/{rid}/images/{gallery['jane']}"]
@@ -245,7 +282,8 @@ def test_review_page_shows_only_accepted_candidate_images_and_audits_the_view(
 
 
 def test_reviewer_cannot_open_refused_unrelated_or_unshown_images(
-        gallery: dict[str, Any], as_reviewer: Browser, as_reviewer2: Browser) -> None:
+    gallery: dict[str, Any], as_reviewer: Browser, as_reviewer2: Browser
+) -> None:
     rid, other = gallery["rid"], gallery["other"]
     secret = as_reviewer.csrf  # the session's secret: even correctly signed URLs open nothing else
 
@@ -267,7 +305,8 @@ def test_reviewer_cannot_open_refused_unrelated_or_unshown_images(
 
 
 def test_admin_sees_refused_uploads_from_the_gallery_pages_audited(
-        db: Any, gallery: dict[str, Any], as_admin: Browser) -> None:
+    db: Any, gallery: dict[str, Any], as_admin: Browser
+) -> None:
     page = as_admin.get("/gallery/identities/jane").get_data(as_text=True)
     srcs = [u.replace("&amp;", "&") for u in re.findall(r'<img class="thumb" src="([^"]+)"', page)]
     assert len(srcs) == 2 and all(as_admin.get(s).status_code == 200 for s in srcs)

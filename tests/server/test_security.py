@@ -120,7 +120,9 @@ def test_csrf_token_required_on_every_state_change(app: Any, as_reviewer: Browse
         if method == "GET" or acc.kind == DEVICE:
             continue
         if acc.kind == PUBLIC:  # the login form: double-submit cookie
-            assert call(app.test_client(), method, url, data={"username": "ada", "password": PASSWORD}).status_code == 400
+            assert (
+                call(app.test_client(), method, url, data={"username": "ada", "password": PASSWORD}).status_code == 400
+            )
             continue
         b = as_reviewer if "reviewer" in acc.roles else as_admin
         for data in ({}, {"csrf_token": "wrong"}, {"csrf_token": ""}):
@@ -186,12 +188,20 @@ def test_security_headers_and_cookie_flags(app: Any, users: Any) -> None:
 def test_open_redirect_after_login_refused(app: Any, users: Any) -> None:
     b = Browser(app)
     page = b.client.get("/login")
-    r = b.client.post("/login", data={"username": "rita", "password": PASSWORD, "next": "//evil.example/x",
-                                      "csrf_token": csrf_of(page.get_data(as_text=True))})
+    r = b.client.post(
+        "/login",
+        data={
+            "username": "rita",
+            "password": PASSWORD,
+            "next": "//evil.example/x",
+            "csrf_token": csrf_of(page.get_data(as_text=True)),
+        },
+    )
     assert r.status_code == 302 and r.headers["Location"] == "/"
 
 
 # -- the bundle endpoint ----------------------------------------------------------------------------
+
 
 @pytest.fixture
 def published(config: Any) -> bytes:
@@ -199,8 +209,9 @@ def published(config: Any) -> bytes:
     (pub / "v0000000001").mkdir(parents=True)
     data = bytes(range(256)) * 40
     (pub / "v0000000001" / "vectors.npy").write_bytes(data)
-    (pub / "latest.json").write_text(json.dumps({"format": "edgeface-gallery-pointer", "version": 1,
-                                                 "bundle": "v0000000001/", "deltas": {}}))
+    (pub / "latest.json").write_text(
+        json.dumps({"format": "edgeface-gallery-pointer", "version": 1, "bundle": "v0000000001/", "deltas": {}})
+    )
     return data
 
 
@@ -235,6 +246,7 @@ def test_bundle_download_needs_the_devices_own_credentials(app: Any, db: Any, pu
 
 # -- the audit log --------------------------------------------------------------------------------
 
+
 def _chain(db: Any, n: int = 6) -> None:
     with db.write() as conn:
         for i in range(n):
@@ -245,16 +257,21 @@ def _verify_cli(config: Any) -> Any:
     return CliRunner().invoke(cli, ["--set", f"server.database_url={config.server.database_url}", "audit", "verify"])
 
 
-@pytest.mark.parametrize("tamper", [
-    "UPDATE audit_log SET details = '{\"i\":99}' WHERE seq = 3",
-    "UPDATE audit_log SET actor = 'mallory' WHERE seq = 2",
-    "UPDATE audit_log SET ts = ts + 1 WHERE seq = 4",
-    "DELETE FROM audit_log WHERE seq = 3",
-    "DELETE FROM audit_log WHERE seq = 6",
-    "DELETE FROM audit_log WHERE seq >= 5; UPDATE audit_head SET seq = 4",
-    ("UPDATE audit_log SET seq = 100 WHERE seq = 2; UPDATE audit_log SET seq = 2 WHERE seq = 3; "
-     "UPDATE audit_log SET seq = 3 WHERE seq = 100"),
-])
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        "UPDATE audit_log SET details = '{\"i\":99}' WHERE seq = 3",
+        "UPDATE audit_log SET actor = 'mallory' WHERE seq = 2",
+        "UPDATE audit_log SET ts = ts + 1 WHERE seq = 4",
+        "DELETE FROM audit_log WHERE seq = 3",
+        "DELETE FROM audit_log WHERE seq = 6",
+        "DELETE FROM audit_log WHERE seq >= 5; UPDATE audit_head SET seq = 4",
+        (
+            "UPDATE audit_log SET seq = 100 WHERE seq = 2; UPDATE audit_log SET seq = 2 WHERE seq = 3; "
+            "UPDATE audit_log SET seq = 3 WHERE seq = 100"
+        ),
+    ],
+)
 def test_tampered_audit_log_detected(db: Any, config: Any, tamper: str) -> None:
     _chain(db)
     with db.read() as conn:
@@ -302,15 +319,26 @@ def test_rewritten_history_detected_against_an_anchor(db: Any, config: Any) -> N
         for r in rows:
             details = '{"i":42}' if r.seq == 2 else r.details
             h = audit.entry_hash(r.seq, r.ts, r.actor, r.action, r.subject, details, prev)
-            conn.execute(text("UPDATE audit_log SET details=:d, prev_hash=:p, hash=:h WHERE seq=:s"),
-                         {"d": details, "p": prev, "h": h, "s": r.seq})
+            conn.execute(
+                text("UPDATE audit_log SET details=:d, prev_hash=:p, hash=:h WHERE seq=:s"),
+                {"d": details, "p": prev, "h": h, "s": r.seq},
+            )
             prev = h
         conn.execute(text("UPDATE audit_head SET hash=:h"), {"h": prev})
     with db.read() as conn:
         assert audit.verify(conn).ok
         assert not audit.verify(conn, expect=(anchor.seq, anchor.hash)).ok
-    r = CliRunner().invoke(cli, ["--set", f"server.database_url={config.server.database_url}", "audit", "verify",
-                                 "--expect", f"{anchor.seq}:{anchor.hash}"])
+    r = CliRunner().invoke(
+        cli,
+        [
+            "--set",
+            f"server.database_url={config.server.database_url}",
+            "audit",
+            "verify",
+            "--expect",
+            f"{anchor.seq}:{anchor.hash}",
+        ],
+    )
     assert r.exit_code == 1
 
 

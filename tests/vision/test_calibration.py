@@ -13,8 +13,14 @@ from edgeface.vision.cards import AlignmentSpec, EmbedderSpec
 
 SIMS = np.array([0.90, 0.92, 0.94, 0.96, 0.98])
 FAR = np.array([1e-2, 1e-3, 1e-4, 1e-5, 1e-6])
-SPEC = EmbedderSpec(output="o", dim=4, metric="cosine", alignment=AlignmentSpec(1, 1, {}),
-                    thresholds={"cosine": 0.91}, impostor_tail=(SIMS, FAR))
+SPEC = EmbedderSpec(
+    output="o",
+    dim=4,
+    metric="cosine",
+    alignment=AlignmentSpec(1, 1, {}),
+    thresholds={"cosine": 0.91},
+    impostor_tail=(SIMS, FAR),
+)
 
 
 def test_threshold_rises_with_gallery_size() -> None:

@@ -23,9 +23,10 @@ def test_bundled_models_are_the_repos_models_folder_in_a_checkout() -> None:
     assert {"blazeface-short-range", "mediapipe-face-mesh", "dlib-resnet-v1-int8"} <= ids
 
 
-@pytest.mark.parametrize(("model_id", "task"), [("blazeface-short-range", "detector"),
-                                                ("dlib-resnet-v1-int8", "embedder"),
-                                                ("mediapipe-face-mesh", "landmarks")])
+@pytest.mark.parametrize(
+    ("model_id", "task"),
+    [("blazeface-short-range", "detector"), ("dlib-resnet-v1-int8", "embedder"), ("mediapipe-face-mesh", "landmarks")],
+)
 def test_each_card_carries_exactly_its_tasks_spec(model_id: str, task: str) -> None:
     card = find_card(model_id, task=task)
     specs = {"detector": card.detector, "embedder": card.embedder, "landmarks": card.landmarks}

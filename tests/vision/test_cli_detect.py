@@ -42,8 +42,9 @@ mouth = [56.0, 88.0]
 
 
 def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "edgeface", *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "edgeface", *args], capture_output=True, text=True, cwd=cwd, timeout=120
+    )
 
 
 def test_json_records_in_input_order_with_errors(tmp_path: Path, images_dir: Path) -> None:
@@ -56,7 +57,13 @@ def test_json_records_in_input_order_with_errors(tmp_path: Path, images_dir: Pat
     assert [rec["image"] for rec in recs] == args
     assert len(recs[0]["faces"]) == 1 and recs[0]["faces"][0]["quality"]["passed"] is True
     assert set(recs[0]["faces"][0]["keypoints"]) == {
-        "right_eye", "left_eye", "nose_tip", "mouth", "right_ear_tragion", "left_ear_tragion"}
+        "right_eye",
+        "left_eye",
+        "nose_tip",
+        "mouth",
+        "right_ear_tragion",
+        "left_ear_tragion",
+    }
     assert "no such file" in recs[1]["error"] and "truncated" in recs[2]["error"]
     assert len(recs[3]["faces"]) == 1
     # the record is the report: the missing file is named once (its own record), not again in the error
@@ -91,8 +98,17 @@ def test_save_crops_uses_the_embedder_template(tmp_path: Path, images_dir: Path)
     shutil.copy(det.model_path, models)
     (models / "test-embedder.toml").write_text(EMBEDDER_CARD.format(zeros="0" * 64))
     crops = tmp_path / "crops"
-    r = run("--set", f"models.dir={models}", "--set", "models.embedder=test-embedder",
-            "detect", "--json", "--save-crops", str(crops), str(images_dir / "obama.jpg"))
+    r = run(
+        "--set",
+        f"models.dir={models}",
+        "--set",
+        "models.embedder=test-embedder",
+        "detect",
+        "--json",
+        "--save-crops",
+        str(crops),
+        str(images_dir / "obama.jpg"),
+    )
     assert r.returncode == 0, r.stderr
     rec = json.loads(r.stdout)
     chip = Image.open(rec["faces"][0]["crop"])
@@ -101,7 +117,7 @@ def test_save_crops_uses_the_embedder_template(tmp_path: Path, images_dir: Path)
 
 def test_bad_config_exits_2_naming_the_key(tmp_path: Path, images_dir: Path) -> None:
     cfg = tmp_path / "c.toml"
-    cfg.write_text("[runtime]\nbackend = \"tpu\"\n")
+    cfg.write_text('[runtime]\nbackend = "tpu"\n')
     r = run("--config", str(cfg), "detect", str(images_dir / "obama.jpg"))
     assert r.returncode == 2
     assert "runtime.backend" in r.stderr and "'edgetpu'" in r.stderr

@@ -87,8 +87,10 @@ def test_lfw_pairs_sample(engine: Engine, lfw_root: Path) -> None:
     threshold = engine.embedder_card.embedder.thresholds["cosine"]  # type: ignore[union-attr]
     correct = 0
     for p in sample:
-        va, vb = (engine.embed(engine.align(img, engine.detect(img)[0]))
-                  for img in (engine.load_image(p.a), engine.load_image(p.b)))
+        va, vb = (
+            engine.embed(engine.align(img, engine.detect(img)[0]))
+            for img in (engine.load_image(p.a), engine.load_image(p.b))
+        )
         correct += (float(va @ vb) >= threshold) == p.same
     assert correct >= 57, f"{correct}/60 pairs decided correctly"
 
@@ -101,8 +103,9 @@ def test_embed_cli(tmp_path: Path, images_dir: Path) -> None:
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"\xff\xd8\xff\xe0 not really")
     args = [str(images_dir / "biden.jpg"), str(blank), str(bad)]
-    r = subprocess.run([sys.executable, "-m", "edgeface", "embed", "--json", *args], capture_output=True,
-                       text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "edgeface", "embed", "--json", *args], capture_output=True, text=True, timeout=120
+    )
     assert r.returncode == 1, r.stderr
     recs = [json.loads(line) for line in r.stdout.splitlines()]
     assert [x["image"] for x in recs] == args

@@ -19,7 +19,10 @@ from edgeface.vision.models.embedder import Embedder
 from edgeface.vision.runtime.loader import runtime_info
 
 FIXTURES = Path(__file__).parent / "fixtures"
-MIN_COSINE = {"dlib-resnet-v1-float32": 0.9999, "dlib-resnet-v1-int8": 0.9993}  # int8 measured: min 0.99961 here, 0.99940 on 1,000 held-out LFW chips
+MIN_COSINE = {
+    "dlib-resnet-v1-float32": 0.9999,
+    "dlib-resnet-v1-int8": 0.9993,
+}  # int8 measured: min 0.99961 here, 0.99940 on 1,000 held-out LFW chips
 CONV_LAYERS = 29  # dlib's ResNet: the 7x7 stem + 14 blocks of two 3x3 convolutions
 
 
@@ -93,9 +96,11 @@ def test_int8_is_full_integer_with_per_channel_weights():
     assert (q["input_scale"], q["input_zero_point"]) == inp["quantization"]
     assert (q["output_scale"], q["output_zero_point"]) == pytest.approx(out["quantization"])
 
-    weights = [d for d in interp.get_tensor_details()
-               if d["dtype"] == np.int8 and len(d["shape"]) in (2, 4) and d["index"] != inp["index"]
-               and d["shape"][0] != 1]
+    weights = [
+        d
+        for d in interp.get_tensor_details()
+        if d["dtype"] == np.int8 and len(d["shape"]) in (2, 4) and d["index"] != inp["index"] and d["shape"][0] != 1
+    ]
     convs = [d for d in weights if len(d["shape"]) == 4]
     dense = [d for d in weights if len(d["shape"]) == 2]
     assert len(convs) == CONV_LAYERS and len(dense) == 1

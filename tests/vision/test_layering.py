@@ -50,8 +50,12 @@ def _graph() -> dict[str, set[str]]:
 
 
 def test_vision_imports_only_config_errors_and_logs_from_outside() -> None:
-    outside = {(m, i) for m, deps in _graph().items() for i in deps
-               if not i.startswith("edgeface.vision") and i not in ALLOWED_OUTSIDE}
+    outside = {
+        (m, i)
+        for m, deps in _graph().items()
+        for i in deps
+        if not i.startswith("edgeface.vision") and i not in ALLOWED_OUTSIDE
+    }
     assert not outside, f"vision must not depend on the rest of edgeface: {sorted(outside)}"
 
 
@@ -67,7 +71,7 @@ def test_no_import_cycles_inside_vision() -> None:
             if d not in graph:
                 continue
             if state.get(d) == 1:
-                raise AssertionError("import cycle: " + " -> ".join(stack[stack.index(d):] + [d]))
+                raise AssertionError("import cycle: " + " -> ".join(stack[stack.index(d) :] + [d]))
             if d not in state:
                 visit(d)
         stack.pop()

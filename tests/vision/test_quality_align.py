@@ -14,7 +14,8 @@ from edgeface.vision.quality import assess
 from edgeface.vision.settings import QualityConfig
 
 SPEC = AlignmentSpec(
-    width=150, height=150,
+    width=150,
+    height=150,
     template={"right_eye": (55.0, 56.0), "left_eye": (95.0, 56.0), "nose_tip": (75.0, 85.0), "mouth": (75.0, 108.0)},
 )
 

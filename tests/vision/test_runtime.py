@@ -69,7 +69,7 @@ def test_xnnpack_off_gives_the_same_answer() -> None:
     x = np.random.default_rng(0).uniform(-1, 1, (1, 128, 128, 3)).astype(np.float32)
     on = TFLiteModel(_detector_bytes(), RuntimeConfig(xnnpack=True)).run(x)
     off = TFLiteModel(_detector_bytes(), RuntimeConfig(xnnpack=False)).run(x)
-    for a, b in zip(on, off):
+    for a, b in zip(on, off, strict=True):
         assert np.allclose(a, b, atol=1e-3)
 
 
@@ -79,7 +79,7 @@ def test_garbage_model_refused() -> None:
 
 
 def test_edgetpu_absent_says_what_to_do() -> None:
-    with pytest.raises(BackendUnavailable, match="No Edge TPU was detected.*runtime.backend = \"cpu\""):
+    with pytest.raises(BackendUnavailable, match='No Edge TPU was detected.*runtime.backend = "cpu"'):
         TFLiteModel(_detector_bytes(), RuntimeConfig(backend="edgetpu"))
 
 
@@ -92,7 +92,9 @@ def test_external_needs_a_path() -> None:
     with pytest.raises(ConfigError, match="runtime.delegate_path"):
         TFLiteModel(_detector_bytes(), RuntimeConfig(backend="external"))
     with pytest.raises(BackendUnavailable, match="/nonexistent/libvx_delegate.so"):
-        TFLiteModel(_detector_bytes(), RuntimeConfig(backend="external", delegate_path="/nonexistent/libvx_delegate.so"))
+        TFLiteModel(
+            _detector_bytes(), RuntimeConfig(backend="external", delegate_path="/nonexistent/libvx_delegate.so")
+        )
 
 
 def test_the_runtime_start_up_chatter_stays_off_the_terminal_and_nothing_else_is_lost() -> None:
@@ -110,8 +112,13 @@ def test_the_runtime_start_up_chatter_stays_off_the_terminal_and_nothing_else_is
         "import edgeface\n"
         "print(len(edgeface.detect_faces(edgeface.load_image('tests/images/obama.jpg'))))\n"
     )
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                       cwd=Path(__file__).resolve().parents[2])
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parents[2],
+    )
     assert r.returncode == 0 and r.stdout.strip() == "1", r.stderr
     assert "Created TensorFlow Lite" not in r.stderr
     assert "WARNING: something the operator must see" in r.stderr

@@ -26,7 +26,17 @@ def bench() -> None:
     """Benchmarks: accuracy, speed and memory figures (printed as tables)."""
 
 
-for command in (accuracy.bench_detect, accuracy.bench_lfw, accuracy.bench_identify, accuracy.bench_pipeline,
-                index.bench_index, index.bench_delta, mqtt.bench_outbox, mqtt.bench_faults, ingest.bench_ingest,
-                ingest.bench_ingest_fuzz, unit.bench_e2e):
+for command in (
+    accuracy.bench_detect,
+    accuracy.bench_lfw,
+    accuracy.bench_identify,
+    accuracy.bench_pipeline,
+    index.bench_index,
+    index.bench_delta,
+    mqtt.bench_outbox,
+    mqtt.bench_faults,
+    ingest.bench_ingest,
+    ingest.bench_ingest_fuzz,
+    unit.bench_e2e,
+):
     bench.add_command(command)

@@ -13,10 +13,18 @@ from .options import ints, json_option
 
 @click.command("ingest")
 @click.option("--results", default=20000, show_default=True, help="Results queued at the broker per run.")
-@click.option("--workers", "workers_text", default="1,2", show_default=True,
-              help="Worker process counts to measure, comma-separated.")
-@click.option("--workdir", type=click.Path(file_okay=False, path_type=Path),
-              help="Keep brokers, databases and worker logs here (default: a temporary folder).")
+@click.option(
+    "--workers",
+    "workers_text",
+    default="1,2",
+    show_default=True,
+    help="Worker process counts to measure, comma-separated.",
+)
+@click.option(
+    "--workdir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Keep brokers, databases and worker logs here (default: a temporary folder).",
+)
 @json_option
 def bench_ingest(results: int, workers_text: str, workdir: Path | None, json_path: Path | None) -> None:
     """Results/s stored by `edgeface server` ingest workers on the shared subscription (local mosquitto,
@@ -27,9 +35,15 @@ def bench_ingest(results: int, workers_text: str, workdir: Path | None, json_pat
         from ...bench.ingest import run_ingest_bench
 
         rows = run_ingest_bench(workdir or Path(tmp), results=results, workers=workers)
-    click.echo(report.table(["workers", "results", "seconds", "results/s", "duplicate rows", "missing"],
-                            [[r["workers"], r["results"], r["seconds"], r["results_per_s"], r["duplicate_rows"],
-                              r["missing"]] for r in rows]))
+    click.echo(
+        report.table(
+            ["workers", "results", "seconds", "results/s", "duplicate rows", "missing"],
+            [
+                [r["workers"], r["results"], r["seconds"], r["results_per_s"], r["duplicate_rows"], r["missing"]]
+                for r in rows
+            ],
+        )
+    )
     report.write_json(json_path, "ingest", {"runs": rows})
     if any(r["duplicate_rows"] or r["missing"] or r["unexpected"] for r in rows):
         click.echo("edgeface: error: results missing or stored twice", err=True)
@@ -40,8 +54,11 @@ def bench_ingest(results: int, workers_text: str, workdir: Path | None, json_pat
 @click.option("--messages", default=10000, show_default=True, help="Messages generated and published.")
 @click.option("--workers", default=2, show_default=True, help="Server ingest workers on the shared subscription.")
 @click.option("--seed", default=11, show_default=True, help="Hypothesis seed (the same seed, the same messages).")
-@click.option("--workdir", type=click.Path(file_okay=False, path_type=Path),
-              help="Keep the broker, database and logs here (default: a temporary folder).")
+@click.option(
+    "--workdir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Keep the broker, database and logs here (default: a temporary folder).",
+)
 @json_option
 def bench_ingest_fuzz(messages: int, workers: int, seed: int, workdir: Path | None, json_path: Path | None) -> None:
     """Fuzz campaign: hypothesis-generated good, hostile and malformed results and statuses (retained and
@@ -59,9 +76,14 @@ def bench_ingest_fuzz(messages: int, workers: int, seed: int, workdir: Path | No
 
         f = run_campaign(workdir or Path(tmp), messages=messages, workers=workers, seed=seed)
     rows = [[k, v] for k, v in f["sent"].items()]
-    rows += [["stored (distinct ids)", f["stored"]], ["good results / lost", f"{f['good_results']} / {f['good_lost']}"],
-             ["rejected rows", f["rejected"]], ["retained poison redelivered", f["retained_poison_redelivered"]],
-             ["workers alive", f"{f['workers_alive']} of {f['workers']}"], ["seconds", f["seconds"]]]
+    rows += [
+        ["stored (distinct ids)", f["stored"]],
+        ["good results / lost", f"{f['good_results']} / {f['good_lost']}"],
+        ["rejected rows", f["rejected"]],
+        ["retained poison redelivered", f["retained_poison_redelivered"]],
+        ["workers alive", f"{f['workers_alive']} of {f['workers']}"],
+        ["seconds", f["seconds"]],
+    ]
     rows += [[f"rejected: {k}", v] for k, v in f["rejected_by_kind"].items()]
     click.echo(report.table(["figure", "value"], rows))
     report.write_json(json_path, "ingest-fuzz", f)

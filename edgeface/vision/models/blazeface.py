@@ -52,8 +52,14 @@ def ssd_anchors(spec: DetectorSpec, width: int, height: int) -> np.ndarray:
 class BlazeFaceDetector:
     """Runs a BlazeFace model described by its card. Owns its interpreter (one per thread)."""
 
-    def __init__(self, card: ModelCard, runtime: RuntimeConfig | None = None, cfg: DetectConfig | None = None,
-                 *, verify: bool = True) -> None:
+    def __init__(
+        self,
+        card: ModelCard,
+        runtime: RuntimeConfig | None = None,
+        cfg: DetectConfig | None = None,
+        *,
+        verify: bool = True,
+    ) -> None:
         if card.detector is None:
             raise ModelError(f"model {card.id} is a {card.task}, not a detector")
         self.card = card

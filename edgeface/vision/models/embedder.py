@@ -17,8 +17,9 @@ from ..settings import RuntimeConfig
 class Embedder:
     """Runs an embedder model described by its card. Owns its interpreter (one per thread)."""
 
-    def __init__(self, card: ModelCard, runtime: RuntimeConfig | None = None, *, verify: bool = True,
-                 max_batch: int = 8) -> None:
+    def __init__(
+        self, card: ModelCard, runtime: RuntimeConfig | None = None, *, verify: bool = True, max_batch: int = 8
+    ) -> None:
         if card.embedder is None:
             raise ModelError(f"model {card.id} is a {card.task}, not an embedder")
         self.card = card

@@ -60,8 +60,9 @@ class FaceMesh:
         """The (count, 2) landmarks in image pixels and the model's face-presence probability."""
         inp = self.card.input
         m = self._roi(face)
-        crop = cv2.warpAffine(image, m, (inp.width, inp.height), flags=cv2.INTER_LINEAR,
-                              borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        crop = cv2.warpAffine(
+            image, m, (inp.width, inp.height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0
+        )
         if inp.colour == "BGR":
             crop = crop[:, :, ::-1]
         tensor = crop.astype(np.float32)[None] * inp.scale + inp.offset

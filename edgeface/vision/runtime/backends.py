@@ -38,7 +38,7 @@ class Backend:
         library = cfg.delegate_path or self.library
         if not library:
             raise ConfigError(
-                f"runtime.backend = \"{self.name}\" needs runtime.delegate_path, the delegate's shared library "
+                f'runtime.backend = "{self.name}" needs runtime.delegate_path, the delegate\'s shared library '
                 f"(e.g. {self.library_example})"
             )
         opts["experimental_delegates"] = [load_delegate(runtime, library, cfg.delegate_options, self.advice)]
@@ -61,7 +61,7 @@ BACKENDS: dict[str, Backend] = {
                 "No Edge TPU was detected. Install the Edge TPU runtime (Debian package libedgetpu1-std from "
                 "Coral's repository), plug in the Coral device and check `lsusb` or `ls /dev/apex_0`. The model "
                 "must be the full-integer int8 file compiled with edgetpu_compiler. If you do not have a Coral "
-                "device, set runtime.backend = \"cpu\"."
+                'device, set runtime.backend = "cpu".'
             ),
         ),
         Backend(
@@ -72,7 +72,7 @@ BACKENDS: dict[str, Backend] = {
                 "The TFLite GPU delegate is not part of the Python wheels: build it from the LiteRT sources "
                 "(bazel build -c opt //tflite/delegates/gpu:libtensorflowlite_gpu_delegate.so), put it on the "
                 "library path or set runtime.delegate_path to it, and make sure the board's OpenCL driver is "
-                "installed. Otherwise set runtime.backend = \"cpu\"."
+                'installed. Otherwise set runtime.backend = "cpu".'
             ),
         ),
         Backend(
@@ -82,7 +82,7 @@ BACKENDS: dict[str, Backend] = {
             advice=(
                 "Check that runtime.delegate_path names the vendor's delegate library, that the library is "
                 "built for this TFLite version, and that runtime.delegate_options holds the options its "
-                "documentation requires. Otherwise set runtime.backend = \"cpu\"."
+                'documentation requires. Otherwise set runtime.backend = "cpu".'
             ),
         ),
     )

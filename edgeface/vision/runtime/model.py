@@ -57,7 +57,7 @@ class TFLiteModel:
         )
 
     @classmethod
-    def from_file(cls, path: str | Path, runtime: RuntimeConfig | None = None) -> "TFLiteModel":
+    def from_file(cls, path: str | Path, runtime: RuntimeConfig | None = None) -> TFLiteModel:
         p = Path(path)
         try:
             content = p.read_bytes()
@@ -102,7 +102,7 @@ class TFLiteModel:
             raise ValueError(f"{self.name} takes {len(self.inputs)} inputs, got {len(arrays)}")
         with self._lock:
             self._ensure_batch(int(arrays[0].shape[0]))
-            for spec, arr in zip(self.inputs, arrays):
+            for spec, arr in zip(self.inputs, arrays, strict=True):
                 if tuple(arr.shape) != spec.shape:
                     raise ValueError(f"{self.name}: input {spec.name} wants shape {spec.shape}, got {arr.shape}")
                 self._interp.set_tensor(spec.index, quantize(arr, spec))

@@ -26,7 +26,7 @@ class TensorSpec:
     axis: int  # quantized dimension for per-channel tensors
 
     @classmethod
-    def from_details(cls, d: dict[str, Any]) -> "TensorSpec":
+    def from_details(cls, d: dict[str, Any]) -> TensorSpec:
         qp = d.get("quantization_parameters") or {}
         scales = np.asarray(qp.get("scales", []), dtype=np.float32)
         zeros = np.asarray(qp.get("zero_points", []), dtype=np.int64)

@@ -20,7 +20,9 @@ import threading
 from collections.abc import Iterator
 
 # Lines the runtime prints on every start that tell an operator nothing.
-CHATTER = re.compile(rb"^INFO: (Created TensorFlow Lite .*delegate for CPU\.|Initialized TensorFlow Lite runtime\.)\s*$")
+CHATTER = re.compile(
+    rb"^INFO: (Created TensorFlow Lite .*delegate for CPU\.|Initialized TensorFlow Lite runtime\.)\s*$"
+)
 
 _lock = threading.Lock()
 

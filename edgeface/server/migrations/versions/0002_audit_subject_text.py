@@ -21,8 +21,7 @@ depends_on = None
 
 def upgrade() -> None:
     with op.batch_alter_table("audit_log", schema=None) as batch_op:
-        batch_op.alter_column("subject", existing_type=sa.String(length=256), type_=sa.Text(),
-                              existing_nullable=False)
+        batch_op.alter_column("subject", existing_type=sa.String(length=256), type_=sa.Text(), existing_nullable=False)
 
 
 def downgrade() -> None:

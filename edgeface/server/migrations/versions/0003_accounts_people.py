@@ -57,18 +57,31 @@ def upgrade() -> None:
 
 def _backfill() -> None:
     conn = op.get_bind()
-    users = sa.table("users", sa.column("id", sa.Integer), sa.column("username", sa.String),
-                     sa.column("owner", sa.String), sa.column("created_by", sa.Integer),
-                     sa.column("password_set_by", sa.Integer))
-    audit = sa.table("audit_log", sa.column("seq", sa.Integer), sa.column("actor", sa.String),
-                     sa.column("action", sa.String), sa.column("subject", sa.Text), sa.column("details", sa.Text))
+    users = sa.table(
+        "users",
+        sa.column("id", sa.Integer),
+        sa.column("username", sa.String),
+        sa.column("owner", sa.String),
+        sa.column("created_by", sa.Integer),
+        sa.column("password_set_by", sa.Integer),
+    )
+    audit = sa.table(
+        "audit_log",
+        sa.column("seq", sa.Integer),
+        sa.column("actor", sa.String),
+        sa.column("action", sa.String),
+        sa.column("subject", sa.Text),
+        sa.column("details", sa.Text),
+    )
     conn.execute(users.update().values(owner=users.c.username))
     ids = {name: uid for uid, name in conn.execute(sa.select(users.c.id, users.c.username))}
     created_by: dict[int, int] = {}
     password_set_by: dict[int, int] = {}
     for actor, action, subject, details in conn.execute(
-            sa.select(audit.c.actor, audit.c.action, audit.c.subject, audit.c.details)
-            .where(audit.c.action.in_(("user.create", "user.update"))).order_by(audit.c.seq)):
+        sa.select(audit.c.actor, audit.c.action, audit.c.subject, audit.c.details)
+        .where(audit.c.action.in_(("user.create", "user.update")))
+        .order_by(audit.c.seq)
+    ):
         target, by = ids.get(subject), ids.get(actor)
         if target is None or by is None or target == by:
             continue
