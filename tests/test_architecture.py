@@ -135,3 +135,25 @@ def test_layers_point_one_way() -> None:
             if mod == layer or mod.startswith(layer + "."):
                 wrong += [f"{mod} -> {d}" for d in deps if any(d == f or d.startswith(f + ".") for f in forbidden)]
     assert wrong == []
+
+
+def test_every_command_starts_light() -> None:
+    """The configuration loads every package's settings module, and every command loads the configuration:
+    that must not pull in MQTT, the gallery's index and crypto, or the daemon (startup time and memory on
+    a Raspberry Pi). Package ``__init__`` modules load their names on first use."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import edgeface.cli.main\n"
+        "from edgeface.config import Config\n"
+        "Config()\n"
+        "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'paho', 'annoy', 'cryptography', 'flask', "
+        "'sqlalchemy', 'hypothesis'})\n"
+        "loaded = sorted(m for m in sys.modules if m.startswith(('edgeface.daemon.', 'edgeface.gallery.', "
+        "'edgeface.mqtt.')) and not m.endswith('.settings'))\n"
+        "print(heavy, loaded)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert r.stdout.strip() == "[] []", r.stdout

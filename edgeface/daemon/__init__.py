@@ -27,7 +27,33 @@ One module per job:
 See docs/field-unit.md for operating it.
 """
 
-from .service import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, Daemon
-from .summary import Summary
+from __future__ import annotations
 
-__all__ = ["EXIT_CONFIG", "EXIT_FAILED", "EXIT_OK", "Daemon", "Summary"]
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # for type checkers and editors; at run time the names load on first use
+    from .service import EXIT_CONFIG as EXIT_CONFIG
+    from .service import EXIT_FAILED as EXIT_FAILED
+    from .service import EXIT_OK as EXIT_OK
+    from .service import Daemon as Daemon
+    from .summary import Summary as Summary
+
+# Importing a settings module (``edgeface.daemon.settings``, which the configuration loads for every
+# command) must not pull in the whole package, so the names below load when first used (PEP 562).
+_EXPORTS = {
+    "Daemon": "service",
+    "EXIT_CONFIG": "service",
+    "EXIT_FAILED": "service",
+    "EXIT_OK": "service",
+    "Summary": "summary",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["Daemon", "EXIT_CONFIG", "EXIT_FAILED", "EXIT_OK", "Summary"]

@@ -14,7 +14,26 @@ fetch and switch atomically, and :meth:`GalleryStore.open` gives a :class:`Galle
 See docs/gallery.md for the bundle format, trust checks and what encryption at rest protects against.
 """
 
-from .match import Candidate, Decision, Gallery
-from .store import GalleryStore
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # for type checkers and editors; at run time the names load on first use
+    from .match import Candidate as Candidate
+    from .match import Decision as Decision
+    from .match import Gallery as Gallery
+    from .store import GalleryStore as GalleryStore
+
+# Importing a settings module (``edgeface.gallery.settings``, which the configuration loads for every
+# command) must not pull in the whole package, so the names below load when first used (PEP 562).
+_EXPORTS = {"Candidate": "match", "Decision": "match", "Gallery": "match", "GalleryStore": "store"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = ["Candidate", "Decision", "Gallery", "GalleryStore"]

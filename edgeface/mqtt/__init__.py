@@ -12,12 +12,48 @@
 See docs/outbox-mqtt.md for the contract and the guarantees, deploy/mosquitto/ for the broker.
 """
 
-from . import payloads, topics
-from .ingest import Ingest, IngestStats
-from .link import Backoff, LinkSettings
-from .publisher import Publisher, PublisherStats
-from .queue import enqueue_result
-from .results_db import ResultStore
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # for type checkers and editors; at run time the names load on first use
+    from . import payloads as payloads
+    from . import topics as topics
+    from .ingest import Ingest as Ingest
+    from .ingest import IngestStats as IngestStats
+    from .link import Backoff as Backoff
+    from .link import LinkSettings as LinkSettings
+    from .publisher import Publisher as Publisher
+    from .publisher import PublisherStats as PublisherStats
+    from .queue import enqueue_result as enqueue_result
+    from .results_db import ResultStore as ResultStore
+
+# Importing a settings module (``edgeface.mqtt.settings``, which the configuration loads for every
+# command) must not pull in the whole package, so the names below load when first used (PEP 562).
+_EXPORTS = {
+    "Backoff": "link",
+    "Ingest": "ingest",
+    "IngestStats": "ingest",
+    "LinkSettings": "link",
+    "Publisher": "publisher",
+    "PublisherStats": "publisher",
+    "ResultStore": "results_db",
+    "enqueue_result": "queue",
+}
+_MODULES = (
+    "payloads",
+    "topics",
+)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    if name in _MODULES:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "Backoff",
