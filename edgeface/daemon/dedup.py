@@ -43,7 +43,7 @@ class Track:
             e = obs.embedding.astype(np.float32)
             mean = e if self.embedding is None else self.embedding * (len(self.members) - 1) + e
             self.embedding = mean / max(float(np.linalg.norm(mean)), 1e-12)
-        match = getattr(obs.decision, "match", None)
+        match = obs.decision.match if obs.decision is not None else None
         if match is not None and self.identity is None:
             self.identity = match.identity
         self.last_box = obs.face.box
@@ -98,7 +98,7 @@ class Tracker:
 
     def _find(self, tracks: list[Track], obs: Observation) -> Track | None:
         usable = [t for t in tracks if obs.job not in t.jobs and obs.captured_at < t.opened_at + self.window_s]
-        match = getattr(obs.decision, "match", None)
+        match = obs.decision.match if obs.decision is not None else None
         if match is not None:
             for t in usable:
                 if t.identity == match.identity:
