@@ -32,6 +32,8 @@ from typing import Any
 
 from ..errors import EdgefaceError, PayloadError
 from ..mqtt import payloads, topics
+from ..mqtt.ingest import STATUS_MAX_BYTES
+from ..mqtt.settings import MqttConfig
 from ..outbox.uuid7 import new_id
 from ..testing.broker import LocalBroker
 from ..testing.mqttload import sample_result, wait_for
@@ -39,7 +41,7 @@ from ..testing.mqttload import sample_result, wait_for
 GOOD_UNITS = ("unit-good-0", "unit-good-1", "unit-good-2")
 HOSTILE_UNITS = ("unit-evil-0", "unit-evil-1")
 TIMESTAMP_RE = r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}([.][0-9]{1,6})?Z"
-MAX_PAYLOAD = 131072
+MAX_PAYLOAD = MqttConfig().max_payload_bytes  # the workers run with the default
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,7 @@ class Message:
         if self.kind == "status" and not self.payload:
             return "ignore", ""
         name = "result" if self.kind == "results" else "status"
-        limit = MAX_PAYLOAD if name == "result" else 65536
+        limit = MAX_PAYLOAD if name == "result" else STATUS_MAX_BYTES
         try:
             doc = payloads.decode(self.payload, name, max_bytes=limit)
         except PayloadError as e:

@@ -37,6 +37,8 @@ from .settings import IngestConfig, MqttConfig
 
 log = get_logger(__name__)
 
+STATUS_MAX_BYTES = 65536  # a status is a few hundred bytes; anything far bigger is not one
+
 
 @dataclass
 class IngestStats:
@@ -242,7 +244,7 @@ class Ingest:
             if not msg.payload:  # an empty retained message clears the status; nothing to record
                 return None
             try:
-                status = payloads.decode(msg.payload, "status", max_bytes=65536)
+                status = payloads.decode(msg.payload, "status", max_bytes=STATUS_MAX_BYTES)
                 if status["device_id"] != device:
                     raise PayloadError("status device_id differs from its topic", "device_mismatch")
             except PayloadError as e:
