@@ -6,7 +6,8 @@ same identity, or its embedding is as similar as ``similarity`` to the track's (
 of one frame never share a track. A track is emitted, as its best capture (:func:`capture_rank`), when
 its window ends: ``window_s`` of capture time after its first face (the source's clock is the newest
 capture time seen from it), or when its source has been silent for ``window_s`` of wall time, or at
-shutdown. ``window_s = 0`` emits every face at once.
+shutdown. ``window_s = 0`` emits every face at once. An emitted track is final: its faces' embeddings
+are fused (:mod:`~edgeface.daemon.fusion`) and matched once more before its result goes to the outbox.
 
 Time comes from the frames, not the processing: a folder of photos dedups by when they were taken.
 """
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .fusion import FinalMatch, FusedTemplate
 from .work import FrameJob, Observation
 
 
@@ -30,6 +32,8 @@ class Track:
     embedding: np.ndarray | None = None  # normalised mean of the members' embeddings
     identity: str | None = None  # gallery identity, if any member matched
     last_box: tuple[float, float, float, float] | None = None
+    fused: FusedTemplate = field(default_factory=FusedTemplate)  # quality-weighted, for the final match
+    final: FinalMatch | None = None  # set when the track is emitted (the pipeline's final match)
 
     @property
     def jobs(self) -> list[FrameJob]:
@@ -37,9 +41,14 @@ class Track:
 
     def add(self, obs: Observation) -> None:
         self.members.append(obs)
-        if obs.rank > self.best.rank:
-            self.best = obs
+        if obs is not self.best:  # only the best capture's crop or frame is kept (memory per track bounded)
+            if obs.rank > self.best.rank:
+                self.best.image = self.best.crop = None
+                self.best = obs
+            else:
+                obs.image = obs.crop = None
         if obs.embedding is not None:
+            self.fused.add(obs.embedding, obs.quality)
             e = obs.embedding.astype(np.float32)
             mean = e if self.embedding is None else self.embedding * (len(self.members) - 1) + e
             self.embedding = mean / max(float(np.linalg.norm(mean)), 1e-12)

@@ -26,6 +26,10 @@ METRICS: dict[str, tuple[str, str]] = {
     "edgeface_faces_total": ("counter", "Faces detected, by quality verdict."),
     "edgeface_results_total": ("counter", "Results stored in the outbox, by decision."),
     "edgeface_faces_merged_total": ("counter", "Faces folded into another face's result by track/dedup."),
+    "edgeface_tracks_fused_total": (
+        "counter",
+        "Tracks whose result was matched on the fused template of 2 or more faces (see daemon/fusion.py).",
+    ),
     "edgeface_results_not_stored_total": ("counter", "Results that could not be stored (outbox full at shutdown)."),
     "edgeface_stage_restarts_total": ("counter", "Pipeline stage threads restarted after a crash."),
     "edgeface_capture_up": ("gauge", "1 while the capture source is open."),

@@ -3,14 +3,18 @@
 ::
 
   frames ──> infer x run.workers ──faces──> match ──matched──> sink ──put──> outbox
-  (bounded)  detect, quality gate,           gallery           track/dedup, result payload,
-             align, embed (own Engine)       (reopened on sync) retention, the source's ledger
+  (bounded)  detect, quality gate,           gallery           track/dedup, final match on the
+             align, embed (own Engine)       (reopened on sync) fused track, result payload,
+                                                                retention, the source's ledger
 
 * Each stage is a :class:`~edgeface.daemon.stages.Stage`: a crashed thread is restarted and the frame
   it held is retried, then (``run.max_attempts``) recorded as failed.
 * A frame is complete when every face's result is in the outbox; only then does the source record it
   (the folder's ledger), so a kill -9 at any point loses nothing that a restart does not redo.
 * The outbox full: the sink waits (retrying) until there is room, unless the drain deadline passed.
+* A track's result carries the match of its faces' fused template (:mod:`~edgeface.daemon.fusion`),
+  searched when the track ends; the match stage and the sink search the gallery under one lock, so a
+  gallery reopened after a sync is never closed under a search.
 """
 
 from __future__ import annotations
@@ -24,7 +28,9 @@ from typing import TYPE_CHECKING, Any
 from ..errors import ImageError, OutboxDiskFull, OutboxFull
 from ..logs import get_logger
 from ..mqtt.queue import enqueue_result
+from . import steps
 from .dedup import Track
+from .fusion import final_match
 from .metrics import Metrics
 from .results import build_result, face_crop
 from .stages import Stage
@@ -32,6 +38,9 @@ from .summary import Tally
 from .work import FrameFaces, FrameJob, Observation
 
 if TYPE_CHECKING:
+    import numpy as np
+
+    from ..gallery.match import Decision
     from ..vision.engine import Engine
     from .wiring import Unit
 
@@ -61,6 +70,7 @@ class Pipeline:
         self.on_result = on_result
         self.need_crop = cfg.mqtt.include_crop or cfg.retention.save == "crop"
         self.keep_frame = cfg.retention.save == "frame"
+        self._gallery_lock = threading.Lock()  # the match stage and the sink's final match share the gallery
         self.frames: queue.Queue[FrameJob] = queue.Queue(rc.frame_queue)
         self.faces: queue.Queue[FrameFaces] = queue.Queue(rc.face_queue)
         self.matched: queue.Queue[FrameFaces] = queue.Queue(rc.face_queue)
@@ -145,39 +155,42 @@ class Pipeline:
                 )
                 self.faces.put(FrameFaces(job, []))
                 return
-        detected = engine.detect_and_assess(image)
-        embeddings = engine.embed_detected(image, detected)  # None for faces the quality gate refused
+        seen = steps.perceive(engine, image)  # embedding None for faces the quality gate refused
         observations = []
-        for i, d in enumerate(detected):
+        for i, (d, embedding) in enumerate(seen):
             observations.append(
                 Observation(
                     job,
                     i,
                     d.face,
                     d.quality,
-                    embeddings[i],
+                    embedding,
                     crop=face_crop(image, d.face.box) if self.need_crop else None,
                     image=image if self.keep_frame else None,
                 )
             )
             self.metrics.inc("edgeface_faces_total", verdict="passed" if d.quality.passed else "refused")
-        job.faces = len(detected)
+        job.faces = len(seen)
         frame.image = None  # the observations keep what they need
         self.faces.put(FrameFaces(job, observations))
 
     # -- match: search the gallery ----------------------------------------------------------------------
 
     def _match(self, ctx: None, ff: FrameFaces) -> None:
-        gallery = self.unit.gallery.current()
         for obs in ff.observations:
-            if obs.embedding is None:
-                continue
-            if gallery is None:
-                obs.decision, obs.gallery_version, obs.threshold = None, None, self.unit.engine_threshold
-            else:
-                obs.decision = gallery.identify(obs.embedding)
-                obs.gallery_version, obs.threshold = gallery.version, obs.decision.threshold
+            if obs.embedding is not None:
+                obs.decision, obs.gallery_version, obs.threshold = self._search(obs.embedding)
         self.matched.put(ff)
+
+    def _search(self, embedding: np.ndarray) -> tuple[Decision | None, int | None, float | None]:
+        """The installed gallery's decision for one embedding, its version and threshold (None, None and
+        the embedder's threshold while no gallery is usable)."""
+        with self._gallery_lock:
+            gallery = self.unit.gallery.current()
+            if gallery is None:
+                return None, None, self.unit.engine_threshold
+            decision = steps.search(gallery, embedding)
+            return decision, gallery.version, decision.threshold
 
     # -- sink: track/dedup, results into the outbox, frames completed -----------------------------------
 
@@ -200,6 +213,7 @@ class Pipeline:
     def _emit(self, tracks: list[Track]) -> None:
         unit, mqtt = self.unit, self.unit.config.mqtt
         for t in tracks:
+            t.final = final_match(t.best, t.fused, self._search)  # the track is final: match its fused faces
             doc = build_result(
                 t,
                 device_id=unit.device_id,
@@ -214,6 +228,8 @@ class Pipeline:
             merged = len(t.members) - 1
             if merged:
                 self.metrics.inc("edgeface_faces_merged_total", merged)
+            if t.final.frames > 1:
+                self.metrics.inc("edgeface_tracks_fused_total")
             self.tally.emitted(merged, doc["decision"] if stored else None)
             for obs in t.members:
                 if stored:
@@ -271,6 +287,7 @@ class Pipeline:
             "score": top["score"] if top else None,
             "threshold": doc.get("threshold"),
             "faces": len(track.members),
+            "frames_fused": doc.get("frames_fused", 0),
             "reasons": doc.get("refusal_reasons", []),
         }
         self.tally.remember(rec)

@@ -18,6 +18,7 @@ import numpy as np
 
 from ..mqtt import payloads
 from .dedup import Track
+from .fusion import single
 from .work import Observation
 
 CROP_MARGIN = 0.25  # extra box size on each side kept around a face crop
@@ -68,16 +69,19 @@ def source_label(obs: Observation) -> str:
 def build_result(
     track: Track, *, device_id: str, model_id: str, include_crop: bool, max_crop_bytes: int, id: str | None = None
 ) -> dict[str, Any]:
-    """The result document for ``track`` (its best capture), ready for :func:`enqueue_result`."""
+    """The result document for ``track``, ready for :func:`enqueue_result`: the match of its fused faces
+    (``track.final``; the best capture's own until the pipeline made it), the best capture's quality,
+    box and crop, and ``frames_fused``."""
     obs = track.best
-    decision_obj = obs.decision
+    final = track.final or single(obs)
+    decision_obj = final.decision
     candidates: list[payloads.Candidate] = []
     refusal: list[str] = []
     if obs.embedding is None:
         decision, threshold = "refused", None
         refusal = obs.quality.reasons or ["refused by the quality gate"]
     elif decision_obj is None:  # no gallery installed: compared with nobody
-        decision, threshold = "no_match", obs.threshold
+        decision, threshold = "no_match", final.threshold
     else:
         threshold = float(decision_obj.threshold)
         decision = "match" if decision_obj.match is not None else "no_match"
@@ -93,14 +97,14 @@ def build_result(
     crop = None
     if include_crop and obs.crop is not None:
         crop = payloads.crop_payload(obs.crop, max_bytes=max_crop_bytes)
-    return payloads.result_payload(
+    doc = payloads.result_payload(
         id=id or result_id(device_id, obs),
         device_id=device_id,
         decision=decision,
         candidates=candidates,
         threshold=threshold,
         quality=obs.quality,
-        gallery_version=obs.gallery_version,
+        gallery_version=final.gallery_version,
         model_id=model_id,
         captured_at=obs.captured_at,
         refusal_reasons=refusal,
@@ -108,3 +112,5 @@ def build_result(
         face_box=obs.face.box,
         source=source_label(obs),
     )
+    doc["frames_fused"] = final.frames
+    return doc

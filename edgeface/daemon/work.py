@@ -71,14 +71,20 @@ def _finite(v: float, default: float = 0.0) -> float:
     return default if v is None or math.isnan(v) else float(v)
 
 
-def capture_rank(q: Quality) -> float:
-    """Higher is a better capture of a face: passed beats refused, then score x size x sharpness x frontality."""
+def quality_weight(q: Quality) -> float:
+    """The quality gate's figures as one number in 0..1: detector score x size x sharpness x frontality
+    (size saturates at 160 px, sharpness at 200). Ranks captures and weighs faces in a fused template."""
     size = min(1.0, _finite(q.size_px) / 160.0)
     sharp = min(1.0, _finite(q.sharpness) / 200.0)
     pose = math.cos(math.radians(min(abs(_finite(q.yaw)), 89.0))) * math.cos(
         math.radians(min(abs(_finite(q.pitch)), 89.0))
     )
-    return (1.0 if q.passed else 0.0) + float(q.score) * size * sharp * pose
+    return max(0.0, float(q.score) * size * sharp * pose)
+
+
+def capture_rank(q: Quality) -> float:
+    """Higher is a better capture of a face: passed beats refused, then :func:`quality_weight`."""
+    return (1.0 if q.passed else 0.0) + quality_weight(q)
 
 
 @dataclass(eq=False)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from daemon_helpers import REPO, toml_text, unit_sections
+from daemon_helpers import REPO, build_gallery, install_gallery, toml_text, unit_sections
 
 from edgeface.config import Config, load_config
 
@@ -18,48 +17,11 @@ def test_gallery(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A gallery of Barack Obama and Joe Biden (tests/images), enrolled with the current models and signed
     with a test key: (bundle dir, public key). Built here rather than taken from the demo sample, so these
     tests follow model changes; and a unit must not trust the demo key, so the tests do not either."""
-    from edgeface.gallery import signing
-    from edgeface.gallery.enroll import EnrollItem, Workspace, enroll, settings_key
-    from edgeface.gallery.publish import publish_for
-    from edgeface.vision.engine import Engine
-
-    root = tmp_path_factory.mktemp("test-gallery")
-    config = load_config(None, env={})
-    engine = Engine(config)
-    card = engine.embedder_card
-    ws = Workspace(root / "workspace")
     images = REPO / "tests" / "images"
-    enroll(
-        engine,
-        ws,
-        [
-            EnrollItem("barack-obama", images / "obama.jpg", "public domain", "tests", "pytest", "Barack Obama"),
-            EnrollItem("joe-biden", images / "biden.jpg", "public domain", "tests", "pytest", "Joe Biden"),
-        ],
+    return build_gallery(
+        tmp_path_factory.mktemp("test-gallery"),
+        [("barack-obama", "Barack Obama", images / "obama.jpg"), ("joe-biden", "Joe Biden", images / "biden.jpg")],
     )
-    vectors, entries, identities = ws.content(settings_key(engine, config.enroll.second_face_ratio))
-    ws.close()
-    signing.generate_keypair(root / "central.pem", root / "central.pub")
-    pub = publish_for(
-        root / "publish",
-        card,
-        vectors=vectors,
-        entries=entries,
-        identities=identities,
-        signer=signing.load_private_key(root / "central.pem"),
-        target_fpir=config.gallery.target_fpir,
-    )
-    return pub.dir, root / "central.pub"
-
-
-def install_gallery(config: Config, bundle: Path) -> None:
-    from edgeface.gallery.store import GalleryStore
-
-    store = GalleryStore.from_config(config.gallery, config.models)
-    staged = store.staging(1)
-    for f in bundle.iterdir():
-        shutil.copyfile(f, staged / f.name)
-    store.install(staged)
 
 
 @pytest.fixture

@@ -1,11 +1,15 @@
 """Helpers for the daemon tests (imported by conftest.py and the test modules): a unit's configuration
-under a temp folder, and the daemon as a child process."""
+under a temp folder, signed galleries built with the current models, and the daemon as a child process."""
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from edgeface.config import Config
 
 from edgeface.testing.mqttload import Child
 
@@ -63,3 +67,42 @@ def wait_child(child: Child, condition: Any, timeout: float) -> bool:
             return bool(condition())
         time.sleep(0.05)
     return False
+
+
+def build_gallery(root: Path, people: list[tuple[str, str, Path]]) -> tuple[Path, Path]:
+    """Enroll ``people`` (identity id, name, photo) with the current models and publish a bundle signed with
+    a new test key: (bundle dir, public key file). A unit must not trust the demo key, so tests do not either."""
+    from edgeface.config import load_config
+    from edgeface.gallery import signing
+    from edgeface.gallery.enroll import EnrollItem, Workspace, enroll, settings_key
+    from edgeface.gallery.publish import publish_for
+    from edgeface.vision.engine import Engine
+
+    config = load_config(None, env={})
+    engine = Engine(config)
+    ws = Workspace(root / "workspace")
+    enroll(engine, ws, [EnrollItem(pid, path, "public domain", "tests", "pytest", name) for pid, name, path in people])
+    vectors, entries, identities = ws.content(settings_key(engine, config.enroll.second_face_ratio))
+    ws.close()
+    signing.generate_keypair(root / "central.pem", root / "central.pub")
+    pub = publish_for(
+        root / "publish",
+        engine.embedder_card,
+        vectors=vectors,
+        entries=entries,
+        identities=identities,
+        signer=signing.load_private_key(root / "central.pem"),
+        target_fpir=config.gallery.target_fpir,
+    )
+    return pub.dir, root / "central.pub"
+
+
+def install_gallery(config: Config, bundle: Path) -> None:
+    """Install a published bundle on the unit of ``config`` as a sync would (staged, verified, swapped)."""
+    from edgeface.gallery.store import GalleryStore
+
+    store = GalleryStore.from_config(config.gallery, config.models)
+    staged = store.staging(1)
+    for f in bundle.iterdir():
+        shutil.copyfile(f, staged / f.name)
+    store.install(staged)

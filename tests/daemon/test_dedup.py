@@ -5,6 +5,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 
 from edgeface.capture import Frame
 from edgeface.daemon.dedup import Tracker
@@ -127,3 +128,69 @@ def test_result_ids_are_stable_uuid7_and_payloads_follow_the_contract() -> None:
     doc = build_result(refused, device_id="unit-a", model_id="m", include_crop=False, max_crop_bytes=16384)
     payloads.check(doc, "result")
     assert doc["decision"] == "refused" and doc["refusal_reasons"] == ["yaw 70 > limit 60"]
+
+
+def test_a_track_fuses_its_passed_faces_weighted_by_quality() -> None:
+    from edgeface.daemon.fusion import fuse, fusion_weight
+
+    tr = Tracker(window_s=5.0, similarity=0.5, iou_min=0.3)
+    faces = [obs(100, "ann", score=0.95), obs(100.5, "ann", score=0.6), obs(101, None, refused=True)]
+    feed(tr, faces)
+    (track,) = tr.close_all()
+    assert track.fused.frames == 2  # the refused face has no embedding: not fused
+    w = [fusion_weight(o.quality) for o in faces[:2]]
+    assert w[0] > w[1]  # the detector's confidence is part of the weight
+    e = np.stack([o.embedding for o in faces[:2] if o.embedding is not None])
+    assert np.allclose(track.fused.template, fuse(e, w), atol=1e-6)
+    assert not np.allclose(fuse(e, w), fuse(e), atol=1e-4)  # weighted, not a plain mean
+    assert np.linalg.norm(track.fused.template) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_the_final_match_searches_the_fused_template_only_for_two_or_more_faces() -> None:
+    from edgeface.daemon.fusion import final_match
+
+    calls: list[np.ndarray] = []
+
+    def search(e: np.ndarray) -> tuple:
+        calls.append(e)
+        cand = SimpleNamespace(identity="ann", name="Ann", score=0.97, row=0)
+        return SimpleNamespace(match=cand, candidates=[cand], threshold=0.9), 4, 0.9
+
+    (one,) = feed(Tracker(0.0, 0.8, 0.3), [obs(100, "ann", match="ann")])
+    m = final_match(one.best, one.fused, search)
+    assert calls == [] and m.frames == 1 and m.decision is one.best.decision and m.gallery_version == 3
+    tr = Tracker(5.0, 0.5, 0.3)
+    feed(tr, [obs(100, "ann", match="ann"), obs(100.5, "ann")])
+    (two,) = tr.close_all()
+    m = final_match(two.best, two.fused, search)
+    assert len(calls) == 1 and np.allclose(calls[0], two.fused.template)
+    assert m.frames == 2 and m.gallery_version == 4 and m.decision.candidates[0].score == 0.97
+    (refused,) = feed(Tracker(0.0, 0.8, 0.3), [obs(100, None, refused=True)])
+    assert final_match(refused.best, refused.fused, search).frames == 0 and len(calls) == 1
+
+
+def test_a_failed_fused_search_still_gives_the_track_a_result() -> None:
+    from edgeface.daemon.fusion import final_match
+    from edgeface.mqtt import payloads
+
+    def broken(e: np.ndarray) -> tuple:
+        raise RuntimeError("index closed")
+
+    tr = Tracker(5.0, 0.5, 0.3)
+    feed(tr, [obs(100, "ann", match="ann", score=0.95), obs(100.5, "ann")])
+    (track,) = tr.close_all()
+    track.final = final_match(track.best, track.fused, broken)
+    assert track.final.frames == 1 and track.final.decision is track.best.decision  # the best capture stands in
+    doc = build_result(track, device_id="unit-a", model_id="m", include_crop=False, max_crop_bytes=16384)
+    payloads.check(doc, "result")
+    assert doc["decision"] == "match" and doc["frames_fused"] == 1
+
+
+def test_a_track_keeps_only_its_best_captures_crop() -> None:
+    tr = Tracker(5.0, 0.5, 0.3)
+    faces = [obs(100, "ann", score=0.7), obs(100.5, "ann", score=0.95), obs(101, "ann", score=0.8)]
+    for o in faces:
+        o.crop = np.zeros((4, 4, 3), np.uint8)
+    feed(tr, faces)
+    (track,) = tr.close_all()
+    assert track.best is faces[1] and [o.crop is not None for o in faces] == [False, True, False]
