@@ -340,14 +340,19 @@ def publish(
     keep: int = 5,
     trees: int | None = None,
     pointer_ttl_s: float = DEFAULT_POINTER_TTL_S,
+    version: int | None = None,
 ) -> Published:
-    """Build version latest+1 from the full gallery content, its deltas, and switch the pointer to it
+    """Build version latest+1 (or ``version``, if newer: a server publishing for several embedders keeps
+    their versions in step) from the full gallery content, its deltas, and switch the pointer to it
     (signed, valid ``pointer_ttl_s`` seconds). One publisher at a time: callers hold :func:`publish_lock`."""
     root = Path(publish_dir)
     root.mkdir(parents=True, exist_ok=True)
     ptr = read_pointer(root)
     prev_dir = root / ptr.bundle if ptr else None
-    version = (ptr.version if ptr else 0) + 1
+    latest = ptr.version if ptr else 0
+    if version is not None and version <= latest:
+        raise GalleryError(f"{root}: version {version} is not newer than the published version {latest}")
+    version = latest + 1 if version is None else version
     order = stable_order(prev_dir, entries, vectors)
     ordered_entries = [entries[i] for i in order]
     used = {str(e["identity"]) for e in ordered_entries}

@@ -76,12 +76,7 @@ class GalleryFiles:
         headers = [
             ("ETag", etag),
             ("Accept-Ranges", "bytes"),
-            (
-                "Cache-Control",
-                "no-cache"
-                if path.suffix == ".json" and path.parent == self.root
-                else "public, max-age=31536000, immutable",
-            ),
+            ("Cache-Control", "no-cache" if _changes(path, self.root) else "public, max-age=31536000, immutable"),
         ]
         inm = environ.get("HTTP_IF_NONE_MATCH")
         if inm and (inm.strip() == "*" or etag in [t.strip() for t in inm.split(",")]):
@@ -114,6 +109,13 @@ class GalleryFiles:
         if method == "HEAD":
             return []
         return _read_range(path, start, length)
+
+
+def _changes(path: Path, root: Path) -> bool:
+    """Whether a file is replaced in place (a caching proxy must ask again): a pointer (``latest.json``, at
+    the root or in an embedder's folder, ``<root>/<embedder-id>/latest.json``) or any JSON file at the root.
+    Everything else (bundles and deltas, in folders named by their version) never changes once written."""
+    return path.name == "latest.json" or (path.suffix == ".json" and path.parent == root)
 
 
 def _type(path: Path) -> str:

@@ -2,6 +2,10 @@
 
 One sync (:func:`sync_once`):
 
+0. Where: a server publishing for several embedders keeps each one's galleries in
+   ``<sync_url>/<embedder-id>/`` (see edgeface/server/publishing.py); a unit asks the folder of the model
+   it runs (``embedder_id``) and, when there is none (HTTP 404), ``<sync_url>`` itself: a plain
+   single-embedder publish folder (``edgeface gallery build``), whose bundle must still name its model.
 1. ``GET latest.json`` with ``If-None-Match``: a 304 ends it (nothing published since the last look).
 2. If the pointer's version is not newer than the installed one: done (older: refused, no rollback).
 3. If the pointer offers a delta from the installed version: fetch ``delta.json``/``manifest.json`` and
@@ -37,6 +41,7 @@ import random
 import shutil
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -53,7 +58,7 @@ from .index import self_check
 from .manifest import Manifest
 from .publish import MAX_POINTER_BYTES, POINTER, format_utc, verify_pointer
 from .store import GalleryStore, checkpoint, write_local_index_note
-from .transport import Http, TransportRefused
+from .transport import Http, NotFound, TransportRefused
 
 log = get_logger(__name__)
 
@@ -214,23 +219,41 @@ def sync_once(
     headers: dict[str, str] | None = None,
     allow_insecure_http: bool = False,
     now: float | None = None,
+    embedder_id: str | None = None,
 ) -> SyncResult:
     """Check the server once and install a newer gallery if there is one (see the module docstring).
 
     ``headers`` go with every request to ``base_url``'s origin (:func:`auth_headers` for the central
     server's device login); with credentials, a plain ``http://`` URL is refused unless
     ``allow_insecure_http``. ``now`` (seconds since the epoch) is the clock pointer expiry is judged by.
+    ``embedder_id`` (the model this store's galleries are for) looks in ``<base_url>/<embedder_id>/`` first.
     """
     store.recover()
     current = store.installed_version()
     state = _load_state(store)
     result = SyncResult("failed", current, current)
-    http: Http | None = None
+    https: list[Http] = []
     try:
-        http = Http(base_url, timeout, ca_file, headers, allow_insecure_http=allow_insecure_http)
-        result = _check_and_install(
-            store, http, state, current, max_bytes, use_deltas, time.time() if now is None else now
-        )
+        for base in _locations(base_url, embedder_id):
+            https.append(Http(base, timeout, ca_file, headers, allow_insecure_http=allow_insecure_http))
+            try:
+                result = _check_and_install(
+                    store, https[-1], state, current, max_bytes, use_deltas, time.time() if now is None else now
+                )
+                break
+            except NotFound as e:
+                if e.rel != POINTER or base == base_url:
+                    raise
+                log.info("gallery.sync.no_embedder_folder", embedder=embedder_id, url=base, fallback=base_url)
+            except BundleRejected as e:
+                if e.reason != "embedder_mismatch" or base != base_url or not embedder_id:
+                    raise
+                raise BundleRejected(
+                    "embedder_mismatch",
+                    f"no gallery is published for embedder {embedder_id} (nothing at "
+                    f"{base_url.rstrip('/')}/{embedder_id}/{POINTER}), and the one at {base_url} is for another "
+                    f"model ({e}). Add {embedder_id} to the server's server.embedders and publish",
+                ) from None
     except (BundleRejected, TransportRefused) as e:
         result.status, result.reason, result.message = "refused", e.reason, str(e)
         log.error("gallery.sync.refused", reason=e.reason, error=str(e), installed=current)
@@ -241,7 +264,7 @@ def sync_once(
             str(e),
         )
         log.warning("gallery.sync.failed", error=str(e), installed=current)
-    result.downloaded_bytes = http.downloaded if http is not None else 0
+    result.downloaded_bytes = sum(h.downloaded for h in https)
     state.update(last_check=time.time(), last_result=result.to_dict())
     if result.status in ("updated", "up_to_date", "not_modified"):
         state["last_success"] = time.time()
@@ -255,6 +278,14 @@ def sync_once(
             bytes=result.downloaded_bytes,
         )
     return result
+
+
+def _locations(base_url: str, embedder_id: str | None) -> list[str]:
+    """Where to look, in order: the embedder's own folder, then ``base_url`` itself."""
+    base = base_url.rstrip("/") + "/"
+    if not embedder_id:
+        return [base_url]
+    return [base + urllib.parse.quote(embedder_id, safe="") + "/", base_url]
 
 
 def _check_and_install(
@@ -321,6 +352,9 @@ class Syncer:
     """Runs :func:`sync_once` every ``interval_s`` (with jitter), at once when triggered.
 
     ``on_installed(version)`` is called after each switch so the daemon can reopen the gallery.
+    ``pending`` (a store) and ``pending_embedder``: while the unit is to change its model (see switch.py),
+    each round also syncs the gallery for the new model into that store, and calls ``on_pending`` with
+    the outcome; the store the unit answers from is never touched by it.
     """
 
     def __init__(
@@ -335,13 +369,20 @@ class Syncer:
         on_installed: Callable[[int], None] | None = None,
         headers: dict[str, str] | None = None,
         allow_insecure_http: bool = False,
+        embedder_id: str | None = None,
+        pending: GalleryStore | None = None,
+        pending_embedder: str | None = None,
+        on_pending: Callable[[SyncResult], None] | None = None,
     ) -> None:
         self.store, self.base_url, self.interval_s = store, base_url, interval_s
         self.headers, self.allow_insecure_http = headers, allow_insecure_http
         self.timeout, self.ca_file, self.max_bytes = timeout, ca_file, max_bytes
         self.on_installed = on_installed
+        self.embedder_id = embedder_id
+        self.pending, self.pending_embedder, self.on_pending = pending, pending_embedder, on_pending
         self._wake = threading.Event()
         self.last: SyncResult | None = None
+        self.last_pending: SyncResult | None = None
 
     def trigger(self, announcement: bytes | dict[str, Any] | None = None) -> bool:
         """Called by the MQTT client with the retained gallery announcement (announce.v1.json:
@@ -359,24 +400,38 @@ class Syncer:
             version = int(announced) if announced is not None else None
         except (ValueError, TypeError, AttributeError):
             log.warning("gallery.sync.bad_announcement")
-        if version is not None and version <= self.store.installed_version():
+        installed = self.store.installed_version()
+        if self.pending is not None:
+            installed = min(installed, self.pending.installed_version())
+        if version is not None and version <= installed:
             return False
         self._wake.set()
         return True
 
-    def run_once(self) -> SyncResult:
-        self.last = sync_once(
-            self.store,
+    def _sync(self, store: GalleryStore, embedder_id: str | None) -> SyncResult:
+        return sync_once(
+            store,
             self.base_url,
             timeout=self.timeout,
             ca_file=self.ca_file,
             max_bytes=self.max_bytes,
             headers=self.headers,
             allow_insecure_http=self.allow_insecure_http,
+            embedder_id=embedder_id,
         )
+
+    def run_once(self) -> SyncResult:
+        """One round: the gallery the unit answers from, then (while a model change is pending) the new one's.
+        Returns the first; a failure of the second is returned instead (so the loop backs off)."""
+        self.last = self._sync(self.store, self.embedder_id)
         if self.last.status == "updated" and self.on_installed:
             self.on_installed(self.last.installed)
-        return self.last
+        if self.pending is None:
+            return self.last
+        self.last_pending = self._sync(self.pending, self.pending_embedder)
+        if self.on_pending is not None:
+            self.on_pending(self.last_pending)
+        return self.last_pending if self.last_pending.status == "failed" else self.last
 
     def run(self, stop: threading.Event) -> None:
         """Loop until ``stop`` is set; failures back off (doubling, up to the interval)."""

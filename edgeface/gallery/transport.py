@@ -39,6 +39,14 @@ class TransportRefused(SyncError):
         self.reason = reason
 
 
+class NotFound(SyncError):
+    """HTTP 404: the server has no such file (e.g. no gallery published for this unit's embedder)."""
+
+    def __init__(self, rel: str, message: str) -> None:
+        super().__init__(message)
+        self.rel = rel
+
+
 CREDENTIAL_HEADERS = ("authorization", "cookie", "proxy-authorization")
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -147,6 +155,8 @@ class Http:
         except urllib.error.HTTPError as e:
             if e.code in (304, 416):
                 return e
+            if e.code == 404:
+                raise NotFound(rel, f"GET {url}: HTTP 404 {e.reason}") from None
             raise SyncError(f"GET {url}: HTTP {e.code} {e.reason}") from None
         except (urllib.error.URLError, OSError) as e:
             raise SyncError(f"GET {url}: {getattr(e, 'reason', e)}; will retry at the next sync") from None
