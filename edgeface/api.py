@@ -124,15 +124,15 @@ def open_gallery(
     check raises :class:`~edgeface.errors.BundleRejected`, no installed gallery
     :class:`~edgeface.errors.GalleryError`.
     """
+    from .daemon.gallery_holder import GalleryHolder
     from .errors import GalleryError
     from .gallery.match import Gallery
     from .gallery.signing import load_trusted
-    from .gallery.store import GalleryStore
 
     engine = engine or default_engine()
     cfg = engine.config
     if bundle_dir is None:
-        opened = GalleryStore.from_config(cfg.gallery, cfg.models).open()
+        opened = GalleryHolder(cfg).open_store().open()  # the store the daemon's match stage opens
         if opened is None:
             raise GalleryError(
                 f"no gallery is installed in {cfg.gallery.dir}; install one with `edgeface gallery "
@@ -171,10 +171,20 @@ class Identification:
         """The best distinct identities with their cosine similarities, best first (empty when refused)."""
         return self.decision.candidates if self.decision is not None else []
 
+    @property
+    def verdict(self) -> str:
+        """``"match"``, ``"no_match"`` or ``"refused"``: the words of the unit's results (``decision`` there)."""
+        if self.decision is None:
+            return "refused"
+        return "match" if self.decision.match is not None else "no_match"
+
     def to_dict(self) -> dict[str, Any]:
+        """Box, keypoints, score, rotation, ``quality``, ``verdict`` and ``decision`` (match, threshold,
+        candidates; None when refused), as ``edgeface identify --json`` prints each face."""
         return {
             **self.face.to_dict(),
             "quality": self.quality.to_dict(),
+            "verdict": self.verdict,
             "decision": self.decision.to_dict() if self.decision is not None else None,
         }
 
@@ -188,7 +198,8 @@ def identify(
     threshold: float | None = None,
     engine: Engine | None = None,
 ) -> list[Identification]:
-    """Every face in ``image`` compared with a gallery: the daemon's steps for one frame.
+    """Every face in ``image`` compared with a gallery: the daemon's steps for one frame, the same functions
+    its stages call (:mod:`edgeface.daemon.steps`).
 
     Faces are detected and quality-checked; those that pass are aligned and embedded (one batch) and
     searched in the gallery (:meth:`Gallery.identify`). ``gallery`` is an opened gallery
@@ -201,6 +212,7 @@ def identify(
     ``candidates``: up to ``top_k`` identities with ``score``, ``threshold``), or ``embedding`` and
     ``decision`` None for a face the quality gate refused.
     """
+    from .daemon.steps import perceive, search
     from .gallery.match import Gallery
 
     engine = engine or default_engine()
@@ -208,11 +220,9 @@ def identify(
         gallery if isinstance(gallery, Gallery) else open_gallery(gallery, trusted_keys=trusted_keys, engine=engine)
     )
     try:
-        detected = engine.detect_and_assess(image)
-        embeddings = engine.embed_detected(image, detected)
         return [
-            Identification(d.face, d.quality, e, None if e is None else opened.identify(e, top_k, threshold))
-            for d, e in zip(detected, embeddings, strict=True)
+            Identification(d.face, d.quality, e, None if e is None else search(opened, e, top_k, threshold))
+            for d, e in perceive(engine, image)
         ]
     finally:
         if opened is not gallery:

@@ -76,12 +76,13 @@ def cli(
 
 def _register() -> None:
     """Attach every command; each module defines its commands and imports nothing from here."""
-    from . import broker, config_cmd, detect, embed, enroll, gallery, ingest, outbox, run, server, status
+    from . import broker, config_cmd, detect, embed, enroll, gallery, identify, ingest, outbox, run, server, status
     from .bench import bench
 
     for command in (
         detect.detect_cmd,
         embed.embed_cmd,
+        identify.identify_cmd,
         enroll.enroll_cmd,
         run.run_cmd,
         run.trigger_cmd,

@@ -10,6 +10,8 @@ One module per job:
 ``wiring``         every collaborator created in one place (:func:`open_unit`) and closed in reverse
 ``capture_loop``   the capture thread: source (re)opened with backoff, bounded frame queue, triggers
 ``pipeline``       the stages infer -> match -> sink, results into the outbox, frames completed
+``steps``          the per-frame steps the stages run (shared with ``edgeface.identify``)
+``fusion``         a track's faces fused (quality-weighted) and matched once more when it ends
 ``stages``         a supervised group of threads over a bounded inbox (restart, retry, give up)
 ``supervisor``     restarts of every thread, progress, the systemd watchdog rule
 ``snapshot``       the status document and gauges, built from typed parts every interval

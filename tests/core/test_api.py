@@ -104,6 +104,7 @@ def test_identify_the_demo_photos_against_the_sample_bundle(sample_gallery: Any)
     assert blurred.embedding is None and blurred.decision is None and blurred.match is None
     assert blurred.candidates == []
     assert blurred.to_dict()["decision"] is None and got[name].to_dict()["decision"]["match"]["identity"]
+    assert [got[n].verdict for n in sorted(got)] == ["match", "match", "no_match", "refused"]  # the results' words
 
 
 def test_identify_takes_a_bundle_folder_and_the_gallery_settings(images_dir: Path, sample_gallery: Any) -> None:
