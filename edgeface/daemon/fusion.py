@@ -1,9 +1,10 @@
 """A track's faces fused into one template, matched once more before its result leaves for the outbox.
 
 One frame of a person walking past is often a little blurred, turned or small; the mean of several
-frames' embeddings sits closer to who they are than most single frames do (on LFW, people with four
-or more photos: the fused score against their enrolled photo is above every single photo's score for
-most of them). So the match a result carries is made on the fused template, not on one frame.
+frames' embeddings usually sits closer to who they are than a single frame does, so a weak frame no
+longer decides alone (tests/daemon/test_fusion.py: three LFW photos of one person, one of which alone
+is "no match"; fused, the score is above each single photo's). So the match a result carries is made
+on the fused template, not on one frame.
 
 * **What is fused:** the embeddings of the track's faces that passed the quality gate (a refused face
   has none), L2-normalised, each weighted by :func:`fusion_weight`, summed and normalised again. The
