@@ -5,7 +5,6 @@ the devices' authenticated bundle download (the gallery's own WSGI file server, 
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import io
 import json
@@ -13,8 +12,6 @@ import os
 import re
 import time
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,14 +19,15 @@ from typing import Any
 from flask import Blueprint, Response, abort, g, redirect, render_template, request, url_for
 from sqlalchemy import delete, func, insert, select, update
 
-from ..errors import EdgefaceError, GalleryError, ImageError, ImageTooLarge
+from ..errors import EdgefaceError, ImageError, ImageTooLarge
 from ..logs import get_logger
 from ..vision.settings import ImageConfig
 from . import audit, auth
 from .access import DEVICE, access
+from .publishing import keep_pointer_fresh, publish_gallery
 from .review import send_image
 from .services import services
-from .tables import devices, identities, images, publications
+from .tables import devices, identities, images, publication_bundles, publications
 
 log = get_logger(__name__)
 bp = Blueprint("gallery_admin", __name__)
@@ -37,18 +35,6 @@ bp = Blueprint("gallery_admin", __name__)
 IDENTITY_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 GALLERY_SCOPE = "gallery"  # view-token scope of the images the gallery pages show
 FORMATS = {"JPEG": ".jpg", "MPO": ".jpg", "PNG": ".png", "WEBP": ".webp", "BMP": ".bmp"}  # MPO: phones' JPEG
-
-
-@contextmanager
-def _publish_lock(folder: Path) -> Iterator[None]:
-    """One publication at a time on this host (versions must not race for the same number)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".publish.lock", "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 @dataclass(frozen=True)
@@ -170,11 +156,20 @@ def index() -> Any:
             ).all()
         )
         pubs = conn.execute(select(publications).order_by(publications.c.version.desc()).limit(50)).all()
+        bundles: dict[int, list[Any]] = {}
+        for b in conn.execute(
+            select(publication_bundles)
+            .where(publication_bundles.c.version.in_([p.version for p in pubs]))
+            .order_by(publication_bundles.c.embedder_id)
+        ):
+            bundles.setdefault(int(b.version), []).append(b)
         devs = conn.execute(
             select(devices.c.device_id, devices.c.status, devices.c.state).order_by(devices.c.device_id)
         ).all()
     running = [
-        (d.device_id, (json.loads(d.status).get("gallery_version") if d.status else None), d.state) for d in devs
+        (d.device_id, st.get("gallery_version"), d.state, st.get("model_id"))
+        for d in devs
+        for st in [json.loads(d.status) if d.status else {}]
     ]
     tokens = _shown("gallery", sorted(thumbs.values()))
     return render_template(
@@ -186,7 +181,19 @@ def index() -> Any:
         running=running,
         latest=pubs[0].version if pubs else None,
         report=None,
+        bundles=bundles,
+        fleet=_fleet_embedders(svc.config),
     )
+
+
+def _fleet_embedders(config: Any) -> dict[str, Any]:
+    """The embedders the next publication builds for (server.embedders), or why the setting is wrong."""
+    from .embedders import fleet_cards, known_embedders
+
+    try:
+        return {"ids": [c.id for c in fleet_cards(config)], "error": None}
+    except EdgefaceError as e:
+        return {"ids": [], "error": str(e), "known": known_embedders(config)}
 
 
 @bp.route("/gallery/enroll", methods=["POST"])
@@ -373,82 +380,6 @@ def _shown(page: str, image_ids: list[int]) -> dict[int, str]:
     return {i: auth.view_token(g.session.csrf_token, GALLERY_SCOPE, i) for i in image_ids}
 
 
-def publish_gallery(svc: Any, actor: str) -> dict[str, Any]:
-    """Build, sign and publish the next version from everything enrolled; announce it; record it.
-
-    Refused (ConfigError, before anything is built) without ``server.public_url``: the announcement
-    points units to ``<server.public_url>/bundles/`` and never to the Host header of a request.
-    """
-    from ..gallery import signing
-    from ..gallery.enroll import Workspace, settings_key
-    from ..gallery.publish import publish_for
-    from ..mqtt import payloads
-    from .announce import announce
-
-    cfg = svc.config
-    url = svc.bundles_url()
-    key = signing.load_private_key(Path(cfg.server.signing_key))
-    with _publish_lock(svc.publish_dir), svc.engine_lock:
-        engine = svc.engine()
-        card = engine.embedder_card
-        ws = Workspace(svc.workspace_dir)
-        try:
-            vectors, entries, idents = ws.content(settings_key(engine, cfg.enroll.second_face_ratio))
-        finally:
-            ws.close()
-        if not entries:
-            raise GalleryError("nothing is enrolled with this embedder and these settings: enroll identities first")
-        pub = publish_for(
-            svc.publish_dir,
-            card,
-            vectors=vectors,
-            entries=entries,
-            identities=idents,
-            signer=key,
-            target_fpir=cfg.gallery.target_fpir,
-            pointer_ttl_s=cfg.gallery.pointer_ttl_s,
-        )
-    m = pub.manifest
-    manifest_sha = hashlib.sha256((pub.dir / "manifest.json").read_bytes()).hexdigest()
-    doc = payloads.announce_payload(
-        gallery_version=m.gallery_version, url=url, model_id=card.id, manifest_sha256=manifest_sha, count=m.identities
-    )
-    announced, why = announce(cfg, doc)
-    if not announced:
-        log.warning(
-            "server.gallery.not_announced",
-            version=m.gallery_version,
-            why=why,
-            hint="units still find it at their next scheduled sync",
-        )
-    rec = {
-        "version": m.gallery_version,
-        "url": url,
-        "count": m.count,
-        "identities": m.identities,
-        "bytes": m.total_bytes,
-        "manifest_sha256": manifest_sha,
-        "announced": announced,
-        "why_not_announced": why,
-        "deltas": sorted(pub.deltas),
-    }
-    with svc.db.write() as conn:
-        conn.execute(
-            insert(publications).values(
-                version=m.gallery_version,
-                published_at=time.time(),
-                published_by=actor,
-                count=m.count,
-                identities=m.identities,
-                bytes=m.total_bytes,
-                manifest_sha256=manifest_sha,
-                announced=announced,
-            )
-        )
-        audit.append(conn, actor, "gallery.publish", f"v{m.gallery_version}", rec)
-    return rec
-
-
 @bp.route("/gallery/publish", methods=["POST"])
 @access("admin")
 def publish_view() -> Any:
@@ -469,28 +400,9 @@ def bundle_file(path: str) -> Any:
     files = svc.__dict__.setdefault("_gallery_files", GalleryFiles(svc.publish_dir))
     env = dict(request.environ)
     env["PATH_INFO"] = "/" + path
-    if path == "latest.json":
-        keep_pointer_fresh(svc)
+    if path.rpartition("/")[2] == "latest.json":  # the root's, or an embedder's (<embedder-id>/latest.json)
+        folder = files.resolve(path)
+        keep_pointer_fresh(svc, folder.parent if folder is not None else None)
         with svc.db.write() as conn:
             conn.execute(update(devices).where(devices.c.device_id == g.device).values(last_fetch_at=time.time()))
     return Response.from_app(files, env)
-
-
-def keep_pointer_fresh(svc: Any) -> None:
-    """Re-sign ``latest.json`` when a unit asks for it past half its lifetime (gallery.pointer_ttl_s): the
-    server has no publish loop, so units' polls are its clock. A failure is logged and the pointer served
-    as it is (units then refuse it once expired and show their gallery as stale)."""
-    from ..gallery import signing
-    from ..gallery.publish import refresh_pointer_if_due
-
-    cfg = svc.config
-    try:
-        refresh_pointer_if_due(
-            svc.publish_dir, cfg.gallery.pointer_ttl_s, lambda: signing.load_private_key(Path(cfg.server.signing_key))
-        )
-    except (EdgefaceError, OSError) as e:
-        log.error(
-            "server.gallery.pointer_refresh_failed",
-            error=str(e),
-            hint="check server.signing_key; units refuse the pointer once it expires",
-        )

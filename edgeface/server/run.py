@@ -99,6 +99,9 @@ def run_server(
     """Run until SIGTERM or SIGINT."""
     if web:
         _check_public_url(config)
+        from .embedders import fleet_cards
+
+        fleet_cards(config)  # server.embedders names embedder cards there are (ConfigError naming it)
     db = Database(config.server.database_url)
     db.migrate()
     n = config.server.ingest_workers if ingest_workers is None else ingest_workers

@@ -32,6 +32,13 @@ class ServerConfig:
         "announcement points them to <public_url>/bundles/. Required to publish a gallery (the request's "
         "Host header is never used).",
     )
+    embedders: tuple[str, ...] = setting(
+        [],
+        "Embedder model ids the fleet runs (cards in models.dir): each publication re-embeds every enrolled "
+        "image with each (cached per image and model) and publishes a bundle per model under "
+        "<publish>/<model-id>/; the first is also served at the root for units that predate per-model folders. "
+        "Adding one re-embeds everything at the next publication. Empty: models.embedder only.",
+    )
     host: str = setting("127.0.0.1", "Address the web application listens on (put a TLS proxy in front).")
     port: int = setting(8480, "TCP port of the web application.", min=0, max=65535)
     threads: int = setting(8, "Web request threads per server process.", min=1, max=256)

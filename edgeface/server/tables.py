@@ -165,6 +165,21 @@ publications = Table(
     Column("announced", Boolean, nullable=False, default=False),
 )
 
+# Each embedder's bundle of a publication (one row per version and embedder; the publication's row above
+# carries the first embedder's figures, as before there were several).
+publication_bundles = Table(
+    "publication_bundles",
+    metadata,
+    Column("version", Integer, ForeignKey("publications.version", ondelete="CASCADE"), primary_key=True),
+    Column("embedder_id", String(128), primary_key=True),
+    Column("embedder_sha256", String(64), nullable=False),
+    Column("count", Integer, nullable=False),
+    Column("identities", Integer, nullable=False),
+    Column("bytes", Integer, nullable=False),
+    Column("manifest_sha256", String(64), nullable=False),
+    Column("embedded", Integer, nullable=False),  # images embedded for it at this publication (not cached)
+)
+
 audit_log = Table(
     "audit_log",
     metadata,

@@ -61,7 +61,7 @@ def test_enroll_publish_and_wipe(config: Any, db: Any, as_admin: Browser, as_rev
     r = as_admin.post("/gallery/publish")
     assert r.status_code == 200 and "Published gallery version 1" in r.get_data(as_text=True)
     assert "Not announced" in r.get_data(as_text=True)  # no broker configured here: said, not hidden
-    pub = config.server.data_dir / "publish"
+    pub = config.server.data_dir / "publish" / config.models.embedder  # one folder per embedder (publishing.py)
     vb = verify_bundle(pub / "v0000000001", [load_public_key(config.server.signing_key.with_suffix(".pub"))])
     assert vb.manifest.identities == 2
     entries = [json.loads(x) for x in (pub / "v0000000001" / "entries.ndjson").read_text().splitlines()]
