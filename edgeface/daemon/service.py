@@ -229,6 +229,8 @@ class Daemon:
         )
 
     def _tick(self, r: Running) -> None:
+        if r.unit.gallery.switch_ready.is_set():  # a new model's gallery is verified: switch both at the next start
+            self.request_stop("embedder switch")
         r.supervisor.supervise()
         r.watchdog.feed()
         now = time.monotonic()

@@ -24,7 +24,7 @@ from ..outbox import Outbox
 from ..vision.engine import Engine
 from .dedup import Tracker
 from .endpoint import MetricsServer
-from .gallery_holder import GalleryHolder
+from .gallery_holder import GalleryHolder, choose_pair
 from .metrics import Metrics
 from .retention import Retention
 from .supervisor import PublisherSlot, SyncThread
@@ -98,6 +98,7 @@ def open_unit(
 ) -> Unit:
     """Create and start every collaborator (see the module docstring); on an error close what was opened."""
     with ExitStack() as closing:
+        config, pair = choose_pair(config)  # the model to run and its gallery: gallery/switch.py
         state_dir = Path(config.run.state_dir)
         src = source or make_source(config, state_dir)
         closing.callback(src.shutdown)
@@ -111,7 +112,7 @@ def open_unit(
         retention = Retention(config, outbox, metrics)
         closing.callback(retention.close)
         retention.remove_orphans()
-        gallery = GalleryHolder(config)
+        gallery = GalleryHolder(config, pair)
         closing.callback(gallery.close)
         gallery.current()  # open now: its errors belong in the start-up log
         unit = Unit(
@@ -166,6 +167,8 @@ def _start_network(unit: Unit, metrics: Metrics, status: Callable[[], dict[str, 
             on_installed=lambda v: unit.gallery.changed.set(),
             headers=headers,
             allow_insecure_http=g.allow_insecure_http,
+            embedder_id=unit.model_id,
+            **unit.gallery.pending_sync(),
         )
         unit.sync = SyncThread(syncer, metrics)
         closing.callback(unit.sync.stop)
