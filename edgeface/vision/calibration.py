@@ -31,9 +31,17 @@ def identification_threshold(spec: EmbedderSpec, gallery_size: int, target_fpir:
 
     Never below the card's 1:1 threshold (a small gallery is still a comparison of two faces).
     """
+    sims, far = _tail(spec)
+    t = min(1.0, threshold_for_tail(sims, far, gallery_size, target_fpir))  # cosine ends at 1
+    return max(t, spec.thresholds.get("cosine", -1.0))
+
+
+def threshold_for_tail(sims: np.ndarray, far: np.ndarray, gallery_size: int, target_fpir: float) -> float:
+    """The lowest score t with 1 - (1 - FAR(t))^N <= target, for any score whose per-comparison impostor
+    tail (ascending ``sims``, descending ``far``) is known: the card's raw cosine, or a bundle's
+    normalised score (edgeface/gallery/cohort.py). Beyond the measured tail it extrapolates (logged)."""
     if not 0 < target_fpir < 1:
         raise ValueError(f"target FPIR must be in (0, 1), got {target_fpir}")
-    sims, far = _tail(spec)
     n = max(1, gallery_size)
     # per-comparison FAR that gives the target FPIR over n independent impostor comparisons
     far_needed = -np.expm1(np.log1p(-target_fpir) / n)  # 1 - (1 - fpir)^(1/n), exact for tiny values
@@ -47,10 +55,9 @@ def identification_threshold(spec: EmbedderSpec, gallery_size: int, target_fpir:
             far_measured_down_to=float(far[-1]),
             threshold=round(t, 4),
         )
-    else:
-        # log FAR falls with similarity: invert the same log-linear interpolation predicted_fpir uses
-        t = float(np.interp(np.log(far_needed), np.log(far[::-1]), sims[::-1]))
-    return max(t, spec.thresholds.get("cosine", -1.0))
+        return t
+    # log FAR falls with similarity: invert the same log-linear interpolation predicted_fpir uses
+    return float(np.interp(np.log(far_needed), np.log(far[::-1]), sims[::-1]))
 
 
 def _extrapolate(sims: np.ndarray, far: np.ndarray, far_needed: float) -> float:
@@ -64,8 +71,8 @@ def _extrapolate(sims: np.ndarray, far: np.ndarray, far_needed: float) -> float:
         tail[-2:] = True
     slope, intercept = np.polyfit(sims[tail], np.log(far[tail]), 1)
     if slope > -1.0:  # log FAR must fall clearly (real tails: tens to hundreds per unit of similarity)
-        raise ModelError("the card's impostor tail does not fall with similarity; recalibrate it")
-    return float(min(1.0, (np.log(far_needed) - intercept) / slope))
+        raise ModelError("the impostor tail does not fall with the score; recalibrate it")
+    return float((np.log(far_needed) - intercept) / slope)
 
 
 def _tail(spec: EmbedderSpec) -> tuple[np.ndarray, np.ndarray]:
