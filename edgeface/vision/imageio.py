@@ -136,12 +136,11 @@ def load_image(source: ImageSource, limits: ImageConfig | None = None) -> np.nda
         except Exception as e:  # noqa: BLE001 - decoder errors come as OSError, SyntaxError, ValueError...
             raise ImageError(f"{name}: cannot decode image: {_reason(e)}") from e
         try:
-            upright = ImageOps.exif_transpose(im)
+            ImageOps.exif_transpose(im, in_place=True)  # in place: no copy of an image that is upright already
         except Exception as e:  # noqa: BLE001 - a corrupt EXIF block must not lose the picture
             log.warning("image.exif_ignored", image=name, error=f"{type(e).__name__}: {e}")
-            upright = im
         try:
-            return _to_rgb(upright)
+            return _to_rgb(im)
         except Exception as e:  # noqa: BLE001
             raise ImageError(f"{name}: cannot convert {im.mode} image to RGB ({e})") from e
 

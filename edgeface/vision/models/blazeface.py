@@ -10,6 +10,8 @@ here (SSD anchors, box decoding, the upright check); the NMS and the rotations a
 
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
 
@@ -79,6 +81,9 @@ class BlazeFaceDetector:
                 f"outputs {n_out} boxes; the card's [detector] anchor settings are wrong"
             )
         self.min_score = self.cfg.min_score if self.cfg.min_score is not None else self.spec.min_score
+        # a little below the threshold's logit: the exact test is on the sigmoid, as before
+        p = min(max(self.min_score, 1e-12), 1 - 1e-12)
+        self._min_logit = math.log(p / (1 - p)) - 1e-6
         self.nms_iou = self.cfg.nms_iou if self.cfg.nms_iou is not None else self.spec.nms_iou
         self.confident_score = (
             self.cfg.confident_score if self.cfg.confident_score is not None else self.spec.confident_score
@@ -97,21 +102,20 @@ class BlazeFaceDetector:
         inp = self.card.input
         h, w = image.shape[:2]
         side = float(max(h, w))
-        pad_x, pad_y = (side - w) / 2, (side - h) / 2
         scale = inp.width / side
         nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
         interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-        small = cv2.resize(image, (nw, nh), interpolation=interp)
-        canvas = np.zeros((inp.height, inp.width, 3), dtype=np.uint8)
         ox, oy = (inp.width - nw) // 2, (inp.height - nh) // 2
-        canvas[oy : oy + nh, ox : ox + nw] = small
-        # account for rounding of the resized size in the padding actually used
-        pad_x = ox / scale
-        pad_y = oy / scale
+        canvas = np.zeros((inp.height, inp.width, 3), dtype=np.uint8)
+        canvas[oy : oy + nh, ox : ox + nw] = cv2.resize(image, (nw, nh), interpolation=interp)
         if inp.colour == "BGR":
             canvas = canvas[:, :, ::-1]
-        tensor = canvas.astype(np.float32) * inp.scale + inp.offset
-        return tensor[None], side, pad_x, pad_y
+        # pixel * scale + offset, computed once into the float tensor (no intermediate float copies)
+        tensor = np.multiply(canvas, np.float32(inp.scale), dtype=np.float32)[None]
+        if inp.offset:
+            tensor += np.float32(inp.offset)
+        # account for rounding of the resized size in the padding actually used
+        return tensor, side, ox / scale, oy / scale
 
     def detect_upright(self, image: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, float]]:
         """Faces in ``image`` as it is: list of (box[4], keypoints[K,2], score) in its pixels."""
@@ -119,8 +123,12 @@ class BlazeFaceDetector:
         outputs = self.model.run(tensor)
         raw = outputs[self._reg][0]
         logits = np.clip(outputs[self._cls][0, :, 0], -self.spec.raw_score_clip, self.spec.raw_score_clip)
-        scores = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
-        keep = np.flatnonzero(scores >= self.min_score)
+        keep = np.flatnonzero(logits >= self._min_logit)  # the sigmoid only for the few that pass
+        if keep.size == 0:
+            return []
+        scores = 1.0 / (1.0 + np.exp(-logits[keep].astype(np.float64)))
+        keep = keep[scores >= self.min_score]
+        scores = scores[scores >= self.min_score]
         if keep.size == 0:
             return []
         k = len(self.spec.keypoints)
@@ -131,7 +139,7 @@ class BlazeFaceDetector:
         boxes = np.concatenate([centre - half, centre + half], axis=1)
         points = reg[:, 2:] + anchors[:, None, :]
         valid = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
-        merged = weighted_nms(boxes[valid], points[valid], scores[keep][valid], self.nms_iou)
+        merged = weighted_nms(boxes[valid], points[valid], scores[valid], self.nms_iou)
         out = []
         offset = np.array([pad_x, pad_y], dtype=np.float32)
         for box, pts, score in merged:

@@ -65,7 +65,9 @@ class FaceMesh:
         )
         if inp.colour == "BGR":
             crop = crop[:, :, ::-1]
-        tensor = crop.astype(np.float32)[None] * inp.scale + inp.offset
+        tensor = np.multiply(crop, np.float32(inp.scale), dtype=np.float32)[None]  # one pass, no float copies
+        if inp.offset:
+            tensor += np.float32(inp.offset)
         outputs = self.model.run(tensor)
         pts = outputs[self._pts].reshape(-1, 3)[: self.count, :2].astype(np.float64)
         presence = 1.0 / (1.0 + math.exp(-float(np.clip(outputs[self._presence].ravel()[0], -80, 80))))

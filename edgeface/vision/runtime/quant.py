@@ -58,16 +58,23 @@ def _broadcast(values: np.ndarray, spec: TensorSpec, ndim: int) -> np.ndarray:
 
 
 def quantize(x: np.ndarray, spec: TensorSpec) -> np.ndarray:
-    """Real values -> the tensor's integer type (rounded, saturated). Pass-through if not quantized."""
+    """Real values -> the tensor's integer type (rounded, saturated). Pass-through if not quantized.
+
+    Computed in float32, in place: with the int64 zero point in the arithmetic a whole image went through
+    float64, 0.4 ms of a 2.6 ms call to the int8 embedder on one core.
+    """
     if not is_quantized(spec):
         return np.asarray(x, dtype=spec.dtype)
-    x = np.asarray(x, dtype=np.float32)
-    scale = _broadcast(spec.scales, spec, x.ndim)
-    zero = _broadcast(spec.zero_points, spec, x.ndim)
+    q = np.array(x, dtype=np.float32)  # a fresh buffer: the steps below work in place
+    scale = _broadcast(spec.scales, spec, q.ndim)
+    zero = _broadcast(spec.zero_points.astype(np.float32), spec, q.ndim)
     info = np.iinfo(spec.dtype)
-    q = np.rint(x / scale) + zero
-    out: np.ndarray = np.clip(q, info.min, info.max).astype(spec.dtype)
-    return out
+    if not np.all(scale == 1):
+        np.divide(q, scale, out=q)
+    np.rint(q, out=q)
+    q += zero
+    np.clip(q, info.min, info.max, out=q)
+    return q.astype(spec.dtype)
 
 
 def dequantize(q: np.ndarray, spec: TensorSpec) -> np.ndarray:
@@ -75,6 +82,6 @@ def dequantize(q: np.ndarray, spec: TensorSpec) -> np.ndarray:
     if not is_quantized(spec):
         return np.asarray(q, dtype=np.float32)
     scale = _broadcast(spec.scales, spec, q.ndim)
-    zero = _broadcast(spec.zero_points, spec, q.ndim)
-    out: np.ndarray = (scale * (q.astype(np.float32) - zero)).astype(np.float32)
+    zero = _broadcast(spec.zero_points.astype(np.float32), spec, q.ndim)
+    out: np.ndarray = scale * (q.astype(np.float32) - zero)
     return out
