@@ -62,6 +62,12 @@ def identify_cmd(
     from ..api import identify, open_gallery
 
     config = app.with_overrides(**{"runtime.num_threads": threads})
+    if bundle is None:
+        # The model the daemon runs with the installed gallery: during a change of model, the old one until
+        # the daemon's next start completes the switch (gallery/switch.py); nothing is switched here.
+        from ..gallery.switch import choose
+
+        config = choose(config).config(config)
     engine = Engine(config)
     keys = list(trusted_keys) or list(config.gallery.trusted_keys)
     if bundle is not None:
@@ -125,7 +131,8 @@ def _verdict(face: dict[str, Any]) -> str:
     d = face["decision"]
     if d is None:
         return "refused (" + "; ".join(face["quality"]["reasons"]) + ")"
-    thr = f"threshold {d['threshold']:.3f}"
+    space = d.get("space", "cosine")  # the score the threshold applies to
+    thr = f"threshold {d['threshold']:.3f}" + (f" ({space})" if space != "cosine" else "")
     cands = ", ".join(f"{c['identity']} {_score(c)}" for c in d["candidates"])
     if d["match"] is not None:
         m = d["match"]
@@ -135,7 +142,7 @@ def _verdict(face: dict[str, Any]) -> str:
 
 
 def _score(candidate: dict[str, Any]) -> str:
-    """The raw cosine, and any other score the gallery gives next to it (e.g. a normalised one)."""
+    """The raw cosine, and any other score the gallery gives next to it (the normalised one)."""
     extra = [f"{k} {v:.3f}" for k, v in candidate.items() if k not in ("identity", "name", "score", "row") and _num(v)]
     return f"{candidate['score']:.3f}" + (f" ({', '.join(extra)})" if extra else "")
 

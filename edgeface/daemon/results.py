@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import math
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -20,6 +20,9 @@ from ..mqtt import payloads
 from .dedup import Track
 from .fusion import single
 from .work import Observation
+
+if TYPE_CHECKING:
+    from ..gallery.match import Decision
 
 CROP_MARGIN = 0.25  # extra box size on each side kept around a face crop
 CROP_MAX_SIDE = 320
@@ -75,25 +78,18 @@ def build_result(
     obs = track.best
     final = track.final or single(obs)
     decision_obj = final.decision
-    candidates: list[payloads.Candidate] = []
+    candidates: list[dict[str, Any]] = []
     refusal: list[str] = []
+    space = "cosine"
     if obs.embedding is None:
         decision, threshold = "refused", None
         refusal = obs.quality.reasons or ["refused by the quality gate"]
     elif decision_obj is None:  # no gallery installed: compared with nobody
         decision, threshold = "no_match", final.threshold
     else:
-        threshold = float(decision_obj.threshold)
+        threshold, space = float(decision_obj.threshold), decision_obj.space
         decision = "match" if decision_obj.match is not None else "no_match"
-        for i, c in enumerate(decision_obj.candidates):
-            # Scores travel with 6 decimals; round so the contract's rule (a match at or above the
-            # threshold, a no-match below it) still holds after rounding.
-            score = _ceil6(c.score) if (decision == "match" and i == 0) else _floor6(c.score)
-            if decision == "no_match" and score >= threshold:
-                score = _floor6(math.nextafter(threshold, -math.inf))
-            candidates.append(
-                payloads.Candidate(c.identity, score, c.name if c.name and c.name != c.identity else None)
-            )
+        candidates = _candidates(decision_obj, decision == "match")
     crop = None
     if include_crop and obs.crop is not None:
         crop = payloads.crop_payload(obs.crop, max_bytes=max_crop_bytes)
@@ -113,4 +109,24 @@ def build_result(
         source=source_label(obs),
     )
     doc["frames_fused"] = final.frames
+    if space != "cosine":
+        doc["score_space"] = space
     return doc
+
+
+def _candidates(decision: Decision, matched: bool) -> list[dict[str, Any]]:
+    """The candidates as the payload carries them: raw cosine ``score`` always, ``normalised`` where the
+    gallery has it. Scores travel with 6 decimals; the one the decision was made on is rounded so the
+    contract's rule (a match at or above the threshold, a no-match below it) still holds after rounding."""
+    out = []
+    for i, c in enumerate(decision.candidates):
+        decided = c.decided_on(decision.space)
+        v = _ceil6(decided) if (matched and i == 0) else _floor6(decided)
+        if not matched and v >= decision.threshold:
+            v = _floor6(math.nextafter(decision.threshold, -math.inf))
+        raw, norm = (v, c.normalised) if decision.space == "cosine" else (round(c.score, 6), v)
+        d = payloads.Candidate(c.identity, raw, c.name if c.name and c.name != c.identity else None).as_dict()
+        if norm is not None:
+            d["normalised"] = round(norm, 6) if decision.space == "cosine" else norm
+        out.append(d)
+    return out

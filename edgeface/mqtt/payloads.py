@@ -109,9 +109,14 @@ def result_rules(doc: Mapping[str, Any]) -> list[str]:
     """The contract's rules beyond the schema (call on a schema-valid result)."""
     problems = []
     decision, cands, thr = doc["decision"], doc["candidates"], doc["threshold"]
-    scores = [c["score"] for c in cands]
+    key = "normalised" if doc.get("score_space") == "normalised" else "score"  # the score decided on
+    if key == "normalised" and any("normalised" not in c for c in cands):
+        return ["with score_space 'normalised' every candidate needs its 'normalised' score"]
+    if key == "score" and thr is not None and not -1 <= thr <= 1:
+        problems.append("a cosine threshold lies within -1..1")
+    scores = [c[key] for c in cands]
     if any(a < b for a, b in itertools.pairwise(scores)):
-        problems.append("candidates must be ordered best first (score descending)")
+        problems.append(f"candidates must be ordered best first ({key} descending)")
     if decision == "match":
         if thr is None or not cands or scores[0] < thr:
             problems.append("a 'match' needs a threshold and a first candidate scoring at or above it")

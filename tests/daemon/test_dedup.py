@@ -11,6 +11,7 @@ from edgeface.capture import Frame
 from edgeface.daemon.dedup import Tracker
 from edgeface.daemon.results import build_result, result_id
 from edgeface.daemon.work import FrameJob, Observation
+from edgeface.gallery.match import Candidate, Decision
 from edgeface.vision.faces import Face
 from edgeface.vision.quality import Quality, Refusal
 
@@ -41,8 +42,8 @@ def obs(
     q = Quality(score, 120.0, 300.0, 0.0, 0.0, 0.0, refusals)
     decision = None
     if match:
-        cand = SimpleNamespace(identity=match, name=match.title(), score=0.95, row=0)
-        decision = SimpleNamespace(match=cand, candidates=[cand], threshold=0.9)
+        cand = Candidate(match, match.title(), 0.95, 0)
+        decision = Decision(cand, [cand], 0.9)
     return Observation(
         job,
         index,
@@ -194,3 +195,28 @@ def test_a_track_keeps_only_its_best_captures_crop() -> None:
     feed(tr, faces)
     (track,) = tr.close_all()
     assert track.best is faces[1] and [o.crop is not None for o in faces] == [False, True, False]
+
+
+def test_a_result_decided_on_normalised_scores_carries_both_scores() -> None:
+    """A normalised bundle decides on S-norm scores: the payload says so, ranks by them and keeps each raw cosine."""
+    from edgeface.errors import PayloadError
+    from edgeface.mqtt import payloads
+
+    ann, bob = Candidate("ann", "Ann", 0.91, 0, normalised=4.2), Candidate("bob", "Bob", 0.93, 1, normalised=3.1)
+    o = obs(100, "ann")
+    o.decision = Decision(ann, [ann, bob], 3.5, space="normalised")
+    (track,) = feed(Tracker(0.0, 0.8, 0.3), [o])
+    doc = build_result(track, device_id="unit-a", model_id="m", include_crop=False, max_crop_bytes=16384)
+    payloads.check(doc, "result")  # raw scores out of order is fine: the decision was on the normalised ones
+    assert doc["score_space"] == "normalised" and doc["threshold"] == 3.5 and doc["decision"] == "match"
+    assert [(c["score"], c["normalised"]) for c in doc["candidates"]] == [(0.91, 4.2), (0.93, 3.1)]
+
+    o2 = obs(101, "bob")
+    o2.decision = Decision(None, [bob], 3.1, space="normalised")  # at the threshold but not matched
+    (track,) = feed(Tracker(0.0, 0.8, 0.3), [o2])
+    doc = build_result(track, device_id="unit-a", model_id="m", include_crop=False, max_crop_bytes=16384)
+    payloads.check(doc, "result")
+    assert doc["decision"] == "no_match" and doc["candidates"][0]["normalised"] < 3.1
+    del doc["candidates"][0]["normalised"]
+    with pytest.raises(PayloadError, match="normalised"):
+        payloads.check(doc, "result")
