@@ -11,6 +11,14 @@ A bundle is a folder::
     projection.npy    (d + 1, dim) float32: mean and principal directions the index works in
     index.ann         Annoy index over the projected vectors (see index.py)
 
+and, when the gallery is published with score normalisation (cohort.py; listed in the manifest's
+``normalisation`` section and hashed like every other file):
+
+    norm_stats.npy    (identities, 2) float32: mean and spread of each identity template's top-K cohort scores
+    cohort_labels.npy (C,) int32: the cohort, in order: gallery identities (positions; their templates are
+                      rebuilt from the vectors) and -1 for each extra person not in the gallery
+    cohort.npy        (E, dim) float32: the extra people's embeddings (E = the -1 labels; often 0)
+
 Files are written through a *sink* and read through a *source*, so the same code writes plain folders
 (central side) and encrypted ones (a device's store; see crypto.py).
 """
@@ -31,6 +39,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from ..errors import BundleRejected
 from . import signing
+from .cohort import COHORT, COHORT_LABELS, STATS, Normaliser
 from .index import ANNOY_METRIC, DEFAULT_SEED, build_annoy, fit_projection, trees_for
 from .manifest import EmbedderRef, FileEntry, Manifest, sha256_file
 
@@ -146,6 +155,17 @@ def write_contents(
     return files
 
 
+NORM_FILES = (STATS, COHORT, COHORT_LABELS)
+
+
+def write_normaliser(sink: Sink, norm: Normaliser) -> dict[str, FileEntry]:
+    return {
+        STATS: sink.write(STATS, npy_chunks(np.asarray(norm.stats, np.float32))),
+        COHORT: sink.write(COHORT, npy_chunks(np.asarray(norm.cohort[norm.cohort_labels < 0], np.float32))),
+        COHORT_LABELS: sink.write(COHORT_LABELS, npy_chunks(np.asarray(norm.cohort_labels, np.int32))),
+    }
+
+
 def write_bundle(
     out_dir: Path,
     *,
@@ -158,10 +178,14 @@ def write_bundle(
     signer: Ed25519PrivateKey | None,
     trees: int | None = None,
     seed: int = DEFAULT_SEED,
+    normaliser: Normaliser | None = None,
+    normalisation: dict[str, Any] | None = None,
 ) -> Manifest:
     """Write a complete bundle folder, atomically (built beside it, then renamed into place).
 
-    ``signer`` None writes an unsigned bundle (only tests want one: devices refuse it).
+    ``signer`` None writes an unsigned bundle (only tests want one: devices refuse it). ``normaliser``
+    adds the normalisation files and the manifest's ``normalisation`` section (``normalisation``: what
+    else it records, e.g. how the threshold was measured); ``thresholds`` must then have ``normalised``.
     """
     out_dir = Path(out_dir)
     if out_dir.exists():
@@ -180,6 +204,17 @@ def write_bundle(
         trees,
         seed,
     )
+    norm_section = None
+    if normaliser is not None:
+        files.update(write_normaliser(PlainDir(tmp), normaliser))
+        norm_section = {
+            "method": "s-norm",
+            "templates": "mean",
+            "top_k": normaliser.top_k,
+            "cohort": len(normaliser.cohort),
+            "files": list(NORM_FILES),
+            **(normalisation or {}),
+        }
     manifest = Manifest(
         gallery_version=version,
         embedder=embedder,
@@ -195,6 +230,7 @@ def write_bundle(
             "seed": seed,
         },
         files=files,
+        normalisation=norm_section,
     )
     data = manifest.to_bytes()
     (tmp / MANIFEST).write_bytes(data)

@@ -10,7 +10,7 @@ fall below it. S-norm rescales each comparison by how both sides score against a
 
 ``s`` is the cosine of probe ``p`` and identity ``i``'s template; ``mu_i, sd_i`` the mean and spread of
 the template's ``top_k`` highest scores against the cohort (computed when the gallery is published:
-``norm_stats.npy``); ``mu_p, sd_p`` the same for the probe, computed per search against ``cohort.npy``.
+``norm_stats.npy``); ``mu_p, sd_p`` the same for the probe, computed per search against the cohort.
 Both leave out cohort members of identity ``i`` itself, so a person's own images never count as their
 impostors. A normalised score is "how many spreads above the crowd" this pair is, from both sides.
 
@@ -86,9 +86,7 @@ class Normaliser:
             mean[hit], sd[hit] = _masked_stats(s, keep)
         return mean, sd
 
-    def normalise(
-        self, template_scores: np.ndarray, identities: np.ndarray, cohort_scores: np.ndarray
-    ) -> np.ndarray:
+    def normalise(self, template_scores: np.ndarray, identities: np.ndarray, cohort_scores: np.ndarray) -> np.ndarray:
         """S-norm of one probe's cosines to the templates of ``identities`` (positions), given its
         cosines to the cohort."""
         identities = np.asarray(identities, np.int64)
@@ -149,6 +147,27 @@ def _unit(x: np.ndarray) -> np.ndarray:
 
 
 # -- publishing: the cohort, gallery-side statistics, the impostor tail ---------------------------------
+
+
+def assemble(
+    stats: np.ndarray,
+    cohort_labels: np.ndarray,
+    extra: np.ndarray,
+    vectors: np.ndarray,
+    by_identity: IdentityRows,
+    top_k: int,
+) -> Normaliser:
+    """The normaliser from a bundle's files: gallery members of the cohort travel as identity positions
+    (their templates are rebuilt here from the signed vectors, so a delta does not resend them), the
+    others (label -1) as vectors in ``extra``, in order."""
+    labels = np.asarray(cohort_labels, np.int32)
+    members = labels >= 0
+    if int((~members).sum()) != len(extra) or (members.any() and int(labels.max()) >= len(stats)):
+        raise ValueError(f"cohort labels ({len(labels)}, {int((~members).sum())} external) do not fit the data")
+    cohort = np.empty((len(labels), vectors.shape[1]), np.float32)
+    cohort[members] = templates_of(vectors, by_identity, labels[members].tolist())
+    cohort[~members] = np.asarray(extra, np.float32).reshape(-1, vectors.shape[1])
+    return Normaliser(np.asarray(stats, np.float32), cohort, labels, top_k)
 
 
 def cohort_pick(identity_ids: Sequence[str], limit: int = MAX_COHORT) -> np.ndarray:

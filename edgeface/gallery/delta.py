@@ -9,7 +9,9 @@ does (same code, fixed seed, one build thread) and checks every resulting file a
 manifest, which travels with the delta. Adding or removing 1% of a gallery sends about 1% of it.
 
 A delta folder holds ``delta.json`` + ``delta.sig`` (signed like a manifest), the target's
-``manifest.json`` + ``manifest.sig``, and the patch files listed in ``delta.json``.
+``manifest.json`` + ``manifest.sig``, and the patch files listed in ``delta.json``: the five above, plus
+the target's normalisation files (cohort.py), which change with every version and are carried whole
+(8 bytes per identity and the cohort: a few percent of a full bundle).
 
 The Annoy index is data derived from the verified vectors. Floating point differs between CPU
 families (x86 vs ARM fused multiply-add), so an index rebuilt on the device may differ in bytes from the
@@ -39,6 +41,7 @@ from .bundle import (
     IDENTITIES,
     INDEX,
     MANIFEST,
+    NORM_FILES,
     PROJECTION,
     SIGNATURE,
     VECTORS,
@@ -60,6 +63,7 @@ REMOVE, ADD_VECTORS, ADD_ENTRIES, IDENTITY_OPS = (
     "identity_ops.ndjson",
 )
 PATCH_FILES = (REMOVE, ADD_VECTORS, ADD_ENTRIES, IDENTITY_OPS, PROJECTION)  # the target's projection
+CARRIED = NORM_FILES  # target files sent whole when the target has them
 FORMAT = "edgeface-gallery-delta"
 
 
@@ -101,7 +105,7 @@ class DeltaSpec:
             if d.get("format") != FORMAT or d.get("format_version") != 1:
                 raise ValueError("not a format-1 delta")
             files = {str(n): FileEntry(str(f["sha256"]), int(f["size"])) for n, f in d["files"].items()}
-            if set(files) != set(PATCH_FILES):
+            if not set(PATCH_FILES) <= set(files) or not set(files) <= set(PATCH_FILES) | set(CARRIED):
                 raise ValueError(f"files {sorted(files)}")
             return cls(
                 int(d["base_version"]),
@@ -177,6 +181,9 @@ def make_delta(base_dir: Path, target_dir: Path, out_dir: Path, signer: Ed25519P
         ),
         PROJECTION: sink.write(PROJECTION, [(target_dir / PROJECTION).read_bytes()]),
     }
+    for name in CARRIED:
+        if (target_dir / name).exists():
+            files[name] = sink.write(name, [(target_dir / name).read_bytes()])
     for name in (MANIFEST, SIGNATURE):
         shutil.copyfile(target_dir / name, tmp / name)
     spec = DeltaSpec(
@@ -243,6 +250,12 @@ def apply_delta(
             int(target.index["seed"]),
             projection=np.load(patch[PROJECTION]),
         )
+        for name in CARRIED:
+            if name in patch:
+                files[name] = sink.write(name, [patch[name].read_bytes()])
+        missing = set(target.files) - set(files)
+        if missing:
+            raise BundleRejected("format", f"the delta does not give the target's {', '.join(sorted(missing))}")
         for name, got in files.items():
             if name != INDEX and got != target.files[name]:
                 raise BundleRejected(

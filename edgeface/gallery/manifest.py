@@ -9,6 +9,11 @@ other file is trusted only through the hash the manifest gives for it. Format (`
      "thresholds": {"cosine": 0.5}, "count": 1000, "identities": 400,
      "index": {"kind": "annoy", "metric": "angular", "trees": 20, "seed": 1},
      "files": {"vectors.npy": {"sha256": "...", "size": 512128}, ...}}
+
+A bundle published with score normalisation (edgeface/gallery/cohort.py) also has
+``"normalisation": {"method": "s-norm", "top_k": 200, "files": ["norm_stats.npy", ...], ...}`` and a
+``thresholds.normalised`` decision threshold in that score's space; ``thresholds.cosine`` stays the raw
+threshold, so a unit that predates normalisation (it ignores the section) still decides correctly.
 """
 
 from __future__ import annotations
@@ -52,6 +57,7 @@ class Manifest:
     identities: int
     index: dict[str, Any]
     files: dict[str, FileEntry]
+    normalisation: dict[str, Any] | None = None  # None: raw cosine decisions only (see cohort.py)
     created: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     format_version: int = FORMAT_VERSION
 
@@ -65,7 +71,7 @@ class Manifest:
         return sum(f.size for f in self.files.values())
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d: dict[str, Any] = {
             "format": FORMAT,
             "format_version": self.format_version,
             "gallery_version": self.gallery_version,
@@ -82,6 +88,9 @@ class Manifest:
             "index": dict(self.index),
             "files": {name: {"sha256": f.sha256, "size": f.size} for name, f in sorted(self.files.items())},
         }
+        if self.normalisation is not None:
+            d["normalisation"] = dict(self.normalisation)
+        return d
 
     def to_bytes(self) -> bytes:
         return (json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n").encode()
@@ -121,6 +130,7 @@ class Manifest:
                 identities=int(d["identities"]),
                 index=dict(d["index"]),
                 files=files,
+                normalisation=None if d.get("normalisation") is None else dict(d["normalisation"]),
                 created=str(d["created"]),
             )
         except BundleRejected:
@@ -131,6 +141,12 @@ class Manifest:
             raise bad("gallery_version must be >= 1 and count >= 0")
         if m.embedder.metric not in m.thresholds:
             raise bad(f"no threshold for the embedder's metric {m.embedder.metric!r}")
+        if m.normalisation is not None:
+            listed = m.normalisation.get("files")
+            if not isinstance(listed, list) or any(str(n) not in m.files for n in listed):
+                raise bad("normalisation names files the manifest does not list")
+            if "normalised" not in m.thresholds:
+                raise bad("normalisation without a thresholds.normalised decision threshold")
         return m
 
 

@@ -1,8 +1,19 @@
 """An opened gallery and the open-set decision: top-k candidates with scores, or "no match".
 
 A match is a lead, never an identification: :meth:`Gallery.identify` always returns the best
-candidates with their cosine similarities; ``match`` is the best one only when it reaches the
-threshold the bundle carries (the embedder card's calibrated value) or the configured override.
+candidates with their scores; ``match`` is the best one only when it reaches the decision threshold.
+
+Two score spaces (``Decision.space`` says which one decided):
+
+- ``normalised`` (bundles published with normalisation, the default since cohort.py): each candidate's
+  S-norm score of its identity template; candidates ranked by it; threshold ``thresholds.normalised``
+  (derived for the gallery's size and ``gallery.target_fpir``), or ``gallery.normalised_threshold``.
+- ``cosine``: the raw cosine of the identity's best-matching image; threshold ``thresholds.cosine`` (the
+  card's impostor tail). Used for bundles without normalisation (published before it, or too small) and
+  whenever ``gallery.threshold`` is set: that override is a raw cosine, as it always was.
+
+Every candidate carries its raw cosine (``score``) and, where the bundle has normalisation, its
+``normalised`` score, so a reviewer sees both.
 """
 
 from __future__ import annotations
@@ -24,15 +35,18 @@ from .bundle import (
     INDEX,
     LABELS,
     MANIFEST,
+    NORM_FILES,
     PROJECTION,
     SIGNATURE,
     VECTORS,
     check_acceptable,
     read_signed_manifest,
 )
+from .cohort import COHORT, COHORT_LABELS, STATS, IdentityRows, Normaliser, assemble
 from .crypto import RamFile, decrypt_chunks, decrypt_to_ram
 from .index import SearchPlan, VectorIndex, plan_for
 from .manifest import FileEntry, Manifest
+from .scoring import Space, pool_size, rank
 
 log = get_logger(__name__)
 
@@ -41,23 +55,38 @@ log = get_logger(__name__)
 class Candidate:
     identity: str
     name: str
-    score: float
-    row: int  # the best-matching enrolled image (see Gallery.entry)
+    score: float  # raw cosine of the identity's best-matching enrolled image
+    row: int  # that image (see Gallery.entry)
+    normalised: float | None = None  # S-norm score of the identity's template; None without normalisation
+
+    def decided_on(self, space: Space) -> float:
+        """The score a decision in ``space`` compares with its threshold."""
+        if space == "normalised":
+            if self.normalised is None:
+                raise ValueError(f"candidate {self.identity} has no normalised score")
+            return self.normalised
+        return self.score
 
     def to_dict(self) -> dict[str, Any]:
-        return {"identity": self.identity, "name": self.name, "score": round(self.score, 4), "row": self.row}
+        d: dict[str, Any] = {"identity": self.identity, "name": self.name, "score": round(self.score, 4)}
+        if self.normalised is not None:
+            d["normalised"] = round(self.normalised, 4)
+        d["row"] = self.row
+        return d
 
 
 @dataclass(frozen=True)
 class Decision:
     match: Candidate | None  # the best candidate if it reaches the threshold, else None ("no match")
-    candidates: list[Candidate]
-    threshold: float
+    candidates: list[Candidate]  # best first in ``space``
+    threshold: float  # in ``space``
+    space: Space = "cosine"  # which score the threshold applies to: "cosine" (raw) or "normalised"
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "match": self.match.to_dict() if self.match else None,
             "threshold": self.threshold,
+            "space": self.space,
             "candidates": [c.to_dict() for c in self.candidates],
         }
 
@@ -147,8 +176,11 @@ class Gallery:
     index: VectorIndex
     key_id: str
     _reader: BundleReader = field(repr=False)
-    top_k: int = 5  # identify()'s defaults (gallery.top_k, gallery.threshold)
+    top_k: int = 5  # identify()'s defaults (gallery.top_k, gallery.threshold, gallery.normalised_threshold)
     threshold: float | None = None
+    normalised_threshold: float | None = None
+    normaliser: Normaliser | None = None  # None: the bundle has no normalisation (raw decisions)
+    by_identity: IdentityRows | None = field(default=None, repr=False)
 
     @classmethod
     def open(
@@ -163,9 +195,12 @@ class Gallery:
         search_k: int | None = None,
         top_k: int = 5,
         threshold: float | None = None,
+        normalised_threshold: float | None = None,
     ) -> Gallery:
         """Open a bundle folder (plain, or encrypted with the device ``key``) after checking its signature,
-        its embedder and (``verify``) every file against the signed manifest."""
+        its embedder and (``verify``) every file against the signed manifest (normalisation files too).
+
+        A bundle without normalisation (published before it) opens as before and decides on raw cosine."""
         from . import signing
 
         reader = BundleReader(Path(directory), key)
@@ -199,6 +234,7 @@ class Gallery:
                     f"manifest says float32 ({manifest.count}, {manifest.embedder.dim})",
                 )
             index = VectorIndex(vectors, index_path, plan, np.load(files[PROJECTION]))
+            norm = _load_normaliser(reader, manifest, verify, Path(directory), vectors, labels)
             g = cls(
                 manifest,
                 Path(directory),
@@ -211,6 +247,9 @@ class Gallery:
                 reader,
                 top_k,
                 threshold,
+                normalised_threshold,
+                norm.normaliser if norm is not None else None,
+                norm.by_identity if norm is not None else None,
             )
         except BaseException:
             reader.close()
@@ -224,6 +263,8 @@ class Gallery:
             exact=plan.exact,
             search_k=plan.search_k,
             encrypted=key is not None,
+            normalised=norm is not None,
+            cohort=0 if norm is None else len(norm.normaliser.cohort),
         )
         return g
 
@@ -249,27 +290,51 @@ class Gallery:
         """Raw top-k rows and cosine similarities (rows of the same identity not merged)."""
         return self.index.search(embedding, k)
 
-    def identify(self, embedding: np.ndarray, top_k: int | None = None, threshold: float | None = None) -> Decision:
+    def decision_rule(
+        self, threshold: float | None = None, normalised_threshold: float | None = None
+    ) -> tuple[Space, float]:
+        """The space and threshold a decision uses (see the module docstring for the precedence)."""
+        raw = threshold if threshold is not None else self.threshold
+        if raw is not None:
+            return "cosine", float(raw)
+        if self.normaliser is not None:
+            t = normalised_threshold if normalised_threshold is not None else self.normalised_threshold
+            return "normalised", float(self.manifest.thresholds["normalised"] if t is None else t)
+        return "cosine", self.manifest.threshold
+
+    def identify(
+        self,
+        embedding: np.ndarray,
+        top_k: int | None = None,
+        threshold: float | None = None,
+        normalised_threshold: float | None = None,
+    ) -> Decision:
         """The ``top_k`` best distinct identities for an L2-normalised embedding, and the decision.
 
-        ``threshold`` defaults to the one given at open (``gallery.threshold``), else the bundle's
-        calibrated threshold for its embedder.
+        ``threshold`` (raw cosine) defaults to ``gallery.threshold`` given at open; when neither is set,
+        a normalised bundle decides on its normalised threshold (or ``normalised_threshold``), any other
+        on its calibrated cosine threshold.
         """
         top_k = top_k or self.top_k
-        thr = threshold if threshold is not None else self.threshold
-        thr = self.manifest.threshold if thr is None else float(thr)
-        rows, scores = self.index.search(embedding, min(len(self), max(top_k * 4, top_k + 8)))
-        best: dict[int, tuple[float, int]] = {}
-        for r, s in zip(rows.tolist(), scores.tolist(), strict=True):
-            lab = int(self.labels[r])
-            if lab not in best:
-                best[lab] = (s, r)
+        space, thr = self.decision_rule(threshold, normalised_threshold)
+        rows, scores = self.index.search(embedding, min(len(self), pool_size(top_k)))
+        ranked = rank(
+            embedding,
+            rows,
+            scores,
+            self.labels,
+            top_k,
+            norm=self.normaliser,
+            vectors=self.vectors,
+            by_identity=self.by_identity,
+            space=space,
+        )
         cands = []
-        for lab, (s, r) in list(best.items())[:top_k]:
-            ident = self.identities[lab]
-            cands.append(Candidate(str(ident["id"]), str(ident.get("name", ident["id"])), float(s), int(r)))
-        match = cands[0] if cands and cands[0].score >= thr else None
-        return Decision(match, cands, thr)
+        for c in ranked:
+            ident = self.identities[c.identity]
+            cands.append(Candidate(str(ident["id"]), str(ident.get("name", ident["id"])), c.score, c.row, c.normalised))
+        match = cands[0] if cands and cands[0].decided_on(space) >= thr else None
+        return Decision(match, cands, thr, space)
 
     def close(self) -> None:
         self.index.close()
@@ -277,6 +342,45 @@ class Gallery:
 
 
 LOCAL_INDEX = "local-index.json"
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    normaliser: Normaliser
+    by_identity: IdentityRows
+
+
+def _load_normaliser(
+    reader: BundleReader, manifest: Manifest, verify: bool, directory: Path, vectors: np.ndarray, labels: np.ndarray
+) -> _Loaded | None:
+    """The bundle's normalisation data, checked like every file; None if it has none (or a method this
+    edgeface does not know: the bundle's raw threshold still holds, so it decides on raw cosine)."""
+    section = manifest.normalisation
+    if section is None:
+        return None
+    if section.get("method") != "s-norm" or any(n not in manifest.files for n in NORM_FILES):
+        log.warning("gallery.normalisation.unknown", dir=str(directory), method=section.get("method"))
+        return None
+    paths = {n: reader.materialize(n, manifest.files[n], verify) for n in NORM_FILES}
+    by_identity = IdentityRows(np.asarray(labels), manifest.identities)
+    try:
+        norm = assemble(
+            np.load(paths[STATS]),
+            np.load(paths[COHORT_LABELS]),
+            np.load(paths[COHORT]),
+            vectors,
+            by_identity,
+            int(section["top_k"]),
+        )
+    except (ValueError, KeyError, TypeError) as e:
+        raise BundleRejected("format", f"{directory}: normalisation data is inconsistent ({e})") from None
+    if norm.stats.shape[0] != manifest.identities or norm.cohort.shape[1:] != (manifest.embedder.dim,):
+        raise BundleRejected(
+            "format",
+            f"{directory}: normalisation statistics for {norm.stats.shape[0]} identities of dim "
+            f"{norm.cohort.shape[1:]}, the manifest says {manifest.identities} of {manifest.embedder.dim}",
+        )
+    return _Loaded(norm, by_identity)
 
 
 def _local_index_entry(directory: Path) -> FileEntry | None:

@@ -38,8 +38,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from ..errors import BundleRejected, GalleryError
 from ..logs import get_logger
 from ..vision.calibration import gallery_thresholds
-from . import signing
-from .bundle import ENTRIES, MANIFEST, VECTORS, canonical_line, entry_key, write_bundle
+from . import cohort, signing
+from .bundle import ENTRIES, MANIFEST, VECTORS, canonical_line, entry_key, labels_for, write_bundle
 from .delta import DeltaSpec, make_delta
 from .manifest import EmbedderRef, Manifest
 from .store import version_dir_name
@@ -311,7 +311,8 @@ def publish_for(
     **kwargs: Any,
 ) -> Published:
     """:func:`publish` for galleries embedded with ``card``: the bundle names that embedder and carries
-    the decision threshold derived for its size at ``target_fpir`` (edgeface/vision/calibration.py)."""
+    the decision thresholds derived for its size at ``target_fpir``: raw cosine from the card's impostor
+    tail (edgeface/vision/calibration.py), normalised from the gallery's own (cohort.py)."""
     spec = card.embedder
     if spec is None:
         raise GalleryError(f"model {card.id} is a {card.task}, not an embedder")
@@ -323,6 +324,7 @@ def publish_for(
         embedder=EmbedderRef(card.id, card.sha256, spec.dim, spec.metric),
         thresholds=gallery_thresholds(spec, len(vectors), target_fpir),
         signer=signer,
+        target_fpir=target_fpir,
         **kwargs,
     )
 
@@ -341,10 +343,17 @@ def publish(
     trees: int | None = None,
     pointer_ttl_s: float = DEFAULT_POINTER_TTL_S,
     version: int | None = None,
+    normalise: bool = True,
+    target_fpir: float = 0.01,
+    extra_cohort: np.ndarray | None = None,
 ) -> Published:
     """Build version latest+1 (or ``version``, if newer: a server publishing for several embedders keeps
     their versions in step) from the full gallery content, its deltas, and switch the pointer to it
-    (signed, valid ``pointer_ttl_s`` seconds). One publisher at a time: callers hold :func:`publish_lock`."""
+    (signed, valid ``pointer_ttl_s`` seconds). One publisher at a time: callers hold :func:`publish_lock`.
+
+    ``normalise``: also carry S-norm statistics and a normalised threshold for ``target_fpir``
+    (cohort.py); ``extra_cohort``: embeddings of people not in the gallery, one per person, to add to
+    the cohort (a gallery of fewer than cohort.MIN_COHORT identities is normalised only with them)."""
     root = Path(publish_dir)
     root.mkdir(parents=True, exist_ok=True)
     ptr = read_pointer(root)
@@ -364,9 +373,15 @@ def publish(
     known = set(prev_ids)
     ident_order = [i for i in prev_ids if i in by_id] + [i for i in by_id if i not in known]
     bundle_dir = root / version_dir_name(version)
+    ordered_vectors = np.asarray(vectors, np.float32)[order]
+    norm, thresholds, norm_info = (
+        _normalisation(ordered_vectors, ordered_entries, ident_order, thresholds, target_fpir, extra_cohort)
+        if normalise
+        else (None, thresholds, None)
+    )
     manifest = write_bundle(
         bundle_dir,
-        vectors=np.asarray(vectors, np.float32)[order],
+        vectors=ordered_vectors,
         entries=ordered_entries,
         identities=[by_id[i] for i in ident_order],
         version=version,
@@ -374,6 +389,8 @@ def publish(
         thresholds=thresholds,
         signer=signer,
         trees=trees,
+        normaliser=norm,
+        normalisation=norm_info,
     )
     deltas: dict[int, DeltaSpec] = {}
     for old in sorted(_versions(root), reverse=True)[1 : 1 + delta_depth]:
@@ -394,6 +411,36 @@ def publish(
         pointer_expires_at=new_ptr.expires_at,
     )
     return Published(manifest, bundle_dir, deltas)
+
+
+def _normalisation(
+    vectors: np.ndarray,
+    entries: Sequence[dict[str, Any]],
+    identity_ids: Sequence[str],
+    thresholds: dict[str, float],
+    target_fpir: float,
+    extra: np.ndarray | None,
+) -> tuple[cohort.Normaliser | None, dict[str, float], dict[str, Any] | None]:
+    """The normaliser, the thresholds with ``normalised`` added, and what the manifest records of them;
+    (None, thresholds, None) when the cohort is too small (the bundle then decides on raw cosine)."""
+    labels = labels_for(entries, identity_ids)
+    norm = cohort.fit(vectors, labels, identity_ids, extra=extra)
+    if norm is None:
+        log.warning(
+            "gallery.normalisation.skipped",
+            identities=len(identity_ids),
+            extra_cohort=0 if extra is None else len(extra),
+            needed=cohort.MIN_COHORT,
+            note="decisions on raw cosine; add people not in the gallery as extra cohort to normalise",
+        )
+        return None, thresholds, None
+    t, measured = cohort.derive_threshold(norm, vectors, labels, len(identity_ids), target_fpir)
+    info = {
+        "cohort_source": "gallery" if extra is None or not len(extra) else "gallery+extra",
+        "target_fpir": target_fpir,
+        **measured,
+    }
+    return norm, {**thresholds, "normalised": t}, info
 
 
 def _versions(root: Path) -> list[int]:

@@ -53,7 +53,7 @@ from ..errors import BundleRejected, GalleryError, SyncError
 from ..logs import get_logger
 from .bundle import INDEX, MANIFEST, PROJECTION, SIGNATURE, VECTORS, check_acceptable, read_signed_manifest
 from .crypto import DecryptError
-from .delta import DELTA, DELTA_SIG, PATCH_FILES, DeltaSpec, apply_delta
+from .delta import DELTA, DELTA_SIG, DeltaSpec, apply_delta
 from .index import self_check
 from .manifest import Manifest
 from .publish import MAX_POINTER_BYTES, POINTER, format_utc, verify_pointer
@@ -175,7 +175,7 @@ def _apply_delta_in(
 ) -> Manifest:
     patch_dir = staging / "delta"
     patch_dir.mkdir(exist_ok=True)
-    for name in PATCH_FILES:
+    for name in spec.files:  # the patch files, and any the delta carries whole (delta.CARRIED)
         if not (patch_dir / name).exists():
             http.download(rel + name, patch_dir / name, name, spec.files[name], store)
     checkpoint("downloaded")
@@ -184,7 +184,7 @@ def _apply_delta_in(
         raise GalleryError("no installed gallery to apply a delta to")
     patch_reader = store.reader(patch_dir)
     try:
-        patch = {n: patch_reader.materialize(n, spec.files[n]) for n in PATCH_FILES}
+        patch = {n: patch_reader.materialize(n, spec.files[n]) for n in spec.files}
         base_entries = [base.entries.raw(i) for i in range(len(base.entries))]
         base_identities = [base.identities.raw(i) for i in range(len(base.identities))]
         for name in target.files:

@@ -8,7 +8,7 @@ import numpy as np
 from gallery_helpers import Content
 
 from edgeface.gallery.bundle import ENTRIES, IDENTITIES, INDEX, LABELS, VECTORS, PlainDir
-from edgeface.gallery.delta import PATCH_FILES, DeltaSpec, apply_delta
+from edgeface.gallery.delta import DeltaSpec, apply_delta
 from edgeface.gallery.manifest import Manifest
 
 
@@ -22,7 +22,7 @@ def _apply(pub, base_v, target_v, tmp_path, signer):  # type: ignore[no-untyped-
         np.load(base / VECTORS, mmap_mode="r"),
         (base / ENTRIES).read_bytes().splitlines(keepends=True),
         (base / IDENTITIES).read_bytes().splitlines(keepends=True),
-        {n: d / n for n in PATCH_FILES},
+        {n: d / n for n in spec.files},  # the patch files and those carried whole (normalisation)
         target,
         PlainDir(out),
     )
