@@ -8,6 +8,7 @@ One module per family, each registered here:
 ``mqtt``       outbox, faults: store and forward on a real broker
 ``ingest``     ingest, ingest-fuzz: the central ingest's throughput and robustness
 ``unit``       e2e (and the stream mode of pipeline): the field unit end to end
+``peer``       peer: edgeface side by side with face_recognition (dlib) on one core
 =============  ==============================================================================
 
 The runners live in :mod:`edgeface.bench`, the evaluation library in :mod:`edgeface.evaluation`,
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import click
 
-from . import accuracy, index, ingest, mqtt, unit
+from . import accuracy, index, ingest, mqtt, peer, unit
 
 
 @click.group("bench")
@@ -38,5 +39,6 @@ for command in (
     ingest.bench_ingest,
     ingest.bench_ingest_fuzz,
     unit.bench_e2e,
+    peer.bench_peer,
 ):
     bench.add_command(command)
