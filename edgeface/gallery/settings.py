@@ -24,17 +24,30 @@ class GalleryConfig:
     target_fpir: float = setting(
         0.01,
         "When a bundle is built: the chance that a face of someone NOT enrolled is reported as a match, "
-        "from which the bundle's decision threshold is derived for its size (edgeface/vision/calibration.py). "
-        "Candidates are sent with their scores either way; this only sets the 'match' flag.",
+        "from which the bundle's decision thresholds are derived for its size: the normalised one from the "
+        "gallery's own impostor scores (edgeface/gallery/cohort.py), the raw cosine one from the embedder "
+        "card (edgeface/vision/calibration.py). Candidates are sent with their scores either way; this only "
+        "sets the 'match' flag.",
         min=1e-6,
         max=0.5,
     )
     threshold: float | None = setting(
         None,
-        "Cosine similarity below which the best candidate is 'no match'.",
+        "Raw cosine similarity below which the best candidate is 'no match'. Setting it makes every decision "
+        "on raw cosine (candidates ranked by it), also with a normalised bundle; normalised scores are still "
+        "reported.",
         min=-1.0,
         max=1.0,
-        unset="the threshold the bundle carries (derived at build time from gallery.target_fpir and the embedder card)",
+        unset="the bundle's own rule: its normalised threshold where it carries normalisation, else its "
+        "cosine threshold (both derived at build time from gallery.target_fpir)",
+    )
+    normalised_threshold: float | None = setting(
+        None,
+        "Normalised score (S-norm, see docs/gallery.md) below which the best candidate is 'no match', for "
+        "bundles that carry normalisation; ignored when gallery.threshold is set, and for bundles without it.",
+        min=-1000.0,
+        max=1000.0,
+        unset="the normalised threshold the bundle carries (derived for its size and gallery.target_fpir)",
     )
     exact_max: int | None = setting(
         None,

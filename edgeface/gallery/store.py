@@ -125,6 +125,7 @@ class GalleryStore:
             "search_k": g.search_k,
             "top_k": g.top_k,
             "threshold": g.threshold,
+            "normalised_threshold": g.normalised_threshold,
         }
         return store
 
