@@ -102,32 +102,77 @@ def verify_dlib_chips(config: Config, root: Path, chips_file: Path, wrap: Wrap) 
     ]
 
 
-def identify_one(config: Config, root: Path, wrap: Wrap) -> dict[str, Any]:
-    proto = identification.protocol(lfw.people(root))
-    paths = sorted(set(proto.gallery) | set(proto.mated) | set(proto.non_mated))
+PEOPLE = ("all", "held-out", "validation")
+
+
+def identify_one(
+    config: Config,
+    root: Path,
+    wrap: Wrap,
+    *,
+    images: tuple[int, ...] = (1, 3),
+    people: tuple[str, ...] = ("all", "held-out"),
+    target_fpirs: tuple[float, ...] = (0.01, 0.001),
+    limit: int | None = None,
+) -> dict[str, Any]:
+    """Open-set 1:N (identification.py's protocol) for each gallery size in images per person and each
+    set of people: raw cosine and the bundle's normalised score side by side, each also at the
+    thresholds a bundle of that gallery derives for ``target_fpirs``. ``limit``: people (a smoke run)."""
+    from ..gallery import cohort
+
+    everyone = lfw.people(root)
+    if limit is not None:
+        everyone = {n: everyone[n] for n in sorted(everyone)[:limit]}
+    validation, held_out = identification.split_people(everyone)
+    sets = {"all": sorted(everyone), "held-out": held_out, "validation": validation}
+    paths = sorted(p for ps in everyone.values() for p in ps) if limit is not None else lfw.all_images(root)
     emb = lfw_embeddings(config, paths, wrap=wrap)
     idx = emb.index()
 
     def take(ps: list[Path]) -> tuple[np.ndarray, np.ndarray]:
-        i = np.array([idx[p] for p in ps])
+        i = np.array([idx[p] for p in ps], np.int64)
         return emb.vectors[i], emb.found[i]
 
-    g, g_found = take(proto.gallery)
-    m, m_found = take(proto.mated)
-    n, n_found = take(proto.non_mated)
     spec = Engine(config).embedder_card.embedder
     assert spec is not None
-    threshold = spec.thresholds.get("cosine", 0.5)
-    calibrated = {}
-    if spec.impostor_tail is not None:
-        for fpir in (0.01, 0.001):
-            t = calibration.identification_threshold(spec, len(proto.gallery), fpir)
-            calibrated[
-                f"target FPIR {fpir:g} (predicted {calibration.predicted_fpir(spec, t, len(proto.gallery)):.3g})"
-            ] = t
+    runs = []
+    for who in people:
+        for n_img in images:
+            proto = identification.protocol(everyone, images=n_img, only=sets[who])
+            g, g_found = take(proto.gallery)
+            labels = np.asarray(proto.gallery_labels, np.int64)
+            g, labels = g[g_found], labels[g_found]  # an image without a face is not enrolled
+            proto = dataclasses.replace(proto, gallery_labels=labels.tolist())
+            m, m_found = take(proto.mated)
+            n, n_found = take(proto.non_mated)
+            raw_t, norm_t = {}, {}
+            for f in target_fpirs:
+                if spec.impostor_tail is not None:
+                    raw_t[f"derived for FPIR {f:g}"] = calibration.identification_threshold(spec, len(g), f)
+            norm = cohort.fit(g, labels, proto.enrolled)
+            if norm is not None:
+                for f in target_fpirs:
+                    norm_t[f"derived for FPIR {f:g}"] = cohort.derive_threshold(
+                        norm, g, labels, len(proto.enrolled), f
+                    )[0]
+            run: dict[str, Any] = {
+                "people": who,
+                "images_per_person": n_img,
+                "gallery_people": len(proto.enrolled),
+                "gallery_images": len(g),
+                "mated_probes": len(proto.mated),
+                "non_mated_probes": len(proto.non_mated),
+                "cosine": identification.evaluate(proto, g, m, m_found, n, n_found, "cosine", raw_t),
+            }
+            if norm is not None:
+                run["normalised"] = identification.evaluate(
+                    proto, g, m, m_found, n, n_found, "normalised", norm_t, norm
+                )
+                run["cohort"] = {"size": len(norm.cohort), "top_k": norm.top_k}
+            runs.append(run)
     return {
         "embedder": config.models.embedder,
         "flip": Engine(config).flip_fusion,
-        "gallery_without_face": int((~g_found).sum()),
-        **identification.evaluate(proto, g, m, m_found, n, n_found, threshold, calibrated),
+        "split_seed": identification.SPLIT_SEED,
+        "runs": runs,
     }
