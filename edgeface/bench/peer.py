@@ -19,7 +19,7 @@ import random
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -28,6 +28,9 @@ from ..evaluation.embeddings import centre_face
 from ..vision.align import align
 from ..vision.engine import Engine
 from . import peer_accuracy
+
+if TYPE_CHECKING:
+    from .peer_dlib import FaceRecognitionPeer
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 clock = time.process_time  # CPU time of the whole process: helper threads a library starts count too
@@ -112,7 +115,7 @@ class PeerSide:
     name = "face_recognition"
     stages: tuple[str, ...] = ("decode", "detect", "landmarks", "embed")
 
-    def __init__(self, peer: Any) -> None:
+    def __init__(self, peer: FaceRecognitionPeer) -> None:
         self.peer = peer
 
     def run(self, path: Path) -> tuple[bool, list[float]]:
@@ -192,14 +195,13 @@ def run(
     from ..evaluation import lfw
 
     config = one_thread(config)
-    images = peer_accuracy.protocol_images(root, pairs_per_fold)
-    pool = images if pairs_per_fold else lfw.all_images(root)
+    pool = peer_accuracy.protocol_images(root, pairs_per_fold) if pairs_per_fold else lfw.all_images(root)
     chosen = sorted(random.Random(0).sample(pool, min(samples, len(pool))))
     out: dict[str, Any] = {"embedder": config.models.embedder, "detector": config.models.detector}
     with one_core(core) as pinned:
         engine = Engine(config)
         sides: list[Side] = [EdgefaceSide(engine)]
-        peer = None
+        peer: FaceRecognitionPeer | None = None
         if with_peer:
             from .peer_dlib import FaceRecognitionPeer
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -20,6 +20,9 @@ from ..config import Config
 from ..evaluation import identification, lfw, verification
 from ..evaluation.embeddings import LfwEmbeddings, lfw_embeddings
 from ..vision.engine import Engine
+
+if TYPE_CHECKING:
+    from .peer_dlib import FaceRecognitionPeer
 
 Wrap = Callable[[Iterable[Any]], Iterable[Any]]
 
@@ -127,10 +130,10 @@ def evaluate(
 
 
 def run(
-    config: Config, root: Path, peer: Any | None, pairs_per_fold: int | None, wrap: Wrap
+    config: Config, root: Path, peer: FaceRecognitionPeer | None, pairs_per_fold: int | None, wrap: Wrap
 ) -> dict[str, dict[str, Any]]:
     """Both chains' figures on one protocol (all of LFW, or ``pairs_per_fold`` pairs per fold and their
-    people). ``peer``: a :class:`~edgeface.bench.peer_dlib.FaceRecognitionPeer`, or None for edgeface alone."""
+    people); ``peer`` None: edgeface alone."""
     pairs = _pairs(root, pairs_per_fold)
     proto = identification.protocol(_people(root, pairs_per_fold))
     paths = sorted({p for pair in pairs for p in (pair.a, pair.b)} | {*proto.gallery, *proto.mated, *proto.non_mated})
