@@ -48,7 +48,7 @@ def impostor_tail(vectors: np.ndarray, found: np.ndarray, people: np.ndarray, mi
     at_least = np.cumsum(counts[::-1])[::-1]  # impostor pairs scoring >= left edge of each bin
     far = at_least / total
     edges = BINS[:-1]
-    grid = [t for t in np.arange(0.80, 1.0, 0.0025)]
+    grid = [t for t in np.arange(0.0, 1.0, 0.0025)]  # cosine scales differ by model: start low
     sims, fars = [], []
     for t in grid:
         i = int(np.searchsorted(edges, t))
@@ -78,7 +78,7 @@ def write_card(card: Path, cosine: float, sims: np.ndarray, fars: np.ndarray, to
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--embedders", default="dlib-resnet-v1-float32,dlib-resnet-v1-int8")
+    ap.add_argument("--embedders", default="mobilefacenet-v1-float32,mobilefacenet-v1-int8")
     ap.add_argument("--lfw", type=Path)
     args = ap.parse_args()
     root = lfw.lfw_dir(args.lfw)
