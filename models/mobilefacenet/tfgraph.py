@@ -62,6 +62,17 @@ def build(graph: Graph) -> Callable:
     return fn
 
 
+def with_output_bias(graph: Graph, delta: np.ndarray) -> Graph:
+    """A copy of ``graph`` whose last convolution's bias is shifted by ``delta`` (bias correction)."""
+    import copy
+
+    last = [s for s in graph.steps if s.op == "Conv"][-1]
+    out = copy.copy(graph)
+    out.tensors = dict(graph.tensors)
+    out.tensors[last.inputs[2]] = (graph.tensors[last.inputs[2]] + delta).astype(np.float32)
+    return out
+
+
 def to_tflite_float32(fn: Callable) -> bytes:
     import tensorflow as tf
 
