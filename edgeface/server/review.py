@@ -28,6 +28,7 @@ from ..errors import EdgefaceError
 from . import audit, auth, people
 from .access import access
 from .auth import User
+from .scores import Scores, payload_docs
 from .services import services
 from .tables import identities, images, results, reviews, users
 
@@ -239,9 +240,11 @@ def queue() -> Any:
     with services().db.read() as conn:
         rows, total = list_results(conn, f, offset=(page - 1) * PAGE)
         devices = [r[0] for r in conn.execute(select(results.c.device_id).distinct().order_by(results.c.device_id))]
+        scores = {rid: Scores.of(doc) for rid, doc in payload_docs(conn, [r.id for r in rows]).items()}
     return render_template(
         "review_list.html",
         rows=rows,
+        scores=scores,
         total=total,
         f=f,
         page=page,
@@ -310,6 +313,7 @@ def detail(rid: str) -> Any:
         "review_detail.html",
         r=row,
         doc=doc,
+        scores=Scores.of(doc),
         names=names,
         imgs=imgs,
         tokens=tokens,
@@ -401,6 +405,10 @@ EXPORT_COLUMNS = (
     "top_identity",
     "top_name",
     "top_score",
+    "top_normalised",
+    "score_space",
+    "threshold",
+    "frames_fused",
     "review_status",
     "last_verdict",
     "last_reviewer",
@@ -432,18 +440,11 @@ def export() -> Any:
                 .order_by(reviews.c.id)
             ):
                 last[rv.result_id] = rv
-        payloads = {}
-        for chunk in range(0, len(ids), 500):
-            payloads.update(
-                dict(
-                    conn.execute(
-                        select(results.c.id, results.c.payload).where(results.c.id.in_(ids[chunk : chunk + 500]))
-                    ).all()
-                )
-            )
+        docs = payload_docs(conn, ids)
     out = []
     for r in rows:
-        doc = json.loads(payloads[r.id])
+        doc = docs[r.id]
+        sc = Scores.of(doc)
         loc = doc.get("location") or {}
         lv = last.get(r.id)
         out.append(
@@ -454,7 +455,11 @@ def export() -> Any:
                 "decision": r.decision,
                 "top_identity": r.top_identity,
                 "top_name": r.name,
-                "top_score": r.top_score,
+                "top_score": r.top_score,  # raw cosine, whichever score the decision used
+                "top_normalised": sc.top_normalised,
+                "score_space": sc.space,
+                "threshold": sc.threshold,  # in score_space
+                "frames_fused": sc.frames_fused,
                 "review_status": r.review_status,
                 "last_verdict": lv.verdict if lv else None,
                 "last_reviewer": lv.username if lv else None,
