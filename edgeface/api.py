@@ -149,6 +149,7 @@ def open_gallery(
         search_k=g.search_k,
         top_k=g.top_k,
         threshold=g.threshold,
+        normalised_threshold=g.normalised_threshold,  # as the daemon's store opens it (GalleryStore.from_config)
     )
 
 
@@ -204,8 +205,9 @@ def identify(
     Faces are detected and quality-checked; those that pass are aligned and embedded (one batch) and
     searched in the gallery (:meth:`Gallery.identify`). ``gallery`` is an opened gallery
     (:func:`open_gallery`; best for many images), a bundle folder, or None for the installed one; a
-    gallery opened here is closed before returning. ``top_k`` and ``threshold`` default to the
-    gallery's (``gallery.top_k``, else 5; ``gallery.threshold``, else the bundle's calibrated one).
+    gallery opened here is closed before returning. ``top_k`` and ``threshold`` (raw cosine) default to the
+    gallery's (``gallery.top_k``, else 5; ``gallery.threshold``, else the bundle's rule: its normalised
+    threshold or ``gallery.normalised_threshold`` where it carries normalisation, else its cosine one).
 
     Returns one :class:`Identification` per face, in :func:`detect_faces` order: ``face``,
     ``quality``, ``embedding`` (D,) and ``decision`` (``match``: the best candidate or None,

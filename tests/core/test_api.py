@@ -164,3 +164,58 @@ def test_identify_gives_the_daemons_decisions_on_the_installed_gallery(tmp_path:
         assert ("match" if who.match else "no_match") == r["decision"]
         assert who.candidates[0].identity == r["identity"]
         assert who.candidates[0].score == pytest.approx(r["score"], abs=2e-6)
+
+
+def test_identify_on_a_bundle_folder_takes_the_normalised_threshold_setting(tmp_path: Path, images_dir: Path) -> None:
+    """`gallery.normalised_threshold` decides a normalised bundle opened from a folder, as it does the
+    daemon's installed gallery (GalleryStore.from_config): the same probe, a match by the bundle's own
+    threshold, is no match once the setting asks for more than its normalised score."""
+    from edgeface.config import load_config
+    from edgeface.gallery.publish import publish_for
+
+    engine = edgeface.default_engine()
+    card = engine.embedder_card
+    image = edgeface.load_image(images_dir / "obama.jpg")
+    obama = edgeface.embed(image, edgeface.detect_faces(image)[0])
+    rng = np.random.default_rng(13)  # 60 people nobody will be mistaken for: enough for a cohort
+    others = rng.standard_normal((60, obama.shape[0])).astype(np.float32)
+    vectors = np.vstack([obama[None], others / np.linalg.norm(others, axis=1, keepdims=True)])
+    names = ["obama"] + [f"p{i:02d}" for i in range(60)]
+    signer = Ed25519PrivateKey.generate()
+    key = tmp_path / "signing.pub"
+    key.write_bytes(
+        signer.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    entries = [
+        {
+            "identity": n,
+            "image": f"{i:064x}",
+            "source": "test",
+            "consent": "test",
+            "enrolled_by": "pytest",
+            "enrolled_at": "2025-01-01T00:00:00Z",
+        }
+        for i, n in enumerate(names)
+    ]
+    bundle = publish_for(
+        tmp_path / "pub",
+        card,
+        vectors=vectors,
+        entries=entries,
+        identities=[{"id": n, "name": n} for n in names],
+        signer=signer,
+        target_fpir=0.01,
+    ).dir
+    probe = edgeface.load_image(images_dir / "obama2.jpg")
+    (own,) = edgeface.identify(probe, gallery=bundle, trusted_keys=[key], engine=engine)
+    assert own.decision is not None and own.decision.space == "normalised"
+    assert own.match is not None and own.match.identity == "obama"
+    top = own.match.normalised
+    assert top is not None and top >= own.decision.threshold
+
+    strict = edgeface.Engine(load_config(None, env={}, overrides=[f"gallery.normalised_threshold={top + 1:.4f}"]))
+    (who,) = edgeface.identify(probe, gallery=bundle, trusted_keys=[key], engine=strict)
+    assert who.decision is not None and who.decision.space == "normalised"
+    assert who.decision.threshold == pytest.approx(top + 1, abs=1e-4)
+    assert who.match is None and who.candidates[0].identity == "obama"
+    assert who.candidates[0].normalised == pytest.approx(top, abs=1e-5)  # the same score, a stricter threshold
