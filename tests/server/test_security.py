@@ -308,6 +308,24 @@ def test_long_subject_verifies_and_an_edit_still_fails(db: Any, config: Any) -> 
     assert r.exit_code == 1 and "BROKEN" in r.output
 
 
+def test_an_entry_edited_with_its_own_hash_recomputed_breaks_the_link_to_the_next(db: Any) -> None:
+    """Recomputing an edited entry's own hash makes it self-consistent: only the next entry's prev_hash
+    link (and nothing else) shows the edit."""
+    _chain(db, 5)
+    with db.write() as conn:
+        r = conn.execute(
+            text("SELECT seq, ts, actor, action, subject, details, prev_hash FROM audit_log WHERE seq = 3")
+        ).one()
+        h = audit.entry_hash(r.seq, r.ts, r.actor, r.action, r.subject, '{"i":42}', r.prev_hash)
+        conn.execute(text("UPDATE audit_log SET details = :d, hash = :h WHERE seq = 3"), {"d": '{"i":42}', "h": h})
+    with db.read() as conn:
+        v = audit.verify(conn)
+    assert not v.ok
+    assert v.problems == [
+        "entry 4: does not follow the entry before it (an entry before it was deleted, changed or moved)"
+    ]
+
+
 def test_rewritten_history_detected_against_an_anchor(db: Any, config: Any) -> None:
     _chain(db, 4)
     with db.read() as conn:

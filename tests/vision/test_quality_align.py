@@ -77,6 +77,39 @@ def test_profile_limit(detector: BlazeFaceDetector, images_dir) -> None:  # type
     assert "yaw" in [r.check for r in q.refusals]
 
 
+def test_yaw_limit_holds_for_a_head_turned_either_way(detector: BlazeFaceDetector, images_dir) -> None:  # type: ignore[no-untyped-def]
+    """The limit is on |yaw|: obama3 turned one way (+17 deg) and mirrored (-21 deg) are both refused at 10."""
+    from edgeface.vision.imageio import load_image
+
+    img = load_image(images_dir / "obama3.jpg")
+    mirrored = np.ascontiguousarray(img[:, ::-1])
+    limits = QualityConfig(max_yaw=10, min_sharpness=0)
+    for image, sign in ((img, 1), (mirrored, -1)):
+        q = assess(image, detector.detect(image)[0], limits)
+        assert q.yaw * sign > 10, q.yaw
+        assert [(r.check, r.value) for r in q.refusals] == [("yaw", abs(q.yaw))]
+    assert assess(mirrored, detector.detect(mirrored)[0], QualityConfig(max_yaw=30)).passed
+
+
+def test_pitch_limit_refuses_a_lowered_head_and_passes_a_level_one(
+    detector: BlazeFaceDetector,
+    images_dir,
+    obama: np.ndarray,  # type: ignore[no-untyped-def]
+) -> None:
+    """biden.jpg looks slightly down (pitch about -7.5 deg), obama.jpg level (about -1 deg)."""
+    from edgeface.vision.imageio import load_image
+
+    biden = load_image(images_dir / "biden.jpg")
+    limits = QualityConfig(max_pitch=4, max_yaw=90, min_sharpness=0)
+    q = assess(biden, detector.detect(biden)[0], limits)
+    assert q.pitch < -4, q.pitch
+    assert [(r.check, r.value) for r in q.refusals] == [("pitch", abs(q.pitch))]
+    assert "pitch" in q.reasons[0]
+    level = assess(obama, detector.detect(obama)[0], limits)
+    assert abs(level.pitch) < 4 and level.passed, level.reasons
+    assert assess(biden, detector.detect(biden)[0], QualityConfig(max_pitch=20, max_yaw=90, min_sharpness=0)).passed
+
+
 def test_similarity_transform_recovers_known_transform() -> None:
     rng = np.random.default_rng(1)
     src = rng.uniform(0, 200, (6, 2))

@@ -1,0 +1,113 @@
+"""The operator's thresholds (gallery.threshold, gallery.normalised_threshold) reach the installed gallery's
+decisions, each compared with the score of its own space: the raw one with the raw cosine (and making the
+decision raw), the normalised one with the S-norm score, and only on a bundle that carries normalisation."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from gallery_helpers import Content
+
+from edgeface.config import load_config
+from edgeface.gallery.match import Gallery
+from edgeface.gallery.store import GalleryStore
+
+
+@pytest.fixture(scope="module")
+def bundles(tmp_path_factory: pytest.TempPathFactory, signer: Ed25519PrivateKey) -> dict[str, Any]:
+    """The same 300 synthetic people published with normalisation and without it, and a probe: an
+    enrolled image with noise, whose best candidate has a raw cosine below 1 and a normalised score."""
+    content = Content(300, seed=7)
+    root = tmp_path_factory.mktemp("thresholds")
+    normed = content.publish(root / "normed", signer)
+    raw = content.publish(root / "raw", signer, normalise=False)
+    assert normed.manifest.normalisation is not None and raw.manifest.normalisation is None
+    rng = np.random.default_rng(3)
+    probe = content.vectors[10] + rng.normal(scale=0.02, size=content.vectors.shape[1]).astype(np.float32)
+    pub = root / "gallery.pub"
+    pub.write_bytes(signer.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo))
+    return {"normed": normed, "raw": raw, "probe": probe / np.linalg.norm(probe), "pub": pub, "signer": signer}
+
+
+def _installed(
+    make_store: Callable[..., GalleryStore], bundles: dict[str, Any], which: str, name: str, *sets: str
+) -> Gallery:
+    """A bundle installed on a unit whose configuration has ``sets``; the store opened as the daemon does."""
+    published = bundles[which]
+    keys = f'gallery.trusted_keys=["{bundles["pub"]}"]'
+    config = load_config(None, overrides=["gallery.encrypt=false", keys, *sets])
+    store = make_store(name=name)
+    store.open_options = GalleryStore.from_config(config.gallery, config.models).open_options
+    staged = store.staging(published.manifest.gallery_version)
+    shutil.rmtree(staged, ignore_errors=True)
+    shutil.copytree(published.dir, staged)
+    store.install(staged)
+    g = store.open()
+    assert g is not None
+    return g
+
+
+def _best(g: Gallery, probe: np.ndarray) -> Any:
+    return g.identify(probe).candidates[0]
+
+
+def test_the_bundle_decides_by_its_own_rule_when_nothing_is_configured(make_store, bundles) -> None:  # type: ignore[no-untyped-def]
+    g = _installed(make_store, bundles, "normed", "plain")
+    d = g.identify(bundles["probe"])
+    assert d.space == "normalised" and d.threshold == bundles["normed"].manifest.thresholds["normalised"]
+    assert d.match is not None and d.match.score < 1 and d.match.normalised is not None
+    assert d.match.normalised > d.match.score + 0.01  # the two spaces differ, so comparing in the wrong one shows
+    g.close()
+
+
+@pytest.mark.parametrize("margin, matches", [(-0.005, True), (0.005, False)])
+def test_configured_raw_threshold_decides_on_raw_cosine(make_store, bundles, margin: float, matches: bool) -> None:  # type: ignore[no-untyped-def]
+    for which in ("normed", "raw"):
+        probe = Gallery.open(bundles[which].dir, [bundles["signer"].public_key()])
+        best = _best(probe, bundles["probe"])
+        probe.close()
+        t = round(best.score + margin, 6)
+        g = _installed(make_store, bundles, which, f"{which}{margin}", f"gallery.threshold={t}")
+        d = g.identify(bundles["probe"])
+        assert d.space == "cosine" and d.threshold == t, (which, d.space, d.threshold)
+        assert (d.match is not None) is matches, (which, best, t)
+        g.close()
+
+
+@pytest.mark.parametrize("margin, matches", [(-0.005, True), (0.005, False)])
+def test_configured_normalised_threshold_decides_on_the_normalised_score(
+    make_store,
+    bundles,
+    margin: float,
+    matches: bool,  # type: ignore[no-untyped-def]
+) -> None:
+    g0 = _installed(make_store, bundles, "normed", f"base{margin}")
+    best = _best(g0, bundles["probe"])
+    g0.close()
+    t = round(best.normalised + margin, 6)
+    g = _installed(make_store, bundles, "normed", f"n{margin}", f"gallery.normalised_threshold={t}")
+    d = g.identify(bundles["probe"])
+    assert d.space == "normalised" and d.threshold == t
+    assert (d.match is not None) is matches
+    g.close()
+    # the raw override wins over the normalised one (and decides raw)
+    g = _installed(
+        make_store, bundles, "normed", f"both{margin}", f"gallery.normalised_threshold={t}", "gallery.threshold=0.1"
+    )
+    d = g.identify(bundles["probe"])
+    assert d.space == "cosine" and d.threshold == 0.1 and d.match is not None
+    g.close()
+
+
+def test_normalised_threshold_is_ignored_on_a_bundle_without_normalisation(make_store, bundles) -> None:  # type: ignore[no-untyped-def]
+    g = _installed(make_store, bundles, "raw", "rawonly", "gallery.normalised_threshold=1000")
+    d = g.identify(bundles["probe"])
+    assert d.space == "cosine" and d.threshold == bundles["raw"].manifest.threshold
+    assert d.match is not None
+    g.close()
