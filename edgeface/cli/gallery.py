@@ -280,8 +280,13 @@ def inspect(app: AppContext, directory: Path | None, as_json: bool) -> None:
     from ..gallery.publish import read_pointer
 
     state: dict[str, Any] = {}
+    switching: dict[str, Any] = {}
     if directory is None:
+        from ..gallery.switch import switch_info
+
         root = app.config.gallery.dir
+        info = switch_info(app.config)  # `current` is the running model's gallery, also while a switch waits
+        switching = info if info.get("pending") else {}
         link = root / "current"
         if not link.is_symlink():
             raise GalleryError(f"no gallery installed in {root} (gallery.dir); run `edgeface gallery sync`")
@@ -300,6 +305,8 @@ def inspect(app: AppContext, directory: Path | None, as_json: bool) -> None:
     }
     if state:
         rec["sync"] = state
+    if switching:
+        rec["switch"] = switching
     if as_json:
         emit_json(rec)
         return
@@ -319,6 +326,23 @@ def inspect(app: AppContext, directory: Path | None, as_json: bool) -> None:
             f"  last sync check {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(state['last_check']))} "
             f"UTC: {state.get('last_result', {}).get('status')}"
         )
+    if switching:
+        click.echo(_switch_line(switching))
+
+
+def _switch_line(info: dict[str, Any]) -> str:
+    """One line on a pending embedder switch (gallery/switch.py), for people."""
+    last = info.get("last_sync") or {}
+    return (
+        f"  embedder switch pending: answering with {info['running']} and this gallery; told to run "
+        f"{info['desired']}, whose gallery is "
+        + (
+            "verified: the daemon's next start switches both"
+            if info.get("ready")
+            else "not here yet"
+            + (f" (last sync: {last.get('status')}, {last.get('reason') or last.get('message')})" if last else "")
+        )
+    )
 
 
 @gallery_group.command("serve")
@@ -349,6 +373,7 @@ def sync(app: AppContext, url: str | None, as_json: bool) -> None:
     failed (the installed gallery is kept either way).
     """
     from ..gallery.store import GalleryStore
+    from ..gallery.switch import choose, pending_store, switch_info
     from ..gallery.sync import sync_once
     from ..gallery.transport import auth_headers
     from ..mqtt.link import device_id_from
@@ -357,29 +382,42 @@ def sync(app: AppContext, url: str | None, as_json: bool) -> None:
     base = url or g.sync_url
     if not base:
         raise click.UsageError("no sync URL: pass --url or set gallery.sync_url")
-    store = GalleryStore.from_config(g, app.config.models)
+    # As the daemon syncs: the running model's gallery, and while the unit is told to run another model, that
+    # model's gallery beside it (gallery/switch.py). The swap itself is left to the daemon's next start: a
+    # daemon running now holds the old model, and must never be handed a gallery built with another one.
+    pair = choose(app.config)
+    store = GalleryStore.from_config(g, pair.config(app.config).models)
     headers = (
         auth_headers(g.sync_username or device_id_from(app.config.device.id), g.sync_password_file)
         if g.sync_password_file
         else {}
     )
-    r = sync_once(
-        store,
-        base,
-        timeout=g.sync_timeout_s,
-        ca_file=g.sync_ca_file,
-        max_bytes=g.sync_max_bytes,
-        headers=headers,
-        allow_insecure_http=g.allow_insecure_http,
-    )
-    _out(
-        r.to_dict(),
-        as_json,
+    opts: dict[str, Any] = {
+        "timeout": g.sync_timeout_s,
+        "ca_file": g.sync_ca_file,
+        "max_bytes": g.sync_max_bytes,
+        "headers": headers,
+        "allow_insecure_http": g.allow_insecure_http,
+    }
+    r = sync_once(store, base, embedder_id=pair.active.id, **opts)
+    rec, failed = r.to_dict(), r.status in ("refused", "failed")
+    text = (
         f"{r.status}: installed version {r.installed}"
         + (f" (was {r.previous}, via {r.via}, {r.downloaded_bytes} bytes)" if r.status == "updated" else "")
-        + (f" — {r.message}" if r.message and r.status in ("refused", "failed") else ""),
+        + (f" — {r.message}" if r.message and r.status in ("refused", "failed") else "")
     )
-    if r.status in ("refused", "failed"):
+    if pair.switching:
+        p = sync_once(pending_store(app.config, pair), base, embedder_id=pair.desired.id, **opts)
+        rec["switch"] = {**switch_info(app.config), "result": p.to_dict()}
+        failed = failed or p.status in ("refused", "failed")
+        text += (
+            f"\n{pair.desired.id} (switch pending): {p.status}, version {p.installed}"
+            + (f" — {p.message}" if p.message and p.status in ("refused", "failed") else "")
+            + "\n"
+            + _switch_line(rec["switch"])
+        )
+    _out(rec, as_json, text)
+    if failed:
         raise click.exceptions.Exit(EXIT_FAILED)
 
 

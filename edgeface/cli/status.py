@@ -94,6 +94,17 @@ def render(doc: dict[str, Any], now: float | None = None) -> str:
             )
     else:
         lines.append(f"  gallery     none installed in {g['dir']}" + (f" ({g['error']})" if g.get("error") else ""))
+    sw = g.get("switch") or {}
+    if sw:
+        last = sw.get("last_sync") or {}
+        lines.append(
+            f"  gallery     embedder switch pending: answering with {sw['running']}, told to run {sw['desired']}; "
+            + (
+                "its gallery is verified: the next start switches both"
+                if sw.get("ready")
+                else "its gallery is not here yet" + (f" (last sync: {last.get('status')})" if last else "")
+            )
+        )
     o = doc["outbox"]
     if o.get("error"):
         lines.append(f"  outbox      unknown: {o['error']}")

@@ -75,9 +75,12 @@ def _parse_utc(text: str) -> float | None:
 
 
 def gallery_info(config: Config, now: float | None = None) -> dict[str, Any]:
-    """The installed gallery's version, size and age, and the last sync, from the files (no key needed)."""
+    """The installed gallery's version, size and age, the last sync, and a pending change of embedder
+    (``switch``: the model running, the one wanted, whether its gallery is ready), from the files (no key
+    needed)."""
     from ..gallery.bundle import MANIFEST
     from ..gallery.manifest import Manifest
+    from ..gallery.switch import switch_info
 
     now = time.time() if now is None else now
     root = Path(config.gallery.dir)
@@ -115,6 +118,9 @@ def gallery_info(config: Config, now: float | None = None) -> dict[str, Any]:
         }
     out["sync_url"] = config.gallery.sync_url
     out.update(freshness(out["installed"], bool(config.gallery.sync_url), s.get("fresh_until"), now))
+    switching = switch_info(config)  # reads cards and manifests only; changes nothing
+    if switching.get("pending"):  # told to run another model: its gallery is being fetched beside this one
+        out["switch"] = switching
     return out
 
 
