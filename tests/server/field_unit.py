@@ -14,7 +14,9 @@ import sys
 import numpy as np
 
 from edgeface.config import load_config
+from edgeface.daemon.results import _candidates as candidates_payload
 from edgeface.gallery.store import GalleryStore
+from edgeface.gallery.switch import open_pair
 from edgeface.mqtt import enqueue_result, payloads
 from edgeface.outbox import Outbox
 from edgeface.vision.engine import Engine
@@ -25,7 +27,9 @@ def main() -> int:
     ap.add_argument("--config", required=True)
     ap.add_argument("photo")
     args = ap.parse_args()
+    # the model and gallery the daemon would run: a pending embedder switch keeps the old pair (switch.py)
     config = load_config(args.config)
+    config = open_pair(config).config(config)
     engine = Engine(config)
     gallery = GalleryStore.from_config(config.gallery, config.models).open()
     if gallery is None:
@@ -37,10 +41,11 @@ def main() -> int:
     x0, y0, x1, y1 = (round(v) for v in best.face.box)
     crop = np.ascontiguousarray(image[max(0, y0) : y1, max(0, x0) : x1])
     decision = gallery.identify(engine.embed(engine.align(image, best.face)))
+    matched = decision.match is not None
     doc = payloads.result_payload(
         device_id=config.device.id,
-        decision="match" if decision.match else "no_match",
-        candidates=[payloads.Candidate(c.identity, c.score, c.name) for c in decision.candidates],
+        decision="match" if matched else "no_match",
+        candidates=candidates_payload(decision, matched),  # raw cosine, and normalised where the gallery has it
         threshold=decision.threshold,
         quality=best.quality,
         gallery_version=gallery.version,
@@ -50,6 +55,9 @@ def main() -> int:
         source=f"camera import: {args.photo.rsplit('/', 1)[-1]}",
         location={"lat": 38.8977, "lon": -77.0365, "accuracy_m": 25.0},
     )
+    doc["frames_fused"] = 1  # one photo: one face decided, as the daemon says it
+    if decision.space != "cosine":
+        doc["score_space"] = decision.space
     box = Outbox(config.outbox.path)
     try:
         enqueue_result(box, doc, max_payload_bytes=config.mqtt.max_payload_bytes)
