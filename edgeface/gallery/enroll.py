@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import EdgefaceError, ImageError
+from ..errors import EdgefaceError, ImageError, ModelError
 from ..logs import get_logger
 from ..vision.engine import Engine
 
@@ -307,16 +307,33 @@ def _process(
     return "enrolled", [], best.quality.to_dict(), np.asarray(vec, np.float32)
 
 
+def near_duplicate_threshold(engine: Engine) -> float:
+    """The embedder card's near-duplicate cosine (between two photos of one person and a re-encoded copy)."""
+    spec = engine.embedder_card.embedder
+    value = spec.thresholds.get("near_duplicate") if spec is not None else None
+    if value is None:
+        raise ModelError(
+            f"the embedder card {engine.embedder_card.id} has no [thresholds] near_duplicate; add it, or set "
+            "enroll.duplicate_similarity"
+        )
+    return float(value)
+
+
 def enroll(
     engine: Engine,
     workspace: Workspace,
     items: Sequence[EnrollItem],
     *,
-    duplicate_similarity: float = 0.985,
+    duplicate_similarity: float | None = None,
     second_face_ratio: float = 0.7,
     progress: Callable[[Sequence[EnrollItem]], Iterable[EnrollItem]] | None = None,
 ) -> EnrollReport:
-    """Enroll ``items`` into ``workspace``: embed what is new, record provenance, report everything."""
+    """Enroll ``items`` into ``workspace``: embed what is new, record provenance, report everything.
+
+    ``duplicate_similarity`` defaults to the embedder card's ``[thresholds] near_duplicate``: where a
+    re-encoded copy of one photo lands differs by model (dlib ~0.995, MobileFaceNet ~0.96)."""
+    if duplicate_similarity is None:
+        duplicate_similarity = near_duplicate_threshold(engine)
     settings = settings_key(engine, second_face_ratio)
     results: list[ImageResult] = []
     vectors: dict[int, np.ndarray] = {}

@@ -119,13 +119,14 @@ class EnrollConfig:
         "Enrollment workspace: a SQLite file of enrolled images, provenance and cached embeddings ('~' is "
         "your home; one place, whichever folder you run edgeface from).",
     )
-    duplicate_similarity: float = setting(
-        0.985,
+    duplicate_similarity: float | None = setting(
+        None,
         "Flag two enrolled images as near-duplicates at or above this cosine similarity. Depends on the "
-        "embedder: set it between two different photos of one person (dlib: up to ~0.96) and a re-encoded "
-        "copy of one photo (dlib: ~0.995).",
+        "embedder: between two different photos of one person and a re-encoded copy of one photo "
+        "(MobileFaceNet: up to ~0.90 vs ~0.96; dlib: ~0.96 vs ~0.995).",
         min=0.0,
         max=1.0,
+        unset="the embedder card's [thresholds] near_duplicate",
     )
     second_face_ratio: float = setting(
         0.7,
