@@ -64,15 +64,25 @@ def _extrapolate(sims: np.ndarray, far: np.ndarray, far_needed: float) -> float:
     """Beyond the measured tail: continue the straight line of log FAR over the last decade measured.
 
     Impostor tails of cosine similarity fall roughly exponentially there; the estimate is logged as
-    extrapolated, and the bench reports measured FPIR wherever it can be measured.
+    extrapolated, and the bench reports measured FPIR wherever it can be measured. The very top of a
+    measured tail can be flat: a few "impostor" pairs that are really one person (a duplicate identity,
+    the same photo under two names) score like genuine pairs. Then the line is fitted over the last two
+    or three decades instead; if even that does not fall, the threshold is the highest impostor score
+    measured (logged), rather than a line through duplicates.
     """
-    tail = far <= far[-1] * 10
-    if tail.sum() < 2:
-        tail[-2:] = True
-    slope, intercept = np.polyfit(sims[tail], np.log(far[tail]), 1)
-    if slope > -1.0:  # log FAR must fall clearly (real tails: tens to hundreds per unit of similarity)
-        raise ModelError("the impostor tail does not fall with the score; recalibrate it")
-    return float((np.log(far_needed) - intercept) / slope)
+    for decades in (1, 2, 3):
+        tail = far <= far[-1] * 10**decades
+        if tail.sum() < 2:
+            tail[-2:] = True
+        slope, intercept = np.polyfit(sims[tail], np.log(far[tail]), 1)
+        if slope <= -1.0:  # log FAR must fall clearly (real tails: tens to hundreds per unit of similarity)
+            if decades > 1:
+                log.warning("calibration.flat_tail_top", decades_fitted=decades, slope=round(float(slope), 2))
+            return float((np.log(far_needed) - intercept) / slope)
+    if len(sims) >= 2 and far[0] > far[-1] * 10:  # it falls, only not at its top
+        log.warning("calibration.flat_tail", threshold=float(sims[-1]), far_measured_down_to=float(far[-1]))
+        return float(sims[-1])
+    raise ModelError("the impostor tail does not fall with the score; recalibrate it")
 
 
 def _tail(spec: EmbedderSpec) -> tuple[np.ndarray, np.ndarray]:

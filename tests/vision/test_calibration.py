@@ -45,10 +45,14 @@ def test_beyond_the_measured_tail_is_extrapolated() -> None:
     assert t == pytest.approx(0.98 + 0.02 * np.log10(1e-6 / 1.0536e-7), abs=0.001)
 
 
-def test_a_rising_tail_is_refused() -> None:
-    bad = dataclasses.replace(SPEC, impostor_tail=(SIMS, np.array([1e-2, 1e-3, 1e-5, 1e-5, 1e-5])))
+def test_a_flat_tail_top_is_fitted_wider_and_a_flat_tail_refused() -> None:
+    """Duplicate identities flatten the top of a measured tail: the line is fitted over more decades
+    (the threshold still rises past the last measured score); a tail that never falls is refused."""
+    top_flat = dataclasses.replace(SPEC, impostor_tail=(SIMS, np.array([1e-2, 1e-3, 1e-5, 1e-5, 1e-5])))
+    assert identification_threshold(top_flat, 10_000_000, 0.01) > SIMS[-1]
+    flat = dataclasses.replace(SPEC, impostor_tail=(SIMS, np.full(len(SIMS), 1e-5)))
     with pytest.raises(ModelError, match="recalibrate"):
-        identification_threshold(bad, 10_000_000, 0.01)
+        identification_threshold(flat, 10_000_000, 0.01)
 
 
 def test_missing_tail_says_how_to_calibrate() -> None:
