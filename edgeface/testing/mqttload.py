@@ -40,7 +40,7 @@ def sample_result(
         threshold=0.6,
         quality=quality,
         gallery_version=7,
-        model_id="dlib-resnet-v1-int8",
+        model_id="mobilefacenet-v1-int8",
         source="cam0",
         crop=crop,
         face_box=[rng.uniform(0, 500), rng.uniform(0, 300), rng.uniform(500, 900), rng.uniform(300, 700)],

@@ -48,7 +48,7 @@ class ModelsConfig:
 
     dir: Path | None = setting(None, "Folder of model cards and files.", unset="the bundled models")
     detector: str = setting("blazeface-short-range", "Model id of the face detector.")
-    embedder: str = setting("dlib-resnet-v1-int8", "Model id of the face embedder.")
+    embedder: str = setting("mobilefacenet-v1-int8", "Model id of the face embedder.")
     verify_sha256: bool = setting(True, "Check each model file against the SHA-256 in its card at load.")
 
 

@@ -20,6 +20,7 @@ from edgeface.gallery.match import Gallery
 from edgeface.gallery.signing import load_trusted
 from edgeface.mqtt import payloads
 from edgeface.outbox import Outbox
+from edgeface.vision.cards import find_card
 from edgeface.vision.engine import Engine
 
 MakeUnit = Callable[..., tuple[Config, Path]]
@@ -27,9 +28,11 @@ MakeUnit = Callable[..., tuple[Config, Path]]
 PERSON = "Luis_Horna"
 ENROLLED = 0  # the gallery holds photo 1 of the person
 # The camera sees photos 3, 4 and 2: two that match on their own, then a weaker one that alone does not
-# (cosine ~0.90 against the enrolled photo, below the bundle's threshold). Fused: above every single one.
+# (below the bundle's threshold against the enrolled photo). Fused: above every single one.
 FRAMES = (2, 3, 1)
 DISTRACTORS = 7
+# faces of one person join a track at the embedder's 1:1 threshold (same person in two photos)
+ONE_TO_ONE = find_card(Config().models.embedder, task="embedder").embedder.thresholds["cosine"]  # type: ignore[union-attr]
 
 
 class PhotoCamera(Source):
@@ -76,7 +79,7 @@ def test_a_track_is_matched_on_its_fused_faces(
     config, _ = make_unit(
         with_gallery=False,
         gallery={"trusted_keys": [str(pub)]},
-        dedup={"window_s": 10.0, "similarity": 0.85},
+        dedup={"window_s": 10.0, "similarity": ONE_TO_ONE},
         capture={"fps": 0},
         run={"frame_queue": 8},
     )

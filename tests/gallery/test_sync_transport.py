@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from gallery_helpers import Content
 
+from edgeface.config import Config
 from edgeface.gallery import signing
 from edgeface.gallery.manifest import EmbedderRef
 from edgeface.gallery.serve import GalleryFiles, make_gallery_server
@@ -239,7 +240,7 @@ def test_announcement_driven_sync_takes_the_same_path(tmp_path, signer, make_sto
 def test_gallery_sync_command_applies_the_lab_setting(tmp_path, http_server):
     """`edgeface gallery sync` as an operator runs it: refused with what to do (exit 1), accepted with
     gallery.allow_insecure_http = true, and a wrong value for the setting is a usage error naming it."""
-    card = find_card("dlib-resnet-v1-int8", task="embedder")  # the unit's default embedder
+    card = find_card(Config().models.embedder, task="embedder")  # the unit's default embedder
     signing.generate_keypair(tmp_path / "central.pem", tmp_path / "central.pub")
     pub = tmp_path / "pub"
     Content(100, seed=15).publish(

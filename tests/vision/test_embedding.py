@@ -56,8 +56,8 @@ def test_card_decides_flip_fusion_by_default(engine: Engine) -> None:
 
 
 def test_wrong_chip_size_is_refused(engine: Engine) -> None:
-    with pytest.raises(ValueError, match="150x150x3"):
-        engine.embed(np.zeros((112, 112, 3), np.uint8))
+    with pytest.raises(ValueError, match="112x112x3"):
+        engine.embed(np.zeros((150, 150, 3), np.uint8))
 
 
 def test_mesh_refinement_is_used_and_can_be_turned_off(engine: Engine, obama: np.ndarray) -> None:
@@ -111,5 +111,5 @@ def test_embed_cli(tmp_path: Path, images_dir: Path) -> None:
     assert [x["image"] for x in recs] == args
     face = recs[0]["faces"][0]
     assert len(face["embedding"]) == 128 and abs(np.linalg.norm(face["embedding"]) - 1) < 1e-4
-    assert face["box"] and face["quality"]["passed"] and recs[0]["model"] == "dlib-resnet-v1-int8"
+    assert face["box"] and face["quality"]["passed"] and recs[0]["model"] == "mobilefacenet-v1-int8"
     assert recs[1]["faces"] == [] and "error" in recs[2]

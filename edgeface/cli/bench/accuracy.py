@@ -65,7 +65,7 @@ def bench_detect(
 embedders_option = click.option(
     "--embedders",
     "embedders_text",
-    default="dlib-resnet-v1-float32,dlib-resnet-v1-int8",
+    default="mobilefacenet-v1-float32,mobilefacenet-v1-int8",
     show_default=True,
     help="Comma-separated embedder model ids to compare.",
 )
