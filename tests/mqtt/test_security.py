@@ -200,15 +200,25 @@ def test_unit_b_topic_subscriber_receives_nothing_from_unit_a(
 
 def test_a_unit_cannot_read_other_units_results(tls_broker: LocalBroker, pki: dict[str, Path]) -> None:
     spy = tls_client(tls_broker, pki, "unit-b")
-    spy["client"].subscribe(topics.RESULTS_FILTER, qos=1)
-    assert wait_for(lambda: spy["suback"], 5)
+    assert connected(spy)
+    refused = _suback(spy, topics.RESULTS_FILTER)
+    assert refused.is_failure and refused.value == 0x87, refused  # not authorised
+    # Positive controls: the spy is subscribed to what it may read and receives it, and the server's
+    # watcher sees the result that was published, so "the spy got no result" is not a dead connection.
+    assert not _suback(spy, topics.commands_topic("unit-b")).is_failure
+    watcher = tls_client(tls_broker, pki, WEB)
+    assert connected(watcher)
+    assert not _suback(watcher, topics.RESULTS_FILTER).is_failure
     a = tls_client(tls_broker, pki, "unit-a")
+    assert connected(a)
     _, _, data, _ = outbox_item(sample_result("unit-a", random.Random(2)))
-    info = a["client"].publish(topics.results_topic("unit-a"), data, qos=1)
-    info.wait_for_publish(5)
-    time.sleep(0.5)
-    assert spy["messages"] == []
-    close(a, spy)
+    a["client"].publish(topics.results_topic("unit-a"), data, qos=1).wait_for_publish(5)
+    watcher["client"].publish(topics.commands_topic("unit-b"), b'{"command":"sync_gallery"}', qos=1)
+    assert wait_for(lambda: any(m.topic == topics.results_topic("unit-a") for m in watcher["messages"]), 10)
+    assert wait_for(lambda: spy["messages"], 10)  # the command: published after the result, on the same broker
+    time.sleep(0.3)
+    assert [m.topic for m in spy["messages"]] == [topics.commands_topic("unit-b")]
+    close(a, spy, watcher)
 
 
 def test_username_and_password_listener(tls_broker: LocalBroker, pki: dict[str, Path]) -> None:

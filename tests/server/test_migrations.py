@@ -112,8 +112,7 @@ def _exercise(db: Database) -> None:
     head = head_revision()
     assert db.migrate() == head
     assert db.migrate() == head  # idempotent
-    tables = set(inspect(db.engine).get_table_names())
-    assert set(metadata.tables) <= tables
+    assert set(inspect(db.engine).get_table_names()) == set(metadata.tables) | {"alembic_version"}
     assert _schema_differences(db) == []  # the migrations create exactly what tables.py declares
     with db.write() as conn:
         rita = auth.create_user(conn, "rita", PASSWORD, ["reviewer"])
@@ -150,6 +149,13 @@ def test_sqlite(tmp_path: Path) -> None:
         _exercise(db)
         with db.read() as conn:
             assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        # positive control: the comparison sees a schema that drifted from tables.py (an index dropped,
+        # a column added), so its empty answer above means the schemas agree
+        with db.write() as conn:
+            conn.exec_driver_sql("DROP INDEX results_queue")
+            conn.exec_driver_sql("ALTER TABLE results ADD COLUMN stray TEXT")
+        found = repr(_schema_differences(db))
+        assert "results_queue" in found and "stray" in found, found
     finally:
         db.dispose()
 
