@@ -27,6 +27,10 @@ class ModelError(EdgefaceError):
     """A model file or its card is missing, corrupt, or does not match what the code needs."""
 
 
+class UnknownModel(ModelError, ConfigError):
+    """A configured model id has no card in the models folder: a configuration error (exit 2)."""
+
+
 class BackendUnavailable(ModelError):
     """An inference backend (TFLite runtime or accelerator delegate) cannot be loaded here."""
 

@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..errors import ModelError
+from ..errors import ModelError, UnknownModel
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -290,7 +290,7 @@ def find_card(model_id: str, models_dir: Path | None = None, task: str | None = 
     path = folder / f"{model_id}.toml"
     if not path.is_file():
         known = sorted(c.stem for c in folder.glob("*.toml"))
-        raise ModelError(
+        raise UnknownModel(
             f"no model card {path}. Known models in {folder}: {', '.join(known) or 'none'}. "
             "Set models.detector / models.embedder to one of them, or add a card for your model."
         )

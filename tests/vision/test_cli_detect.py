@@ -124,9 +124,10 @@ def test_bad_config_exits_2_naming_the_key(tmp_path: Path, images_dir: Path) -> 
     assert r.stdout == ""
 
 
-def test_unknown_detector_exits_2_or_1_with_advice(images_dir: Path) -> None:
+def test_unknown_detector_is_a_configuration_error_exit_2_with_advice(images_dir: Path) -> None:
+    """README: configuration errors exit 2; a model id with no card is one (models.detector names it)."""
     r = run("detect", "--detector", "nope", str(images_dir / "obama.jpg"))
-    assert r.returncode == 1
+    assert r.returncode == 2
     assert "no model card" in r.stderr and "blazeface-short-range" in r.stderr
 
 
