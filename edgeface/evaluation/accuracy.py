@@ -114,13 +114,15 @@ def identify_one(
     people: tuple[str, ...] = ("all", "held-out"),
     target_fpirs: tuple[float, ...] = (0.01, 0.001),
     limit: int | None = None,
+    merge_duplicates: bool = False,
 ) -> dict[str, Any]:
     """Open-set 1:N (identification.py's protocol) for each gallery size in images per person and each
     set of people: raw cosine and the bundle's normalised score side by side, each also at the
-    thresholds a bundle of that gallery derives for ``target_fpirs``. ``limit``: people (a smoke run)."""
+    thresholds a bundle of that gallery derives for ``target_fpirs``. ``limit``: people (a smoke run);
+    ``merge_duplicates``: LFW names that are one person counted as one (lfw.DUPLICATES)."""
     from ..gallery import cohort
 
-    everyone = lfw.people(root)
+    everyone = lfw.people(root, merge_duplicates)
     if limit is not None:
         everyone = {n: everyone[n] for n in sorted(everyone)[:limit]}
     validation, held_out = identification.split_people(everyone)
@@ -174,5 +176,6 @@ def identify_one(
         "embedder": config.models.embedder,
         "flip": Engine(config).flip_fusion,
         "split_seed": identification.SPLIT_SEED,
+        "merge_duplicates": merge_duplicates,
         "runs": runs,
     }

@@ -163,6 +163,11 @@ def bench_lfw(
     "validation (the half the normalisation's settings were chosen on).",
 )
 @click.option("--limit", type=int, help="Only the first N people (a smoke run).")
+@click.option(
+    "--merge-duplicates",
+    is_flag=True,
+    help="Count LFW names that are one person (edgeface/evaluation/lfw.py DUPLICATES, checked by eye) as one.",
+)
 @pass_app
 def bench_identify(
     app: AppContext,
@@ -173,6 +178,7 @@ def bench_identify(
     images_text: str,
     people_text: str,
     limit: int | None,
+    merge_duplicates: bool,
 ) -> None:
     """Open-set 1:N on LFW, raw cosine and normalised side by side: rank-1, FNIR at FPIR 1% and 0.1%, and
     FPIR/FNIR at the thresholds a bundle of that gallery derives."""
@@ -189,7 +195,13 @@ def bench_identify(
         cfg = accuracy.with_embedder(config, emb)
         results.append(
             accuracy.identify_one(
-                cfg, root, wrap(f"embedding LFW ({emb})"), images=tuple(ints(images_text)), people=people, limit=limit
+                cfg,
+                root,
+                wrap(f"embedding LFW ({emb})"),
+                images=tuple(ints(images_text)),
+                people=people,
+                limit=limit,
+                merge_duplicates=merge_duplicates,
             )
         )
     click.echo(
