@@ -24,7 +24,7 @@ from .options import json_option, lfw_option
 @click.option("--strangers", default=100, show_default=True, help="LFW people not enrolled (non-mated probes).")
 @click.option("--probes", default=2, show_default=True, help="Probe photos per person, at most.")
 @click.option(
-    "--out",
+    "--workdir",
     "out_dir",
     type=click.Path(file_okay=False, path_type=Path),
     help="Folder for the run and its report (default: a temporary folder, removed unless --keep).",
