@@ -33,7 +33,8 @@ A, B = "dlib-resnet-v1-int8", "dlib-resnet-v1-float32"
 
 
 def test_server_embedders_are_checked_against_the_cards(tmp_path: Path) -> None:
-    assert [c.id for c in fleet_cards(server_config(tmp_path))] == [A]  # empty: models.embedder
+    default = server_config(tmp_path)
+    assert [c.id for c in fleet_cards(default)] == [default.models.embedder]  # empty: models.embedder
     assert [c.id for c in fleet_cards(server_config(tmp_path, **{"server.embedders": f'["{B}", "{A}"]'}))] == [B, A]
     with pytest.raises(ConfigError, match=r"server.embedders: no model card .*dlib-resnet-v1-float32"):
         fleet_cards(server_config(tmp_path, **{"server.embedders": '["arcface-r100"]'}))
