@@ -11,6 +11,7 @@ from typing import cast
 
 import pytest
 
+from edgeface.daemon import supervisor
 from edgeface.daemon.capture_loop import CaptureLoop
 from edgeface.daemon.sdnotify import Notifier
 from edgeface.daemon.stages import Stage
@@ -75,3 +76,57 @@ def test_a_stage_busy_on_one_item_too_long_is_named() -> None:
     finally:
         release.set()
         stage.close()
+
+
+def test_watchdog_pings_every_third_of_watchdogsec_and_says_why_it_withholds(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """On a clock the test moves: due exactly WatchdogSec / 3 after the last ping, not before; a withheld
+    ping is logged with the reason health() gave and what systemd will do."""
+    t = [1000.0]
+    monkeypatch.setattr(supervisor, "time", types.SimpleNamespace(monotonic=lambda: t[0]))
+    notifier = RecordingNotifier(watchdog_s=3.0)
+    why: list[str | None] = [None]
+    dog = Watchdog(notifier, lambda: why[0])
+    dog.feed()
+    assert notifier.pings == 1
+    t[0] = 1000.9
+    dog.feed()
+    assert notifier.pings == 1  # 0.9 s < 3 s / 3
+    t[0] = 1001.0
+    dog.feed()
+    assert notifier.pings == 2  # exactly a third of WatchdogSec later: due
+    why[0] = "infer-0 busy on one item for 61 s"
+    t[0] = 1002.0
+    dog.feed()
+    assert notifier.pings == 2
+    (rec,) = [r for r in caplog.records if r.getMessage() == "watchdog.withheld"]
+    assert rec.edgeface_fields == {  # type: ignore[attr-defined]
+        "reason": "infer-0 busy on one item for 61 s",
+        "hint": "systemd restarts the service if this lasts WatchdogSec",
+    }
+
+
+def test_stalled_judges_each_live_thread_at_the_time_given() -> None:
+    """Stage.stalled on slots set by hand (plain data: the thread, when it took its item, its last beat)."""
+    stage: Stage[None, int] = Stage("infer", queue.Queue(1), lambda ctx, item: None, threads=2)
+    assert stage.stalled(0.0, now=1e12) is None  # not started: no thread to judge
+    hold = threading.Event()
+    live = threading.Thread(target=hold.wait, daemon=True)
+    dead = threading.Thread(target=lambda: None)
+    live.start()
+    dead.start()
+    dead.join()
+    try:
+        s0, s1 = stage.slots
+        s0.thread, s0.busy_since, s0.beat = dead, 0.0, 0.0  # died on an item: the supervisor restarts it
+        s1.thread, s1.busy_since, s1.beat = live, 100.0, 100.0
+        assert stage.stalled(10.0, now=110.0) is None  # busy for exactly stall_s: not yet
+        assert stage.stalled(10.0, now=171.0) == "infer-1 busy on one item for 71 s"  # the dead one skipped
+        s1.busy_since = 165.0  # took an item 5 s ago, its last beat long before: busy, not silent
+        assert stage.stalled(10.0, now=170.0) is None
+        s1.busy_since = None
+        assert stage.stalled(10.0, now=110.0) is None  # silent for exactly stall_s: not yet
+        assert stage.stalled(10.0, now=142.0) == "infer-1 silent for 42 s"
+    finally:
+        hold.set()

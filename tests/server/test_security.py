@@ -326,6 +326,20 @@ def test_an_entry_edited_with_its_own_hash_recomputed_breaks_the_link_to_the_nex
     ]
 
 
+def test_verify_names_a_missing_anchor_and_stops_after_50_problems(db: Any) -> None:
+    _chain(db, 60)
+    with db.read() as conn:
+        head = audit.entries(conn, limit=1)[0]
+        assert audit.verify(conn, expect=(head.seq, head.hash)).ok
+        v = audit.verify(conn, expect=(999, head.hash))
+    assert not v.ok and v.problems == ["anchor entry 999 is not in the log (deleted)"]
+    with db.write() as conn:
+        conn.exec_driver_sql("UPDATE audit_log SET details = '{}'")  # every entry edited: 60 problems
+    with db.read() as conn:
+        v = audit.verify(conn)
+    assert len(v.problems) == 51 and v.problems[-1] == "... stopped after too many problems", v.problems[-2:]
+
+
 def test_rewritten_history_detected_against_an_anchor(db: Any, config: Any) -> None:
     _chain(db, 4)
     with db.read() as conn:

@@ -147,3 +147,36 @@ def test_rotation_is_undone_by_alignment(detector: BlazeFaceDetector, obama: np.
     turned = rotate_image(obama, degrees)
     chip = align(turned, detector.detect(turned)[0], SPEC).astype(int)
     assert np.abs(chip - upright).mean() < 8  # same face, same way up (small keypoint jitter only)
+
+
+def test_limits_are_inclusive_and_each_refusal_carries_its_value_and_limit(
+    detector: BlazeFaceDetector, obama: np.ndarray
+) -> None:
+    """A measurement equal to its limit passes; one just past it is refused, the refusal saying the value
+    measured and the limit it broke (what `Quality.reasons` shows an operator)."""
+    face = detector.detect(obama)[0]
+    q = assess(obama, face)
+    at = QualityConfig(
+        min_score=face.score,
+        min_face_px=q.size_px,  # type: ignore[arg-type]  # a float limit, to land exactly on the measurement
+        min_sharpness=q.sharpness,
+        max_yaw=abs(q.yaw),
+        max_pitch=abs(q.pitch),
+    )
+    assert assess(obama, face, at).passed
+    eps = 1e-6
+    past = QualityConfig(
+        min_score=face.score + eps,
+        min_face_px=q.size_px + eps,  # type: ignore[arg-type]
+        min_sharpness=q.sharpness + eps,
+        max_yaw=abs(q.yaw) - eps,
+        max_pitch=abs(q.pitch) - eps,
+    )
+    got = [(r.check, r.value, r.limit) for r in assess(obama, face, past).refusals]
+    assert got == [
+        ("score", face.score, face.score + eps),
+        ("size", q.size_px, q.size_px + eps),
+        ("sharpness", q.sharpness, q.sharpness + eps),
+        ("yaw", abs(q.yaw), abs(q.yaw) - eps),
+        ("pitch", abs(q.pitch), abs(q.pitch) - eps),
+    ]
