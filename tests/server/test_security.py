@@ -340,6 +340,21 @@ def test_verify_names_a_missing_anchor_and_stops_after_50_problems(db: Any) -> N
     assert len(v.problems) == 51 and v.problems[-1] == "... stopped after too many problems", v.problems[-2:]
 
 
+@pytest.mark.parametrize(
+    "deleted, gap",
+    [("seq = 3", "entry 3 missing: the log jumps from 2 to 4 (deleted)"),
+     ("seq IN (3, 4)", "entry 3 to 4 missing: the log jumps from 2 to 5 (deleted)")],
+)  # fmt: skip
+def test_verify_says_which_entries_were_deleted(db: Any, deleted: str, gap: str) -> None:
+    _chain(db, 6)
+    with db.write() as conn:
+        conn.exec_driver_sql(f"DELETE FROM audit_log WHERE {deleted}")
+    with db.read() as conn:
+        v = audit.verify(conn)
+    assert v.problems[0] == gap, v.problems
+    assert v.problems[1].startswith("entry ") and "does not follow" in v.problems[1]
+
+
 def test_rewritten_history_detected_against_an_anchor(db: Any, config: Any) -> None:
     _chain(db, 4)
     with db.read() as conn:
@@ -359,7 +374,10 @@ def test_rewritten_history_detected_against_an_anchor(db: Any, config: Any) -> N
         conn.execute(text("UPDATE audit_head SET hash=:h"), {"h": prev})
     with db.read() as conn:
         assert audit.verify(conn).ok
-        assert not audit.verify(conn, expect=(anchor.seq, anchor.hash)).ok
+        v = audit.verify(conn, expect=(anchor.seq, anchor.hash))
+        assert not v.ok and v.problems == [
+            f"entry {anchor.seq}: hash differs from the anchor {anchor.hash[:16]}... (history rewritten)"
+        ]
     r = CliRunner().invoke(
         cli,
         [
