@@ -96,6 +96,11 @@ def test_configured_normalised_threshold_decides_on_the_normalised_score(
     assert d.space == "normalised" and d.threshold == t
     assert (d.match is not None) is matches
     g.close()
+    # the same threshold passed to identify() on a gallery opened without it
+    g = _installed(make_store, bundles, "normed", f"arg{margin}")
+    d = g.identify(bundles["probe"], normalised_threshold=t)
+    assert d.space == "normalised" and d.threshold == t and (d.match is not None) is matches
+    g.close()
     # the raw override wins over the normalised one (and decides raw)
     g = _installed(
         make_store, bundles, "normed", f"both{margin}", f"gallery.normalised_threshold={t}", "gallery.threshold=0.1"

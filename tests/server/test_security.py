@@ -355,6 +355,23 @@ def test_verify_says_which_entries_were_deleted(db: Any, deleted: str, gap: str)
     assert v.problems[1].startswith("entry ") and "does not follow" in v.problems[1]
 
 
+def test_verify_reports_a_missing_head_and_a_log_cut_short_of_it(db: Any) -> None:
+    _chain(db, 6)
+    with db.write() as conn:
+        conn.exec_driver_sql("DELETE FROM audit_log WHERE seq >= 5")  # the newest two, head left alone
+    with db.read() as conn:
+        v = audit.verify(conn)
+    assert (v.ok, v.entries, v.head_seq) == (False, 4, 6)
+    assert v.problems == [
+        "the log ends at entry 4 but the head records entry 6: the newest entries were deleted or the head was altered"
+    ]
+    with db.write() as conn:
+        conn.exec_driver_sql("DELETE FROM audit_head")
+    with db.read() as conn:
+        v = audit.verify(conn)
+    assert (v.head_seq, v.head_hash, v.problems) == (0, audit.GENESIS, ["the audit head row is missing"])
+
+
 def test_rewritten_history_detected_against_an_anchor(db: Any, config: Any) -> None:
     _chain(db, 4)
     with db.read() as conn:

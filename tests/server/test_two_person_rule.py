@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from edgeface.server.review import decide
+from edgeface.server.review import ReviewError, decide
 
 from .conftest import add_results
 
@@ -23,3 +23,9 @@ def test_an_intervening_verdict_restarts_the_count(db: Any, users: Any, verdict:
         # rita's confirmation came before the intervening verdict: rob's is the first of a new count
         assert decide(conn, d["id"], rob, "confirm", top, "on second look", two_person=True) == "awaiting_second"
         assert decide(conn, d["id"], rita, "confirm", top, "agreed", two_person=True) == "confirmed"
+
+
+def test_an_unknown_verdict_is_refused_naming_the_allowed_ones(db: Any, users: Any) -> None:
+    d = add_results(db, 1, match_share=1.0)[0]
+    with pytest.raises(ReviewError, match="verdict must be one of confirm, reject, unknown"), db.write() as conn:
+        decide(conn, d["id"], users["reviewer"], "approve", None, "", two_person=True)
