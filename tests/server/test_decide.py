@@ -4,11 +4,13 @@ rejection, the comment trimmed and bounded, and the refusals with what to do ins
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
 from sqlalchemy import select, update
 
+from edgeface.server import audit
 from edgeface.server.review import ReviewError, decide
 from edgeface.server.tables import results, reviews
 
@@ -51,3 +53,18 @@ def test_refusals_say_what_was_wrong(db: Any, users: Any) -> None:
     with pytest.raises(ReviewError, match="^confirm one of the result's candidates$"), db.write() as conn:
         decide(conn, d["id"], users["reviewer"], "confirm", None, "", two_person=False)
     assert _stored(db, d["id"]) == []
+
+
+def test_the_result_records_when_and_the_audit_entry_who(db: Any, users: Any) -> None:
+    d = add_results(db, 1, match_share=1.0)[0]
+    rita = users["reviewer"]
+    before = time.time()
+    with db.write() as conn:
+        decide(conn, d["id"], rita, "reject", None, "no", two_person=False)
+    with db.read() as conn:
+        row = conn.execute(select(results.c.review_status, results.c.reviewed_at).where(results.c.id == d["id"])).one()
+        entry = audit.entries(conn, limit=1)[0]
+    assert row.review_status == "rejected" and before <= row.reviewed_at <= time.time()
+    details = entry.details
+    assert (entry.action, entry.subject, entry.actor) == ("review.reject", d["id"], rita.username)
+    assert details["reviewer_owner"] == rita.username and details["status"] == "rejected"
