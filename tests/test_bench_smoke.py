@@ -101,10 +101,12 @@ def test_bench_e2e(lfw_root: Path, tmp_path: Path) -> None:
             "2",
             "--probes",
             "1",
-            "--out",
+            "--workdir",
             str(tmp_path / "run"),
-            "--json",
-        ]
+            "--out",
+            str(tmp_path / "e2e.json"),
+        ],
+        tmp_path / "e2e.json",
     )
     a = d["accounting"]
     assert a["photos_fed"] == a["photos_in_ledger"] == 6 and a["results_lost"] == 0, a
