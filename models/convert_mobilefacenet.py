@@ -40,6 +40,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(REPO))
 
 from dlib_resnet import augment, cards  # noqa: E402
+from convert_dlib_resnet import tflite_outputs as tflite  # noqa: E402  (the same runner: quantize in, dequantize out)
 from dlib_resnet.chips import ordered  # noqa: E402
 from mobilefacenet import onnxgraph, source, tfgraph  # noqa: E402
 
@@ -128,28 +129,6 @@ class Reference:
         x = ((chips.astype(np.float32) / 255.0 - tfgraph.MEAN) / tfgraph.STD).transpose(0, 3, 1, 2)
         return np.concatenate([self.sess.run(None, {self.name: x[i : i + 1].astype(np.float32)})[0]
                                for i in range(len(x))])
-
-
-def tflite(model: bytes, chips: np.ndarray) -> tuple[np.ndarray, dict]:
-    from ai_edge_litert.interpreter import Interpreter
-
-    it = Interpreter(model_content=model, num_threads=1)
-    it.allocate_tensors()
-    inp, out = it.get_input_details()[0], it.get_output_details()[0]
-    res = []
-    for c in chips:
-        x = c[None].astype(np.float32)
-        if inp["dtype"] != np.float32:
-            s, z = inp["quantization"]
-            x = np.clip(np.rint(x / s) + z, -128, 127).astype(inp["dtype"])
-        it.set_tensor(inp["index"], x)
-        it.invoke()
-        y = it.get_tensor(out["index"])[0].astype(np.float64)
-        if out["dtype"] != np.float32:
-            s, z = out["quantization"]
-            y = s * (y - z)
-        res.append(y)
-    return np.array(res), {"input": inp, "output": out}
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
