@@ -13,6 +13,7 @@ from ..daemon.settings import DedupConfig, RetentionConfig, RunConfig, StatusCon
 from ..gallery.settings import EnrollConfig, GalleryConfig
 from ..mqtt.settings import IngestConfig, MqttConfig
 from ..outbox.settings import OutboxConfig
+from ..protect.settings import ProtectConfig
 from ..server.settings import ServerConfig
 from ..vision.settings import (
     AlignConfig,
@@ -43,6 +44,7 @@ class Config:
     enroll: EnrollConfig = section(EnrollConfig)
     device: DeviceConfig = section(DeviceConfig)  # edgeface.config.core
     outbox: OutboxConfig = section(OutboxConfig)  # edgeface.outbox.settings
+    protect: ProtectConfig = section(ProtectConfig)  # edgeface.protect.settings
     mqtt: MqttConfig = section(MqttConfig)  # edgeface.mqtt.settings
     ingest: IngestConfig = section(IngestConfig)
     server: ServerConfig = section(ServerConfig)  # edgeface.server.settings
