@@ -173,6 +173,105 @@ def add_device(app: AppContext, device_id: str, token_file: Path | None) -> None
         click.echo(token)
 
 
+@server_group.command("purge")
+@click.option("--dry-run", is_flag=True, help="Show what the policy would delete; delete and export nothing.")
+@click.option(
+    "--export",
+    "export_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Export what goes into a new folder under this one before deleting (default: "
+    "server.retention.export_dir, else <server.data_dir>/purged).",
+)
+@click.option("--no-export", is_flag=True, help="Delete without exporting first (recorded so in the audit log).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (with the ids that go).")
+@pass_app
+def purge(app: AppContext, dry_run: bool, export_dir: Path | None, no_export: bool, as_json: bool) -> None:
+    """Delete results, face crops and review records past [server.retention]; export them first; audited.
+
+    Confirmed identifications and results of open cases are kept as the policy says. Nothing is deleted
+    unless retention days are set (all 0 by default).
+    """
+    from ..server import retention
+
+    if no_export and export_dir is not None:
+        raise click.UsageError("--export and --no-export exclude each other")
+    cfg = app.config.server
+    policy = retention.Policy.of(cfg.retention)
+    where = None if no_export else (export_dir or cfg.retention.export_dir or cfg.data_dir / "purged")
+    db = _db(app)
+    try:
+        if dry_run:
+            with db.read() as conn:
+                p = retention.plan(conn, policy, limit=cfg.retention.batch)
+            record = {"dry_run": True, **p.as_dict(), "export": str(where) if where else None}
+        else:
+            report = retention.purge(db, policy, export_dir=where, limit=cfg.retention.batch)
+            p = report.plan
+            record = {"dry_run": False, **report.as_dict()}
+    finally:
+        db.dispose()
+    if as_json:
+        emit_json(record)
+        return
+    verb = "would delete" if dry_run else "deleted"
+    by = ", ".join(f"{n} {s}" for s, n in sorted(p.by_status().items())) or "none"
+    click.echo(f"{verb} {len(p.results)} results ({by}) with {p.reviews} review records; {len(p.crops)} face crops")
+    click.echo(
+        f"kept: {p.kept_case} results and {p.kept_case_crops} crops of open (or recently closed) cases, "
+        f"{p.kept_confirmed} confirmed identifications older than results_days"
+    )
+    if not policy.results_days + policy.reviewed_days + policy.confirmed_days + policy.crops_days:
+        click.echo("no retention days are set in [server.retention]: everything is kept")
+    if p.more:
+        click.echo(f"more is due than one run takes (server.retention.batch = {cfg.retention.batch}): run it again")
+    if dry_run:
+        for d in p.results[:20]:
+            click.echo(f"  result {d.id} {d.device_id} {d.review_status}" + (f" case {d.case}" if d.case else ""))
+        if len(p.results) > 20:
+            click.echo(f"  ... and {len(p.results) - 20} more (--json lists all)")
+        click.echo(
+            f"nothing deleted (dry run); a purge would export to a new folder under {where}"
+            if where
+            else "nothing deleted (dry run); a purge with --no-export would export nothing"
+        )
+    else:
+        click.echo(f"exported first to {report.export}" if report.export else "not exported (--no-export)")
+        click.echo(f"audit entry {report.audit_seq} (retention.purge)")
+
+
+@server_group.command("close-case")
+@click.argument("tag")
+@click.option("--note", default="", help="Why, or on whose decision (kept in the audit log).")
+@pass_app
+def close_case(app: AppContext, tag: str, note: str) -> None:
+    """Mark case TAG closed: from now its results fall under [server.retention] (they are kept while open)."""
+    from ..server import retention
+
+    db = _db(app)
+    try:
+        with db.write() as conn:
+            retention.close_case(conn, tag, "cli", note)
+    finally:
+        db.dispose()
+    click.echo(f"case {tag} closed; its results' retention counts from now")
+
+
+@server_group.command("reopen-case")
+@click.argument("tag")
+@pass_app
+def reopen_case(app: AppContext, tag: str) -> None:
+    """Open case TAG again: its results are kept whole until it is closed."""
+    from ..server import retention
+
+    db = _db(app)
+    try:
+        with db.write() as conn:
+            retention.reopen_case(conn, tag, "cli")
+    finally:
+        db.dispose()
+    click.echo(f"case {tag} reopened")
+
+
 @click.group("audit")
 def audit_group() -> None:
     """The central server's hash-chained audit log."""

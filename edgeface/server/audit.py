@@ -55,6 +55,9 @@ ACTIONS = (
     "device.credential",
     "device.revoke",
     "images.view",  # one per page view that showed enrolled images, listing them
+    "retention.purge",  # one per purge run: counts, policy, export folder and digests
+    "case.close",
+    "case.reopen",
 )
 
 

@@ -6,7 +6,50 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config.fields import setting
+from ..config.fields import section, setting
+
+
+@dataclass(frozen=True)
+class ServerRetentionConfig:
+    """How long the centre keeps results, their face crops and review records (``edgeface server purge``
+    deletes what is past them; nothing is deleted on its own). Days count from when the server received a
+    result, or from its last review decision for decided ones; 0 keeps that kind until the policy changes."""
+
+    results_days: int = setting(
+        0, "Days an undecided result (pending or awaiting a second reviewer) is kept; 0: kept.", min=0
+    )
+    reviewed_days: int = setting(
+        0,
+        "Days a result a reviewer rejected or marked unknown is kept, with its review records, after the "
+        "last decision; 0: kept.",
+        min=0,
+    )
+    confirmed_days: int = setting(
+        0,
+        "Days a confirmed identification is kept, with its crop and review records, after its confirmation; "
+        "0: kept (the default: an identification is the record a case is closed on).",
+        min=0,
+    )
+    crops_days: int = setting(
+        0,
+        "Days the probe face crop of an unconfirmed result is kept; after that the crop is removed and the "
+        "text record stays as long as its own retention says; 0: crops kept as long as their result.",
+        min=0,
+    )
+    keep_open_cases: bool = setting(
+        True,
+        "Results tagged with a case that is not closed (`edgeface server close-case`) are kept whole; the "
+        "days of a closed case's results count from its closure at the earliest.",
+    )
+    export_dir: Path | None = setting(
+        None,
+        "Folder `edgeface server purge` exports what it deletes to before deleting it (one subfolder per run, "
+        "mode 0700).",
+        unset="<server.data_dir>/purged",
+    )
+    batch: int = setting(
+        20000, "Most results one purge run deletes or strips (a larger backlog takes several runs).", min=1
+    )
 
 
 @dataclass(frozen=True)
@@ -71,3 +114,4 @@ class ServerConfig:
     )
     max_upload_bytes: int = setting(20 * 1024**2, "Largest upload (enrollment images) per request, bytes.", min=1024)
     rejected_keep: int = setting(1000, "Malformed MQTT messages kept (first bytes) for inspection.", min=0)
+    retention: ServerRetentionConfig = section(ServerRetentionConfig)  # [server.retention]

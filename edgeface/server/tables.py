@@ -94,6 +94,8 @@ results = Table(
     # pending, awaiting_second, confirmed, rejected, unknown
     Column("review_status", String(24), nullable=False, default="pending"),
     Column("reviewed_at", Float),
+    # When retention removed the face crop from the payload (NULL: never had one, or still has it).
+    Column("crop_purged_at", Float),
     Index("results_queue", "review_status", "received_at"),
     Index("results_device", "device_id", "captured_ts"),
     Index("results_identity", "top_identity"),
@@ -213,4 +215,15 @@ rejected = Table(
     Column("error", String(500), nullable=False),
     Column("size", Integer, nullable=False),
     Column("head", LargeBinary, nullable=False),
+)
+
+# Cases a person closed (edgeface.server.retention): a case is open until it has a row here; retention
+# keeps an open case's results whole and counts a closed one's from its closure.
+case_closures = Table(
+    "case_closures",
+    metadata,
+    Column("tag", String(128), primary_key=True),  # the results' case/body tag
+    Column("closed_at", Float, nullable=False),
+    Column("closed_by", String(64), nullable=False),
+    Column("note", Text, nullable=False, default=""),
 )
