@@ -44,6 +44,14 @@ EOF
 printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d"
 chmod 755 "$root/usr/sbin/policy-rc.d"
 cp /etc/resolv.conf "$root/etc/resolv.conf"
+# A network that intercepts TLS (a proxy's own CA in the host's /usr/local/share/ca-certificates) needs
+# that CA on any machine in it: the ca-certificates package (pulled in by the test's packages) adds it
+# when it is installed, or here when it already is.
+if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
+  mkdir -p "$root/usr/local/share/ca-certificates"
+  cp /usr/local/share/ca-certificates/*.crt "$root/usr/local/share/ca-certificates/"
+  [ -x "$root/usr/sbin/update-ca-certificates" ] && chroot "$root" /usr/sbin/update-ca-certificates >/dev/null
+fi
 
 mounts=()
 cleanup() {
