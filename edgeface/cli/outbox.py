@@ -20,7 +20,7 @@ def outbox_group() -> None:
 def _open(app: AppContext) -> Any:
     from ..outbox import Outbox
 
-    return Outbox.from_config(app.config.outbox)
+    return Outbox.for_unit(app.config)
 
 
 @outbox_group.command("status")

@@ -22,6 +22,7 @@ from ..capture import Source, TriggerHub, make_source
 from ..logs import get_logger
 from ..outbox import Outbox
 from ..vision.engine import Engine
+from .commands import GatedSource, UnitCommands
 from .dedup import Tracker
 from .endpoint import MetricsServer
 from .gallery_holder import GalleryHolder, choose_pair
@@ -51,14 +52,23 @@ class Unit:
     retention: Retention
     gallery: GalleryHolder
     tracker: Tracker
+    commands: UnitCommands
     publisher: PublisherSlot | None = None  # None: mqtt.host is empty
     sync: SyncThread | None = None  # None: gallery.sync_url is empty
     endpoint: MetricsServer | None = None  # None: status.metrics_port is 0
     _closing: ExitStack = field(default_factory=ExitStack, repr=False)
 
     def on_command(self, doc: dict[str, Any]) -> None:
-        """An MQTT command addressed to this unit (verified by the publisher)."""
-        if doc["command"] == "capture" and "command" in self.config.capture.triggers:
+        """An MQTT command addressed to this unit (schema-checked by the publisher). ``wipe``, ``lock``,
+        ``unlock``, ``revoke`` and any signed command are verified first (:mod:`.commands`)."""
+        from ..mqtt.signed import PRIVILEGED
+
+        if doc["command"] in PRIVILEGED or "signature" in doc:
+            if not self.commands.handle(doc) or doc["command"] in PRIVILEGED:
+                return
+        if doc["command"] == "capture" and self.commands.locked:
+            log.info("command.capture_locked", id=doc.get("id"), hint="the unit is locked: nothing is captured")
+        elif doc["command"] == "capture" and "command" in self.config.capture.triggers:
             self.triggers.fire("command")
         elif doc["command"] == "sync_gallery" and self.sync is not None:
             self.sync.trigger()
@@ -107,11 +117,13 @@ def open_unit(
         spec = card.embedder
         assert spec is not None
         engine_threshold = float(spec.thresholds.get("cosine", 0.0)) if spec.thresholds else 0.0
-        outbox = Outbox.from_config(config.outbox)
+        outbox = Outbox.for_unit(config)  # payloads sealed with the device key (protect.encrypt)
         closing.callback(outbox.close)
         retention = Retention(config, outbox, metrics)
         closing.callback(retention.close)
         retention.remove_orphans()
+        commands = UnitCommands(config, device_id, functools.partial(_queue_reply, outbox, device_id))
+        src = GatedSource(src, commands)  # locked: nothing is captured (the outbox still drains)
         gallery = GalleryHolder(config, pair)
         closing.callback(gallery.close)
         gallery.current()  # open now: its errors belong in the start-up log
@@ -127,6 +139,7 @@ def open_unit(
             retention=retention,
             gallery=gallery,
             tracker=_tracker(config, gallery, engine_threshold),
+            commands=commands,
         )
         _start_network(unit, metrics, status, closing)
         unit._closing = closing.pop_all()  # from here on, Unit.close closes them
@@ -177,6 +190,14 @@ def _start_network(unit: Unit, metrics: Metrics, status: Callable[[], dict[str, 
         unit.endpoint = MetricsServer(cfg.status.metrics_host, cfg.status.metrics_port, metrics.render, status)
         closing.callback(unit.endpoint.stop)
         unit.endpoint.start()
+
+
+def _queue_reply(outbox: Outbox, device_id: str, doc: dict[str, Any]) -> None:
+    """A command's reply, stored in the outbox for the centre (sent first: a match's priority)."""
+    from ..mqtt import payloads, topics
+    from ..outbox.rows import Priority
+
+    outbox.put(doc["id"], topics.replies_topic(device_id), payloads.encode(doc, "reply"), Priority.MATCH)
 
 
 def _publisher(unit: Unit) -> Publisher:

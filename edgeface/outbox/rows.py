@@ -1,5 +1,5 @@
 """The outbox's on-disk format and values: the SQLite schema, priorities, rows, counters, the
-damage check of a stored row, and SQLite errors translated into what to do."""
+damage check (and unsealing) of a stored row, and SQLite errors translated into what to do."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import OutboxCorrupt, OutboxDiskFull, OutboxError
+from ..protect.sealed import Sealer, SealError, is_sealed
 
 SQLITE_FULL = 13
 
@@ -141,24 +142,42 @@ def translate(e: sqlite3.Error, path: Path, doing: str) -> OutboxError:
     return OutboxError(f"outbox {path}: {e} while {doing}; check the storage and its permissions.")
 
 
-def damage(rid: Any, topic: Any, prio: Any, crc: Any, payload: Any) -> str | None:
-    """Why a row cannot be sent as it is, or None when it is sound."""
+def check_row(
+    rid: Any, topic: Any, prio: Any, crc: Any, stored: Any, sealer: Sealer | None
+) -> tuple[bytes | None, str | None]:
+    """A stored row's plaintext payload and None, or None and why the row cannot be sent as it is.
+
+    The CRC covers the stored bytes; a sealed payload must then open with the outbox's sealer, bound to the
+    row's id (a payload moved to another row does not open); the plaintext must be a JSON object naming
+    the row's id. A plaintext payload (stored before encryption was on) is still sent.
+    """
     if not isinstance(rid, str) or not rid:
-        return "missing id"
+        return None, "missing id"
     if not isinstance(topic, str) or not topic:
-        return "missing topic"
+        return None, "missing topic"
     if prio not in (0, 1, 2):
-        return f"unknown priority {prio!r}"
-    if not isinstance(payload, bytes):
-        return f"payload is {type(payload).__name__}, not bytes"
-    if crc32(payload) != crc:
-        return "payload fails its CRC-32 (changed on disk)"
+        return None, f"unknown priority {prio!r}"
+    if not isinstance(stored, bytes):
+        return None, f"payload is {type(stored).__name__}, not bytes"
+    if crc32(stored) != crc:
+        return None, "payload fails its CRC-32 (changed on disk)"
+    payload = stored
+    if is_sealed(stored):
+        if sealer is None:
+            raise OutboxError(
+                f"result {rid} is encrypted and this outbox was opened without the device key; open it with "
+                "protect.encrypt on and the unit's device key (gallery.key_file, the credential or the environment)"
+            )
+        try:
+            payload = sealer.open(stored, rid.encode())
+        except SealError as e:
+            return None, str(e)
     try:
         doc = json.loads(payload)
     except (ValueError, UnicodeDecodeError) as e:
-        return f"payload is not JSON ({e})"
+        return None, f"payload is not JSON ({e})"
     if not isinstance(doc, dict):
-        return "payload is not a JSON object"
+        return None, "payload is not a JSON object"
     if doc.get("id") != rid:
-        return f"payload id {doc.get('id')!r} differs from the row id"
-    return None
+        return None, f"payload id {doc.get('id')!r} differs from the row id"
+    return payload, None

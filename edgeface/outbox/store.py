@@ -18,9 +18,16 @@ Order. Rows leave in priority order (matches, then no-matches, then refusals), o
 a priority, and only through :meth:`Outbox.ack`, which the publisher calls when the broker
 acknowledged the message.
 
-Damage. Each row carries a CRC-32 of its payload; a row whose payload fails the CRC, is not a JSON
-object, or names another id is moved to the ``quarantine`` table with the reason (kept, counted,
-logged) instead of being sent or stopping the drain.
+Damage. Each row carries a CRC-32 of its stored payload; a row whose payload fails the CRC, does not
+open with the device key, is not a JSON object, or names another id is moved to the ``quarantine``
+table with the reason (kept, counted, logged) instead of being sent or stopping the drain.
+
+At rest. With a :class:`~edgeface.protect.sealed.Sealer` (``protect.encrypt``, the default on a unit)
+each payload (candidates, scores, crop) is stored sealed: AES-256-GCM under the outbox's sub-key of the
+device key, a fresh nonce per row, bound to the row's id. Ids, topics, priorities, times and sizes stay
+clear for the bookkeeping; they name nobody. Sealing happens before the write lock is taken, opening as
+rows are fetched. Format 2 marks files that may hold sealed rows, so an older edgeface refuses them
+instead of quarantining what it cannot read.
 
 Several threads and processes may use one outbox file: each thread gets its own connection and
 writers take SQLite's write lock (``BEGIN IMMEDIATE``) with a busy timeout.
@@ -37,16 +44,20 @@ import threading
 import time
 from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import OutboxError, OutboxFull
 from ..logs import get_logger
-from .rows import COUNTERS, SCHEMA, OutboxStats, Pending, Priority, crc32, damage, translate
+from .rows import COUNTERS, SCHEMA, OutboxStats, Pending, Priority, check_row, crc32, translate
 from .settings import OutboxConfig
+
+if TYPE_CHECKING:
+    from ..config import Config
+    from ..protect.sealed import Sealer
 
 log = get_logger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: payloads may be sealed (no change to the tables)
 BUSY_TIMEOUT_MS = 30_000
 ACK_BATCH = 500  # ids per DELETE statement
 
@@ -74,6 +85,7 @@ class Outbox:
         synchronous: Synchronous = "full",
         max_db_pages: int | None = None,
         cache_kib: int = 1024,
+        sealer: Sealer | None = None,
     ) -> None:
         """Open (creating if needed) the outbox at ``path``.
 
@@ -81,7 +93,8 @@ class Outbox:
         expires (0 = never). ``max_db_pages`` caps the database file (SQLite ``max_page_count``)
         so a full disk can be simulated where a small filesystem cannot be mounted. ``cache_kib``: SQLite
         page cache per connection (one per thread that uses the outbox); it fills as the file grows and
-        then holds, so it bounds the memory the outbox adds to the process.
+        then holds, so it bounds the memory the outbox adds to the process. ``sealer``: store payloads
+        encrypted (see the module docstring); None stores them as given.
         """
         if on_full not in ("drop_oldest_no_match", "refuse"):
             raise ValueError(f"on_full={on_full!r}: expected 'drop_oldest_no_match' or 'refuse'")
@@ -99,6 +112,7 @@ class Outbox:
         if cache_kib < 64:
             raise ValueError(f"cache_kib={cache_kib}: expected at least 64")
         self.cache_kib = cache_kib
+        self.sealer = sealer
         self._local = threading.local()
         self._conns: list[tuple[threading.Thread, sqlite3.Connection]] = []  # one per thread, with its owner
         self._conns_lock = threading.Lock()
@@ -110,8 +124,9 @@ class Outbox:
         self._migrate()
 
     @classmethod
-    def from_config(cls, outbox: OutboxConfig) -> Outbox:
-        """Open the outbox described by the ``[outbox]`` config section."""
+    def from_config(cls, outbox: OutboxConfig, sealer: Sealer | None = None) -> Outbox:
+        """Open the outbox described by the ``[outbox]`` config section; ``sealer`` from
+        :func:`edgeface.protect.keys.sealer_for` (config, "outbox")."""
         return cls(
             outbox.path,
             max_results=outbox.max_results,
@@ -122,7 +137,16 @@ class Outbox:
             max_quarantined=outbox.max_quarantined,
             synchronous=outbox.synchronous,
             cache_kib=outbox.cache_kib,
+            sealer=sealer,
         )
+
+    @classmethod
+    def for_unit(cls, config: Config) -> Outbox:
+        """The unit's outbox as the daemon opens it: the ``[outbox]`` section, payloads sealed with the device
+        key when ``protect.encrypt`` is on (see :mod:`edgeface.protect.keys`)."""
+        from ..protect.keys import sealer_for
+
+        return cls.from_config(config.outbox, sealer_for(config, "outbox"))
 
     # ----------------------------------------------------------------------------------------------
     # connections
@@ -255,9 +279,10 @@ class Outbox:
             priority = Priority(priority)
             if not isinstance(payload, (bytes, bytearray)):
                 raise TypeError("payload must be bytes (the encoded JSON)")
-            if len(payload) > self.max_bytes:
+            stored = self.sealer.seal(payload, id_.encode()) if self.sealer is not None else bytes(payload)
+            if len(stored) > self.max_bytes:
                 raise OutboxFull(
-                    f"result {id_} is {len(payload)} bytes, more than the whole outbox may hold "
+                    f"result {id_} is {len(stored)} bytes, more than the whole outbox may hold "
                     f"(outbox.max_bytes = {self.max_bytes}); make results smaller (mqtt.include_crop, "
                     "mqtt.max_crop_bytes) or raise outbox.max_bytes."
                 )
@@ -269,9 +294,9 @@ class Outbox:
                     int(priority),
                     now,
                     now + ttl if ttl > 0 else None,
-                    len(payload),
-                    crc32(bytes(payload)),
-                    bytes(payload),
+                    len(stored),
+                    crc32(stored),
+                    stored,
                 )
             )
 
@@ -377,17 +402,17 @@ class Outbox:
         except sqlite3.Error as e:
             raise translate(e, self.path, "reading pending results") from e
         out: list[Pending] = []
-        for seq, rid, topic, prio, created, crc, payload in rows:
+        for seq, rid, topic, prio, created, crc, stored in rows:
             if rid in exclude:
                 continue
-            reason = damage(rid, topic, prio, crc, payload)
-            if reason:
+            payload, reason = check_row(rid, topic, prio, crc, stored, self.sealer)
+            if payload is None:
                 try:
-                    self.quarantine(seq, reason)
+                    self.quarantine(seq, reason or "damaged")
                 except OutboxError as e:  # e.g. a full disk: skip it now, quarantine on a later fetch
                     log.warning("outbox.quarantine_deferred", id=rid, reason=reason, error=str(e))
                 continue
-            out.append(Pending(seq, rid, topic, Priority(prio), created, bytes(payload)))
+            out.append(Pending(seq, rid, topic, Priority(prio), created, payload))
             if len(out) >= limit:
                 break
         return out

@@ -67,7 +67,7 @@ def lfw_gallery(lfw_people: dict[str, list[Path]], tmp_path_factory: pytest.Temp
 
 
 def outbox_docs(config: Config) -> list[dict[str, Any]]:
-    with Outbox(config.outbox.path) as box:
+    with Outbox.for_unit(config) as box:
         rows = box.fetch(1000)
     return [payloads.decode(r.payload, "result", max_bytes=1 << 20) for r in rows]
 

@@ -127,7 +127,7 @@ def _run(config: Config, photo: Path, *, until_switch: bool = False) -> tuple[Da
 
 
 def _results(config: Config) -> list[dict[str, Any]]:
-    box = Outbox(config.outbox.path)
+    box = Outbox.for_unit(config)
     try:
         return [json.loads(p.payload) for p in box.fetch(1000)]
     finally:
