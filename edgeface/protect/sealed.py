@@ -5,6 +5,9 @@ one sub-key may seal a few billion records before nonces risk repeating (NIST SP
 decades of results on a unit. The caller's associated data (a row id, a file name) is authenticated, not
 stored: a record moved to another row or file does not open. Different purposes ("outbox", "media",
 "enroll") get different sub-keys, so a key leaked for one use opens nothing else.
+
+``cryptography`` is imported when a :class:`Sealer` is made, so the outbox (which checks :func:`is_sealed`)
+stays light to import for commands that never open a record.
 """
 
 from __future__ import annotations
@@ -12,11 +15,6 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
-
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from ..errors import EdgefaceError
 
@@ -32,6 +30,9 @@ class SealError(EdgefaceError):
 
 def sub_key(device_key: bytes, purpose: str) -> bytes:
     """The 32-byte key for ``purpose`` derived from the device key (HKDF-SHA256, no salt: deterministic)."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
     info = f"edgeface-protect-{purpose}-v1".encode()
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(device_key)
 
@@ -45,8 +46,12 @@ class Sealer:
     """Seal and open records for one purpose. Thread-safe (AESGCM holds no per-call state)."""
 
     def __init__(self, device_key: bytes, purpose: str) -> None:
+        from cryptography.exceptions import InvalidTag
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
         self.purpose = purpose
         self._aead = AESGCM(sub_key(device_key, purpose))
+        self._invalid: type[Exception] = InvalidTag
 
     def __repr__(self) -> str:  # never print key material
         return f"Sealer(purpose={self.purpose!r})"
@@ -63,7 +68,7 @@ class Sealer:
             raise SealError(f"not a sealed {self.purpose} record (no {MAGIC!r} header, or too short)")
         try:
             return self._aead.decrypt(blob[len(MAGIC) : len(MAGIC) + NONCE], blob[len(MAGIC) + NONCE :], MAGIC + aad)
-        except InvalidTag:
+        except self._invalid:
             raise SealError(
                 f"a sealed {self.purpose} record does not open with this device key: the key is another unit's or "
                 "was replaced, or the record was altered or moved"
