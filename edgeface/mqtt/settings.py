@@ -56,7 +56,11 @@ class MqttConfig:
         "Keep a result queued (and retry) when the broker acknowledges it with MQTT 5 reason 'no matching "
         "subscribers': the broker would drop it because no ingest subscription exists.",
     )
-    include_crop: bool = setting(False, "Send a small JPEG face crop with each result (off: no images leave).")
+    include_crop: bool = setting(
+        True,
+        "Send the probe's face crop (JPEG, at most 160 px, re-encoded to fit max_crop_bytes) with each result: a "
+        "reviewer cannot review without it. It waits in the outbox sealed (protect.encrypt). Off: no images leave.",
+    )
     max_crop_bytes: int = setting(16384, "Largest face crop JPEG, bytes.", min=1024, max=65536)
     max_payload_bytes: int = setting(
         131072, "Largest result payload sent or accepted by ingest, bytes.", min=1024, max=268435455
