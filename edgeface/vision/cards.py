@@ -8,6 +8,12 @@ The format is documented in ``models/README.md``.
 A card is typed by its task: a :class:`ModelCard` carries the common fields and exactly one task spec,
 :class:`DetectorSpec` (``card.detector``), :class:`EmbedderSpec` (``card.embedder``, with its
 :class:`AlignmentSpec`) or :class:`LandmarksSpec` (``card.landmarks``).
+
+An embedder card names the *embedding space* its vectors live in (``embedding_space``, default: its id):
+galleries are tied to the space, not to one file. A card with a ``[variant]`` table describes another
+runtime's form of a reference model (an Edge TPU compiled file, say): its own file and hash, the
+reference's id and hash, the backend it needs, and how closely it reproduces the reference
+(:class:`VariantSpec`). It shares the reference's space, so galleries built with the reference serve it.
 """
 
 from __future__ import annotations
@@ -76,6 +82,26 @@ class AlignmentSpec:
 
 
 @dataclass(frozen=True)
+class FidelitySpec:
+    """How closely a variant reproduces its reference: cosine of their outputs on the same inputs."""
+
+    min_cosine: float
+    mean_cosine: float
+    measured: str  # on what, with which runtime and hardware (a stand-in delegate is not hardware)
+
+
+@dataclass(frozen=True)
+class VariantSpec:
+    """This model file is another runtime's form of the reference card's model (same computation, own hash)."""
+
+    of: str  # the reference card's id
+    of_sha256: str  # the reference model file's SHA-256
+    backend: Literal["cpu", "edgetpu", "gpu", "external"] | None  # the backend the file needs; None: any
+    fidelity: FidelitySpec | None  # required for embedders
+    batch: int = 0  # 0: any batch size; N: the file's input batch is fixed at N (compiled files)
+
+
+@dataclass(frozen=True)
 class EmbedderSpec:
     output: str
     dim: int
@@ -85,6 +111,7 @@ class EmbedderSpec:
     flip_fusion: bool = False  # embed = normalise(f(chip) + f(mirrored chip)); thresholds assume it
     # FAR of one impostor comparison at each similarity (ascending similarity, descending FAR)
     impostor_tail: tuple[np.ndarray, np.ndarray] | None = None
+    space: str = ""  # the embedding space; load_card fills it (the card's id when the card names none)
 
 
 @dataclass(frozen=True)
@@ -109,11 +136,17 @@ class ModelCard:
     detector: DetectorSpec | None = None  # exactly one of these three, by task
     embedder: EmbedderSpec | None = None
     landmarks: LandmarksSpec | None = None
+    variant: VariantSpec | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def model_path(self) -> Path:
         return self.path.parent / self.file
+
+    @property
+    def space_sha256(self) -> frozenset[str]:
+        """The model files this card knows to be in its embedding space: its own and its reference's."""
+        return frozenset({self.sha256} | ({self.variant.of_sha256} if self.variant else set()))
 
     def read_model(self, verify: bool = True) -> bytes:
         """The model file's bytes, checked against the card's SHA-256."""
@@ -158,6 +191,8 @@ class _Reader:
 
     def choice(self, key: str, allowed: tuple[str, ...], default: Any = ...) -> Any:
         value = self.get(key, str, default)
+        if value is None and default is None:
+            return None
         if value not in allowed:
             raise ModelError(f"model card {self.path}: {key} = {value!r}; allowed: {', '.join(allowed)}")
         return value
@@ -197,6 +232,42 @@ def _landmarks(data: dict[str, Any], path: Path) -> LandmarksSpec:
         raise ModelError(f"model card {path}: [landmarks] needs points, presence, count ({e})") from e
 
 
+def _sha(r: _Reader, key: str) -> str:
+    sha = str(r.get(key, str)).lower()
+    if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
+        raise ModelError(f"model card {r.path}: {key} must be 64 hex digits")
+    return sha
+
+
+def _variant(r: _Reader, task: str) -> VariantSpec | None:
+    if r.get("variant", dict, None) is None:
+        return None
+    fidelity = None
+    if r.get("variant.fidelity", dict, None) is not None:
+        fidelity = FidelitySpec(
+            min_cosine=r.get("variant.fidelity.min_cosine", float),
+            mean_cosine=r.get("variant.fidelity.mean_cosine", float),
+            measured=r.get("variant.fidelity.measured", str),
+        )
+        if not -1.0 <= fidelity.min_cosine <= fidelity.mean_cosine <= 1.0:
+            raise ModelError(f"model card {r.path}: variant.fidelity needs -1 <= min_cosine <= mean_cosine <= 1")
+    elif task == "embedder":
+        raise ModelError(
+            f"model card {r.path}: an embedder variant needs [variant.fidelity] (min_cosine, mean_cosine, measured): "
+            "how closely it reproduces the reference's embeddings decides whether its galleries can be shared"
+        )
+    batch = r.get("variant.batch", int, 0)
+    if batch < 0:
+        raise ModelError(f"model card {r.path}: variant.batch must be 0 (any) or the fixed batch size")
+    return VariantSpec(
+        of=r.get("variant.of", str),
+        of_sha256=_sha(r, "variant.of_sha256"),
+        backend=r.choice("variant.backend", ("cpu", "edgetpu", "gpu", "external"), None),
+        fidelity=fidelity,
+        batch=batch,
+    )
+
+
 def load_card(path: str | Path) -> ModelCard:
     p = Path(path)
     try:
@@ -220,9 +291,7 @@ def load_card(path: str | Path) -> ModelCard:
         offset=r.get("input.offset", float),
         resize=r.choice("input.resize", ("letterbox", "stretch", "none")),
     )
-    sha = r.get("sha256", str).lower()
-    if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
-        raise ModelError(f"model card {p}: sha256 must be 64 hex digits")
+    sha = _sha(r, "sha256")
     detector = embedder = landmarks = None
     if task == "landmarks":
         landmarks = _landmarks(data, p)
@@ -262,6 +331,7 @@ def load_card(path: str | Path) -> ModelCard:
             thresholds={k: float(v) for k, v in r.get("thresholds", dict, {}).items() if isinstance(v, (int, float))},
             impostor_tail=_impostor_tail(r),
             flip_fusion=r.get("embedding.flip_fusion", bool, False),
+            space=r.get("embedding_space", str, "") or r.get("id", str),
         )
     return ModelCard(
         id=r.get("id", str),
@@ -275,8 +345,35 @@ def load_card(path: str | Path) -> ModelCard:
         detector=detector,
         embedder=embedder,
         landmarks=landmarks,
+        variant=_variant(r, task),
         raw=data,
     )
+
+
+def check_variant(variant: ModelCard, reference: ModelCard) -> None:
+    """Refuse a variant card that does not match the reference card it names (hash, task, space, size)."""
+    v = variant.variant
+    if v is None or v.of != reference.id:
+        raise ModelError(f"model {variant.id} is not a variant of {reference.id}")
+    problems = []
+    if v.of_sha256 != reference.sha256:
+        problems.append(
+            f"it names the reference file {v.of_sha256[:12]}, the card {reference.id} has {reference.sha256[:12]}"
+        )
+    if variant.task != reference.task:
+        problems.append(f"it is a {variant.task}, the reference a {reference.task}")
+    if variant.embedder and reference.embedder:
+        if variant.embedder.space != reference.embedder.space:
+            problems.append(
+                f"embedding space {variant.embedder.space!r} vs the reference's {reference.embedder.space!r}"
+            )
+        if variant.embedder.dim != reference.embedder.dim:
+            problems.append(f"{variant.embedder.dim}-d vs {reference.embedder.dim}-d")
+    if problems:
+        raise ModelError(
+            f"model {variant.id} does not match its reference {reference.id}: " + "; ".join(problems) + ". "
+            "Rebuild the variant from the reference file, or correct its card's [variant] table."
+        )
 
 
 def list_cards(models_dir: Path | None = None) -> list[ModelCard]:

@@ -2,14 +2,17 @@
 
 The caller owns an :class:`Engine`; models load on first use, not at construction or import. An
 engine is not meant to be shared between threads (TFLite interpreters are not thread-safe): make one
-per worker thread.
+per worker thread. Each model runs on its own backend (``runtime.<role>_backend``, else the card's
+compiled-for backend, else ``runtime.backend``) and falls back to the CPU with a logged reason
+(runtime/select.py); :meth:`Engine.backends` says what each model got.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -21,9 +24,13 @@ from .imageio import ImageSource, load_image
 from .models.blazeface import BlazeFaceDetector
 from .models.embedder import Embedder
 from .models.facemesh import FaceMesh
+from .runtime.select import Placement, load_placed
+from .settings import ModelRole, RuntimeConfig
 
 if TYPE_CHECKING:
     from ..config import Config
+
+_M = TypeVar("_M")
 
 
 @dataclass(frozen=True)
@@ -47,25 +54,58 @@ class Engine:
 
             config = Config()
         self.config = config
+        self._placements: dict[ModelRole, Placement] = {}
 
     # -- models, loaded lazily ------------------------------------------------------------------
+
+    def _load(self, role: ModelRole, card: ModelCard, make: Callable[[ModelCard, RuntimeConfig], _M]) -> _M:
+        """Load one model on its backend (or the CPU fallback) and record where it landed."""
+        cfg = self.config
+
+        def reference(model_id: str) -> ModelCard:
+            return find_card(model_id, cfg.models.dir, task=card.task)
+
+        model, placement = load_placed(role, card, cfg.runtime, make, reference)
+        self._placements[role] = placement
+        return model
 
     @cached_property
     def detector(self) -> BlazeFaceDetector:
         cfg = self.config
         card = find_card(cfg.models.detector, cfg.models.dir, task="detector")
-        return BlazeFaceDetector(card, cfg.runtime, cfg.detect, verify=cfg.models.verify_sha256)
+        return self._load(
+            "detector", card, lambda c, rt: BlazeFaceDetector(c, rt, cfg.detect, verify=cfg.models.verify_sha256)
+        )
 
     @cached_property
     def embedder_card(self) -> ModelCard:
+        """The configured embedder's card (after :attr:`embedder` loads: the card that runs, which is the
+        reference's when a compiled variant fell back to the CPU; both are in one embedding space)."""
         return find_card(self.config.models.embedder, self.config.models.dir, task="embedder")
 
     @cached_property
     def embedder(self) -> Embedder:
         cfg = self.config
-        return Embedder(
-            self.embedder_card, cfg.runtime, verify=cfg.models.verify_sha256, max_batch=cfg.embed.batch_size
-        )
+
+        def make(card: ModelCard, runtime: RuntimeConfig) -> Embedder:
+            fixed = card.variant.batch if card.variant else 0  # a compiled file's batch cannot be resized
+            return Embedder(card, runtime, verify=cfg.models.verify_sha256, max_batch=fixed or cfg.embed.batch_size)
+
+        embedder = self._load("embedder", self.embedder_card, make)
+        self.__dict__["embedder_card"] = embedder.card  # cached_property's slot: the card actually running
+        return embedder
+
+    def backends(self) -> dict[str, str]:
+        """The backend each model of the configured chain runs on, by role (``detector``, ``landmarks``
+        when alignment refines with it, ``embedder``), e.g. ``{"detector": "cpu", "embedder": "edgetpu"}``.
+        Loads the models that are not loaded yet; a model that fell back says ``cpu``."""
+        return {role: p.backend for role, p in self.placements().items()}
+
+    def placements(self) -> dict[str, Placement]:
+        """Like :meth:`backends`, with the card that runs, the backend wanted and why it fell back."""
+        _ = self.detector, self.embedder, self.refiner
+        order: tuple[ModelRole, ...] = ("detector", "landmarks", "embedder")
+        return {role: self._placements[role] for role in order if role in self._placements}
 
     @property
     def flip_fusion(self) -> bool:
@@ -82,7 +122,7 @@ class Engine:
             return None
         cfg = self.config
         card = find_card(spec.landmark_model, cfg.models.dir, task="landmarks")
-        return FaceMesh(card, cfg.runtime, verify=cfg.models.verify_sha256)
+        return self._load("landmarks", card, lambda c, rt: FaceMesh(c, rt, verify=cfg.models.verify_sha256))
 
     @property
     def alignment(self) -> AlignmentSpec:

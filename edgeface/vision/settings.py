@@ -3,7 +3,7 @@ detect, quality, align and embed stages. Assembled into :class:`edgeface.config.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -23,14 +23,38 @@ class ImageConfig:
     max_bytes: int = setting(64 * 1024 * 1024, "Refuse image files larger than this many bytes.", min=1)
 
 
+BackendName = Literal["cpu", "edgetpu", "gpu", "external"]
+ModelRole = Literal["detector", "landmarks", "embedder"]
+
+
 @dataclass(frozen=True)
 class RuntimeConfig:
-    """The TFLite runtime: threads, XNNPACK and the accelerator backend."""
+    """The TFLite runtime: threads, XNNPACK and the accelerator backend, for all models or per model.
 
-    backend: Literal["cpu", "edgetpu", "gpu", "external"] = setting(
+    A model whose backend cannot be loaded runs on the CPU (with a ``model.backend_fallback`` warning
+    naming the model, the backend and why), unless ``fallback = false``."""
+
+    backend: BackendName = setting(
         "cpu",
-        "Inference backend: 'cpu' (XNNPACK), 'edgetpu' (Coral, libedgetpu.so.1), 'gpu' (TFLite GPU "
-        "delegate), 'external' (any delegate library given in delegate_path).",
+        "Inference backend for every model not given its own below: 'cpu' (XNNPACK), 'edgetpu' (Coral, "
+        "libedgetpu.so.1), 'gpu' (TFLite GPU delegate), 'external' (any delegate library given in delegate_path).",
+    )
+    detector_backend: BackendName | None = setting(
+        None, "Backend of the face detector (values as backend).", unset="runtime.backend"
+    )
+    landmarks_backend: BackendName | None = setting(
+        None, "Backend of the landmark (face-mesh) model (values as backend).", unset="runtime.backend"
+    )
+    embedder_backend: BackendName | None = setting(
+        None,
+        "Backend of the face embedder (values as backend). An embedder card compiled for one backend "
+        "(a [variant] with backend = 'edgetpu') needs that one.",
+        unset="the embedder card's variant.backend, else runtime.backend",
+    )
+    fallback: bool = setting(
+        True,
+        "When a model's backend cannot be loaded (no device, no delegate library), run that model on the CPU "
+        "and log why; false: refuse to start instead.",
     )
     num_threads: int = setting(2, "CPU threads per interpreter.", min=1, max=64)
     xnnpack: bool = setting(True, "Use the XNNPACK CPU kernels (faster on ARM and x86; turn off to debug).")
@@ -40,6 +64,15 @@ class RuntimeConfig:
         "'edgetpu' (libedgetpu.so.1) and 'gpu' (libtensorflowlite_gpu_delegate.so).",
     )
     delegate_options: dict[str, str] = setting({}, "Options passed to the delegate, as a TOML table.")
+
+    def backend_for(self, role: ModelRole) -> BackendName | None:
+        """The backend configured for one model role, or None when it follows ``backend``."""
+        chosen: BackendName | None = getattr(self, f"{role}_backend")
+        return chosen
+
+    def with_backend(self, backend: BackendName) -> RuntimeConfig:
+        """This runtime configuration with every model on ``backend`` (what one model is loaded with)."""
+        return replace(self, backend=backend, detector_backend=None, landmarks_backend=None, embedder_backend=None)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...errors import ModelError
+from ...errors import BackendUnavailable, ModelError
 from ...logs import get_logger
 from ..settings import RuntimeConfig
 from . import backends
@@ -39,6 +39,13 @@ class TFLiteModel:
                 self._interp = rt.module.Interpreter(model_content=content, **options)
                 self._interp.allocate_tensors()
         except (ValueError, RuntimeError) as e:
+            if runtime.backend != "cpu":
+                # the delegate loaded but could not take this model (wrong file for it, a device error):
+                # a backend problem, so the caller may run the model on the CPU instead
+                raise BackendUnavailable(
+                    f"{name}: the {runtime.backend} backend could not prepare this model ({e}). "
+                    f"{backends.BACKENDS[runtime.backend].advice}"
+                ) from e
             raise ModelError(
                 f"{name}: the TFLite runtime ({rt.package} {rt.version}) cannot load this model: {e}. "
                 "Check that the file is a complete .tflite model (its SHA-256 is in the model card)."
