@@ -77,6 +77,7 @@ def cli(
 def _register() -> None:
     """Attach every command; each module defines its commands and imports nothing from here."""
     from . import broker, config_cmd, detect, embed, enroll, gallery, identify, ingest, outbox, run, server, status
+    from . import unit as unit_cli
     from .bench import bench
 
     for command in (
@@ -90,6 +91,7 @@ def _register() -> None:
         config_cmd.config_group,
         gallery.gallery_group,
         outbox.outbox_group,
+        unit_cli.unit_group,
         ingest.ingest,
         server.server_group,
         server.audit_group,

@@ -3,7 +3,8 @@
 The sample folder (``edgeface/_sample/photos``: public-domain portraits, see its PROVENANCE.md) is
 processed once against the sample gallery (``edgeface/_sample/gallery``: two people, built and signed
 by ``tools/build_sample.py``), and the results are queued offline in an outbox under the user's state
-folder. The gallery goes through the real trust path: it is verified against the bundled **demo**
+folder, sealed at rest like a unit's (gallery and outbox payloads under a device key made for the demo in
+``keys/``). The gallery goes through the real trust path: it is verified against the bundled **demo**
 public key and installed into a demo gallery store. The demo key signs nothing but the sample; a unit
 configured to trust it is refused (:func:`refuse_demo_key`).
 """
@@ -56,7 +57,7 @@ def demo_config(overrides: Sequence[str] = (), *, directory: Path | None = None,
     d = directory or demo_dir()
     if fresh:
         d.mkdir(parents=True, exist_ok=True)
-        for name in ("state", "gallery", "media", "outbox.sqlite3", "outbox.sqlite3-wal", "outbox.sqlite3-shm"):
+        for name in ("state", "gallery", "media", "keys", "outbox.sqlite3", "outbox.sqlite3-wal", "outbox.sqlite3-shm"):
             p = d / name
             if p.is_dir():
                 shutil.rmtree(p)
@@ -70,7 +71,8 @@ def demo_config(overrides: Sequence[str] = (), *, directory: Path | None = None,
         "capture.folder.poll_s=0.05",
         "capture.folder.recursive=false",
         f"gallery.dir={d / 'gallery'}",
-        "gallery.encrypt=false",
+        "gallery.encrypt=true",
+        f"gallery.key_file={demo_key_file(d)}",
         f'gallery.trusted_keys=["{DEMO_KEY}"]',
         "gallery.sync_url=",
         f"outbox.path={d / 'outbox.sqlite3'}",
@@ -82,13 +84,25 @@ def demo_config(overrides: Sequence[str] = (), *, directory: Path | None = None,
         "status.interval_s=1",
         "dedup.window_s=0",
     ]
-    return load_config(None, overrides=[*settings, *overrides])
+    config = load_config(None, overrides=[*settings, *overrides])
+    key = config.gallery.key_file
+    if fresh and key is not None and not key.exists() and config.gallery.encrypt:
+        from ..gallery.crypto import generate_key_file
+
+        key.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        generate_key_file(key)
+    return config
+
+
+def demo_key_file(directory: Path) -> Path:
+    """The demo's device key: beside its data, as on a unit with no TPM (see docs/protection.md)."""
+    return directory / "keys" / "device.key"
 
 
 def install_sample_gallery(config: Config) -> int:
     """Verify the bundled sample gallery against the demo key and install it; returns its version."""
     from ..errors import BundleRejected
-    from ..gallery.bundle import MANIFEST
+    from ..gallery.bundle import MANIFEST, SIGNATURE
     from ..gallery.manifest import Manifest
     from ..gallery.store import GalleryStore
 
@@ -97,9 +111,12 @@ def install_sample_gallery(config: Config) -> int:
     if store.installed_version() >= version:
         return store.installed_version()
     staged = store.staging(version)
+    sink = store.sink(staged)  # sealed with the device key, as a sync writes it; the manifest stays clear
     for f in GALLERY.iterdir():
-        if f.is_file():
+        if f.is_file() and f.name in (MANIFEST, SIGNATURE):
             shutil.copyfile(f, staged / f.name)
+        elif f.is_file():
+            sink.write(f.name, [f.read_bytes()])
     try:
         store.install(staged)
     except BundleRejected as e:

@@ -1,7 +1,8 @@
 """Retention: the unit keeps only what the configuration asks for, and only until it is delivered.
 
 With ``retention.save = "crop"`` or ``"frame"`` each result's face crop or whole frame is written (JPEG,
-mode 0600) to ``retention.dir``; with ``capture.folder.delete_processed`` the imported photos are
+mode 0600, sealed with the device key's media sub-key when ``protect.encrypt`` is on: open one with
+:meth:`Retention.read`) to ``retention.dir``; with ``capture.folder.delete_processed`` the imported photos are
 managed too. Each such file is registered (SQLite, durable) *before* it is written, with the result
 ids it belongs to. A sweep every ``retention.sweep_s`` asks the outbox which of those results are
 still waiting; once none is (the broker acknowledged them, or the outbox's overflow policy or TTL
@@ -26,6 +27,8 @@ import numpy as np
 from ..errors import EdgefaceError
 from ..logs import get_logger
 from ..outbox import Outbox
+from ..protect.keys import sealer_for
+from ..protect.sealed import is_sealed
 from .metrics import Metrics
 
 if TYPE_CHECKING:
@@ -43,6 +46,7 @@ class Retention:
         self.dir = Path(self.cfg.dir)
         self.outbox = outbox
         self.metrics = metrics or Metrics()
+        self._sealer = sealer_for(config, "media") if self.saving else None
         self._lock = threading.Lock()
         path = Path(config.run.state_dir) / "media.sqlite3"
         try:
@@ -78,7 +82,9 @@ class Retention:
 
         buf = io.BytesIO()
         Image.fromarray(image).save(buf, "JPEG", quality=90)
-        data = buf.getvalue()
+        day = time.strftime("%Y%m%d", time.gmtime(captured_at))
+        path = self.dir / day / f"{result_id}-{self.cfg.save}.jpg"
+        data = buf.getvalue() if self._sealer is None else self._sealer.seal(buf.getvalue(), path.name.encode())
         if self.saved_bytes() + len(data) > self.cfg.max_bytes:
             self.metrics.inc("edgeface_media_not_saved_total")
             log.warning(
@@ -89,8 +95,6 @@ class Retention:
                 "or lower keep_after_ack_s",
             )
             return None
-        day = time.strftime("%Y%m%d", time.gmtime(captured_at))
-        path = self.dir / day / f"{result_id}-{self.cfg.save}.jpg"
         self._register(path, self.cfg.save, [result_id], len(data), left=False)
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         tmp = path.with_name(path.name + ".tmp")
@@ -100,6 +104,13 @@ class Retention:
         os.replace(tmp, path)
         self.metrics.inc("edgeface_media_saved_total", kind=self.cfg.save)
         return path
+
+    def read(self, path: Path) -> bytes:
+        """The JPEG of a saved image, opened with the device key if it was sealed."""
+        data = Path(path).read_bytes()
+        if self._sealer is None or not is_sealed(data):
+            return data
+        return self._sealer.open(data, Path(path).name.encode())
 
     def track_source(self, path: Path, result_ids: list[str]) -> None:
         """An imported photo is processed: delete it once its results left (if the config says so)."""

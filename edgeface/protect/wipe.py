@@ -49,8 +49,12 @@ class WipeReport:
         }
 
 
-def wipe_unit(config: Config, *, environ: dict[str, str] | None = None) -> WipeReport:
-    """Crypto-erase the unit configured by ``config``: every device key source, then its personal data."""
+def wipe_unit(config: Config, *, environ: dict[str, str] | None = None, enrollment: bool = True) -> WipeReport:
+    """Crypto-erase the unit configured by ``config``: every device key source, then its personal data.
+
+    ``enrollment``: also the enrollment workspace (``enroll.workspace``), where it exists; off for the demo,
+    whose configuration names the workstation's own workspace.
+    """
     from ..gallery.crypto import destroy_device_keys, destroy_file
     from .keys import own_key_file
 
@@ -85,7 +89,7 @@ def wipe_unit(config: Config, *, environ: dict[str, str] | None = None) -> WipeR
     except OSError:
         pass  # absent, or it holds other files (not ours to delete)
     workspace = Path(config.enroll.workspace).expanduser()
-    if workspace.exists():
+    if enrollment and workspace.exists():
         _erase_path(workspace, report)
     if config.capture.source == "folder":
         report.notes.append(
