@@ -59,6 +59,8 @@ if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import sys' >/dev/null 2>
   say "creating .venv"
   rm -rf .venv
   python3 -m venv .venv
+  # Debian's pip (23.0) builds sdists such as annoy the legacy setup.py way and warns; a current one does not.
+  .venv/bin/python -m pip install -q --upgrade pip
 fi
 # The stamp names what was installed; a run that asks for a subset of it installs nothing.
 stamp=.venv/.edgeface-test-setup
