@@ -77,6 +77,7 @@ def cli(
 def _register() -> None:
     """Attach every command; each module defines its commands and imports nothing from here."""
     from . import broker, config_cmd, detect, embed, enroll, gallery, identify, ingest, outbox, run, server, status
+    from . import doctor as doctor_cli
     from . import unit as unit_cli
     from .bench import bench
 
@@ -88,6 +89,7 @@ def _register() -> None:
         run.run_cmd,
         run.trigger_cmd,
         status.status_cmd,
+        doctor_cli.doctor_cmd,
         config_cmd.config_group,
         gallery.gallery_group,
         outbox.outbox_group,

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from ..capture.settings import CaptureConfig
 from ..daemon.settings import DedupConfig, RetentionConfig, RunConfig, StatusConfig
+from ..doctor.settings import DoctorConfig
 from ..gallery.settings import EnrollConfig, GalleryConfig
 from ..mqtt.settings import IngestConfig, MqttConfig
 from ..outbox.settings import OutboxConfig
@@ -53,6 +54,7 @@ class Config:
     dedup: DedupConfig = section(DedupConfig)
     retention: RetentionConfig = section(RetentionConfig)
     status: StatusConfig = section(StatusConfig)
+    doctor: DoctorConfig = section(DoctorConfig)  # edgeface.doctor.settings
 
 
 RENAMED_SECTIONS: dict[str, str] = {
