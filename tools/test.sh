@@ -73,7 +73,8 @@ for e in ${extras//,/ }; do
   case ",$have_extras," in *,"$e",*) ;; *) need_install=1 ;; esac
 done
 if [ "$need_install" -eq 1 ]; then
-  [ "$have_key" = "$want_key" ] && [ -n "$have_extras" ] && extras="$have_extras,$extras"
+  # Extras installed before stay installed, updated too when pyproject.toml changed.
+  [ -n "$have_extras" ] && extras="$have_extras,$extras"
   extras="$(tr ',' '\n' <<<"$extras" | sort -u | paste -sd, -)"
   say "installing edgeface[$extras] into .venv"
   .venv/bin/python -m pip install -q -e ".[$extras]"
