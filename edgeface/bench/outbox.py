@@ -11,11 +11,17 @@ what arrives so delivery is checked, not assumed:
    load (what the pipeline sees) and the drain rate.
 
 At the end the ingest's database must hold every result once.
+
+Payloads are sealed at rest as on a unit (``encrypt``, on by default: AES-256-GCM under a random device key's
+outbox sub-key); ``crop_bytes`` adds a face crop of about that many JPEG bytes to every result (``crop_jpeg_bytes``
+says how many it has), as ``mqtt.include_crop`` does on a unit.
 """
 
 from __future__ import annotations
 
+import base64
 import random
+import secrets
 import sqlite3
 import threading
 import time
@@ -67,6 +73,7 @@ def run(
     inflight: int = 100,
     synchronous: Synchronous = "full",
     crop_bytes: int = 0,
+    encrypt: bool = True,
     seed: int = 1,
     say: Callable[[str], None] = lambda s: None,
 ) -> dict[str, Any]:
@@ -94,7 +101,10 @@ def run(
         ["--config", str(cfg), "--log-level", "warning", "ingest", "--stats-json", str(workdir / "ingest-stats.json")],
         workdir / "ingest.log",
     )
-    box = Outbox(workdir / "outbox.sqlite3", synchronous=synchronous, max_results=10**7, max_bytes=2**34)
+    from ..protect.sealed import Sealer
+
+    sealer = Sealer(secrets.token_bytes(32), "outbox") if encrypt else None
+    box = Outbox(workdir / "outbox.sqlite3", synchronous=synchronous, max_results=10**7, max_bytes=2**34, sealer=sealer)
     settings = LinkSettings(host="127.0.0.1", port=broker.port, client_id=DEVICE, tls=False)
     crop = _crop(rng, crop_bytes)
     figures: dict[str, Any] = {
@@ -103,6 +113,8 @@ def run(
         "inflight": inflight,
         "synchronous": synchronous,
         "crop_bytes": crop_bytes,
+        "crop_jpeg_bytes": len(base64.b64decode(crop["data"])) if crop else 0,
+        "encrypt": encrypt,
         "qos": 1,
     }
     try:

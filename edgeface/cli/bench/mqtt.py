@@ -25,6 +25,12 @@ def _workdir(path: Path | None) -> Path:
 @click.option("--synchronous", type=click.Choice(["full", "normal"]), default="full", show_default=True)
 @click.option("--crop-bytes", type=int, default=0, show_default=True, help="Add a face crop of about this size.")
 @click.option(
+    "--encrypt/--no-encrypt",
+    default=True,
+    show_default=True,
+    help="Seal payloads at rest as a unit does (protect.encrypt).",
+)
+@click.option(
     "--workdir", type=click.Path(file_okay=False, path_type=Path), help="Keep files here (default: a temp dir)."
 )
 def bench_outbox(
@@ -34,6 +40,7 @@ def bench_outbox(
     inflight: int,
     synchronous: str,
     crop_bytes: int,
+    encrypt: bool,
     workdir: Path | None,
 ) -> None:
     """Results/s drained at QoS 1 to a local Mosquitto, and enqueue latency (p50/p99)."""
@@ -48,11 +55,13 @@ def bench_outbox(
         inflight=inflight,
         synchronous="normal" if synchronous == "normal" else "full",
         crop_bytes=crop_bytes,
+        encrypt=encrypt,
         say=lambda s: click.echo(s, err=True),
     )
     click.echo(
         f"Outbox to a local Mosquitto at QoS 1: {results} + {concurrent} results of "
-        f"{f['payload_bytes_mean']:.0f} bytes, window {inflight}, synchronous={synchronous}"
+        f"{f['payload_bytes_mean']:.0f} bytes (crop {f['crop_jpeg_bytes']} JPEG bytes), window {inflight}, "
+        f"synchronous={synchronous}, {'sealed' if encrypt else 'plaintext'} at rest"
     )
     e, c = f["enqueue"], f["concurrent"]["enqueue_ms"]
     click.echo(
