@@ -266,14 +266,8 @@ class Pipeline:
                 continue
             self.metrics.inc("edgeface_results_total", decision=doc["decision"])
             self.unit.notify_publisher()
-            log.info(
-                "result.stored",
-                id=doc["id"],
-                decision=doc["decision"],
-                source=doc.get("source"),
-                candidate=doc["candidates"][0]["identity_id"] if doc["candidates"] else None,
-                score=doc["candidates"][0]["score"] if doc["candidates"] else None,
-            )
+            # no candidate or score here: the log (journald) is on the card, unsealed (docs/protection.md)
+            log.info("result.stored", id=doc["id"], decision=doc["decision"], source=doc.get("source"))
             return True
 
     def _remember(self, doc: dict[str, Any], track: Track) -> None:
