@@ -82,6 +82,57 @@ class CapturePicamera2Config:
 
 
 @dataclass(frozen=True)
+class CaptureTagsConfig:
+    """Case and body tags read from the photo and its folder (docs/field-unit.md, "Case and place").
+    A tag given with the capture (``edgeface trigger --tag``, the MQTT capture command) wins over a code
+    in the photo, which wins over the folder."""
+
+    codes: tuple[Literal["qrcode", "barcode"], ...] = setting(
+        ["qrcode", "barcode"],
+        "Codes read from each frame as its case/body tag (OpenCV's detectors; body bags and evidence cards "
+        "carry them). [] reads none.",
+    )
+    pattern: str = setting(
+        "",
+        "A regular expression a code's whole text must match to count as a tag (e.g. '(BODY|CASE)-[0-9]+'), "
+        "so a product barcode in the scene is not taken for a case; empty: any code.",
+    )
+    max_side: int = setting(
+        0,
+        "Read codes on the frame shrunk to this many pixels on its longer side (faster on large photos, "
+        "small codes may be missed); 0: at full resolution.",
+        min=0,
+        max=16384,
+    )
+    folder: bool = setting(
+        True,
+        "The folder source: a photo in <capture.folder.path>/<case>/... carries <case> as its tag (a camera "
+        "card's DCIM folder is no case; photos directly in the folder have none).",
+    )
+
+
+@dataclass(frozen=True)
+class CaptureLocationConfig:
+    """Where each result was seen: the photo's EXIF GPS, the unit's GPS receiver (gpsd) or a fixed place."""
+
+    sources: tuple[Literal["exif", "gpsd", "static"], ...] = setting(
+        ["exif", "gpsd", "static"],
+        "Where the place comes from, first that knows: 'exif' (the photo's own GPS tags), 'gpsd' (the unit's "
+        "receiver, through gpsd), 'static' (lat/lon below). [] sends no place.",
+    )
+    lat: float | None = setting(None, "Latitude of the unit's fixed place (WGS 84).", min=-90, max=90, unset="none")
+    lon: float | None = setting(None, "Longitude of the unit's fixed place.", min=-180, max=180, unset="none")
+    accuracy_m: float | None = setting(
+        None, "How far off the fixed place may be, metres.", min=0, max=1e8, unset="not stated"
+    )
+    gpsd_host: str = setting("127.0.0.1", "gpsd's address (a unit without gpsd simply has no gpsd fix).")
+    gpsd_port: int = setting(2947, "gpsd's TCP port.", min=1, max=65535)
+    gpsd_max_age_s: float = setting(
+        10.0, "A gpsd fix older than this is not used (the receiver lost the sky).", min=0.1, max=86400
+    )
+
+
+@dataclass(frozen=True)
 class CaptureConfig:
     """Where the field unit's frames come from and when it takes them (``edgeface run``; docs/field-unit.md)."""
 
@@ -121,3 +172,5 @@ class CaptureConfig:
     folder: CaptureFolderConfig = section(CaptureFolderConfig)
     opencv: CaptureOpenCVConfig = section(CaptureOpenCVConfig)
     picamera2: CapturePicamera2Config = section(CapturePicamera2Config)
+    tags: CaptureTagsConfig = section(CaptureTagsConfig)
+    location: CaptureLocationConfig = section(CaptureLocationConfig)

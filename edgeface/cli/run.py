@@ -93,9 +93,18 @@ def _print_summary(s: dict[str, Any], outbox: str, demo_mode: bool, online: bool
 
 
 @click.command("trigger")
+@click.option(
+    "--tag",
+    help="Case or body tag the picture's results carry (e.g. BODY-0042); it wins over a code in the picture.",
+)
 @pass_app
-def trigger_cmd(app: AppContext) -> None:
-    """Make the running daemon take a picture now (trigger mode; sends it SIGUSR1)."""
+def trigger_cmd(app: AppContext, tag: str | None) -> None:
+    """Make the running daemon take a picture now (trigger mode; sends it SIGUSR1).
+
+    With --tag, the tag is left for the daemon in <run.state_dir>/triggers/ before the signal.
+    """
+    from ..capture.tags import TagError, clean_tag
+    from ..capture.triggers import request_dir, write_request
     from ..daemon import status as status_mod
 
     doc = status_mod.read_status(status_mod.status_path(app.config))
@@ -109,13 +118,29 @@ def trigger_cmd(app: AppContext) -> None:
             "the daemon will ignore the signal",
             err=True,
         )
+    request = None
+    if tag is not None:
+        try:
+            tag = clean_tag(tag)
+            request = write_request(request_dir(app.config.run.state_dir), tag)
+        except TagError as e:
+            raise click.UsageError(f"--tag: {e}") from None
+        except OSError as e:
+            click.echo(
+                f"edgeface: error: cannot leave the tag in {request_dir(app.config.run.state_dir)} ({e}); "
+                "run as the service user",
+                err=True,
+            )
+            raise click.exceptions.Exit(EXIT_FAILED) from None
     try:
         os.kill(int(doc["pid"]), signal.SIGUSR1)
     except PermissionError:
+        if request is not None:
+            request.unlink(missing_ok=True)
         click.echo(
             f"edgeface: error: not allowed to signal pid {doc['pid']}; run as the service user, or "
             "`sudo systemctl kill -s USR1 edgeface`",
             err=True,
         )
         raise click.exceptions.Exit(EXIT_FAILED) from None
-    click.echo(f"triggered pid {doc['pid']}")
+    click.echo(f"triggered pid {doc['pid']}" + (f" (tag {tag!r})" if tag is not None else ""))

@@ -18,6 +18,8 @@ import time
 from collections.abc import Callable
 
 from ..capture import EndOfSource, Frame, Source, TriggerHub
+from ..capture.context import open_locator, stamp
+from ..capture.place import Locator
 from ..capture.settings import CaptureConfig
 from ..capture.triggers import install as install_triggers
 from ..errors import CaptureError, SourceUnavailable
@@ -58,8 +60,10 @@ class CaptureLoop:
         self.done = threading.Event()  # the source ended (a folder processed once, a video file)
         self.fatal: CaptureError | None = None
         self.restarts = 0
+        self.bursts = 0  # triggers taken: each one's frames form one dedup group (see dedup.merge_photos)
         self.beat = time.monotonic()  # progress: the loop went round, or a file waited for room
         self._thread: threading.Thread | None = None
+        self._locator: Locator | None = None  # the place of each frame (capture.location), while the loop runs
 
     @property
     def trigger_mode(self) -> bool:
@@ -126,6 +130,7 @@ class CaptureLoop:
         interval = 1.0 / cfg.fps if (cfg.fps > 0 and src.live and not trigger_mode) else 0.0
         opened, lost = False, False
         next_due = time.monotonic()
+        self._locator = open_locator(cfg)
         try:
             while not self.stop.is_set():
                 self.beat = time.monotonic()
@@ -145,13 +150,19 @@ class CaptureLoop:
                         log.info("capture.reopened", source=src.name)
                 try:
                     if trigger_mode:
-                        reason = self.triggers.wait(0.5)
-                        if reason is None:
+                        trigger = self.triggers.next(0.5)
+                        if trigger is None:
                             continue
+                        self.bursts += 1
                         for _ in range(cfg.frames_per_trigger):
                             frame = src.read(timeout=2.0)
                             if frame is not None:
-                                frame.meta["trigger"] = reason
+                                # a trigger's frames are one capture: its tag, and its own dedup group
+                                frame.meta.update(
+                                    trigger=trigger.reason, burst=self.bursts, burst_size=cfg.frames_per_trigger
+                                )
+                                if trigger.tag is not None:
+                                    frame.meta["tag"] = trigger.tag
                                 self.submit(frame)
                         continue
                     if interval:
@@ -176,10 +187,14 @@ class CaptureLoop:
         finally:
             if opened:
                 src.close()
+            if self._locator is not None:
+                self._locator.close()
+                self._locator = None
             self.metrics.set("edgeface_capture_up", 0)
 
     def submit(self, frame: Frame) -> None:
         """Queue a frame: a live one drops the oldest queued frame when full, a file waits for room."""
+        stamp(frame, self.cfg, self._locator)  # its place and its folder's case, as captured
         job = FrameJob(frame)
         self.metrics.inc("edgeface_frames_captured_total", source=frame.source)
         if self.source.live:

@@ -10,12 +10,19 @@ shutdown. ``window_s = 0`` emits every face at once. An emitted track is final: 
 are fused (:mod:`~edgeface.daemon.fusion`) and matched once more before its result goes to the outbox.
 
 Time comes from the frames, not the processing: a folder of photos dedups by when they were taken.
+
+Separate photos are not one sighting: unless ``dedup.merge_photos`` is set, each photo of the folder
+source gives one result per face, and the frames of one trigger (``capture.frames_per_trigger``) are
+tracked among themselves only, so two triggers never fold into one result (:func:`group_of`). The
+tracks of a trigger end when the next trigger's faces arrive, when its window ends, or when the source
+has been silent for ``window_s``. Only a continuous camera's stream is tracked across frames by time.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -34,6 +41,7 @@ class Track:
     last_box: tuple[float, float, float, float] | None = None
     fused: FusedTemplate = field(default_factory=FusedTemplate)  # quality-weighted, for the final match
     final: FinalMatch | None = None  # set when the track is emitted (the pipeline's final match)
+    group: Any = None  # the trigger burst its faces come from (None: a continuous stream), see group_of
 
     @property
     def jobs(self) -> list[FrameJob]:
@@ -66,13 +74,30 @@ def iou(a: tuple[float, float, float, float], b: tuple[float, float, float, floa
     return inter / union if union > 0 else 0.0
 
 
-class Tracker:
-    """Open tracks per source; :meth:`add` and :meth:`tick` return the tracks whose window ended."""
+PHOTO = "photo"  # group_of: a photo on its own, each face its own result at once
 
-    def __init__(self, window_s: float, similarity: float, iou_min: float) -> None:
+
+def group_of(obs: Observation, merge_photos: bool) -> Any:
+    """Which faces ``obs`` may share a track with: :data:`PHOTO` (none: a folder photo, or a trigger of
+    one frame), ``("burst", n)`` (the frames of trigger n), or None (a continuous stream, by window)."""
+    if merge_photos:
+        return None
+    meta = obs.job.frame.meta
+    if "burst" in meta:
+        return PHOTO if int(meta.get("burst_size", 1)) <= 1 else ("burst", meta["burst"])
+    return PHOTO if "rel" in meta else None
+
+
+class Tracker:
+    """Open tracks per source; :meth:`add` and :meth:`tick` return the tracks whose window ended.
+    ``merge_photos`` tracks folder photos and trigger captures by window like a stream (see the module
+    docstring); off, each photo and each trigger stands alone."""
+
+    def __init__(self, window_s: float, similarity: float, iou_min: float, *, merge_photos: bool = False) -> None:
         self.window_s = window_s
         self.similarity = similarity
         self.iou_min = iou_min
+        self.merge_photos = merge_photos
         self._tracks: dict[str, list[Track]] = {}
         self._clock: dict[str, float] = {}  # newest capture time per source
         self._heard: dict[str, float] = {}  # monotonic time of the last frame per source
@@ -93,17 +118,21 @@ class Tracker:
 
     def add(self, obs: Observation) -> list[Track]:
         """Place a face (call :meth:`tick` for its frame first); returns tracks to emit now."""
-        if self.window_s <= 0:
-            t = Track(obs.source, obs.captured_at, obs)
+        group = group_of(obs, self.merge_photos)
+        if self.window_s <= 0 or group == PHOTO:
+            t = Track(obs.source, obs.captured_at, obs, group=group)
             t.add(obs)
             return [t]
         tracks = self._tracks.setdefault(obs.source, [])
+        ended = [t for t in tracks if t.group != group]  # another trigger's faces: that capture is over
+        if ended:
+            tracks[:] = [t for t in tracks if t.group == group]
         track = self._find(tracks, obs)
         if track is None:
-            track = Track(obs.source, obs.captured_at, obs)
+            track = Track(obs.source, obs.captured_at, obs, group=group)
             tracks.append(track)
         track.add(obs)
-        return []
+        return ended
 
     def _find(self, tracks: list[Track], obs: Observation) -> Track | None:
         usable = [t for t in tracks if obs.job not in t.jobs and obs.captured_at < t.opened_at + self.window_s]

@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ..capture.context import CodeReaders
 from ..errors import ImageError, OutboxDiskFull, OutboxFull
 from ..logs import get_logger
 from ..mqtt.queue import enqueue_result
@@ -70,6 +71,7 @@ class Pipeline:
         self.on_result = on_result
         self.need_crop = cfg.mqtt.include_crop or cfg.retention.save == "crop"
         self.keep_frame = cfg.retention.save == "frame"
+        self.codes = CodeReaders(cfg.capture.tags)  # a case tag from a QR code or barcode in the frame
         self._gallery_lock = threading.Lock()  # the match stage and the sink's final match share the gallery
         self.frames: queue.Queue[FrameJob] = queue.Queue(rc.frame_queue)
         self.faces: queue.Queue[FrameFaces] = queue.Queue(rc.face_queue)
@@ -156,6 +158,8 @@ class Pipeline:
                 self.faces.put(FrameFaces(job, []))
                 return
         seen = steps.perceive(engine, image)  # embedding None for faces the quality gate refused
+        if seen:
+            self.codes.read_into(frame, image)  # only frames with faces make results that carry a case
         observations = []
         for i, (d, embedding) in enumerate(seen):
             observations.append(

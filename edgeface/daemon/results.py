@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
+from ..capture.context import case_of, location_of
 from ..mqtt import payloads
 from .dedup import Track
 from .fusion import single
@@ -74,7 +75,7 @@ def build_result(
 ) -> dict[str, Any]:
     """The result document for ``track``, ready for :func:`enqueue_result`: the match of its fused faces
     (``track.final``; the best capture's own until the pipeline made it), the best capture's quality,
-    box and crop, and ``frames_fused``."""
+    box and crop, its case and place (:mod:`edgeface.capture.context`), and ``frames_fused``."""
     obs = track.best
     final = track.final or single(obs)
     decision_obj = final.decision
@@ -107,6 +108,8 @@ def build_result(
         crop=crop,
         face_box=obs.face.box,
         source=source_label(obs),
+        location=loc.as_dict() if (loc := location_of(obs.job.frame)) is not None else None,
+        case=tag.as_dict() if (tag := case_of(obs.job.frame)) is not None else None,
     )
     doc["frames_fused"] = final.frames
     if space != "cosine":

@@ -64,9 +64,16 @@ class DedupConfig:
     window_s: float = setting(
         10.0,
         "Window of a track, in seconds of capture time: one result per person and source per window, carrying "
-        "the best-quality capture. 0: one result per face.",
+        "the best-quality capture. 0: one result per face. A continuous camera's frames; separate photos and "
+        "triggers are kept apart unless merge_photos is set.",
         min=0,
         max=3600,
+    )
+    merge_photos: bool = setting(
+        False,
+        "Track the folder source's photos and trigger captures by window_s like a camera stream (separate "
+        "photos of one person become one result). Off: one result per face of each photo, and per face of "
+        "each trigger's frames (capture.frames_per_trigger).",
     )
     similarity: float | None = setting(
         None,

@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..capture import Source, TriggerHub, make_source
+from ..capture.tags import CaseTag, TagError, given_tag
+from ..capture.triggers import request_dir
 from ..logs import get_logger
 from ..outbox import Outbox
 from ..vision.engine import Engine
@@ -69,7 +71,7 @@ class Unit:
         if doc["command"] == "capture" and self.commands.locked:
             log.info("command.capture_locked", id=doc.get("id"), hint="the unit is locked: nothing is captured")
         elif doc["command"] == "capture" and "command" in self.config.capture.triggers:
-            self.triggers.fire("command")
+            self.triggers.fire("command", _command_tag(doc))
         elif doc["command"] == "sync_gallery" and self.sync is not None:
             self.sync.trigger()
 
@@ -113,6 +115,7 @@ def open_unit(
         src = source or make_source(config, state_dir)
         closing.callback(src.shutdown)
         state_dir.mkdir(parents=True, exist_ok=True)
+        triggers.request_dir = request_dir(state_dir)  # where `edgeface trigger --tag` leaves its tags
         card = Engine(config).embedder_card
         spec = card.embedder
         assert spec is not None
@@ -153,7 +156,17 @@ def _tracker(config: Config, gallery: GalleryHolder, engine_threshold: float) ->
     if threshold is None and gallery.gallery is not None:
         threshold = gallery.gallery.manifest.threshold
     similarity = d.similarity if d.similarity is not None else (threshold or engine_threshold)
-    return Tracker(d.window_s, similarity, d.iou)
+    return Tracker(d.window_s, similarity, d.iou, merge_photos=d.merge_photos)
+
+
+def _command_tag(doc: dict[str, Any]) -> CaseTag | None:
+    """The case tag of a ``capture`` command (``args.tag``); an unusable one is logged and left off."""
+    tag = (doc.get("args") or {}).get("tag")
+    try:
+        return given_tag(tag if isinstance(tag, str) else None, "command")
+    except TagError as e:
+        log.error("command.capture_tag_refused", id=doc.get("id"), error=str(e), hint="the picture is taken untagged")
+        return None
 
 
 def _start_network(unit: Unit, metrics: Metrics, status: Callable[[], dict[str, Any]], closing: ExitStack) -> None:

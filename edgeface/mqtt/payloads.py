@@ -69,13 +69,16 @@ def result_payload(
     crop: Mapping[str, Any] | None = None,
     face_box: Sequence[float] | None = None,
     source: str | None = None,
-    location: Mapping[str, float] | None = None,
+    location: Mapping[str, Any] | None = None,
+    case: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """A result document (not yet checked; :func:`encode_result` checks and encodes it).
 
     ``quality`` is a mapping or an object with ``score, size_px, sharpness, yaw, pitch, roll``
     (e.g. :class:`edgeface.vision.quality.Quality`); NaN becomes null. ``crop`` comes from
-    :func:`crop_payload`. A new UUIDv7 ``id`` is made unless one is given.
+    :func:`crop_payload`. ``location`` is ``{lat, lon[, accuracy_m][, source]}`` and ``case``
+    ``{tag, source}`` (:mod:`edgeface.capture.place` and :mod:`edgeface.capture.tags` make them).
+    A new UUIDv7 ``id`` is made unless one is given.
     """
     get = quality.get if isinstance(quality, Mapping) else lambda k: getattr(quality, k, None)
     q = {k: _num(get(k), 4 if k == "score" else 1) for k in QUALITY_KEYS}
@@ -100,6 +103,8 @@ def result_payload(
         doc["source"] = source
     if location is not None:
         doc["location"] = dict(location)
+    if case is not None:
+        doc["case"] = dict(case)
     if crop is not None:
         doc["crop"] = dict(crop)
     return doc
