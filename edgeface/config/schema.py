@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..capture.settings import CaptureConfig
-from ..daemon.settings import DedupConfig, RetentionConfig, RunConfig, StatusConfig
+from ..daemon.settings import CommandsConfig, DedupConfig, RetentionConfig, RunConfig, StatusConfig
 from ..doctor.settings import DoctorConfig
 from ..gallery.settings import EnrollConfig, GalleryConfig
 from ..mqtt.settings import IngestConfig, MqttConfig
@@ -54,6 +54,7 @@ class Config:
     dedup: DedupConfig = section(DedupConfig)
     retention: RetentionConfig = section(RetentionConfig)
     status: StatusConfig = section(StatusConfig)
+    commands: CommandsConfig = section(CommandsConfig)
     doctor: DoctorConfig = section(DoctorConfig)  # edgeface.doctor.settings
 
 

@@ -36,6 +36,7 @@ from ..errors import EdgefaceError
 from ..logs import get_logger
 from ..mqtt.link import device_id_from
 from .capture_loop import CaptureLoop
+from .commands import perform_wipe
 from .metrics import Metrics
 from .pipeline import OnResult, Pipeline
 from .sdnotify import Notifier
@@ -97,6 +98,8 @@ class Daemon:
         self.started_at = time.time()
         self._source = source
         self._unit: Unit | None = None
+        self._wipe: dict[str, Any] | None = None  # a verified wipe command: carried out after shutdown
+        self.wipe_report: Any = None  # edgeface.protect.wipe.WipeReport, once a wipe ran
         self._previous_signals: dict[int, SignalHandler] = {}
 
     @property
@@ -110,7 +113,8 @@ class Daemon:
         self.stop_event.set()
 
     def on_command(self, doc: dict[str, Any]) -> None:
-        """Act on an MQTT command as the publisher does (``capture``, ``sync_gallery``); once running."""
+        """Act on an MQTT command as the publisher does (``capture``, ``sync_gallery``, the signed ones);
+        once running."""
         if self._unit is not None:
             self._unit.on_command(doc)
 
@@ -175,6 +179,8 @@ class Daemon:
                 self.stop_event.wait(0.1)
         finally:
             self._shutdown(r)
+        if self.wipe_report is not None and not self.wipe_report.ok:
+            return EXIT_FAILED
         return EXIT_CONFIG if r.capture.fatal is not None else EXIT_OK
 
     def _assemble(self, unit: Unit, board: StatusBoard) -> Running:
@@ -233,6 +239,12 @@ class Daemon:
             self.request_stop("embedder switch")
         r.supervisor.supervise()
         r.watchdog.feed()
+        pub = r.unit.publisher
+        r.unit.commands.tick(connected=pub is not None and pub.current.stats.connected)
+        wipe = r.unit.commands.take_wipe()
+        if wipe is not None:
+            self._wipe = wipe
+            self.request_stop("wipe")
         now = time.monotonic()
         if now >= r.next_status:
             r.next_status = now + self.config.status.interval_s
@@ -273,7 +285,7 @@ class Daemon:
                 hint="frames still in memory are lost (files are processed again at the next start)",
             )
         r.pipeline.close_tracks()
-        unit.stop_network(deadline - time.monotonic())
+        unit.stop_network(0.0 if self._wipe is not None else deadline - time.monotonic())
         self.triggers.close()
         self._sweep(unit)
         self.tally.finish(
@@ -284,6 +296,8 @@ class Daemon:
         r.board.refresh(self._parts(r), self.metrics, "stopped")
         unit.close()
         self._unit = None
+        if self._wipe is not None:  # everything is closed: nothing writes while the wipe runs
+            self.wipe_report = perform_wipe(unit.commands, self._wipe)
         for s, previous in self._previous_signals.items():
             signal.signal(s, previous)
         done = self.summary

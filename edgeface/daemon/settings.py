@@ -130,3 +130,27 @@ class StatusConfig:
     metrics_host: str = setting(
         "127.0.0.1", "Address of the metrics endpoint; loopback only (scrape through a local agent or a tunnel)."
     )
+
+
+@dataclass(frozen=True)
+class CommandsConfig:
+    """Signed commands from the centre (wipe, lock, unlock, revoke) and the dead-man switch."""
+
+    trusted_keys: tuple[Path, ...] = setting(
+        [],
+        "Ed25519 public keys (PEM) of the central server that may sign commands; a command signed by none of "
+        "them is refused (and the refusal reported).",
+        unset="gallery.trusted_keys",
+    )
+    dead_man_s: float = setting(
+        0.0,
+        "Lock the unit (stop capturing; the outbox still drains) when it has not reached the centre's broker "
+        "for this many seconds; only a signed 'unlock' lifts it. 0: off.",
+        min=0,
+    )
+    wipe_reply_timeout_s: float = setting(
+        10.0,
+        "After a 'wipe': longest wait to send its report to the centre on a connection of its own.",
+        min=0,
+        max=600,
+    )

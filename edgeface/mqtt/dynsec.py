@@ -7,12 +7,14 @@ every unit's results to it, drops them on the read check, and the senders have t
 results are lost. The dynamic security plugin checks subscriptions (``subscribeLiteral``) and is
 bundled with Mosquitto, so the rules below allow each client exactly its topics and nothing else:
 
-* a unit (role ``unit:<id>``): publish its own results and status (the last will included), subscribe
-  to and receive its own commands and the gallery announcement;
+* a unit (role ``unit:<id>``): publish its own results, status (the last will included) and command
+  replies, subscribe to and receive its own commands and the gallery announcement;
 * the ingest (role ``edgeface-ingest``): subscribe to the shared results subscription of its group and to
   device statuses, and receive them;
-* the server (role ``edgeface-server``): read results and statuses, publish commands and the retained
-  gallery announcement;
+* the server (role ``edgeface-server``): read results, statuses and command replies, publish commands
+  and the retained gallery announcement, and send the plugin's control commands (``$CONTROL/dynamic-security``):
+  revoking a unit disables its account and takes its role away (:func:`revoke_request`). That makes the
+  server's broker account a broker administrator; it already holds the key that can wipe every unit;
 * the default for everything else, and for any identity not listed, is deny.
 
 The plugin has no per-client topic patterns in Mosquitto 2.0 (no ``%u``), so every unit gets a role of
@@ -49,6 +51,7 @@ def unit_role(device_id: str) -> dict[str, Any]:
         "acls": [
             _acl("publishClientSend", topics.results_topic(device_id)),
             _acl("publishClientSend", topics.status_topic(device_id)),
+            _acl("publishClientSend", topics.replies_topic(device_id)),
             _acl("subscribeLiteral", commands),
             _acl("subscribeLiteral", announce),
             _acl("publishClientReceive", commands),
@@ -85,7 +88,11 @@ def server_role(group: str = "edgeface-ingest") -> dict[str, Any]:
         _acl("publishClientSend", topics.GALLERY_ANNOUNCE),
         _acl("subscribeLiteral", topics.GALLERY_ANNOUNCE),
         _acl("publishClientReceive", topics.GALLERY_ANNOUNCE),
+        _acl("subscribeLiteral", topics.REPLIES_SHARED),
+        _acl("unsubscribeLiteral", topics.REPLIES_SHARED),
+        _acl("publishClientReceive", topics.REPLIES_FILTER),
     ]
+    role["acls"] += admin_role()["acls"]
     return role
 
 
@@ -98,6 +105,23 @@ def admin_role() -> dict[str, Any]:
             _acl("publishClientReceive", "$CONTROL/dynamic-security/#"),
             _acl("subscribePattern", "$CONTROL/dynamic-security/#"),
         ],
+    }
+
+
+CONTROL_TOPIC = "$CONTROL/dynamic-security/v1"
+CONTROL_RESPONSE = f"{CONTROL_TOPIC}/response"
+
+
+def revoke_request(device_id: str) -> dict[str, Any]:
+    """The control message that cuts a unit off: its account disabled (the plugin also drops its connection)
+    and its role taken away, so that even a connection the broker still holds can publish and receive nothing.
+    Undo with ``mosquitto_ctrl dynsec enableClient <id>`` and ``addClientRole <id> unit:<id>``."""
+    check_device_id(device_id)
+    return {
+        "commands": [
+            {"command": "disableClient", "username": device_id},
+            {"command": "removeClientRole", "username": device_id, "rolename": f"unit:{device_id}"},
+        ]
     }
 
 
@@ -175,4 +199,15 @@ def build(
     }
 
 
-__all__ = ["CENTRAL", "build", "check_device_id", "hash_password", "ingest_role", "server_role", "unit_role"]
+__all__ = [
+    "CENTRAL",
+    "CONTROL_RESPONSE",
+    "CONTROL_TOPIC",
+    "build",
+    "check_device_id",
+    "hash_password",
+    "ingest_role",
+    "revoke_request",
+    "server_role",
+    "unit_role",
+]

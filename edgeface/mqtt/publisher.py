@@ -326,7 +326,13 @@ class Publisher:
             self.stats.malformed_messages += 1
             log.warning("mqtt.malformed_message", topic=msg.topic, kind=e.kind, error=str(e)[:300])
             return
-        if kind == "command":
+        if kind == "command" and "signature" in doc:
+            # A signed command: the unit's verifier (edgeface.daemon.commands) checks replay and expiry
+            # itself and reports every refusal back, so nothing is dropped silently here.
+            self.stats.commands += 1
+            log.info("mqtt.command", id=doc["id"], command=doc["command"], signed=True)
+            handler = self.on_command
+        elif kind == "command":
             if doc["id"] in self._seen_commands:
                 return  # redelivered (QoS 1): act once
             self._seen_commands[doc["id"]] = None

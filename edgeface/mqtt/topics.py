@@ -3,6 +3,7 @@
     edgeface/v1/devices/<device_id>/results    QoS 1, a device's results (result.v1.json)
     edgeface/v1/devices/<device_id>/status     QoS 1, retained; heartbeats and the "offline" last will
     edgeface/v1/devices/<device_id>/commands   QoS 1, server to device (command.v1.json)
+    edgeface/v1/devices/<device_id>/replies    QoS 1, device to server: a command's outcome (reply.v1.json)
     edgeface/v1/gallery/announce               QoS 1, retained; the newest gallery (announce.v1.json)
 
 The broker's rules (edgeface/mqtt/dynsec.py) let a device write only under its own ``<device_id>``,
@@ -19,6 +20,8 @@ ROOT = "edgeface/v1"
 GALLERY_ANNOUNCE = f"{ROOT}/gallery/announce"
 RESULTS_FILTER = f"{ROOT}/devices/+/results"
 STATUS_FILTER = f"{ROOT}/devices/+/status"
+REPLIES_FILTER = f"{ROOT}/devices/+/replies"
+REPLIES_SHARED = f"$share/edgeface-replies/{REPLIES_FILTER}"  # the servers' reply listeners: one takes each
 # \Z, not $: Python's $ also matches before a trailing newline ("unit-a\n" would pass).
 DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z", re.ASCII)
 SHARE_GROUP = re.compile(r"^[A-Za-z0-9._-]{1,64}\Z", re.ASCII)
@@ -44,6 +47,10 @@ def status_topic(device_id: str) -> str:
 
 def commands_topic(device_id: str) -> str:
     return f"{ROOT}/devices/{check_device_id(device_id)}/commands"
+
+
+def replies_topic(device_id: str) -> str:
+    return f"{ROOT}/devices/{check_device_id(device_id)}/replies"
 
 
 def shared_results_filter(group: str) -> str:

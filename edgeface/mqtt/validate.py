@@ -48,7 +48,7 @@ SUPPORTED = frozenset(
 # jsonschema with its format checker on). A pattern alone lets "2025-13-45T99:99:99Z" through.
 FORMATS = ("date-time",)
 
-SCHEMAS = ("result", "status", "announce", "command")
+SCHEMAS = ("result", "status", "announce", "command", "reply")
 
 
 @functools.cache

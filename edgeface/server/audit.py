@@ -54,6 +54,12 @@ ACTIONS = (
     "gallery.publish",
     "device.credential",
     "device.revoke",
+    "device.broker_cutoff",  # a revoked unit's broker account disabled (or why not)
+    "command.issue",  # a signed command to a unit: numbered and signed (edgeface.server.commands)
+    "command.send",  # ... published to the broker, or why not
+    "command.applied",  # the unit's reply (actor unit:<id>): done
+    "command.refused",  # ... refused, with the unit's reason (unsigned, bad_signature, expired, replay, ...)
+    "command.failed",  # ... accepted but failed (a wipe that could not destroy everything)
     "images.view",  # one per page view that showed enrolled images, listing them
     "retention.purge",  # one per purge run: counts, policy, export folder and digests
     "case.close",

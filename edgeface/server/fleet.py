@@ -88,9 +88,21 @@ def device_rows(conn: Any) -> list[dict[str, Any]]:
                 "uptime_s": st.get("uptime_s"),
                 "credential": "revoked" if d.revoked else ("yes" if d.token_hash else "none"),
                 "last_fetch_at": d.last_fetch_at,
+                "last_command": last_command(conn, d.device_id),
             }
         )
     return out
+
+
+def last_command(conn: Any, device_id: str) -> str | None:
+    """'lock #3: applied' for the unit's newest signed command, or None."""
+    from .commands import history
+
+    rows = history(conn, device_id, limit=1)
+    if not rows:
+        return None
+    r = rows[0]
+    return f"{r['command']} #{r['seq']}: {r['state']}" + (f" ({r['reason']})" if r["reason"] else "")
 
 
 @bp.route("/fleet")
@@ -124,8 +136,31 @@ def issue() -> Any:
 @bp.route("/fleet/devices/<device_id>/revoke", methods=["POST"])
 @access("admin")
 def revoke(device_id: str) -> Any:
-    with services().db.write() as conn:
-        if not auth.revoke_device(conn, device_id):
-            abort(404)
-        audit.append(conn, g.user.username, "device.revoke", device_id, {})
+    """Gallery downloads refused, a signed 'revoke' sent, the unit's broker account disabled (all audited)."""
+    from . import commands
+
+    svc = services()
+    try:
+        commands.revoke(svc.config, svc.db, device_id, g.user.username)
+    except ConfigError as e:
+        abort(400, str(e))
+    return redirect(url_for("fleet.index"))
+
+
+@bp.route("/fleet/devices/<device_id>/command", methods=["POST"])
+@access("admin")
+def command(device_id: str) -> Any:
+    """Send a signed 'lock', 'unlock' or 'wipe' (a wipe only with the device id typed again)."""
+    from . import commands
+
+    name = request.form.get("command", "")
+    if name not in ("lock", "unlock", "wipe"):
+        abort(400, "command must be lock, unlock or wipe (revoke has its own button)")
+    if name == "wipe" and request.form.get("confirm", "").strip() != device_id:
+        abort(400, f"a wipe destroys everything personal on {device_id}: type its device id to confirm")
+    svc = services()
+    try:
+        commands.command(svc.config, svc.db, device_id, name, g.user.username)
+    except ConfigError as e:
+        abort(400, str(e))
     return redirect(url_for("fleet.index"))

@@ -123,6 +123,12 @@ def run_server(
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     workers.start()
+    replies: Any = None
+    if web and config.mqtt.host:  # units' replies to signed commands (edgeface.server.commands)
+        from .commands import ReplyListener
+
+        replies = ReplyListener(config, db)
+        replies.start()
     try:
         if web:
             from waitress import create_server
@@ -143,6 +149,8 @@ def run_server(
             while not stop.wait(1.0):
                 pass
     finally:
+        if replies is not None:
+            replies.stop()
         workers.close()
         db.dispose()
         log.info("server.stopped")

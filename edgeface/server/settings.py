@@ -94,6 +94,13 @@ class ServerConfig:
     two_person_rule: bool = setting(
         False, "A confirmation counts only once a second, different reviewer confirmed the same identity."
     )
+    command_ttl_s: int = setting(
+        3 * 86400,
+        "Seconds a signed command to a unit (wipe, lock, unlock, revoke) stays valid: a unit offline longer "
+        "refuses it as expired when it comes back (the broker keeps it for the unit's session meanwhile).",
+        min=60,
+        max=30 * 86400,
+    )
     cookie_secure: bool = setting(
         True, "Send session cookies only over HTTPS (turn off only for loopback tests without TLS)."
     )

@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 
 metadata = MetaData()
@@ -226,4 +227,25 @@ case_closures = Table(
     Column("closed_at", Float, nullable=False),
     Column("closed_by", String(64), nullable=False),
     Column("note", Text, nullable=False, default=""),
+)
+
+# Signed commands sent to units (edgeface.server.commands): one row per command, with its per-unit
+# sequence number, the exact signed document, and the unit's reply once it came. Every row is also audited.
+device_commands = Table(
+    "device_commands",
+    metadata,
+    Column("id", String(36), primary_key=True),  # the command's UUIDv7
+    Column("device_id", String(64), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("command", String(32), nullable=False),
+    Column("issued_by", String(64), nullable=False),
+    Column("issued_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("document", Text, nullable=False),  # the signed JSON as published
+    Column("state", String(16), nullable=False),  # issued, sent, unsent, applied, refused, failed
+    Column("reason", String(32), nullable=False, default=""),  # the unit's reason code
+    Column("detail", Text, nullable=False, default=""),
+    Column("replied_at", Float),
+    Column("reply_id", String(36)),  # the unit's last reply (a redelivered reply is recorded once)
+    UniqueConstraint("device_id", "seq", name="uq_device_commands_device_seq"),
 )

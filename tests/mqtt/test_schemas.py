@@ -89,7 +89,21 @@ def samples() -> dict[str, list[dict[str, Any]]]:
         payloads.command_payload("sync_gallery"),
         payloads.command_payload("capture", args={"n": 1}, expires_at=2e9),
     ]
-    return {"result": results, "status": status, "announce": announce, "command": command}
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from edgeface.mqtt import signed
+
+    lock = payloads.command_payload("lock", expires_at=2e9)
+    lock.update(device_id="unit-a", seq=7)
+    command.append(signed.sign(lock, Ed25519PrivateKey.generate()))
+    reply = [
+        signed.reply_payload(device_id="unit-a", command=command[-1], outcome="applied", detail="locked (lock)"),
+        signed.reply_payload(device_id="unit-a", command={"id": "x"}, outcome="refused", reason="unsigned"),
+        signed.reply_payload(
+            device_id="unit-a", command=lock, outcome="failed", reason="error", report={"ok": False, "destroyed": []}
+        ),
+    ]
+    return {"result": results, "status": status, "announce": announce, "command": command, "reply": reply}
 
 
 @pytest.mark.parametrize("name", SCHEMAS)
