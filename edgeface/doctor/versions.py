@@ -27,15 +27,18 @@ def _version_tuple(text: str) -> tuple[int, ...]:
     return tuple(parts)
 
 
-def _marker_applies(marker: str) -> bool:
-    """Evaluate a requirement's environment marker with ``packaging`` where installed; without it, only
-    extras are recognised (they never apply to the runtime) and any other marker is taken to apply."""
+def _marker_applies(marker: str) -> bool | None:
+    """Whether a requirement's environment marker holds here: evaluated with ``packaging`` where it is
+    installed (it is not an edgeface dependency); without it, extras never apply and any other marker is
+    unknown (None)."""
     if not marker:
         return True
+    if "extra" in marker:
+        return False
     try:
         from packaging.markers import Marker
     except ImportError:
-        return "extra" not in marker
+        return None
     return bool(Marker(marker).evaluate({"extra": ""}))
 
 
@@ -77,13 +80,15 @@ def packages_check() -> Check:
     for req in requires:
         text, _, marker = req.partition(";")
         m = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)(\[[^\]]*\])?\s*(.*)$", text)
-        if not m or not _marker_applies(marker.strip()):
+        applies = _marker_applies(marker.strip())
+        if not m or applies is False:
             continue
         name, spec = m.group(1), m.group(3).strip()
         try:
             have = metadata.version(name)
         except metadata.PackageNotFoundError:
-            problems.append(f"{name} missing (wants {spec or 'any version'})")
+            if applies:  # None: a marker that cannot be evaluated here may well exclude this machine
+                problems.append(f"{name} missing (wants {spec or 'any version'})")
             continue
         found[name] = have
         floor = re.search(r">=\s*([\d.]+)", spec)
