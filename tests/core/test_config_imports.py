@@ -19,7 +19,7 @@ import pytest
 from edgeface.config import Config
 
 PACKAGE = Path(__file__).resolve().parents[2] / "edgeface"
-OWNERS = ("vision", "gallery", "outbox", "mqtt", "server", "capture", "daemon")
+OWNERS = ("vision", "gallery", "outbox", "mqtt", "server", "capture", "daemon", "protect")
 
 
 def test_sections_are_declared_by_their_packages() -> None:
@@ -35,6 +35,7 @@ def test_sections_are_declared_by_their_packages() -> None:
         "gallery": "edgeface.gallery.settings",
         "enroll": "edgeface.gallery.settings",
         "outbox": "edgeface.outbox.settings",
+        "protect": "edgeface.protect.settings",
         "mqtt": "edgeface.mqtt.settings",
         "ingest": "edgeface.mqtt.settings",
         "server": "edgeface.server.settings",
