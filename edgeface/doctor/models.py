@@ -58,16 +58,18 @@ def _timed(fn: Callable[[], Any], runs: int) -> tuple[Any, float]:
     return out, statistics.median(times)
 
 
-def placement(engine: Engine, role: str, runner: Any) -> tuple[str, str, str]:
-    """(backend it got, backend wanted, why it fell back) for the model loaded in ``role``."""
+def placement(engine: Engine, role: str, runner: Any) -> tuple[str, str, str, str]:
+    """(backend it got, backend wanted, why it fell back, the card that runs) for the model in ``role``;
+    the card differs from the configured one when a compiled variant fell back to its reference."""
     try:
         placed = engine.placements().get(role)
     except (EdgefaceError, OSError):  # another model does not load: its own line says why
         placed = None
+    card = getattr(runner, "card", None)
     if placed is not None:
-        return str(placed.backend), str(placed.wanted), placed.reason
+        return str(placed.backend), str(placed.wanted), placed.reason, placed.card.id
     got = str(getattr(getattr(runner, "model", runner), "backend", "unknown"))
-    return got, got, ""
+    return got, got, "", str(getattr(card, "id", ""))
 
 
 class _Chain:
@@ -171,13 +173,22 @@ def model_checks(config: Config) -> list[Check]:
             )
             upstream_failed = upstream_failed or role
             continue
-        backend, wanted, why = placement(engine, role, runner)
+        backend, wanted, why, running = placement(engine, role, runner)
+        space = getattr(card.embedder, "space", "") if card.embedder is not None else ""
         detail.update(
-            backend=backend, wanted=wanted, ms_p50=round(ms, 2), runs=runs, threads=cfg.runtime.num_threads, output=what
+            backend=backend,
+            wanted=wanted,
+            running=running,
+            ms_p50=round(ms, 2),
+            runs=runs,
+            threads=cfg.runtime.num_threads,
+            output=what,
+            **({"space": space} if space else {}),
         )
+        runs_as = f" (runs as {running})" if running and running != card.id else ""
         text = (
-            f"{card.id}: SHA-256 ok, backend {backend}, {ms:.1f} ms (median of {runs}, "
-            f"{cfg.runtime.num_threads} threads), {what}"
+            f"{card.id}{runs_as}: SHA-256 ok, backend {backend}, {ms:.1f} ms (median of {runs}, "
+            f"{cfg.runtime.num_threads} threads), {what}" + (f", space {space}" if space else "")
         )
         if backend != wanted:
             out.append(

@@ -228,3 +228,18 @@ def test_text_output_is_one_line_per_check(tmp_path: Path, unit: dict[str, Any])
 
 def test_the_bundled_models_folder_is_what_the_unit_checks() -> None:
     assert (bundled_models_dir() / "mobilefacenet-v1-int8.toml").is_file()
+
+
+def test_a_backend_that_cannot_load_falls_back_with_a_warning_or_fails(doctor: Doctor, unit: dict[str, Any]) -> None:
+    """No Edge TPU runtime on this machine (libedgetpu.so.1 is absent): the embedder runs on the CPU and its
+    line warns with the reason; with runtime.fallback = false the unit refuses to start, and the line fails."""
+    unit["runtime"] = {"embedder_backend": "edgetpu"}
+    code, checks = doctor(unit, "--only", "models")
+    e = checks["model.embedder"]
+    assert code == EXIT_WARNINGS and e["status"] == "warn", e
+    assert "backend cpu" in e["summary"] and "fell back from edgetpu" in e["summary"] and "libedgetpu" in e["summary"]
+    assert checks["model.detector"]["status"] == "ok" and checks["model.detector"]["detail"]["backend"] == "cpu"
+    unit["runtime"] = {"embedder_backend": "edgetpu", "fallback": False}
+    code, checks = doctor(unit, "--only", "models")
+    assert code == EXIT_FAILED and checks["model.embedder"]["status"] == "fail"
+    assert "does not run" in checks["model.embedder"]["summary"]
