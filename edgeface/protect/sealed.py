@@ -22,6 +22,7 @@ MAGIC = b"EFS1"
 NONCE = 12
 TAG = 16
 OVERHEAD = len(MAGIC) + NONCE + TAG
+_HEAD, _BODY = len(MAGIC), len(MAGIC) + NONCE  # where the nonce starts and ends
 
 
 class SealError(EdgefaceError):
@@ -63,11 +64,11 @@ class Sealer:
 
     def open(self, blob: bytes, aad: bytes = b"") -> bytes:
         """The plaintext of a sealed ``blob``; :class:`SealError` if it is not sealed, or does not open."""
-        blob = bytes(blob)
         if not is_sealed(blob) or len(blob) < OVERHEAD:
             raise SealError(f"not a sealed {self.purpose} record (no {MAGIC!r} header, or too short)")
+        view = memoryview(blob)  # no copies of the ciphertext
         try:
-            return self._aead.decrypt(blob[len(MAGIC) : len(MAGIC) + NONCE], blob[len(MAGIC) + NONCE :], MAGIC + aad)
+            return self._aead.decrypt(view[_HEAD:_BODY], view[_BODY:], MAGIC + aad)
         except self._invalid:
             raise SealError(
                 f"a sealed {self.purpose} record does not open with this device key: the key is another unit's or "
