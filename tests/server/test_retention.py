@@ -312,3 +312,34 @@ def test_confirmed_days_and_open_cases_off(db: Database, lfw_root: Path) -> None
     assert s.ids["old_confirmed"] in going  # confirmed 10 days before: past 5
     assert {s.ids["old_open_case"], s.ids["old_closed_case"]} <= going  # cases not kept: their own 70 days count
     assert p.kept_case == 0
+
+
+def test_export_option_and_no_export(db: Database, lfw_root: Path, tmp_path: Path) -> None:
+    s = build_scene(db, lfw_root)
+    with db.write() as conn:  # the CLI purges at the present: age the scene by 10 days
+        conn.execute(results.update().values(received_at=results.c.received_at - 10 * DAY))
+    runner = CliRunner()
+    both = runner.invoke(
+        cli, cli_args(db, "server", "purge", "--export", str(tmp_path / "x"), "--no-export"), catch_exceptions=False
+    )
+    assert both.exit_code == 2 and "exclude each other" in both.output
+    r = runner.invoke(cli, cli_args(db, *retention_sets(tmp_path), "server", "purge", "--export", str(tmp_path / "x")))
+    assert r.exit_code == 0, r.output
+    folder = next((tmp_path / "x").iterdir())
+    assert f"exported first to {folder}" in r.output  # says where
+    assert s.ids["old_pending"] in (folder / "results.jsonl").read_text()
+
+    with db.write() as conn:  # something due again: the remaining unconfirmed results 100 days older
+        conn.execute(
+            results.update()
+            .where(results.c.review_status == "pending")
+            .values(received_at=results.c.received_at - 100 * DAY)
+        )
+    r = runner.invoke(cli, cli_args(db, *retention_sets(tmp_path), "server", "purge", "--no-export"))
+    assert r.exit_code == 0 and "not exported (--no-export)" in r.output, r.output
+    with db.read() as conn:
+        entry = audit.entries(conn, limit=1)[0]
+    assert entry.action == "retention.purge" and entry.subject == "no export"
+    assert entry.details["export"] is None and entry.details["results"] >= 2
+    assert [p.name for p in (tmp_path / "x").iterdir()] == [folder.name]  # no second export anywhere
+    assert not (tmp_path / "data" / "purged").exists()
