@@ -343,3 +343,16 @@ def test_export_option_and_no_export(db: Database, lfw_root: Path, tmp_path: Pat
     assert entry.details["export"] is None and entry.details["results"] >= 2
     assert [p.name for p in (tmp_path / "x").iterdir()] == [folder.name]  # no second export anywhere
     assert not (tmp_path / "data" / "purged").exists()
+
+
+def test_review_page_says_the_crop_was_removed(db: Database, as_reviewer: Any, lfw_root: Path) -> None:
+    doc = sample_result("unit-a", random.Random(3), match_share=1.0, crop=face_crop(lfw_root))
+    DbResultStore(db).add([doc], received_at=time.time() - 20 * DAY)
+    page = as_reviewer.get(f"/review/{doc['id']}").get_data(as_text=True)
+    assert 'id="probe"' in page and "crop-purged" not in page
+    assert as_reviewer.get(f"/review/{doc['id']}/crop.jpg").status_code == 200
+    rep = retention.purge(db, POLICY, export_dir=None)
+    assert [d.id for d in rep.plan.crops] == [doc["id"]] and rep.plan.results == []
+    page = as_reviewer.get(f"/review/{doc['id']}").get_data(as_text=True)
+    assert 'id="crop-purged"' in page and 'id="probe"' not in page and "include_crop is off" not in page
+    assert as_reviewer.get(f"/review/{doc['id']}/crop.jpg").status_code == 404
