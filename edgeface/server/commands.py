@@ -44,6 +44,7 @@ COMMANDS = ("wipe", "lock", "unlock", "revoke")
 OPEN_STATES = ("issued", "sent", "unsent")  # no reply yet
 REPLY_MAX_BYTES = 64 * 1024
 SEND_CLIENT_ID = "edgeface-server-commands"
+REVOKE_WAIT_S = 5.0  # how long a revoke waits for an online unit's reply before cutting it off
 
 
 def issue(
@@ -161,6 +162,17 @@ def record_reply(conn: Connection, reply: dict[str, Any], *, now: float | None =
     return action
 
 
+def wait_reply(db: Database, command_id: str, timeout: float) -> str | None:
+    """Wait up to ``timeout`` for a unit's reply to a command (recorded by a :class:`ReplyListener`); its state."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with db.read() as conn:
+            state = conn.execute(select(device_commands.c.state).where(device_commands.c.id == command_id)).scalar()
+        if state not in OPEN_STATES or time.monotonic() >= deadline:
+            return None if state in OPEN_STATES else state
+        time.sleep(0.1)
+
+
 def history(conn: Connection, device_id: str, limit: int = 20) -> list[dict[str, Any]]:
     """The unit's latest commands, newest first (for the fleet page)."""
     c = device_commands.c
@@ -212,8 +224,8 @@ def revoke(config: Config, db: Database, device_id: str, actor: str) -> Revoked:
         audit.append(conn, actor, "device.revoke", device_id, {"downloads": "refused", "known": known})
         doc = issue(conn, config, device_id, "revoke", actor)
     told = send(config, db, doc, actor)
-    if told.ok:
-        time.sleep(0.5)  # give an online unit the moment to take it before its connection is dropped
+    if told.ok:  # an online unit answers at once (it locks itself); an offline one never hears it
+        wait_reply(db, doc["id"], REVOKE_WAIT_S)
     cut = cut_off(config, device_id)
     with db.write() as conn:
         audit.append(conn, actor, "device.broker_cutoff", device_id, {"ok": cut.ok, "why": cut.why})
