@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, func, or_, select, update
+from sqlalchemy import Connection, Select, and_, delete, func, or_, select, update
 
 from ..errors import EdgefaceError
 from ..logs import get_logger
@@ -186,6 +186,11 @@ def plan(conn: Connection, policy: Policy, *, now: float | None = None, limit: i
     return out
 
 
+def _stream(conn: Connection, q: Select[Any]) -> Iterator[Any]:
+    """Rows a few hundred at a time (PostgreSQL: a server-side cursor), never every payload at once."""
+    yield from conn.execute(q, execution_options={"yield_per": _CHUNK})
+
+
 def _due_results(conn: Connection, out: Plan, closed: Mapping[str, float], limit: int, lock: bool) -> None:
     policy, decided_at = out.policy, func.coalesce(results.c.reviewed_at, results.c.received_at)
     conds = []
@@ -211,7 +216,7 @@ def _due_results(conn: Connection, out: Plan, closed: Mapping[str, float], limit
         .where(or_(*conds))
         .order_by(results.c.received_at, results.c.id)
     )
-    for r in conn.execute(q.with_for_update() if lock else q):
+    for r in _stream(conn, q.with_for_update() if lock else q):
         own = float(r.received_at if r.review_status in UNDECIDED or r.reviewed_at is None else r.reviewed_at)
         tag = case_tag(json.loads(r.payload))
         start = _age_from(policy, own, tag, closed)
@@ -240,7 +245,7 @@ def _due_crops(conn: Connection, out: Plan, closed: Mapping[str, float], limit: 
         )
         .order_by(results.c.received_at, results.c.id)
     )
-    for r in conn.execute(q.with_for_update() if lock else q):
+    for r in _stream(conn, q.with_for_update() if lock else q):
         doc = json.loads(r.payload)
         if r.id in going or not doc.get("crop"):
             continue
@@ -255,17 +260,16 @@ def _due_crops(conn: Connection, out: Plan, closed: Mapping[str, float], limit: 
             out.crops.append(Due(r.id, r.device_id, r.review_status, float(r.received_at), tag))
 
 
-def _export_records(conn: Connection, p: Plan) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    ids = [d.id for d in p.results]
-    history: dict[str, list[dict[str, Any]]] = {}
-    rows: list[dict[str, Any]] = []
+def _exported_results(conn: Connection, ids: Sequence[str]) -> Iterator[dict[str, Any]]:
+    """Each result going, as stored, with its review records (streamed: a run's payloads may not fit in memory)."""
     for chunk in _chunks(ids):
+        history: dict[str, list[dict[str, Any]]] = {}
         for rv in conn.execute(
             select(reviews, users.c.username)
             .join(users, users.c.id == reviews.c.user_id)
             .where(reviews.c.result_id.in_(chunk))
             .order_by(reviews.c.id)
-        ):
+        ).all():
             history.setdefault(rv.result_id, []).append(
                 {
                     "reviewer": rv.username,
@@ -275,25 +279,26 @@ def _export_records(conn: Connection, p: Plan) -> tuple[list[dict[str, Any]], li
                     "created_at": rv.created_at,
                 }
             )
-        for r in conn.execute(select(results).where(results.c.id.in_(chunk)).order_by(results.c.received_at)):
+        q = select(results).where(results.c.id.in_(chunk)).order_by(results.c.received_at, results.c.id)
+        for r in conn.execute(q).all():
             row = {k: v for k, v in r._mapping.items() if k != "payload"}
-            rows.append({**row, "payload": json.loads(r.payload), "reviews": history.get(r.id, [])})
-    crops: list[dict[str, Any]] = []
-    for chunk in _chunks([d.id for d in p.crops]):
-        for r in conn.execute(
-            select(results.c.id, results.c.device_id, results.c.received_at, results.c.payload).where(
-                results.c.id.in_(chunk)
-            )
-        ):
-            crops.append(
-                {
-                    "id": r.id,
-                    "device_id": r.device_id,
-                    "received_at": r.received_at,
-                    "crop": json.loads(r.payload)["crop"],
-                }
-            )
-    return rows, crops
+            yield {**row, "payload": json.loads(r.payload), "reviews": history.get(r.id, [])}
+
+
+def _exported_crops(conn: Connection, ids: Sequence[str]) -> Iterator[dict[str, Any]]:
+    for chunk in _chunks(ids):
+        q = (
+            select(results.c.id, results.c.device_id, results.c.received_at, results.c.payload)
+            .where(results.c.id.in_(chunk))
+            .order_by(results.c.received_at, results.c.id)
+        )
+        for r in conn.execute(q).all():
+            yield {
+                "id": r.id,
+                "device_id": r.device_id,
+                "received_at": r.received_at,
+                "crop": json.loads(r.payload)["crop"],
+            }
 
 
 def _apply(conn: Connection, p: Plan) -> None:
@@ -350,8 +355,13 @@ def purge(
         crop_ids = [d.id for d in p.crops]
         exp = None
         if export_dir is not None:
-            rows, crops = _export_records(conn, p)
-            exp = write_export(export_dir, at=p.at, results=rows, crops=crops, summary=p.as_dict())
+            exp = write_export(
+                export_dir,
+                at=p.at,
+                results=_exported_results(conn, ids),
+                crops=_exported_crops(conn, crop_ids),
+                summary=p.as_dict(),
+            )
         try:
             _apply(conn, p)
             entry = audit.append(
