@@ -159,6 +159,9 @@ def command(device_id: str) -> Any:
     if name == "wipe" and request.form.get("confirm", "").strip() != device_id:
         abort(400, f"a wipe destroys everything personal on {device_id}: type its device id to confirm")
     svc = services()
+    with svc.db.read() as conn:
+        if conn.execute(select(devices.c.device_id).where(devices.c.device_id == device_id)).first() is None:
+            abort(404, f"no device {device_id!r} has reported or been registered")
     try:
         commands.command(svc.config, svc.db, device_id, name, g.user.username)
     except ConfigError as e:
