@@ -19,7 +19,7 @@ import pytest
 from edgeface.config import Config
 
 PACKAGE = Path(__file__).resolve().parents[2] / "edgeface"
-OWNERS = ("vision", "gallery", "outbox", "mqtt", "server", "capture", "daemon", "protect")
+OWNERS = ("vision", "gallery", "outbox", "mqtt", "server", "capture", "daemon", "protect", "doctor")
 
 
 def test_sections_are_declared_by_their_packages() -> None:
@@ -40,7 +40,8 @@ def test_sections_are_declared_by_their_packages() -> None:
         "ingest": "edgeface.mqtt.settings",
         "server": "edgeface.server.settings",
         "capture": "edgeface.capture.settings",
-        **{name: "edgeface.daemon.settings" for name in ("run", "dedup", "retention", "status")},
+        **{name: "edgeface.daemon.settings" for name in ("run", "dedup", "retention", "status", "commands")},
+        "doctor": "edgeface.doctor.settings",
     }
     assert type(Config().capture.folder).__module__ == "edgeface.capture.settings"
 
