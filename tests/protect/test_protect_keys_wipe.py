@@ -1,0 +1,112 @@
+"""The device key as protection finds it, sealed files and saved images, and the wipe's refusals."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import stat
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgeface.config import Config, load_config
+from edgeface.daemon.retention import Retention
+from edgeface.errors import GalleryKeyError
+from edgeface.outbox import Outbox
+from edgeface.protect.keys import load_unit_key, own_key_file, sealer_for
+from edgeface.protect.sealed import Sealer, SealError, is_sealed
+from edgeface.protect.wipe import wipe_unit
+
+
+def unit(tmp_path: Path, *extra: str) -> Config:
+    return load_config(
+        None,
+        env={},
+        overrides=[
+            f"outbox.path={tmp_path / 'outbox.sqlite3'}",
+            f"run.state_dir={tmp_path / 'state'}",
+            f"retention.dir={tmp_path / 'media'}",
+            f"gallery.dir={tmp_path / 'gallery'}",
+            f"enroll.workspace={tmp_path / 'enrollment'}",
+            *extra,
+        ],
+    )
+
+
+def test_a_unit_with_no_key_configured_makes_its_own_once(tmp_path: Path) -> None:
+    config = unit(tmp_path)
+    key = load_unit_key(config, environ={})
+    own = own_key_file(config)
+    assert key.path == own and key.source == "own-file" and stat.S_IMODE(own.stat().st_mode) == 0o600
+    assert load_unit_key(config, environ={}).key == key.key  # the same key at the next start
+
+
+def test_a_configured_key_that_is_missing_is_an_error_never_replaced(tmp_path: Path) -> None:
+    stick = tmp_path / "usb" / "device.key"  # removable media, not inserted
+    config = unit(tmp_path, f"gallery.key_file={stick}")
+    with pytest.raises(GalleryKeyError, match="does not exist"):
+        load_unit_key(config, environ={})
+    assert not stick.exists() and not own_key_file(config).exists()
+
+
+def test_without_create_key_the_unit_refuses_to_start_keyless(tmp_path: Path) -> None:
+    config = unit(tmp_path, "protect.create_key=false")
+    with pytest.raises(GalleryKeyError, match="no device key is configured"):
+        sealer_for(config, "outbox")
+    assert sealer_for(unit(tmp_path, "protect.encrypt=false"), "outbox") is None
+
+
+def test_the_environment_key_is_used_and_sub_keys_differ_by_purpose(tmp_path: Path) -> None:
+    key = secrets.token_bytes(32)
+    config = unit(tmp_path)
+    got = load_unit_key(config, environ={"EDGEFACE_GALLERY_KEY": key.hex()})
+    assert got.key == key and got.source == "environment" and not own_key_file(config).exists()
+    blob = Sealer(key, "outbox").seal(b"x")
+    with pytest.raises(SealError):
+        Sealer(key, "media").open(blob)
+
+
+def test_a_sealed_file_opens_only_under_its_own_name(tmp_path: Path) -> None:
+    s = Sealer(secrets.token_bytes(32), "media")
+    a = tmp_path / "a.jpg"
+    s.write_file(a, b"\xff\xd8\xff secret face")
+    assert s.read_file(a) == b"\xff\xd8\xff secret face" and b"secret" not in a.read_bytes()
+    os.rename(a, tmp_path / "b.jpg")
+    with pytest.raises(SealError, match="b.jpg"):
+        s.read_file(tmp_path / "b.jpg")
+
+
+def test_saved_images_are_sealed_and_open_with_the_key(tmp_path: Path) -> None:
+    config = unit(tmp_path, "retention.save=crop")
+    image = np.random.default_rng(0).integers(0, 255, (64, 48, 3)).astype(np.uint8)
+    with Outbox.for_unit(config) as box:
+        ret = Retention(config, box)
+        path = ret.save(image, "01890000-0000-7000-8000-000000000001", 0.0)
+        assert path is not None
+        data = path.read_bytes()
+        assert is_sealed(data) and b"\xff\xd8\xff" not in data and b"JFIF" not in data
+        assert ret.read(path).startswith(b"\xff\xd8\xff")
+        ret.close()
+
+
+def test_the_wipe_refuses_a_home_folder_and_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    home = tmp_path / "home" / "operator"
+    home.mkdir(parents=True)
+    (home / "keep.txt").write_text("not the unit's")
+    monkeypatch.setenv("HOME", str(home))
+    config = unit(tmp_path, f"retention.dir={home}")
+    load_unit_key(config, environ={})
+    report = wipe_unit(config, environ={})
+    assert not report.ok and any("home folder" in x for x in report.not_destroyed)
+    assert (home / "keep.txt").exists() and not own_key_file(config).exists()  # the key still went first
+
+
+def test_a_credential_is_reported_as_not_destroyed(tmp_path: Path) -> None:
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "edgeface-gallery-key").write_bytes(secrets.token_bytes(32))
+    report = wipe_unit(unit(tmp_path), environ={"CREDENTIALS_DIRECTORY": str(creds)})
+    assert not report.ok and not (creds / "edgeface-gallery-key").exists()
+    assert any("LoadCredentialEncrypted" in x for x in report.not_destroyed)
+    assert report.as_dict()["ok"] is False
