@@ -241,7 +241,8 @@ class UnitCommands:
 
 def perform_wipe(commands: UnitCommands, doc: dict[str, Any]) -> Any:
     """Carry out a verified wipe (:func:`edgeface.protect.wipe.wipe_unit`) once the daemon closed everything,
-    then send its report to the centre on a connection of its own; returns the WipeReport."""
+    keep the unit locked (``commands.json`` written again: the lock and the replay guard, nothing personal),
+    then send the report to the centre on a connection of its own; returns the WipeReport."""
     from ..protect.wipe import WipeReport, wipe_unit
 
     try:
@@ -249,6 +250,11 @@ def perform_wipe(commands: UnitCommands, doc: dict[str, Any]) -> Any:
     except Exception as e:  # noqa: BLE001 - the centre must hear that the wipe broke, and how
         log.exception("command.wipe_failed", error=str(e))
         report = WipeReport(ok=False, not_destroyed=[f"the wipe stopped: {type(e).__name__}: {e}"])
+    try:  # stay locked: systemd restarts the unit, which must not come back capturing (nothing personal here)
+        commands._set_lock(True, "wipe")
+    except OSError as e:
+        report.not_destroyed.append(f"the lock could not be kept after the wipe ({e}): the unit may capture again")
+        report.ok = False
     outcome, reason = ("applied", "") if report.ok else ("failed", "error")
     detail = "wiped" if report.ok else "; ".join(report.not_destroyed)[:2000]
     commands.send_reply = functools.partial(_send_direct, commands.config, commands.device_id)

@@ -265,4 +265,17 @@ def test_wipe_reaches_a_real_unit_which_wipes_stops_and_reports_honestly(
     entry = [e for e in centre.audited(f"command.{row.state}") if e.details["command_id"] == wipe["id"]]
     assert entry and entry[0].details["report"] == json.loads(json.dumps(report.as_dict()))
     assert report.ok, report.not_destroyed
-    assert not outbox.exists() and not Path(config.run.state_dir).exists()
+    assert not outbox.exists()
+    # Only the lock is left (systemd restarts the unit: it must not come back capturing), nothing personal.
+    state = Path(config.run.state_dir)
+    assert [p.name for p in state.iterdir()] == ["commands.json"]
+    kept = json.loads((state / "commands.json").read_text())
+    assert kept["locked"] is True and kept["lock_reason"] == "wipe" and kept["highest_seq"] == wipe["seq"]
+    again = Daemon(config, install_signals=False)
+    t = threading.Thread(target=again.run)
+    t.start()
+    try:
+        assert again.running.wait(120) and again._unit is not None and again._unit.commands.locked
+    finally:
+        again.request_stop()
+        t.join(120)
