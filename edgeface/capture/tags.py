@@ -104,7 +104,10 @@ class CodeReader:
         import cv2  # here, not at import: `edgeface trigger` imports this module and needs no OpenCV
 
         self._cv2: Any = cv2
-        self._qr: Any = cv2.QRCodeDetector() if "qrcode" in kinds else None
+        # The ArUco-based QR detector is as good and ~4x faster on frames without a code than the classic
+        # one, which stays as the decoder of last resort for a code located but not decoded.
+        self._qr: Any = cv2.QRCodeDetectorAruco() if "qrcode" in kinds else None
+        self._qr_single: Any = cv2.QRCodeDetector() if "qrcode" in kinds else None
         self._bar: Any = cv2.barcode.BarcodeDetector() if "barcode" in kinds else None
 
     @property
@@ -146,7 +149,7 @@ class CodeReader:
             return [str(t) for t in texts if t]
         if points is None or not len(points):
             return []
-        text, _, _ = self._qr.detectAndDecode(gray)  # located, not decoded: the single-code decoder may read it
+        text, _, _ = self._qr_single.detectAndDecode(gray)  # located, not decoded: the single-code decoder may read it
         return [str(text)] if text else []
 
     def _bar_texts(self, gray: np.ndarray) -> list[str]:
