@@ -13,6 +13,7 @@ from edgeface.server.ingest import DbResultStore
 from edgeface.testing.mqttload import sample_result
 
 from .conftest import Browser
+from .test_migrations import postgres  # noqa: F401  (the module's PostgreSQL cluster fixture)
 
 
 def tagged(
@@ -72,3 +73,30 @@ def test_cases_list_and_one_case_in_html_and_json(db: Any, as_reviewer: Browser)
 
 def test_cases_need_a_reviewer(db: Any, app: Any) -> None:
     assert Browser(app).get("/cases", headers={"Accept": "text/html"}).status_code in (302, 401, 403)
+
+
+def test_cases_on_postgresql(postgres: str, config: Any) -> None:  # noqa: F811
+    """The tag is read with PostgreSQL's json_extract_path_text there (SQLite: json_extract)."""
+    from sqlalchemy import text
+
+    from edgeface.server.app import create_app
+    from edgeface.server.db import Database
+
+    from .conftest import make_user
+
+    db = Database(postgres)
+    try:
+        with db.write() as conn:  # the module's cluster may be shared: start from an empty schema
+            conn.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
+        db.migrate()
+        app = create_app(config, db=db, migrate=False)
+        app.testing = True
+        make_user(db, "rita", "reviewer")
+        b = Browser(app)
+        assert b.login("rita").status_code == 302
+        a, other = tagged(40, "BODY-PG", "barcode"), tagged(41, "BODY-X", "command")
+        DbResultStore(db).add([a, other, tagged(42, None)])
+        assert sorted(c["tag"] for c in b.get("/cases?format=json").get_json()["cases"]) == ["BODY-PG", "BODY-X"]
+        assert [r["id"] for r in b.get("/cases/BODY-PG?format=json").get_json()["results"]] == [a["id"]]
+    finally:
+        db.dispose()
