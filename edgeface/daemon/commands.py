@@ -290,6 +290,7 @@ class GatedSource(Source):
         self.inner = inner
         self.commands = commands
         self._open = False
+        self._held: Frame | None = None
 
     def open(self) -> None:
         if not self.commands.locked:
@@ -303,10 +304,18 @@ class GatedSource(Source):
                 self._open = False
             self.commands.wait_unlocked(min(timeout, 0.5))
             return None
+        if self._held is not None:
+            frame, self._held = self._held, None
+            return frame
         if not self._open:
             self.inner.open()
             self._open = True
-        return self.inner.read(timeout)
+        frame = self.inner.read(timeout)
+        if frame is not None and self.commands.locked:  # locked while the read waited
+            if not self.inner.live:
+                self._held = frame  # a file: handed over once unlocked (a camera's frame is just dropped)
+            return None
+        return frame
 
     def close(self) -> None:
         self._open = False

@@ -203,3 +203,39 @@ def test_a_locked_unit_closes_its_camera_and_reads_nothing_until_unlocked(
     assert not cam.opened and cam.reads == 1 and gate.describe()["locked"] is True
     unit.handle(command("unlock", central, seq=2))
     assert gate.read(0.1) is not None and cam.opened and cam.reads == 2
+
+
+class Folder(Camera):
+    """Files: not live. ``during_read`` runs inside read(), as a lock arriving while the source waits."""
+
+    kind = "folder"
+    live = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.during_read: Any = None
+
+    def read(self, timeout: float) -> Frame | None:
+        if self.during_read is not None:
+            self.during_read()
+            self.during_read = None
+        return super().read(timeout)
+
+
+@pytest.mark.parametrize("live", [False, True])
+def test_a_frame_read_while_the_lock_arrived_is_held_back_until_unlocked(
+    tmp_path: Path, central: Ed25519PrivateKey, live: bool
+) -> None:
+    unit, _ = make(tmp_path, Clock())
+    src = Folder()
+    src.live = live
+    gate = GatedSource(src, unit)
+    gate.open()
+    src.during_read = lambda: unit.handle(command("lock", central, seq=1))
+    assert gate.read(0.1) is None and src.reads == 1  # read, but the unit is locked now: not handed over
+    assert gate.read(0.05) is None and src.reads == 1
+    unit.handle(command("unlock", central, seq=2))
+    frame = gate.read(0.1)
+    assert frame is not None
+    # a file is handed over after the unlock (never lost); a camera's stale frame is dropped for a new one
+    assert frame.key == ("2" if live else "1") and src.reads == (2 if live else 1)

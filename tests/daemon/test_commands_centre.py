@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -32,6 +33,7 @@ from edgeface.testing import certs
 from edgeface.testing.broker import LocalBroker
 
 UNITS = ("unit-a", "unit-b")
+REPO = Path(__file__).resolve().parents[2]
 
 
 def wait_for(condition: Callable[[], Any], timeout: float = 30.0) -> bool:
@@ -116,7 +118,8 @@ def centre(tmp_path: Path) -> Iterator[Centre]:
 
 class RunningUnit:
     def __init__(self, config: Config) -> None:
-        self.daemon = Daemon(config, install_signals=False)
+        self.results: list[dict[str, Any]] = []
+        self.daemon = Daemon(config, install_signals=False, on_result=self.results.append)
         self.rc: int | None = None
         self.thread = threading.Thread(target=self._run)
         self.thread.start()
@@ -143,7 +146,7 @@ class RunningUnit:
 def start_unit(make_unit: Callable[..., tuple[Config, Path]], centre: Centre, unit: str) -> RunningUnit:
     config, _ = make_unit(
         device={"id": unit},
-        mqtt=centre.unit_mqtt(unit),
+        mqtt={**centre.unit_mqtt(unit), "require_subscriber": False},  # no ingest here: results go nowhere
         commands={"trusted_keys": [str(centre.public_key)]},
         run={"drain_timeout_s": 10.0},
     )
@@ -164,10 +167,15 @@ def test_lock_unlock_refusals_and_revoke_reach_a_real_unit(
         lock, sent = commands.command(cfg, db, "unit-a", "lock", "ada")
         assert sent.ok, sent.why
         assert wait_for(lambda: centre.command_row(lock["id"]).state == "applied")
-        assert running.unit.commands.locked
+        assert running.unit.commands.locked  # and its reply left the outbox while locked
+        inbox = Path(running.daemon.config.capture.folder.path)
+        shutil.copy(REPO / "tests" / "images" / "obama.jpg", inbox / "obama.jpg")
+        time.sleep(1.5)  # the folder is polled every 0.05 s: locked, the photo is not read
+        assert running.results == [] and running.daemon.summary.frames == 0
         unlock, _ = commands.command(cfg, db, "unit-a", "unlock", "ada")
         assert wait_for(lambda: centre.command_row(unlock["id"]).state == "applied")
         assert not running.unit.commands.locked
+        assert wait_for(lambda: running.results, 60)  # unlocked: the photo is processed
         applied = centre.audited("command.applied")
         assert {(e.details["command_id"], e.actor) for e in applied} == {
             (lock["id"], "unit:unit-a"),
