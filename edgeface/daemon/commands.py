@@ -305,8 +305,8 @@ class GatedSource(Source):
             self.commands.wait_unlocked(min(timeout, 0.5))
             return None
         if self._held is not None:
-            frame, self._held = self._held, None
-            return frame
+            held, self._held = self._held, None
+            return held
         if not self._open:
             self.inner.open()
             self._open = True
