@@ -148,6 +148,11 @@ class CommandsConfig:
         "for this many seconds; only a signed 'unlock' lifts it. 0: off.",
         min=0,
     )
+    signed_only: bool = setting(
+        False,
+        "Also refuse unsigned 'capture' and 'sync_gallery' commands (the server signs them too). Off: those two "
+        "are accepted unsigned, as before signed commands (only the server's broker account can send them).",
+    )
     wipe_reply_timeout_s: float = setting(
         10.0,
         "After a 'wipe': longest wait to send its report to the centre on a connection of its own.",

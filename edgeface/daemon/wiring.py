@@ -65,7 +65,7 @@ class Unit:
         ``unlock``, ``revoke`` and any signed command are verified first (:mod:`.commands`)."""
         from ..mqtt.signed import PRIVILEGED
 
-        if doc["command"] in PRIVILEGED or "signature" in doc:
+        if doc["command"] in PRIVILEGED or "signature" in doc or self.config.commands.signed_only:
             if not self.commands.handle(doc) or doc["command"] in PRIVILEGED:
                 return
         if doc["command"] == "capture" and self.commands.locked:

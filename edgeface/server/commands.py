@@ -40,7 +40,7 @@ from .tables import device_commands
 
 log = get_logger(__name__)
 
-COMMANDS = ("wipe", "lock", "unlock", "revoke")
+COMMANDS = ("wipe", "lock", "unlock", "revoke", "capture", "sync_gallery")
 OPEN_STATES = ("issued", "sent", "unsent")  # no reply yet
 REPLY_MAX_BYTES = 64 * 1024
 SEND_CLIENT_ID = "edgeface-server-commands"
@@ -48,7 +48,14 @@ REVOKE_WAIT_S = 5.0  # how long a revoke waits for an online unit's reply before
 
 
 def issue(
-    conn: Connection, config: Config, device_id: str, command: str, actor: str, *, now: float | None = None
+    conn: Connection,
+    config: Config,
+    device_id: str,
+    command: str,
+    actor: str,
+    *,
+    args: dict[str, Any] | None = None,
+    now: float | None = None,
 ) -> dict[str, Any]:
     """Number, sign, store and audit a command (inside the caller's write transaction); returns the document."""
     topics.check_device_id(device_id, "device id")
@@ -59,7 +66,7 @@ def issue(
     expires = now + config.server.command_ttl_s
     last = conn.execute(select(func.max(device_commands.c.seq)).where(device_commands.c.device_id == device_id))
     seq = int(last.scalar() or 0) + 1
-    doc = payloads.command_payload(command, issued_at=now, expires_at=expires)
+    doc = payloads.command_payload(command, args=args, issued_at=now, expires_at=expires)
     doc.update(device_id=device_id, seq=seq)
     doc = signed.sign(doc, key)
     payloads.check(doc, "command")
@@ -113,10 +120,12 @@ def send(config: Config, db: Database, doc: dict[str, Any], actor: str, *, timeo
     return sent
 
 
-def command(config: Config, db: Database, device_id: str, name: str, actor: str) -> tuple[dict[str, Any], Sent]:
-    """Issue and send one command."""
+def command(
+    config: Config, db: Database, device_id: str, name: str, actor: str, *, args: dict[str, Any] | None = None
+) -> tuple[dict[str, Any], Sent]:
+    """Issue and send one command (``args``: a capture's ``{"tag": ...}``)."""
     with db.write() as conn:
-        doc = issue(conn, config, device_id, name, actor)
+        doc = issue(conn, config, device_id, name, actor, args=args)
     return doc, send(config, db, doc, actor)
 
 

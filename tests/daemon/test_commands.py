@@ -239,3 +239,15 @@ def test_a_frame_read_while_the_lock_arrived_is_held_back_until_unlocked(
     assert frame is not None
     # a file is handed over after the unlock (never lost); a camera's stale frame is dropped for a new one
     assert frame.key == ("2" if live else "1") and src.reads == (2 if live else 1)
+
+
+def test_signed_only_refuses_an_unsigned_capture_and_accepts_a_signed_one(
+    tmp_path: Path, central: Ed25519PrivateKey
+) -> None:
+    unit, replies = make(tmp_path, Clock(), **{"commands.signed_only": "true"})
+    plain = payloads.command_payload("capture", args={"tag": "case-7"})
+    assert unit.handle(plain) is False and replies[-1]["reason"] == "unsigned"
+    doc = payloads.command_payload("capture", args={"tag": "case-7"}, expires_at=T0 + 60)
+    doc.update(device_id=UNIT, seq=1)
+    assert unit.handle(signed.sign(doc, central)) is True  # the caller then takes the picture
+    assert replies[-1]["outcome"] == "applied" and not unit.locked and unit.state.highest_seq == 1
