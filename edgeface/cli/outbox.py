@@ -17,10 +17,11 @@ def outbox_group() -> None:
     """The disk outbox of results waiting for the broker."""
 
 
-def _open(app: AppContext) -> Any:
+def _open(app: AppContext, *, payloads: bool = False) -> Any:
+    """The unit's outbox; ``payloads``: with the device key, to open sealed payloads (not needed for counts)."""
     from ..outbox import Outbox
 
-    return Outbox.for_unit(app.config)
+    return Outbox.for_unit(app.config) if payloads else Outbox.from_config(app.config.outbox)
 
 
 @outbox_group.command("status")
@@ -87,7 +88,7 @@ def drain(app: AppContext, until_empty: bool, timeout: float | None, as_json: bo
 
     from ..mqtt import Publisher
 
-    box = _open(app)
+    box = _open(app, payloads=True)
     pub = Publisher.from_config(app.config.mqtt, app.config.device, box, model_id=app.config.models.embedder)
     stop = threading.Event()
 
