@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 import socket
 import threading
 import time
@@ -45,6 +46,12 @@ OPEN_STATES = ("issued", "sent", "unsent")  # no reply yet
 REPLY_MAX_BYTES = 64 * 1024
 SEND_CLIENT_ID = "edgeface-server-commands"
 REVOKE_WAIT_S = 5.0  # how long a revoke waits for an online unit's reply before cutting it off
+
+
+def _one_off_client_id() -> str:
+    """A client id of its own for each short connection: two requests at once must not take over each other's
+    session (the broker would drop the first connection)."""
+    return f"{SEND_CLIENT_ID}-{secrets.token_hex(6)}"
 
 
 def issue(
@@ -100,7 +107,7 @@ def send(config: Config, db: Database, doc: dict[str, Any], actor: str, *, timeo
     if not config.mqtt.host:
         sent = Sent(False, "no broker configured (mqtt.host)")
     else:
-        settings = LinkSettings.from_config(config.mqtt, f"{SEND_CLIENT_ID}-{socket.gethostname()}"[:64])
+        settings = LinkSettings.from_config(config.mqtt, _one_off_client_id())
         data = payloads.encode(doc, "command")
         sent = request(settings, topics.commands_topic(doc["device_id"]), data, timeout=timeout)
     with db.write() as conn:
@@ -210,7 +217,7 @@ def cut_off(config: Config, device_id: str, *, timeout: float = 10.0) -> Sent:
     """Disable the unit's broker account and remove its role (dynamic security plugin, as ``edgeface-server``)."""
     if not config.mqtt.host:
         return Sent(False, "no broker configured (mqtt.host)")
-    settings = LinkSettings.from_config(config.mqtt, f"{SEND_CLIENT_ID}-ctl-{socket.gethostname()}"[:64])
+    settings = LinkSettings.from_config(config.mqtt, _one_off_client_id())
     data = json.dumps(dynsec.revoke_request(device_id)).encode()
     got = request(settings, dynsec.CONTROL_TOPIC, data, response_topic=dynsec.CONTROL_RESPONSE, timeout=timeout)
     if not got.ok:
