@@ -413,8 +413,11 @@ EXPORT_COLUMNS = (
     "last_verdict",
     "last_reviewer",
     "last_comment",
+    "case",
+    "case_source",
     "lat",
     "lon",
+    "location_source",
     "gallery_version",
     "model_id",
 )
@@ -445,7 +448,7 @@ def export() -> Any:
     for r in rows:
         doc = docs[r.id]
         sc = Scores.of(doc)
-        loc = doc.get("location") or {}
+        loc, case = doc.get("location") or {}, doc.get("case") or {}
         lv = last.get(r.id)
         out.append(
             {
@@ -464,8 +467,11 @@ def export() -> Any:
                 "last_verdict": lv.verdict if lv else None,
                 "last_reviewer": lv.username if lv else None,
                 "last_comment": lv.comment if lv else None,
+                "case": case.get("tag"),
+                "case_source": case.get("source"),
                 "lat": loc.get("lat"),
                 "lon": loc.get("lon"),
+                "location_source": loc.get("source"),
                 "gallery_version": doc.get("gallery_version"),
                 "model_id": doc.get("model_id"),
             }

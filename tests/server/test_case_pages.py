@@ -100,3 +100,17 @@ def test_cases_on_postgresql(postgres: str, config: Any) -> None:  # noqa: F811
         assert [r["id"] for r in b.get("/cases/BODY-PG?format=json").get_json()["results"]] == [a["id"]]
     finally:
         db.dispose()
+
+
+def test_export_carries_case_and_place_sources(db: Any, as_reviewer: Browser) -> None:
+    doc = tagged(50, "BODY-E", "folder", {"lat": 3.0, "lon": 4.0, "source": "gpsd"})
+    old = tagged(51, None, location={"lat": 5.0, "lon": 6.0})  # a unit before case and place
+    DbResultStore(db).add([doc, old])
+    rows = {
+        r["id"]: r for r in as_reviewer.get("/review/export?format=json&status=all&decision=all").get_json()["results"]
+    }
+    keys = ("case", "case_source", "lat", "lon", "location_source")
+    assert {k: rows[doc["id"]][k] for k in keys} == dict(zip(keys, ("BODY-E", "folder", 3.0, 4.0, "gpsd"), strict=True))
+    assert {k: rows[old["id"]][k] for k in keys} == dict(zip(keys, (None, None, 5.0, 6.0, None), strict=True))
+    csv_text = as_reviewer.get("/review/export?format=csv&status=all&decision=all").get_data(as_text=True)
+    assert "case,case_source,lat,lon,location_source" in csv_text.splitlines()[0]
