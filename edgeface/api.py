@@ -128,6 +128,7 @@ def open_gallery(
     from .errors import GalleryError
     from .gallery.match import Gallery
     from .gallery.signing import load_trusted
+    from .gallery.store import unit_embedder
 
     engine = engine or default_engine()
     cfg = engine.config
@@ -144,7 +145,7 @@ def open_gallery(
     return Gallery.open(
         Path(bundle_dir),
         load_trusted(keys),
-        embedder_sha256=engine.embedder_card.sha256,
+        embedder=unit_embedder(engine.embedder_card),
         exact_max=g.exact_max,
         search_k=g.search_k,
         top_k=g.top_k,

@@ -41,7 +41,7 @@ from ..errors import BundleRejected
 from . import signing
 from .cohort import COHORT, COHORT_LABELS, STATS, Normaliser
 from .index import ANNOY_METRIC, DEFAULT_SEED, build_annoy, fit_projection, trees_for
-from .manifest import EmbedderRef, FileEntry, Manifest, sha256_file
+from .manifest import EmbedderRef, FileEntry, Manifest, UnitEmbedder, sha256_file
 
 MANIFEST = "manifest.json"
 SIGNATURE = "manifest.sig"
@@ -256,15 +256,23 @@ def read_signed_manifest(
 
 
 def check_acceptable(
-    manifest: Manifest, *, embedder_sha256: str | None = None, newer_than: int | None = None, where: str = "bundle"
+    manifest: Manifest,
+    *,
+    embedder_sha256: str | None = None,
+    embedder: UnitEmbedder | None = None,
+    newer_than: int | None = None,
+    where: str = "bundle",
 ) -> None:
-    """The device's policy: same embedder model file as this unit runs, and strictly newer."""
-    if embedder_sha256 is not None and manifest.embedder.sha256 != embedder_sha256:
+    """The device's policy: built in the embedding space this unit's embedder works in (``embedder``; or,
+    given only ``embedder_sha256``, with that very model file), and strictly newer."""
+    unit = embedder or (UnitEmbedder(embedder_sha256) if embedder_sha256 is not None else None)
+    if unit is not None and not unit.accepts(manifest.embedder):
+        theirs = f", space {manifest.embedder.space!r}" if manifest.embedder.space else ""
         raise BundleRejected(
             "embedder_mismatch",
-            f"{where} was built with embedder {manifest.embedder.id} ({manifest.embedder.sha256[:12]}), this "
-            f"unit runs a model with SHA-256 {embedder_sha256[:12]}; its vectors are not comparable. Publish a "
-            "gallery built with this unit's model, or update the unit's model first",
+            f"{where} was built with embedder {manifest.embedder.id} ({manifest.embedder.sha256[:12]}{theirs}), "
+            f"this unit runs {unit.describe()}; its vectors are not comparable. Publish a gallery built with "
+            "a model in this unit's embedding space, or update the unit's model first",
         )
     if newer_than is not None and manifest.gallery_version <= newer_than:
         raise BundleRejected(
@@ -286,6 +294,7 @@ def verify_bundle(
     trusted: Sequence[Ed25519PublicKey],
     *,
     embedder_sha256: str | None = None,
+    embedder: UnitEmbedder | None = None,
     newer_than: int | None = None,
 ) -> VerifiedBundle:
     """Check a plain bundle folder completely: signature, every file's size and SHA-256, and policy."""
@@ -298,7 +307,7 @@ def verify_bundle(
     sig = sig_path.read_bytes() if sig_path.exists() else None
     kid = signing.verify(data, sig, trusted, what=f"{d}/{MANIFEST}")
     manifest = read_signed_manifest(data, sig, trusted, str(d))
-    check_acceptable(manifest, embedder_sha256=embedder_sha256, newer_than=newer_than, where=str(d))
+    check_acceptable(manifest, embedder_sha256=embedder_sha256, embedder=embedder, newer_than=newer_than, where=str(d))
     for name, want in manifest.files.items():
         check_file(d / name, name, want)
     return VerifiedBundle(d, manifest, kid)

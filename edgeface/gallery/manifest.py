@@ -5,7 +5,8 @@ other file is trusted only through the hash the manifest gives for it. Format (`
 
     {"format": "edgeface-gallery", "format_version": 1, "gallery_version": 12,
      "created": "2025-01-01T00:00:00Z",
-     "embedder": {"id": "dlib-resnet-v1-int8", "sha256": "...", "dim": 128, "metric": "cosine"},
+     "embedder": {"id": "dlib-resnet-v1-int8", "sha256": "...", "dim": 128, "metric": "cosine",
+                  "space": "dlib-resnet-v1-int8"},
      "thresholds": {"cosine": 0.5}, "count": 1000, "identities": 400,
      "index": {"kind": "annoy", "metric": "angular", "trees": 20, "seed": 1},
      "files": {"vectors.npy": {"sha256": "...", "size": 512128}, ...}}
@@ -14,6 +15,11 @@ A bundle published with score normalisation (edgeface/gallery/cohort.py) also ha
 ``"normalisation": {"method": "s-norm", "top_k": 200, "files": ["norm_stats.npy", ...], ...}`` and a
 ``thresholds.normalised`` decision threshold in that score's space; ``thresholds.cosine`` stays the raw
 threshold, so a unit that predates normalisation (it ignores the section) still decides correctly.
+
+``embedder.space`` names the embedding space of the vectors (the embedder card's ``embedding_space``); a
+unit accepts a bundle from any model file in its own space (:class:`UnitEmbedder`), so a compiled variant
+of the model (Edge TPU) uses the galleries built with the reference. Manifests written before spaces
+existed have no ``space``: they are accepted by file hash alone, as before.
 """
 
 from __future__ import annotations
@@ -40,12 +46,39 @@ class FileEntry:
 
 @dataclass(frozen=True)
 class EmbedderRef:
-    """The embedder a gallery's vectors come from; a device uses a bundle only with the same model file."""
+    """The embedder a gallery's vectors come from; a device uses a bundle only from its embedding space."""
 
     id: str
     sha256: str
     dim: int
     metric: str = "cosine"
+    space: str = ""  # the embedding space; "" in manifests written before spaces existed
+
+
+@dataclass(frozen=True)
+class UnitEmbedder:
+    """What a unit's embedder accepts galleries from: model files in its embedding space.
+
+    ``sha256`` is the unit's own model file; ``space_sha256`` every file its card puts in the same space
+    (its own, and the reference a compiled variant was built from). A bundle is accepted when its embedder
+    is one of those files, or names the same space with the same dimension."""
+
+    sha256: str
+    space: str = ""
+    space_sha256: frozenset[str] = frozenset()
+    dim: int | None = None
+
+    def accepts(self, ref: EmbedderRef) -> bool:
+        if ref.sha256 == self.sha256 or ref.sha256 in self.space_sha256:
+            return True
+        return bool(self.space) and ref.space == self.space and (self.dim is None or ref.dim == self.dim)
+
+    def describe(self) -> str:
+        return (
+            f"space {self.space!r}, model {self.sha256[:12]}"
+            if self.space
+            else f"a model with SHA-256 {self.sha256[:12]}"
+        )
 
 
 @dataclass(frozen=True)
@@ -81,6 +114,7 @@ class Manifest:
                 "sha256": self.embedder.sha256,
                 "dim": self.embedder.dim,
                 "metric": self.embedder.metric,
+                **({"space": self.embedder.space} if self.embedder.space else {}),
             },
             "thresholds": dict(self.thresholds),
             "count": self.count,
@@ -124,7 +158,9 @@ class Manifest:
                 files[name] = FileEntry(sha, size)
             m = cls(
                 gallery_version=int(d["gallery_version"]),
-                embedder=EmbedderRef(str(e["id"]), str(e["sha256"]), int(e["dim"]), str(e["metric"])),
+                embedder=EmbedderRef(
+                    str(e["id"]), str(e["sha256"]), int(e["dim"]), str(e["metric"]), str(e.get("space", ""))
+                ),
                 thresholds={str(k): float(v) for k, v in d["thresholds"].items()},
                 count=int(d["count"]),
                 identities=int(d["identities"]),

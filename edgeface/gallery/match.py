@@ -45,7 +45,7 @@ from .bundle import (
 from .cohort import COHORT, COHORT_LABELS, STATS, IdentityRows, Normaliser, assemble
 from .crypto import RamFile, decrypt_chunks, decrypt_to_ram
 from .index import SearchPlan, VectorIndex, plan_for
-from .manifest import FileEntry, Manifest
+from .manifest import FileEntry, Manifest, UnitEmbedder
 from .scoring import Space, pool_size, rank
 
 log = get_logger(__name__)
@@ -191,6 +191,7 @@ class Gallery:
         key: bytes | None = None,
         verify: bool = True,
         embedder_sha256: str | None = None,
+        embedder: UnitEmbedder | None = None,
         exact_max: int | None = None,
         search_k: int | None = None,
         top_k: int = 5,
@@ -210,7 +211,7 @@ class Gallery:
         sig = reader.read_small(SIGNATURE)
         kid = signing.verify(data, sig, trusted, what=f"{directory}/{MANIFEST}")
         manifest = read_signed_manifest(data, sig, trusted, str(directory))
-        check_acceptable(manifest, embedder_sha256=embedder_sha256, where=str(directory))
+        check_acceptable(manifest, embedder_sha256=embedder_sha256, embedder=embedder, where=str(directory))
         plan = plan_for(
             manifest.count, exact_max=exact_max, search_k=search_k, trees=int(manifest.index.get("trees", 0)) or None
         )

@@ -321,7 +321,7 @@ def publish_for(
         vectors=vectors,
         entries=entries,
         identities=identities,
-        embedder=EmbedderRef(card.id, card.sha256, spec.dim, spec.metric),
+        embedder=EmbedderRef(card.id, card.sha256, spec.dim, spec.metric, spec.space),
         thresholds=gallery_thresholds(spec, len(vectors), target_fpir),
         signer=signer,
         target_fpir=target_fpir,

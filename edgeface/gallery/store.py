@@ -22,7 +22,7 @@ import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -31,9 +31,12 @@ from ..logs import get_logger
 from ..vision.settings import ModelsConfig
 from .bundle import MANIFEST, SIGNATURE, PlainDir, Sink, check_acceptable, read_signed_manifest
 from .crypto import DeviceKey, EncryptedDir, EncryptedWriter, destroy_file
-from .manifest import FileEntry, Manifest
+from .manifest import FileEntry, Manifest, UnitEmbedder
 from .match import LOCAL_INDEX, BundleReader, Gallery
 from .settings import GalleryConfig
+
+if TYPE_CHECKING:
+    from ..vision.cards import ModelCard
 
 log = get_logger(__name__)
 
@@ -90,6 +93,14 @@ class PlainWriter:
         self._f.close()
 
 
+def unit_embedder(card: ModelCard) -> UnitEmbedder:
+    """The galleries a unit running ``card``'s embedder accepts: those of its embedding space."""
+    spec = card.embedder
+    if spec is None:
+        raise BundleRejected("embedder_mismatch", f"model {card.id} is a {card.task}, not an embedder")
+    return UnitEmbedder(card.sha256, spec.space, card.space_sha256, spec.dim)
+
+
 class GalleryStore:
     def __init__(
         self,
@@ -98,11 +109,14 @@ class GalleryStore:
         trusted: Sequence[Ed25519PublicKey],
         key: DeviceKey | None = None,
         embedder_sha256: str | None = None,
+        embedder: UnitEmbedder | None = None,
     ) -> None:
         self.root = Path(root)
         self.trusted = list(trusted)
         self.key = key
-        self.embedder_sha256 = embedder_sha256
+        # the galleries this unit accepts: ``embedder``'s embedding space, or just the file ``embedder_sha256``
+        self.embedder = embedder or (UnitEmbedder(embedder_sha256) if embedder_sha256 is not None else None)
+        self.embedder_sha256 = self.embedder.sha256 if self.embedder else None
         self.open_options: dict[str, object] = {}  # Gallery.open() settings (from_config fills them)
         for sub in (VERSIONS, STAGING):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
@@ -119,7 +133,7 @@ class GalleryStore:
         g = gallery
         card = find_card(models.embedder, models.dir, task="embedder")
         key = load_device_key(g.key_file, g.key_env, g.key_credential) if g.encrypt else None
-        store = cls(g.dir, trusted=load_trusted(g.trusted_keys), key=key, embedder_sha256=card.sha256)
+        store = cls(g.dir, trusted=load_trusted(g.trusted_keys), key=key, embedder=unit_embedder(card))
         store.open_options = {
             "exact_max": g.exact_max,
             "search_k": g.search_k,
@@ -205,9 +219,7 @@ class GalleryStore:
         manifest = read_signed_manifest(
             data, sig_path.read_bytes() if sig_path.exists() else None, self.trusted, str(directory)
         )
-        check_acceptable(
-            manifest, embedder_sha256=self.embedder_sha256, newer_than=self.installed_version(), where=str(directory)
-        )
+        check_acceptable(manifest, embedder=self.embedder, newer_than=self.installed_version(), where=str(directory))
         from .match import _local_index_entry
 
         reader = self.reader(directory)
@@ -259,7 +271,7 @@ class GalleryStore:
         if d is None:
             return None
         return Gallery.open(
-            d, self.trusted, key=self.key_bytes, embedder_sha256=self.embedder_sha256, **{**self.open_options, **kwargs}
+            d, self.trusted, key=self.key_bytes, embedder=self.embedder, **{**self.open_options, **kwargs}
         )
 
     def wipe(self) -> dict[str, object]:

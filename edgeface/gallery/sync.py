@@ -135,7 +135,7 @@ def _prepare_staging(
 def _sync_full(store: GalleryStore, http: Http, rel: str, current: int, max_bytes: int) -> Manifest:
     data, sig = _fetch_signed(http, rel, store.root, (MANIFEST, SIGNATURE))
     manifest = read_signed_manifest(data, sig, store.trusted, http.base + rel)
-    check_acceptable(manifest, embedder_sha256=store.embedder_sha256, newer_than=current, where=http.base + rel)
+    check_acceptable(manifest, embedder=store.embedder, newer_than=current, where=http.base + rel)
     _check_size(manifest, max_bytes)
     staging = _prepare_staging(store, data, sig, manifest.gallery_version)
     (staging / "local-index.json").unlink(missing_ok=True)
@@ -152,7 +152,7 @@ def _sync_delta(store: GalleryStore, http: Http, rel: str, current: int, max_byt
     spec = DeltaSpec.from_signed(delta_bytes, delta_sig, store.trusted, http.base + rel)
     data, sig = _fetch_signed(http, rel, store.root, (MANIFEST, SIGNATURE))
     target = read_signed_manifest(data, sig, store.trusted, http.base + rel)
-    check_acceptable(target, embedder_sha256=store.embedder_sha256, newer_than=current, where=http.base + rel)
+    check_acceptable(target, embedder=store.embedder, newer_than=current, where=http.base + rel)
     _check_size(target, max_bytes)
     if (
         spec.base_version != current
