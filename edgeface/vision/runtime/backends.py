@@ -105,5 +105,6 @@ def load_delegate(runtime: RuntimeInfo, library: str, options: dict[str, str], a
     try:
         return runtime.module.load_delegate(library, options or None)
     except (ValueError, OSError, RuntimeError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise BackendUnavailable(f"could not load delegate {library!r} ({first}). {advice}") from e
+        # the runtime's message, then what the delegate itself reported (libedgetpu: why there is no device)
+        said = " ".join(line.strip() for line in str(e).strip().splitlines() if line.strip()) or type(e).__name__
+        raise BackendUnavailable(f"could not load delegate {library!r} ({said}). {advice}") from e
