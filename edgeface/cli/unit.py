@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from .app import EXIT_FAILED, AppContext, emit_json, pass_app
@@ -34,7 +36,17 @@ def wipe_cmd(app: AppContext, yes: bool, demo: bool, as_json: bool) -> None:
         from ..daemon import demo as demo_mod
 
         config = demo_mod.demo_config(app.overrides, fresh=False)
+    from ..daemon import status as status_mod
+
+    doc = status_mod.read_status(status_mod.status_path(config))
+    running = status_mod.daemon_state(doc) == "running" and doc is not None and int(doc.get("pid", 0)) != os.getpid()
     report = wipe_unit(config, enrollment=not demo)
+    if running and doc is not None:
+        report.ok = False
+        report.not_destroyed.append(
+            f"the daemon (pid {doc.get('pid')}) is running and holds the device key in memory; what it writes from "
+            "now on is left behind: stop it (systemctl stop edgeface)"
+        )
     if as_json:
         emit_json(report.as_dict())
     else:

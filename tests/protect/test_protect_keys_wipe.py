@@ -110,3 +110,35 @@ def test_a_credential_is_reported_as_not_destroyed(tmp_path: Path) -> None:
     assert not report.ok and not (creds / "edgeface-gallery-key").exists()
     assert any("LoadCredentialEncrypted" in x for x in report.not_destroyed)
     assert report.as_dict()["ok"] is False
+
+
+def test_wiping_under_a_running_daemon_is_reported_incomplete(tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+    import time
+
+    config = unit(tmp_path)
+    load_unit_key(config, environ={})
+    daemon = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])  # stands in for the daemon
+    try:
+        state = Path(config.run.state_dir)
+        state.mkdir(parents=True)
+        status = {"state": "running", "pid": daemon.pid, "updated_at": time.time(), "interval_s": 5}
+        (state / "status.json").write_text(json.dumps(status))
+        sets = [f"outbox.path={config.outbox.path}", f"run.state_dir={state}", f"retention.dir={tmp_path / 'media'}"]
+        sets += [f"gallery.dir={tmp_path / 'gallery'}", f"enroll.workspace={tmp_path / 'enrollment'}"]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("EDGEFACE_")}
+        r = subprocess.run(
+            [sys.executable, "-m", "edgeface", *(a for s in sets for a in ("--set", s)), "unit", "wipe", "--yes"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+            check=False,
+        )
+    finally:
+        daemon.kill()
+        daemon.wait()
+    assert r.returncode == 1 and f"pid {daemon.pid}" in r.stderr and "WIPE INCOMPLETE" in r.stdout
+    assert not own_key_file(config).exists() and not state.exists()  # everything else was still destroyed
