@@ -202,41 +202,48 @@ def purge(app: AppContext, dry_run: bool, export_dir: Path | None, no_export: bo
     try:
         if dry_run:
             with db.read() as conn:
-                p = retention.plan(conn, policy, limit=cfg.retention.batch)
-            record = {"dry_run": True, **p.as_dict(), "export": str(where) if where else None}
+                plans = [retention.plan(conn, policy, limit=2**62)]
+            reports = []
         else:
-            report = retention.purge(db, policy, export_dir=where, limit=cfg.retention.batch)
-            p = report.plan
-            record = {"dry_run": False, **report.as_dict()}
+            reports = retention.purge_all(db, policy, export_dir=where, limit=cfg.retention.batch)
+            plans = [r.plan for r in reports]
     finally:
         db.dispose()
+    total = retention.Plan.combined(plans)
     if as_json:
-        emit_json(record)
+        if dry_run:
+            emit_json({"dry_run": True, **total.as_dict(), "export": str(where) if where else None})
+        else:
+            emit_json({"dry_run": False, **total.summary(), "batches": [r.as_dict() for r in reports]})
         return
     verb = "would delete" if dry_run else "deleted"
-    by = ", ".join(f"{n} {s}" for s, n in sorted(p.by_status().items())) or "none"
-    click.echo(f"{verb} {len(p.results)} results ({by}) with {p.reviews} review records; {len(p.crops)} face crops")
+    by = ", ".join(f"{n} {s}" for s, n in sorted(total.by_status().items())) or "none"
     click.echo(
-        f"kept: {p.kept_case} results and {p.kept_case_crops} crops of open (or recently closed) cases, "
-        f"{p.kept_confirmed} confirmed identifications older than results_days"
+        f"{verb} {len(total.results)} results ({by}) with {total.reviews} review records; {len(total.crops)} face crops"
+    )
+    click.echo(
+        f"kept: {total.kept_case} results and {total.kept_case_crops} crops of open (or recently closed) cases, "
+        f"{total.kept_confirmed} confirmed identifications older than results_days"
     )
     if not policy.results_days + policy.reviewed_days + policy.confirmed_days + policy.crops_days:
         click.echo("no retention days are set in [server.retention]: everything is kept")
-    if p.more:
-        click.echo(f"more is due than one run takes (server.retention.batch = {cfg.retention.batch}): run it again")
     if dry_run:
-        for d in p.results[:20]:
+        for d in total.results[:20]:
             click.echo(f"  result {d.id} {d.device_id} {d.review_status}" + (f" case {d.case}" if d.case else ""))
-        if len(p.results) > 20:
-            click.echo(f"  ... and {len(p.results) - 20} more (--json lists all)")
+        if len(total.results) > 20:
+            click.echo(f"  ... and {len(total.results) - 20} more (--json lists all)")
         click.echo(
             f"nothing deleted (dry run); a purge would export to a new folder under {where}"
             if where
             else "nothing deleted (dry run); a purge with --no-export would export nothing"
         )
-    else:
-        click.echo(f"exported first to {report.export}" if report.export else "not exported (--no-export)")
-        click.echo(f"audit entry {report.audit_seq} (retention.purge)")
+        return
+    for r in reports:
+        click.echo(
+            f"batch of {len(r.plan.results)} results, {len(r.plan.crops)} crops: "
+            + (f"exported first to {r.export}" if r.export else "not exported (--no-export)")
+            + f", audit entry {r.audit_seq} (retention.purge)"
+        )
 
 
 @server_group.command("close-case")

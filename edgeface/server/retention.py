@@ -29,12 +29,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Select, and_, delete, func, or_, select, update
+from sqlalchemy import Connection, Select, and_, case, delete, func, or_, select, update
 
 from ..errors import EdgefaceError
 from ..logs import get_logger
 from . import audit
 from .db import Database
+from .retention_export import line, write_export
 from .settings import ServerRetentionConfig
 from .tables import case_closures, results, reviews, users
 
@@ -75,11 +76,32 @@ class Policy:
 
 
 def case_tag(doc: Mapping[str, Any]) -> str | None:
-    """The case/body tag a unit put on a result (``case``: a string, or an object with ``tag``), or None."""
+    """The case/body tag a unit put on a result (``case``: an object with ``tag``, or a string), or None."""
     value = doc.get("case")
     if isinstance(value, Mapping):
         value = value.get("tag")
     return str(value) if value else None
+
+
+_DECODER = json.JSONDecoder()
+
+
+def _value_of(payload: str, key: str) -> Any:
+    """A top-level value of a stored payload without decoding the rest (its crop is most of it). A key
+    with its quotes is only ever a key in JSON text (quotes inside strings are escaped), and the result
+    schema has ``case`` and ``crop`` only at the top level; None when absent."""
+    i = payload.find(f'"{key}":')
+    if i >= 0:
+        start = i + len(key) + 3
+        while payload[start : start + 1].isspace():
+            start += 1
+        return _DECODER.raw_decode(payload, start)[0]
+    return json.loads(payload).get(key) if f'"{key}"' in payload else None  # not written compactly
+
+
+def case_tag_of(payload: str | None) -> str | None:
+    """:func:`case_tag` of a stored payload's text."""
+    return case_tag({"case": _value_of(payload, "case")}) if payload else None
 
 
 @dataclass(frozen=True)
@@ -107,6 +129,20 @@ class Plan:
     kept_case_crops: int = 0  # crops likewise
     kept_confirmed: int = 0  # confirmed results older than results_days (kept as confirmed_days says)
     more: bool = False
+
+    @classmethod
+    def combined(cls, plans: Sequence[Plan]) -> Plan:
+        """Several batches' plans as one (what a whole ``edgeface server purge`` did); kept counts are the
+        first batch's (every batch sees the same kept records)."""
+        first = plans[0]
+        out = cls(first.at, first.policy, kept_case=first.kept_case, kept_case_crops=first.kept_case_crops)
+        out.kept_confirmed = first.kept_confirmed
+        for p in plans:
+            out.results += p.results
+            out.crops += p.crops
+            out.reviews += p.reviews
+        out.more = plans[-1].more
+        return out
 
     def by_status(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -168,7 +204,7 @@ def _age_from(policy: Policy, own: float, tag: str | None, closed: Mapping[str, 
     return max(own, closed[tag])
 
 
-def plan(conn: Connection, policy: Policy, *, now: float | None = None, limit: int = 20000, lock: bool = False) -> Plan:
+def plan(conn: Connection, policy: Policy, *, now: float | None = None, limit: int = 5000, lock: bool = False) -> Plan:
     """What is due at ``now`` (default: the present), oldest first, at most ``limit`` results and ``limit``
     crops. ``lock``: lock the due rows (PostgreSQL, inside the purge's write transaction)."""
     out = Plan(time.time() if now is None else now, policy)
@@ -184,6 +220,11 @@ def plan(conn: Connection, policy: Policy, *, now: float | None = None, limit: i
         for c in _chunks([d.id for d in out.results])
     )
     return out
+
+
+# The payload only of results that carry a case tag: the database tests the text, Python never sees the
+# (crop-sized) payloads of the others.
+_CASE_PAYLOAD = case((results.c.payload.like('%"case"%'), results.c.payload), else_=None).label("case_payload")
 
 
 def _stream(conn: Connection, q: Select[Any]) -> Iterator[Any]:
@@ -211,14 +252,14 @@ def _due_results(conn: Connection, out: Plan, closed: Mapping[str, float], limit
             results.c.review_status,
             results.c.received_at,
             results.c.reviewed_at,
-            results.c.payload,
+            _CASE_PAYLOAD,
         )
         .where(or_(*conds))
         .order_by(results.c.received_at, results.c.id)
     )
     for r in _stream(conn, q.with_for_update() if lock else q):
         own = float(r.received_at if r.review_status in UNDECIDED or r.reviewed_at is None else r.reviewed_at)
-        tag = case_tag(json.loads(r.payload))
+        tag = case_tag_of(r.case_payload)
         start = _age_from(policy, own, tag, closed)
         cut = policy.cutoff(policy.days_for(r.review_status), out.at)
         if start is None or cut is None or start >= cut:
@@ -232,11 +273,11 @@ def _due_results(conn: Connection, out: Plan, closed: Mapping[str, float], limit
 
 def _due_crops(conn: Connection, out: Plan, closed: Mapping[str, float], limit: int, lock: bool) -> None:
     cut = out.policy.cutoff(out.policy.crops_days, out.at)
-    if cut is None:
+    if cut is None or out.more:  # crops once every due result is in a batch: never strip one that goes anyway
         return
     going = {d.id for d in out.results}
     q = (
-        select(results.c.id, results.c.device_id, results.c.review_status, results.c.received_at, results.c.payload)
+        select(results.c.id, results.c.device_id, results.c.review_status, results.c.received_at, _CASE_PAYLOAD)
         .where(
             results.c.review_status != CONFIRMED,
             results.c.crop_purged_at.is_(None),
@@ -246,10 +287,9 @@ def _due_crops(conn: Connection, out: Plan, closed: Mapping[str, float], limit: 
         .order_by(results.c.received_at, results.c.id)
     )
     for r in _stream(conn, q.with_for_update() if lock else q):
-        doc = json.loads(r.payload)
-        if r.id in going or not doc.get("crop"):
+        if r.id in going:
             continue
-        tag = case_tag(doc)
+        tag = case_tag_of(r.case_payload)
         start = _age_from(out.policy, float(r.received_at), tag, closed)
         if start is None or start >= cut:
             out.kept_case_crops += 1
@@ -260,7 +300,7 @@ def _due_crops(conn: Connection, out: Plan, closed: Mapping[str, float], limit: 
             out.crops.append(Due(r.id, r.device_id, r.review_status, float(r.received_at), tag))
 
 
-def _exported_results(conn: Connection, ids: Sequence[str]) -> Iterator[dict[str, Any]]:
+def _exported_results(conn: Connection, ids: Sequence[str]) -> Iterator[bytes]:
     """Each result going, as stored, with its review records (streamed: a run's payloads may not fit in memory)."""
     for chunk in _chunks(ids):
         history: dict[str, list[dict[str, Any]]] = {}
@@ -282,10 +322,10 @@ def _exported_results(conn: Connection, ids: Sequence[str]) -> Iterator[dict[str
         q = select(results).where(results.c.id.in_(chunk)).order_by(results.c.received_at, results.c.id)
         for r in conn.execute(q).all():
             row = {k: v for k, v in r._mapping.items() if k != "payload"}
-            yield {**row, "payload": json.loads(r.payload), "reviews": history.get(r.id, [])}
+            yield line({**row, "reviews": history.get(r.id, [])}, {"payload": r.payload})
 
 
-def _exported_crops(conn: Connection, ids: Sequence[str]) -> Iterator[dict[str, Any]]:
+def _exported_crops(conn: Connection, ids: Sequence[str]) -> Iterator[bytes]:
     for chunk in _chunks(ids):
         q = (
             select(results.c.id, results.c.device_id, results.c.received_at, results.c.payload)
@@ -293,12 +333,8 @@ def _exported_crops(conn: Connection, ids: Sequence[str]) -> Iterator[dict[str, 
             .order_by(results.c.received_at, results.c.id)
         )
         for r in conn.execute(q).all():
-            yield {
-                "id": r.id,
-                "device_id": r.device_id,
-                "received_at": r.received_at,
-                "crop": json.loads(r.payload)["crop"],
-            }
+            crop = _value_of(r.payload, "crop")
+            yield line({"id": r.id, "device_id": r.device_id, "received_at": r.received_at, "crop": crop})
 
 
 def _apply(conn: Connection, p: Plan) -> None:
@@ -344,11 +380,9 @@ def purge(
     export_dir: Path | None,
     actor: str = "cli",
     now: float | None = None,
-    limit: int = 20000,
+    limit: int = 5000,
 ) -> Report:
     """Export (unless ``export_dir`` is None), delete and audit what is due, in one transaction."""
-    from .retention_export import write_export
-
     with db.write() as conn:
         p = plan(conn, policy, now=now, limit=limit, lock=not db.is_sqlite)
         ids = [d.id for d in p.results]
@@ -389,6 +423,24 @@ def purge(
         audit_seq=entry.seq,
     )
     return Report(p, exp.path if exp else None, exp.manifest_sha256 if exp else None, entry.seq)
+
+
+def purge_all(
+    db: Database,
+    policy: Policy,
+    *,
+    export_dir: Path | None,
+    actor: str = "cli",
+    now: float | None = None,
+    limit: int = 5000,
+) -> list[Report]:
+    """:func:`purge` batch after batch until nothing more is due: each batch is its own short transaction
+    (on SQLite ingest waits for it), export folder and audit entry. A failing batch raises; the batches
+    before it stay done."""
+    reports = [purge(db, policy, export_dir=export_dir, actor=actor, now=now, limit=limit)]
+    while reports[-1].plan.more:
+        reports.append(purge(db, policy, export_dir=export_dir, actor=actor, now=now, limit=limit))
+    return reports
 
 
 class CaseError(EdgefaceError):

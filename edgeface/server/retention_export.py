@@ -39,8 +39,14 @@ class Export:
     files: dict[str, dict[str, Any]]
 
 
-def _line(record: Mapping[str, Any]) -> bytes:
-    return (json.dumps(record, ensure_ascii=False, separators=(",", ":"), sort_keys=True) + "\n").encode()
+def line(record: Mapping[str, Any], raw: Mapping[str, str] | None = None) -> bytes:
+    """One JSON line: ``record``, plus ``raw``'s values inserted as the JSON text they already are (a
+    stored payload is written as stored, not decoded and encoded again)."""
+    text = json.dumps(record, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+    extra = "".join(f",{json.dumps(k)}:{v}" for k, v in (raw or {}).items())
+    if extra:
+        text = (text[:-1] + extra + "}") if len(text) > 2 else ("{" + extra[1:] + "}")
+    return (text + "\n").encode()
 
 
 def _new_folder(root: Path, at: float) -> Path:
@@ -81,16 +87,17 @@ def write_export(
     root: Path,
     *,
     at: float,
-    results: Iterable[Mapping[str, Any]],
-    crops: Iterable[Mapping[str, Any]],
+    results: Iterable[bytes],
+    crops: Iterable[bytes],
     summary: Mapping[str, Any],
 ) -> Export:
-    """Write one run's export under ``root`` and make it durable; returns where it is."""
+    """Write one run's export under ``root`` (``results`` and ``crops``: JSON lines, see :func:`line`) and
+    make it durable; returns where it is."""
     folder = _new_folder(root, at)
     try:
         files = {
-            "results.jsonl": _write(folder / "results.jsonl", (_line(r) for r in results)),
-            "crops.jsonl": _write(folder / "crops.jsonl", (_line(c) for c in crops)),
+            "results.jsonl": _write(folder / "results.jsonl", results),
+            "crops.jsonl": _write(folder / "crops.jsonl", crops),
         }
         manifest = {
             "format": FORMAT,

@@ -48,7 +48,11 @@ class ServerRetentionConfig:
         unset="<server.data_dir>/purged",
     )
     batch: int = setting(
-        20000, "Most results one purge run deletes or strips (a larger backlog takes several runs).", min=1
+        5000,
+        "Most results (and most crops) one purge transaction deletes; `edgeface server purge` runs batches until "
+        "nothing is due, each its own transaction, export folder and audit entry. On SQLite ingest waits for "
+        "each batch (`edgeface bench purge` measures how long).",
+        min=1,
     )
 
 

@@ -244,8 +244,9 @@ def test_dry_run_deletes_nothing_and_lists_what_the_purge_deletes(db: Database, 
     assert r.exit_code == 0, r.output
     done = json.loads(r.stdout)
     assert done["dry_run"] is False and done["results"] == 3 and done["crops"] == 1
-    assert Path(done["export"]).parent == tmp_path / "data" / "purged"  # the default: <data_dir>/purged
-    assert {x["id"] for x in read_jsonl(Path(done["export"]) / "results.jsonl")} == set(plan["result_ids"])
+    [batch] = done["batches"]  # 3 results and 1 crop: one batch of the default 5000
+    assert Path(batch["export"]).parent == tmp_path / "data" / "purged"  # the default: <data_dir>/purged
+    assert {x["id"] for x in read_jsonl(Path(batch["export"]) / "results.jsonl")} == set(plan["result_ids"])
     assert set(snapshot(db)["results"]) == set(before["results"]) - set(plan["result_ids"])
 
 
@@ -277,6 +278,24 @@ def test_limit_leaves_the_rest_for_the_next_run(db: Database, lfw_root: Path, tm
     second = retention.purge(db, POLICY, export_dir=tmp_path, now=s.later, limit=2)
     assert not second.plan.more and [d.id for d in second.plan.results] == [s.ids["old_awaiting"]]
     assert first.export != second.export
+
+
+def test_purge_all_runs_batches_until_nothing_is_due(db: Database, lfw_root: Path, tmp_path: Path) -> None:
+    s = build_scene(db, lfw_root)
+    before = snapshot(db)
+    reports = retention.purge_all(db, POLICY, export_dir=tmp_path, now=s.later, limit=1)
+    assert [len(r.plan.results) for r in reports] == [1, 1, 1] and [r.plan.more for r in reports] == [True, True, False]
+    assert {d.id for r in reports for d in r.plan.results} == {s.ids[n] for n in GOES}
+    # crops only once every due result had its batch: a result that goes is never stripped of its crop first
+    assert [[d.id for d in r.plan.crops] for r in reports] == [[], [], [s.ids["fresh_pending_crop"]]]
+    rejected = next(r for r in reports if s.ids["old_rejected"] in {d.id for d in r.plan.results})
+    assert rejected.export is not None
+    [row] = read_jsonl(rejected.export / "results.jsonl")
+    assert row["payload"]["crop"] == s.docs["old_rejected"]["crop"]
+    assert len({r.export for r in reports}) == 3 and [r.audit_seq - reports[0].audit_seq for r in reports] == [0, 1, 2]
+    assert snapshot(db)["audit"] == before["audit"] + 3  # one entry per batch
+    total = retention.Plan.combined([r.plan for r in reports])
+    assert len(total.results) == 3 and len(total.crops) == 1 and total.reviews == 2 and not total.more
 
 
 def test_close_and_reopen_case_cli(db: Database, lfw_root: Path, tmp_path: Path) -> None:
@@ -356,3 +375,18 @@ def test_review_page_says_the_crop_was_removed(db: Database, as_reviewer: Any, l
     page = as_reviewer.get(f"/review/{doc['id']}").get_data(as_text=True)
     assert 'id="crop-purged"' in page and 'id="probe"' not in page and "include_crop is off" not in page
     assert as_reviewer.get(f"/review/{doc['id']}/crop.jpg").status_code == 404
+
+
+def test_case_tag_read_from_the_stored_text() -> None:
+    """The scan reads a payload's case tag without decoding its crop; text that only looks like a key does
+    not count, and a payload not written compactly is decoded whole."""
+    doc = sample_result("unit-a", random.Random(9), match_share=1.0)
+    doc["source"] = 'cam "case":{"tag":"FAKE"}'  # inside a string: its quotes are escaped in the JSON text
+    text_ = json.dumps(doc, separators=(",", ":"))
+    assert retention.case_tag_of(text_) is None
+    doc["case"] = {"tag": "BODY-3", "source": "qr"}
+    assert retention.case_tag_of(json.dumps(doc, separators=(",", ":"))) == "BODY-3"
+    assert retention.case_tag_of(json.dumps(doc, indent=1)) == "BODY-3"
+    doc["case"] = "CASE-9"  # a plain string tag
+    assert retention.case_tag_of(json.dumps(doc)) == "CASE-9"
+    assert retention.case_tag_of(None) is None
