@@ -28,8 +28,9 @@ if [ "${1:-}" = "--setup-only" ]; then setup_only=1; shift; fi
 # mosquitto (+ clients): the broker the tests start on free loopback ports; openssl: test certificates;
 # chromium: the server's browser test (Playwright drives /usr/bin/chromium, never `playwright install`);
 # postgresql: the migration test starts its own throwaway cluster; systemd: systemd-analyze verifies the
-# unit file; python3-venv: the venv; g++ and python3-dev: annoy ships no wheels and builds from source.
-PACKAGES=(mosquitto mosquitto-clients openssl chromium postgresql systemd python3 python3-venv python3-dev g++)
+# unit file; python3-venv: the venv; g++ and python3-dev: annoy ships no wheels and builds from source;
+# gpsd: the place tests run a real gpsd reading NMEA from a pseudo-terminal.
+PACKAGES=(mosquitto mosquitto-clients openssl chromium postgresql systemd gpsd python3 python3-venv python3-dev g++)
 
 installed() { [ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null)" = "installed" ]; }
 

@@ -1,13 +1,12 @@
 """Case tags and places on the unit: tags cleaned and ranked, a QR code and an EAN-13 barcode read beside a
-real LFW face, the folder layout, EXIF GPS written by Pillow, gpsd TPV reports over its TCP protocol, and
-`edgeface trigger --tag`'s request files taken by the signal handler."""
+real LFW face, the folder layout, EXIF GPS written by Pillow, gpsd's TPV reports, and
+`edgeface trigger --tag`'s request files taken by the signal handler. gpsd is the real one (Debian's
+package) reading NMEA from a pseudo-terminal."""
 
 from __future__ import annotations
 
 import json
 import os
-import socket
-import threading
 import time
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from edgeface.capture.settings import CaptureLocationConfig
 from edgeface.capture.tags import CaseTag, CodeReader, TagError, choose, clean_tag, folder_tag
 from edgeface.capture.triggers import TriggerHub, take_requests, write_request
 from edgeface.testing import case_photos
+from edgeface.testing.gpsd import FakeReceiver
 from edgeface.vision.imageio import load_image
 
 
@@ -72,49 +72,31 @@ def test_tpv_reports_need_a_fix() -> None:
     assert loc is not None and loc.accuracy_m == 7.5 and loc.source == "gpsd"
 
 
-def _gpsd_like_server(reports: list[dict[str, object]]) -> tuple[socket.socket, list[bytes]]:
-    """A TCP server speaking gpsd's side of its JSON protocol: VERSION on connect, then the reports after
-    a ?WATCH request (https://gpsd.io/gpsd_json.html)."""
-    srv = socket.create_server(("127.0.0.1", 0))
-    got: list[bytes] = []
-
-    def serve() -> None:
-        conn, _ = srv.accept()
-        with conn:
-            conn.sendall(b'{"class":"VERSION","release":"3.22","proto_major":3,"proto_minor":14}\n')
-            got.append(conn.recv(4096))
-            for r in reports:
-                conn.sendall(json.dumps(r).encode() + b"\n")
-            time.sleep(3)
-
-    threading.Thread(target=serve, daemon=True).start()
-    return srv, got
-
-
 def test_gpsd_client_keeps_the_newest_fix_and_locator_falls_back(tmp_path: Path, face: Path) -> None:
-    srv, got = _gpsd_like_server(
-        [{"class": "TPV", "mode": 1}, {"class": "TPV", "mode": 2, "lat": 52.52, "lon": 13.405, "eph": 12.0}]
-    )
-    client = GpsdClient("127.0.0.1", srv.getsockname()[1]).start()
+    """A real gpsd reading NMEA from a pseudo-terminal, as from a serial receiver."""
+    gps = FakeReceiver(tmp_path / "gpsd", 52.52, 13.405).start()
+    client = GpsdClient("127.0.0.1", gps.port).start()
     try:
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30
         while client.latest(10) is None and time.monotonic() < deadline:
             time.sleep(0.05)
         fix = client.latest(10)
-        assert fix is not None and (fix.lat, fix.lon, fix.accuracy_m) == (52.52, 13.405, 12.0)
-        assert got and got[0].startswith(b"?WATCH=") and b'"json":true' in got[0]
-        cfg = CaptureLocationConfig(lat=1.0, lon=2.0)
-        loc = Locator(cfg, gpsd=client)
+        assert fix is not None and (round(fix.lat, 6), round(fix.lon, 6)) == (52.52, 13.405), gps.work
+        assert fix.source == "gpsd" and fix.accuracy_m is not None and fix.accuracy_m > 0
+        loc = Locator(CaptureLocationConfig(lat=1.0, lon=2.0), gpsd=client)
         gps_photo = case_photos.with_gps(face, tmp_path / "g.jpg", 10.0, 20.0)
         assert loc.locate(gps_photo).source == "exif"  # type: ignore[union-attr]
         assert loc.locate(face).source == "gpsd"  # type: ignore[union-attr]
         assert client.latest(0.0) is None  # too old for a zero max age
-        static = Locator(CaptureLocationConfig(sources=("exif", "static"), lat=1.0, lon=2.0))
-        assert static.locate(None).as_dict() == {"lat": 1.0, "lon": 2.0, "source": "static"}  # type: ignore[union-attr]
+        gps.stop()  # the receiver gone: the last fix ages out, and the static place answers
+        time.sleep(1.5)
+        assert client.latest(1.0) is None
+        fallback = Locator(CaptureLocationConfig(gpsd_max_age_s=1.0, lat=1.0, lon=2.0), gpsd=client)
+        assert fallback.locate(face).as_dict() == {"lat": 1.0, "lon": 2.0, "source": "static"}  # type: ignore[union-attr]
         assert Locator(CaptureLocationConfig(sources=("static",))).locate(None) is None  # no place set
     finally:
         client.close()
-        srv.close()
+        gps.stop()
 
 
 def test_trigger_requests_carry_tags_to_the_signal_handler(tmp_path: Path) -> None:
