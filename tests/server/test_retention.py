@@ -390,3 +390,14 @@ def test_case_tag_read_from_the_stored_text() -> None:
     doc["case"] = "CASE-9"  # a plain string tag
     assert retention.case_tag_of(json.dumps(doc)) == "CASE-9"
     assert retention.case_tag_of(None) is None
+
+
+def test_bench_purge_small(tmp_path: Path) -> None:
+    out = tmp_path / "purge.json"
+    args = ["bench", "purge", "--results", "300", "--crop-bytes", "4000", "--batch", "100", "--out", str(out)]
+    r = CliRunner().invoke(cli, [*args, "--workdir", str(tmp_path / "wd")])
+    assert r.exit_code == 0, r.output
+    fig = json.loads(out.read_text())
+    assert fig["checked"] is True and fig["deleted"] == 240 and fig["crops_removed"] == 30 and fig["batches"] == 3
+    assert fig["dry_run_due"] == 240 and fig["longest_batch_s"] <= fig["purge_s"]
+    assert len(list((tmp_path / "wd" / "exports").iterdir())) == 3

@@ -7,6 +7,7 @@ One module per family, each registered here:
 ``index``      index, delta: gallery search and the bytes of a gallery update
 ``mqtt``       outbox, faults: store and forward on a real broker
 ``ingest``     ingest, ingest-fuzz: the central ingest's throughput and robustness
+``retention``  purge: the central retention purge's time holding the database, and its memory
 ``unit``       e2e (and the stream mode of pipeline): the field unit end to end
 ``peer``       peer: edgeface side by side with face_recognition (dlib) on one core
 =============  ==============================================================================
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 import click
 
-from . import accuracy, index, ingest, mqtt, peer, unit
+from . import accuracy, index, ingest, mqtt, peer, retention, unit
 
 
 @click.group("bench")
@@ -38,6 +39,7 @@ for command in (
     mqtt.bench_faults,
     ingest.bench_ingest,
     ingest.bench_ingest_fuzz,
+    retention.bench_purge,
     unit.bench_e2e,
     peer.bench_peer,
 ):
