@@ -68,8 +68,8 @@ def exif_location(path: Path) -> Location | None:
     try:
         with Image.open(path) as img:
             gps = img.getexif().get_ifd(GPS_IFD)
-    except (OSError, UnidentifiedImageError, SyntaxError, ValueError):
-        return None
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError, Image.DecompressionBombError):
+        return None  # the decoder refuses such a file with its reason; the place is simply unknown
     if not gps or 2 not in gps or 4 not in gps:
         return None
     status = gps.get(9)
