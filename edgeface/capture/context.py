@@ -51,9 +51,10 @@ class CodeReaders:
         self._local = threading.local()
 
     def read_into(self, frame: Frame, rgb: np.ndarray) -> None:
-        """Read the codes in the decoded frame; the first usable one becomes ``meta['code_tag']``."""
-        if not self.cfg.codes:
-            return
+        """Read the codes in the decoded frame (a photo, a triggered frame, or any with ``capture.tags.streams``);
+        the first usable one becomes ``meta['code_tag']``."""
+        if not self.cfg.codes or not (self.cfg.streams or "rel" in frame.meta or "burst" in frame.meta):
+            return  # a continuous stream's frame: codes are read on photos and triggered frames only
         reader: CodeReader | None = getattr(self._local, "reader", None)
         if reader is None:
             reader = self._local.reader = CodeReader(tuple(self.cfg.codes), self.cfg.pattern, self.cfg.max_side)

@@ -104,6 +104,11 @@ class CaptureTagsConfig:
         min=0,
         max=16384,
     )
+    streams: bool = setting(
+        False,
+        "Also read codes on a continuous camera's frames (each frame with a face: costly at a high frame rate). "
+        "Off: codes are read on photos of the folder source and on triggered frames only.",
+    )
     folder: bool = setting(
         True,
         "The folder source: a photo in <capture.folder.path>/<case>/... carries <case> as its tag (a camera "

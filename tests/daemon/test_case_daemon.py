@@ -108,3 +108,23 @@ def test_capture_command_tag_reaches_the_result(make_unit: MakeUnit, lfw_people:
     assert len(docs) == 2  # two triggers of one person: two results
     assert docs[0]["case"] == {"tag": "BODY 9", "source": "command"} and "case" not in docs[1]
     assert "location" not in docs[0]
+
+
+def test_codes_on_a_continuous_stream_only_when_asked(
+    make_unit: MakeUnit, lfw_people: dict[str, list[Path]], tmp_path: Path
+) -> None:
+    from test_daemon import FakeCamera
+
+    from edgeface.vision.imageio import load_image
+
+    photo = case_photos.beside(lfw_people["Tony_Blair"][0], case_photos.qr_image("BODY-S"), tmp_path / "s.jpg")
+    cases = []
+    for streams in (False, True):
+        config, _ = make_unit(
+            with_gallery=False, capture={"mode": "continuous", "fps": 0}, **{"capture.tags": {"streams": streams}}
+        )
+        Path(config.outbox.path).unlink(missing_ok=True)
+        d = Daemon(config, source=FakeCamera(load_image(photo), ["frame"]), install_signals=False)
+        assert d.run() == 0
+        cases.append([doc.get("case") for doc in outbox_docs(config)])
+    assert cases == [[None], [{"tag": "BODY-S", "source": "qrcode"}]]
