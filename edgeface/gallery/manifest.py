@@ -67,6 +67,7 @@ class UnitEmbedder:
     space: str = ""
     space_sha256: frozenset[str] = frozenset()
     dim: int | None = None
+    models: tuple[str, ...] = ()  # ids whose published folders serve it: its own, then its reference's
 
     def accepts(self, ref: EmbedderRef) -> bool:
         if ref.sha256 == self.sha256 or ref.sha256 in self.space_sha256:

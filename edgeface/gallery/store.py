@@ -98,7 +98,8 @@ def unit_embedder(card: ModelCard) -> UnitEmbedder:
     spec = card.embedder
     if spec is None:
         raise BundleRejected("embedder_mismatch", f"model {card.id} is a {card.task}, not an embedder")
-    return UnitEmbedder(card.sha256, spec.space, card.space_sha256, spec.dim)
+    models = (card.id, card.variant.of) if card.variant else (card.id,)
+    return UnitEmbedder(card.sha256, spec.space, card.space_sha256, spec.dim, models)
 
 
 class GalleryStore:

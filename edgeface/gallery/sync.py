@@ -42,7 +42,7 @@ import shutil
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -226,7 +226,8 @@ def sync_once(
     ``headers`` go with every request to ``base_url``'s origin (:func:`auth_headers` for the central
     server's device login); with credentials, a plain ``http://`` URL is refused unless
     ``allow_insecure_http``. ``now`` (seconds since the epoch) is the clock pointer expiry is judged by.
-    ``embedder_id`` (the model this store's galleries are for) looks in ``<base_url>/<embedder_id>/`` first.
+    ``embedder_id`` (the model this store's galleries are for) looks in ``<base_url>/<embedder_id>/`` first,
+    then in the folders of the other models of its embedding space (a compiled variant: its reference's).
     """
     store.recover()
     current = store.installed_version()
@@ -234,7 +235,8 @@ def sync_once(
     result = SyncResult("failed", current, current)
     https: list[Http] = []
     try:
-        for base in _locations(base_url, embedder_id):
+        also = store.embedder.models if store.embedder else ()
+        for base in _locations(base_url, embedder_id, also):
             https.append(Http(base, timeout, ca_file, headers, allow_insecure_http=allow_insecure_http))
             try:
                 result = _check_and_install(
@@ -280,12 +282,14 @@ def sync_once(
     return result
 
 
-def _locations(base_url: str, embedder_id: str | None) -> list[str]:
-    """Where to look, in order: the embedder's own folder, then ``base_url`` itself."""
+def _locations(base_url: str, embedder_id: str | None, also: Sequence[str] = ()) -> list[str]:
+    """Where to look, in order: the embedder's own folder, those of ``also`` (models of its embedding
+    space), then ``base_url`` itself."""
     base = base_url.rstrip("/") + "/"
     if not embedder_id:
         return [base_url]
-    return [base + urllib.parse.quote(embedder_id, safe="") + "/", base_url]
+    ids = dict.fromkeys([embedder_id, *also])
+    return [base + urllib.parse.quote(i, safe="") + "/" for i in ids] + [base_url]
 
 
 def _check_and_install(
