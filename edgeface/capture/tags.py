@@ -52,9 +52,10 @@ class CaseTag:
 def clean_tag(text: str) -> str:
     """``text`` as a tag: spaces trimmed and runs of blanks made one; :class:`TagError` if it is empty,
     longer than :data:`MAX_TAG` characters, or holds control characters."""
-    tag = _SPACES.sub(" ", str(text)).strip() if not _CONTROL.search(str(text).strip()) else None
-    if tag is None:
+    stripped = str(text).strip()  # a trailing newline or tab (a scanner's, a form's) is not part of it
+    if _CONTROL.search(stripped):
         raise TagError(f"a case tag cannot hold control characters (got {text!r})")
+    tag = _SPACES.sub(" ", stripped)
     if not tag:
         raise TagError("a case tag cannot be empty")
     if len(tag) > MAX_TAG:
