@@ -18,13 +18,16 @@ if [ ! -d "${pigen}" ]; then
 	git clone --depth 1 --branch "${PI_GEN_REF}" https://github.com/RPi-Distro/pi-gen.git "${pigen}"
 fi
 
-# The wheel (models and sample data inside) and the firmware files the stage installs.
-rm -f "${files}"/edgeface-*.whl
+# The wheel (models and sample data inside), the wheels the project builds for what PyPI has only as
+# source (firmware/wheels: annoy; checked against SHA256SUMS), and the firmware files the stage installs.
+rm -f "${files}"/*.whl "${files}/SHA256SUMS"
 python3 -m pip wheel --no-deps --wheel-dir "${files}" "${repo}"
+(cd "${repo}/firmware/wheels" && sha256sum --quiet -c SHA256SUMS)
+cp "${repo}"/firmware/wheels/*.whl "${repo}/firmware/wheels/SHA256SUMS" "${files}/"
 cp "${repo}/firmware/systemd/edgeface.service" "${repo}/firmware/systemd/edgeface.sysusers" \
 	"${repo}/firmware/systemd/edgeface.tmpfiles" "${repo}/firmware/systemd/watchdog.conf" \
 	"${repo}/firmware/systemd/tpm-credential.conf" "${repo}/firmware/pi/config.txt" \
-	"${repo}/firmware/provision/edgeface-provision" "${files}/"
+	"${repo}/firmware/provision/edgeface-provision" "${repo}/firmware/image/install-edgeface.sh" "${files}/"
 
 # pi-gen wants the stage inside its tree (Docker mounts only that).
 rm -rf "${pigen}/stage-edgeface"

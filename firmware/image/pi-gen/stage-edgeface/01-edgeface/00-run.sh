@@ -1,14 +1,16 @@
 #!/bin/bash -e
 # pi-gen: install edgeface into the image. Runs on the build host; on_chroot runs inside the image.
-# files/ holds the wheel (put there by firmware/image/build.sh) and this repository's firmware files.
+# files/ holds the wheels (edgeface's and firmware/wheels', with SHA256SUMS) and this repository's firmware
+# files, put there by firmware/image/build.sh.
 
 FILES="$(dirname "$0")/files"
 WHEEL="$(cd "${FILES}" && ls edgeface-*.whl | head -n1)"
 [ -n "${WHEEL}" ] || { echo "no edgeface wheel in ${FILES}: run firmware/image/build.sh" >&2; exit 1; }
 
 install -d "${ROOTFS_DIR}/opt/edgeface/bin" "${ROOTFS_DIR}/opt/edgeface/wheels"
-install -m 0644 "${FILES}/${WHEEL}" "${ROOTFS_DIR}/opt/edgeface/wheels/"
+install -m 0644 "${FILES}"/*.whl "${FILES}/SHA256SUMS" "${ROOTFS_DIR}/opt/edgeface/wheels/"
 install -m 0755 "${FILES}/edgeface-provision" "${ROOTFS_DIR}/opt/edgeface/bin/edgeface-provision"
+install -m 0755 "${FILES}/install-edgeface.sh" "${ROOTFS_DIR}/opt/edgeface/bin/install-edgeface"
 install -m 0644 "${FILES}/edgeface.service" "${ROOTFS_DIR}/etc/systemd/system/edgeface.service"
 install -d "${ROOTFS_DIR}/opt/edgeface/firmware/systemd"
 install -m 0644 "${FILES}/tpm-credential.conf" "${ROOTFS_DIR}/opt/edgeface/firmware/systemd/tpm-credential.conf"
@@ -26,9 +28,9 @@ on_chroot << CHROOT
 set -e
 systemd-sysusers /etc/sysusers.d/edgeface.conf
 systemd-tmpfiles --create /etc/tmpfiles.d/edgeface.conf
-# --system-site-packages: picamera2, libcamera and gpiozero come from Raspberry Pi OS, not PyPI.
-python3 -m venv --system-site-packages /opt/edgeface/venv
-/opt/edgeface/venv/bin/pip install --no-cache-dir /opt/edgeface/wheels/${WHEEL}
+# The venv (--system-site-packages: picamera2 comes from the OS) and binary wheels only: the image has
+# no compiler, and annoy comes from /opt/edgeface/wheels (PyPI has only its source).
+/opt/edgeface/bin/install-edgeface /opt/edgeface/wheels /opt/edgeface/venv
 sed -i '1s|.*|#!/opt/edgeface/venv/bin/python|' /opt/edgeface/bin/edgeface-provision
 /opt/edgeface/venv/bin/edgeface config defaults > /etc/edgeface/edgeface.toml.defaults
 systemctl enable edgeface.service
