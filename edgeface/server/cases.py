@@ -39,6 +39,11 @@ def case_of(doc: dict[str, Any]) -> dict[str, str] | None:
     return c if isinstance(c, dict) and c.get("tag") else None
 
 
+def case_tags(docs: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """Result id -> case tag, for the payloads that carry one (the review queue's column)."""
+    return {rid: c["tag"] for rid, doc in docs.items() if (c := case_of(doc)) is not None}
+
+
 @bp.route("/cases")
 @access("reviewer")
 def index() -> Any:

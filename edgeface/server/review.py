@@ -28,6 +28,7 @@ from ..errors import EdgefaceError
 from . import audit, auth, people
 from .access import access
 from .auth import User
+from .cases import case_tags
 from .scores import Scores, payload_docs
 from .services import services
 from .tables import identities, images, results, reviews, users
@@ -240,11 +241,13 @@ def queue() -> Any:
     with services().db.read() as conn:
         rows, total = list_results(conn, f, offset=(page - 1) * PAGE)
         devices = [r[0] for r in conn.execute(select(results.c.device_id).distinct().order_by(results.c.device_id))]
-        scores = {rid: Scores.of(doc) for rid, doc in payload_docs(conn, [r.id for r in rows]).items()}
+        docs = payload_docs(conn, [r.id for r in rows])
+    scores, cases = {rid: Scores.of(doc) for rid, doc in docs.items()}, case_tags(docs)
     return render_template(
         "review_list.html",
         rows=rows,
         scores=scores,
+        cases=cases,
         total=total,
         f=f,
         page=page,

@@ -65,6 +65,9 @@ def test_cases_list_and_one_case_in_html_and_json(db: Any, as_reviewer: Browser)
     assert one["case"] == "CASE 7/a"
     assert sorted(r["id"] for r in one["results"]) == sorted(d["id"] for d in a)
     assert {r["case_source"] for r in one["results"]} == {"folder"}
+    queue = as_reviewer.get("/review?status=all&decision=all").get_data(as_text=True)
+    assert queue.count('<td class="case"><a href="/cases/CASE%207/a">CASE 7/a</a></td>') == 3
+    assert queue.count('<td class="case">—</td>') == 2
     html = as_reviewer.get("/cases/BODY-1").get_data(as_text=True)
     assert '<span id="case-tag">BODY-1</span>' in html and f"/review/{b[0]['id']}" in html
     assert '1.50000, 2.50000 <span class="muted">(static)</span>' in html
