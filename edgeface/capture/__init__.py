@@ -11,6 +11,11 @@
     frame = source.read(timeout=1.0)  # Frame (RGB image or a file path), None, or EndOfSource
     source.done(frame, Outcome("done", faces=1, results=(...)))
     source.shutdown()
+
+Beside the sources: :mod:`~edgeface.capture.triggers` (what fires a capture in trigger mode, and the tag
+it carries), :mod:`~edgeface.capture.tags` (case and body tags: given, read from QR codes and barcodes,
+or from the folder), :mod:`~edgeface.capture.place` (EXIF GPS, gpsd, a fixed place) and
+:mod:`~edgeface.capture.context` (both, attached to each frame on its way to the result).
 """
 
 from __future__ import annotations

@@ -6,6 +6,8 @@
   wait for room, because they must not be missed (until the drain deadline passes).
 * Trigger mode (not for folders) takes ``capture.frames_per_trigger`` frames per trigger; continuous
   mode paces a live source at ``capture.fps`` (0: as fast as inference keeps up).
+* Each frame is stamped as it is queued with its place and its folder's case
+  (:func:`edgeface.capture.context.stamp`); a trigger's frames carry its tag and its burst number.
 * A :class:`~edgeface.errors.CaptureError` (configuration) is fatal and stops the daemon; any other
   crash ends the thread and :meth:`CaptureLoop.supervise` starts a new one after a backoff.
 """
