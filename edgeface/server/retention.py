@@ -11,11 +11,12 @@ The policy (``[server.retention]``, all days, 0 = kept):
   results count their days from the closure at the earliest (a case closed today keeps its results for
   their full period).
 
-A purge (:func:`purge`) runs in one write transaction: find what is due (PostgreSQL: those rows locked, so
-a decision made meanwhile comes first or waits; SQLite: the write lock is held throughout), export it
-(:mod:`.retention_export`, durable before anything is deleted), delete, and append one ``retention.purge``
-audit entry naming the export, its SHA-256 and the SHA-256 of the purged ids. :func:`plan` alone is the
-dry run: it reads and deletes nothing. The audit log itself is never purged (it is the append-only record,
+A purge batch (:func:`purge`) is one write transaction: find what is due, at most ``limit`` results and
+``limit`` crops, oldest first (PostgreSQL: those rows locked, so a decision made meanwhile comes first or
+waits; SQLite: the write lock is held throughout), export it (:mod:`.retention_export`, durable before
+anything is deleted), delete, and append one ``retention.purge`` audit entry naming the export, its
+SHA-256 and the SHA-256 of the purged ids. :func:`purge_all` runs batches until nothing is due (what
+``edgeface server purge`` does); :func:`plan` alone is the dry run: it reads and deletes nothing. The audit log itself is never purged (it is the append-only record,
 and verifies after a purge as before): its review entries keep the identity and comment of a decision.
 """
 
@@ -87,9 +88,10 @@ _DECODER = json.JSONDecoder()
 
 
 def _value_of(payload: str, key: str) -> Any:
-    """A top-level value of a stored payload without decoding the rest (its crop is most of it). A key
-    with its quotes is only ever a key in JSON text (quotes inside strings are escaped), and the result
-    schema has ``case`` and ``crop`` only at the top level; None when absent."""
+    """A top-level value of a stored payload without decoding the rest (its crop is most of it); None when
+    absent. ``"key":`` in JSON text is a key (a quote inside a string is escaped, and a string value is
+    never followed by a colon), and the result schema the ingest checks has no other key ending in
+    ``case`` or ``crop`` and those two only at the top level."""
     i = payload.find(f'"{key}":')
     if i >= 0:
         start = i + len(key) + 3
@@ -133,15 +135,15 @@ class Plan:
     @classmethod
     def combined(cls, plans: Sequence[Plan]) -> Plan:
         """Several batches' plans as one (what a whole ``edgeface server purge`` did); kept counts are the
-        first batch's (every batch sees the same kept records)."""
-        first = plans[0]
-        out = cls(first.at, first.policy, kept_case=first.kept_case, kept_case_crops=first.kept_case_crops)
-        out.kept_confirmed = first.kept_confirmed
+        last batch's, the one that scanned everything (an earlier batch stops at its limit)."""
+        last = plans[-1]
+        out = cls(plans[0].at, last.policy, kept_case=last.kept_case, kept_case_crops=last.kept_case_crops)
+        out.kept_confirmed = last.kept_confirmed
         for p in plans:
             out.results += p.results
             out.crops += p.crops
             out.reviews += p.reviews
-        out.more = plans[-1].more
+        out.more = last.more
         return out
 
     def by_status(self) -> dict[str, int]:

@@ -296,6 +296,7 @@ def test_purge_all_runs_batches_until_nothing_is_due(db: Database, lfw_root: Pat
     assert snapshot(db)["audit"] == before["audit"] + 3  # one entry per batch
     total = retention.Plan.combined([r.plan for r in reports])
     assert len(total.results) == 3 and len(total.crops) == 1 and total.reviews == 2 and not total.more
+    assert (total.kept_case, total.kept_case_crops, total.kept_confirmed) == (2, 1, 1)  # as one run counts them
 
 
 def test_close_and_reopen_case_cli(db: Database, lfw_root: Path, tmp_path: Path) -> None:
