@@ -257,10 +257,13 @@ def close_case(app: AppContext, tag: str, note: str) -> None:
     db = _db(app)
     try:
         with db.write() as conn:
-            retention.close_case(conn, tag, "cli", note)
+            count = retention.close_case(conn, tag, "cli", note)
     finally:
         db.dispose()
-    click.echo(f"case {tag} closed; its results' retention counts from now")
+    tag = retention.clean_tag(tag)
+    click.echo(f"case {tag} closed ({count} results carry it); their retention counts from now")
+    if not count:
+        click.echo(f"warning: no result carries the case tag {tag!r}: check its spelling (reopen-case undoes this)")
 
 
 @server_group.command("reopen-case")

@@ -449,21 +449,36 @@ class CaseError(EdgefaceError):
     """A case cannot be closed or reopened as asked (the message says why)."""
 
 
-def close_case(conn: Connection, tag: str, actor: str, note: str = "") -> None:
-    """Mark a case closed (in the caller's write transaction, audited): its results' retention starts now."""
-    tag = tag.strip()
-    if not tag or len(tag) > 128:
-        raise CaseError("a case tag is 1 to 128 characters")
+def clean_tag(text: str) -> str:
+    """A tag typed at the centre as units write them: spaces trimmed, runs of blanks made one."""
+    tag = " ".join(text.split())
+    if not tag or len(tag) > 128 or any(ord(c) < 32 or ord(c) == 127 for c in tag):
+        raise CaseError("a case tag is 1 to 128 characters, without control characters")
+    return tag
+
+
+def tagged_results(conn: Connection, tag: str) -> int:
+    """How many results carry case ``tag``."""
+    q = select(_CASE_PAYLOAD).where(results.c.payload.like('%"case"%'))
+    return sum(1 for r in _stream(conn, q) if case_tag_of(r.case_payload) == tag)
+
+
+def close_case(conn: Connection, tag: str, actor: str, note: str = "") -> int:
+    """Mark a case closed (in the caller's write transaction, audited): its results' retention starts now.
+    Returns how many results carry the tag (0: perhaps mistyped; the closure stands, reopen undoes it)."""
+    tag = clean_tag(tag)
     if conn.execute(select(case_closures.c.tag).where(case_closures.c.tag == tag)).first() is not None:
         raise CaseError(f"case {tag!r} is already closed (reopen it first to close it again)")
-    now = time.time()
-    conn.execute(case_closures.insert().values(tag=tag, closed_at=now, closed_by=actor, note=note.strip()[:2000]))
-    audit.append(conn, actor, "case.close", tag, {"note": note.strip()[:2000]})
+    count = tagged_results(conn, tag)
+    note = note.strip()[:2000]
+    conn.execute(case_closures.insert().values(tag=tag, closed_at=time.time(), closed_by=actor, note=note))
+    audit.append(conn, actor, "case.close", tag, {"note": note, "results": count})
+    return count
 
 
 def reopen_case(conn: Connection, tag: str, actor: str) -> None:
     """Open a closed case again (audited): its results are kept whole again."""
-    gone = conn.execute(delete(case_closures).where(case_closures.c.tag == tag.strip())).rowcount
-    if not gone:
+    tag = clean_tag(tag)
+    if not conn.execute(delete(case_closures).where(case_closures.c.tag == tag)).rowcount:
         raise CaseError(f"case {tag!r} is not closed")
-    audit.append(conn, actor, "case.reopen", tag.strip(), {})
+    audit.append(conn, actor, "case.reopen", tag, {})

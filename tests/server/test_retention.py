@@ -302,14 +302,19 @@ def test_purge_all_runs_batches_until_nothing_is_due(db: Database, lfw_root: Pat
 def test_close_and_reopen_case_cli(db: Database, lfw_root: Path, tmp_path: Path) -> None:
     s = build_scene(db, lfw_root)
     runner = CliRunner()
-    r = runner.invoke(cli, cli_args(db, "server", "close-case", "BODY-17", "--note", "identified, released"))
-    assert r.exit_code == 0, r.output
+    r = runner.invoke(cli, cli_args(db, "server", "close-case", " BODY-17 ", "--note", "identified, released"))
+    assert r.exit_code == 0 and "case BODY-17 closed (1 results carry it)" in r.output, r.output
+    assert "warning" not in r.output
     again = runner.invoke(cli, cli_args(db, "server", "close-case", "BODY-17"))
     assert again.exit_code == 1 and "already closed" in again.output
     with db.read() as conn:
         assert "BODY-17" in retention.closed_cases(conn)
         entry = audit.entries(conn, limit=1)[0]
-    assert (entry.action, entry.subject, entry.details) == ("case.close", "BODY-17", {"note": "identified, released"})
+    assert (entry.action, entry.subject, entry.details) == (
+        "case.close",
+        "BODY-17",
+        {"note": "identified, released", "results": 1},
+    )
     # closed today: its result's 30 days start now; 31 days on it goes
     due = retention.purge(db, POLICY, export_dir=None, now=s.now + 31 * DAY)
     assert s.ids["old_open_case"] in {d.id for d in due.plan.results}
@@ -322,6 +327,10 @@ def test_close_and_reopen_case_cli(db: Database, lfw_root: Path, tmp_path: Path)
     assert s.ids["old_closed_case"] not in {d.id for d in kept.plan.results}  # open again: kept
     r = runner.invoke(cli, cli_args(db, "server", "reopen-case", "NO-SUCH"))
     assert r.exit_code == 1 and "is not closed" in r.output
+    r = runner.invoke(cli, cli_args(db, "server", "close-case", "BODY  71"))  # mistyped: closed, with a warning
+    assert r.exit_code == 0 and "case BODY 71 closed (0 results carry it)" in r.output and "warning" in r.output
+    bad = runner.invoke(cli, cli_args(db, "server", "close-case", "A\x07B"))
+    assert bad.exit_code == 1 and "control characters" in bad.output
 
 
 def test_confirmed_days_and_open_cases_off(db: Database, lfw_root: Path) -> None:
