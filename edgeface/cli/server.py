@@ -252,15 +252,15 @@ def purge(app: AppContext, dry_run: bool, export_dir: Path | None, no_export: bo
 @pass_app
 def close_case(app: AppContext, tag: str, note: str) -> None:
     """Mark case TAG closed: from now its results fall under [server.retention] (they are kept while open)."""
-    from ..server import retention
+    from ..server import case_state
 
     db = _db(app)
     try:
         with db.write() as conn:
-            count = retention.close_case(conn, tag, "cli", note)
+            count = case_state.close_case(conn, tag, "cli", note)
     finally:
         db.dispose()
-    tag = retention.clean_tag(tag)
+    tag = case_state.clean_tag(tag)
     click.echo(f"case {tag} closed ({count} results carry it); their retention counts from now")
     if not count:
         click.echo(f"warning: no result carries the case tag {tag!r}: check its spelling (reopen-case undoes this)")
@@ -271,12 +271,12 @@ def close_case(app: AppContext, tag: str, note: str) -> None:
 @pass_app
 def reopen_case(app: AppContext, tag: str) -> None:
     """Open case TAG again: its results are kept whole until it is closed."""
-    from ..server import retention
+    from ..server import case_state
 
     db = _db(app)
     try:
         with db.write() as conn:
-            retention.reopen_case(conn, tag, "cli")
+            case_state.reopen_case(conn, tag, "cli")
     finally:
         db.dispose()
     click.echo(f"case {tag} reopened")

@@ -17,7 +17,8 @@ Modules, one job each:
 ``accounts``    user administration and one's own account page
 ``gallery_admin`` enrollment uploads, build + sign + publish, announcement, history
 ``fleet``       devices, their status and credentials
-``retention``   what [server.retention] says is past its time; the purge (export first, audited); closed cases
+``retention``   what [server.retention] says is past its time; the purge (export first, audited)
+``case_state``  the case tag a stored result carries; which cases are closed (close-case, reopen-case)
 ``retention_export`` the folder a purge writes what it deletes to before deleting it
 ``rejected``    malformed MQTT messages the ingest refused, summarised for the fleet page
 ``app``         the application factory; ``run`` starts the web server and ingest workers

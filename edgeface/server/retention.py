@@ -30,15 +30,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Select, and_, case, delete, func, or_, select, update
+from sqlalchemy import Connection, and_, delete, func, or_, select, update
 
-from ..errors import EdgefaceError
 from ..logs import get_logger
 from . import audit
+from .case_state import CASE_PAYLOAD, case_tag_of, closed_cases, payload_value, stream_rows
 from .db import Database
 from .retention_export import line, write_export
 from .settings import ServerRetentionConfig
-from .tables import case_closures, results, reviews, users
+from .tables import results, reviews, users
 
 log = get_logger(__name__)
 
@@ -74,36 +74,6 @@ class Policy:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def case_tag(doc: Mapping[str, Any]) -> str | None:
-    """The case/body tag a unit put on a result (``case``: an object with ``tag``, or a string), or None."""
-    value = doc.get("case")
-    if isinstance(value, Mapping):
-        value = value.get("tag")
-    return str(value) if value else None
-
-
-_DECODER = json.JSONDecoder()
-
-
-def _value_of(payload: str, key: str) -> Any:
-    """A top-level value of a stored payload without decoding the rest (its crop is most of it); None when
-    absent. ``"key":`` in JSON text is a key (a quote inside a string is escaped, and a string value is
-    never followed by a colon), and the result schema the ingest checks has no other key ending in
-    ``case`` or ``crop`` and those two only at the top level."""
-    i = payload.find(f'"{key}":')
-    if i >= 0:
-        start = i + len(key) + 3
-        while payload[start : start + 1].isspace():
-            start += 1
-        return _DECODER.raw_decode(payload, start)[0]
-    return json.loads(payload).get(key) if f'"{key}"' in payload else None  # not written compactly
-
-
-def case_tag_of(payload: str | None) -> str | None:
-    """:func:`case_tag` of a stored payload's text."""
-    return case_tag({"case": _value_of(payload, "case")}) if payload else None
 
 
 @dataclass(frozen=True)
@@ -184,13 +154,6 @@ class Plan:
         }
 
 
-def closed_cases(conn: Connection) -> dict[str, float]:
-    """Closed cases: tag -> closure time."""
-    return {
-        str(r.tag): float(r.closed_at) for r in conn.execute(select(case_closures.c.tag, case_closures.c.closed_at))
-    }
-
-
 def _chunks(ids: Sequence[str]) -> Iterator[Sequence[str]]:
     for i in range(0, len(ids), _CHUNK):
         yield ids[i : i + _CHUNK]
@@ -224,16 +187,6 @@ def plan(conn: Connection, policy: Policy, *, now: float | None = None, limit: i
     return out
 
 
-# The payload only of results that carry a case tag: the database tests the text, Python never sees the
-# (crop-sized) payloads of the others.
-_CASE_PAYLOAD = case((results.c.payload.like('%"case"%'), results.c.payload), else_=None).label("case_payload")
-
-
-def _stream(conn: Connection, q: Select[Any]) -> Iterator[Any]:
-    """Rows a few hundred at a time (PostgreSQL: a server-side cursor), never every payload at once."""
-    yield from conn.execute(q, execution_options={"yield_per": _CHUNK})
-
-
 def _due_results(conn: Connection, out: Plan, closed: Mapping[str, float], limit: int, lock: bool) -> None:
     policy, decided_at = out.policy, func.coalesce(results.c.reviewed_at, results.c.received_at)
     conds = []
@@ -254,12 +207,12 @@ def _due_results(conn: Connection, out: Plan, closed: Mapping[str, float], limit
             results.c.review_status,
             results.c.received_at,
             results.c.reviewed_at,
-            _CASE_PAYLOAD,
+            CASE_PAYLOAD,
         )
         .where(or_(*conds))
         .order_by(results.c.received_at, results.c.id)
     )
-    for r in _stream(conn, q.with_for_update() if lock else q):
+    for r in stream_rows(conn, q.with_for_update() if lock else q):
         own = float(r.received_at if r.review_status in UNDECIDED or r.reviewed_at is None else r.reviewed_at)
         tag = case_tag_of(r.case_payload)
         start = _age_from(policy, own, tag, closed)
@@ -279,7 +232,7 @@ def _due_crops(conn: Connection, out: Plan, closed: Mapping[str, float], limit: 
         return
     going = {d.id for d in out.results}
     q = (
-        select(results.c.id, results.c.device_id, results.c.review_status, results.c.received_at, _CASE_PAYLOAD)
+        select(results.c.id, results.c.device_id, results.c.review_status, results.c.received_at, CASE_PAYLOAD)
         .where(
             results.c.review_status != CONFIRMED,
             results.c.crop_purged_at.is_(None),
@@ -288,7 +241,7 @@ def _due_crops(conn: Connection, out: Plan, closed: Mapping[str, float], limit: 
         )
         .order_by(results.c.received_at, results.c.id)
     )
-    for r in _stream(conn, q.with_for_update() if lock else q):
+    for r in stream_rows(conn, q.with_for_update() if lock else q):
         if r.id in going:
             continue
         tag = case_tag_of(r.case_payload)
@@ -335,7 +288,7 @@ def _exported_crops(conn: Connection, ids: Sequence[str]) -> Iterator[bytes]:
             .order_by(results.c.received_at, results.c.id)
         )
         for r in conn.execute(q).all():
-            crop = _value_of(r.payload, "crop")
+            crop = payload_value(r.payload, "crop")
             yield line({"id": r.id, "device_id": r.device_id, "received_at": r.received_at, "crop": crop})
 
 
@@ -443,42 +396,3 @@ def purge_all(
     while reports[-1].plan.more:
         reports.append(purge(db, policy, export_dir=export_dir, actor=actor, now=now, limit=limit))
     return reports
-
-
-class CaseError(EdgefaceError):
-    """A case cannot be closed or reopened as asked (the message says why)."""
-
-
-def clean_tag(text: str) -> str:
-    """A tag typed at the centre as units write them: spaces trimmed, runs of blanks made one."""
-    tag = " ".join(text.split())
-    if not tag or len(tag) > 128 or any(ord(c) < 32 or ord(c) == 127 for c in tag):
-        raise CaseError("a case tag is 1 to 128 characters, without control characters")
-    return tag
-
-
-def tagged_results(conn: Connection, tag: str) -> int:
-    """How many results carry case ``tag``."""
-    q = select(_CASE_PAYLOAD).where(results.c.payload.like('%"case"%'))
-    return sum(1 for r in _stream(conn, q) if case_tag_of(r.case_payload) == tag)
-
-
-def close_case(conn: Connection, tag: str, actor: str, note: str = "") -> int:
-    """Mark a case closed (in the caller's write transaction, audited): its results' retention starts now.
-    Returns how many results carry the tag (0: perhaps mistyped; the closure stands, reopen undoes it)."""
-    tag = clean_tag(tag)
-    if conn.execute(select(case_closures.c.tag).where(case_closures.c.tag == tag)).first() is not None:
-        raise CaseError(f"case {tag!r} is already closed (reopen it first to close it again)")
-    count = tagged_results(conn, tag)
-    note = note.strip()[:2000]
-    conn.execute(case_closures.insert().values(tag=tag, closed_at=time.time(), closed_by=actor, note=note))
-    audit.append(conn, actor, "case.close", tag, {"note": note, "results": count})
-    return count
-
-
-def reopen_case(conn: Connection, tag: str, actor: str) -> None:
-    """Open a closed case again (audited): its results are kept whole again."""
-    tag = clean_tag(tag)
-    if not conn.execute(delete(case_closures).where(case_closures.c.tag == tag)).rowcount:
-        raise CaseError(f"case {tag!r} is not closed")
-    audit.append(conn, actor, "case.reopen", tag, {})

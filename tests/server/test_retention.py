@@ -23,7 +23,7 @@ from sqlalchemy import func, select, text
 from edgeface.cli.main import cli
 from edgeface.errors import EdgefaceError
 from edgeface.mqtt.payloads import crop_payload
-from edgeface.server import audit, auth, retention
+from edgeface.server import audit, auth, case_state, retention
 from edgeface.server.db import Database
 from edgeface.server.ingest import DbResultStore
 from edgeface.server.retention_export import read_jsonl
@@ -94,7 +94,7 @@ def build_scene(db: Database, lfw_root: Path) -> Scene:
         conn.execute(
             results.update().where(results.c.id == ids["old_unknown_recent"]).values(reviewed_at=now + 8 * DAY)
         )
-        retention.close_case(conn, "CASE-2", "ada", "body returned to the family")
+        case_state.close_case(conn, "CASE-2", "ada", "body returned to the family")
     return Scene(now, ids, docs)
 
 
@@ -308,7 +308,7 @@ def test_close_and_reopen_case_cli(db: Database, lfw_root: Path, tmp_path: Path)
     again = runner.invoke(cli, cli_args(db, "server", "close-case", "BODY-17"))
     assert again.exit_code == 1 and "already closed" in again.output
     with db.read() as conn:
-        assert "BODY-17" in retention.closed_cases(conn)
+        assert "BODY-17" in case_state.closed_cases(conn)
         entry = audit.entries(conn, limit=1)[0]
     assert (entry.action, entry.subject, entry.details) == (
         "case.close",
@@ -321,7 +321,7 @@ def test_close_and_reopen_case_cli(db: Database, lfw_root: Path, tmp_path: Path)
 
     assert runner.invoke(cli, cli_args(db, "server", "reopen-case", "CASE-2")).exit_code == 0
     with db.read() as conn:
-        assert "CASE-2" not in retention.closed_cases(conn)
+        assert "CASE-2" not in case_state.closed_cases(conn)
         assert audit.entries(conn, limit=1)[0].action == "case.reopen"
     kept = retention.purge(db, POLICY, export_dir=None, now=s.now + 400 * DAY)
     assert s.ids["old_closed_case"] not in {d.id for d in kept.plan.results}  # open again: kept
@@ -393,13 +393,13 @@ def test_case_tag_read_from_the_stored_text() -> None:
     doc = sample_result("unit-a", random.Random(9), match_share=1.0)
     doc["source"] = 'cam "case":{"tag":"FAKE"}'  # inside a string: its quotes are escaped in the JSON text
     text_ = json.dumps(doc, separators=(",", ":"))
-    assert retention.case_tag_of(text_) is None
+    assert case_state.case_tag_of(text_) is None
     doc["case"] = {"tag": "BODY-3", "source": "qr"}
-    assert retention.case_tag_of(json.dumps(doc, separators=(",", ":"))) == "BODY-3"
-    assert retention.case_tag_of(json.dumps(doc, indent=1)) == "BODY-3"
+    assert case_state.case_tag_of(json.dumps(doc, separators=(",", ":"))) == "BODY-3"
+    assert case_state.case_tag_of(json.dumps(doc, indent=1)) == "BODY-3"
     doc["case"] = "CASE-9"  # a plain string tag
-    assert retention.case_tag_of(json.dumps(doc)) == "CASE-9"
-    assert retention.case_tag_of(None) is None
+    assert case_state.case_tag_of(json.dumps(doc)) == "CASE-9"
+    assert case_state.case_tag_of(None) is None
 
 
 def test_bench_purge_small(tmp_path: Path) -> None:
