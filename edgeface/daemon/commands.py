@@ -127,10 +127,6 @@ class UnitCommands:
             doc, self._wipe = self._wipe, None
         return doc
 
-    def status(self) -> dict[str, Any]:
-        s = self.state
-        return {"locked": s.locked, "reason": s.lock_reason, "highest_seq": s.highest_seq}
-
     # -- commands (the publisher's thread) ---------------------------------------------------------------
 
     def handle(self, doc: dict[str, Any]) -> bool:
@@ -152,8 +148,14 @@ class UnitCommands:
                 log.warning("command.refused", id=doc.get("id"), command=command, reason=e.reason, error=str(e))
                 self.reply(doc, "refused", e.reason, str(e))
                 return False
-            self.state.highest_seq = seq
-            self.state.save(self.path)  # before acting: a crash half-way never runs it twice
+            previous, self.state.highest_seq = self.state.highest_seq, seq
+            try:
+                self.state.save(self.path)  # before acting: a crash half-way never runs it twice
+            except OSError as e:
+                self.state.highest_seq = previous
+                log.error("command.state_unwritable", id=doc.get("id"), path=str(self.path), error=str(e))
+                self.reply(doc, "failed", "error", f"the replay guard cannot be written ({e}); not acted on")
+                return False
             log.warning("command.accepted", id=doc["id"], command=command, seq=seq)
             if command == "wipe":
                 self._wipe = doc
@@ -214,7 +216,10 @@ class UnitCommands:
         s = self.state
         s.locked, s.lock_reason = locked, reason
         s.locked_at = self.now() if locked else None
-        s.save(self.path)
+        try:
+            s.save(self.path)
+        except OSError as e:  # applied in memory all the same; a restart would not remember it
+            log.error("command.state_unwritable", path=str(self.path), error=str(e), locked=locked)
         if locked:
             self._unlocked.clear()
             log.warning("unit.locked", reason=reason, hint="capture stopped; the outbox keeps draining")
@@ -250,8 +255,10 @@ def perform_wipe(commands: UnitCommands, doc: dict[str, Any]) -> Any:
     except Exception as e:  # noqa: BLE001 - the centre must hear that the wipe broke, and how
         log.exception("command.wipe_failed", error=str(e))
         report = WipeReport(ok=False, not_destroyed=[f"the wipe stopped: {type(e).__name__}: {e}"])
+    state = commands.state
+    state.locked, state.lock_reason, state.locked_at = True, "wipe", commands.now()
     try:  # stay locked: systemd restarts the unit, which must not come back capturing (nothing personal here)
-        commands._set_lock(True, "wipe")
+        state.save(commands.path)
     except OSError as e:
         report.not_destroyed.append(f"the lock could not be kept after the wipe ({e}): the unit may capture again")
         report.ok = False

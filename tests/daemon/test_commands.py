@@ -251,3 +251,15 @@ def test_signed_only_refuses_an_unsigned_capture_and_accepts_a_signed_one(
     doc.update(device_id=UNIT, seq=1)
     assert unit.handle(signed.sign(doc, central)) is True  # the caller then takes the picture
     assert replies[-1]["outcome"] == "applied" and not unit.locked and unit.state.highest_seq == 1
+
+
+def test_a_command_whose_replay_guard_cannot_be_written_is_not_acted_on(
+    tmp_path: Path, central: Ed25519PrivateKey
+) -> None:
+    unit, replies = make(tmp_path, Clock())
+    assert unit.handle(command("unlock", central, seq=3))
+    unit.path = tmp_path / "missing" / "dir" / STATE_FILE
+    (tmp_path / "missing").write_text("a file where the folder should be")
+    assert unit.handle(command("lock", central, seq=4)) is False
+    assert not unit.locked and unit.state.highest_seq == 3
+    assert (replies[-1]["outcome"], replies[-1]["reason"]) == ("failed", "error")
