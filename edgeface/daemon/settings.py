@@ -139,8 +139,8 @@ class CommandsConfig:
     trusted_keys: tuple[Path, ...] = setting(
         [],
         "Ed25519 public keys (PEM) of the central server that may sign commands; a command signed by none of "
-        "them is refused (and the refusal reported).",
-        unset="gallery.trusted_keys",
+        "them is refused (and the refusal reported). Empty: gallery.trusted_keys (the server signs both with "
+        "server.signing_key).",
     )
     dead_man_s: float = setting(
         0.0,
