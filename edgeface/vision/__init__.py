@@ -12,12 +12,16 @@ Nothing is imported here (import the module you need); models load lazily into a
 ``align.py``               the chip warp: keypoints (or dense landmarks) onto the embedder's template
 ``quality.py``             the quality gate (score, size, sharpness, pose) and head-pose estimation
 ``calibration.py``         1:N decision thresholds from the embedder card's impostor statistics
-``cards.py``               model cards, typed per task: detector, embedder (+ alignment), landmarks
+``cards.py``               model cards, typed per task: detector, embedder (+ alignment, embedding space),
+                           landmarks; ``[variant]`` cards (another runtime's form of a reference model)
+``variants.py``            writing a variant card with its fidelity measured against the reference
 ``models/blazeface.py``    BlazeFace: SSD anchors, box decoding, search over rotations
 ``models/facemesh.py``     MediaPipe Face Mesh: dense landmarks that refine alignment
 ``models/embedder.py``     the embedder: aligned chips to L2-normalised vectors, flip fusion
-``runtime/``               the TFLite layer: interpreter loader, ``TFLiteModel``, quantization, and the
-                           inference backends (CPU, Edge TPU, GPU, external delegate) as one table
+``runtime/``               the TFLite layer: interpreter loader, ``TFLiteModel``, quantization, the
+                           inference backends (CPU, Edge TPU, GPU, external delegate) as one table, the
+                           backend of each model with its CPU fallback (``select.py``), a model's
+                           operators (``oplist.py``) and the Edge TPU operator check (``edgetpu.py``)
 =========================  =======================================================================
 
 Dependencies point one way: ``engine`` uses the models, ``align`` and ``quality``; the models use

@@ -6,6 +6,9 @@ Everything that runs a ``.tflite`` model goes through :class:`~edgeface.vision.r
 - ``backends.py``: the inference backends (CPU/XNNPACK, Edge TPU, GPU, external delegate) as one table
 - ``quant.py``: :class:`TensorSpec` and the (de)quantization of inputs and outputs
 - ``model.py``: :class:`TFLiteModel`, one loaded model, real arrays in and out
+- ``select.py``: which backend each model runs on, and the fall back to the CPU (:class:`Placement`)
+- ``oplist.py``: a model's operators read from its flatbuffer; the static-batch rewrite compilers need
+- ``edgetpu.py``: those operators checked against the Edge TPU compiler's supported-operations list
 """
 
 from .loader import runtime_info

@@ -66,13 +66,14 @@ BACKENDS: dict[str, Backend] = {
         ),
         Backend(
             "gpu",
-            "the TFLite GPU delegate (OpenCL/OpenGL ES, e.g. Mali or Jetson) as a shared library",
+            "the TFLite GPU delegate (OpenCL/OpenGL ES, e.g. a Mali GPU) as a shared library; not on Jetson (no OpenCL)",
             library="libtensorflowlite_gpu_delegate.so",
             advice=(
                 "The TFLite GPU delegate is not part of the Python wheels: build it from the LiteRT sources "
                 "(bazel build -c opt //tflite/delegates/gpu:libtensorflowlite_gpu_delegate.so), put it on the "
                 "library path or set runtime.delegate_path to it, and make sure the board's OpenCL driver is "
-                'installed. Otherwise set runtime.backend = "cpu".'
+                "installed. A Jetson has no OpenCL driver, so the delegate cannot run there: use the CPU. "
+                'Otherwise set runtime.backend = "cpu".'
             ),
         ),
         Backend(
