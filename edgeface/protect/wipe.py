@@ -133,7 +133,8 @@ def _erase_path(path: Path, report: WipeReport) -> None:
             for name in dirs:
                 _remove_dir(Path(root) / name, report)
         _remove_dir(path, report)
-        report.destroyed.append(str(path))
+        if not path.exists():
+            report.destroyed.append(str(path))
     else:
         _erase_file(path, report)
         if not path.exists():
