@@ -142,3 +142,25 @@ def test_wiping_under_a_running_daemon_is_reported_incomplete(tmp_path: Path) ->
         daemon.wait()
     assert r.returncode == 1 and f"pid {daemon.pid}" in r.stderr and "WIPE INCOMPLETE" in r.stdout
     assert not own_key_file(config).exists() and not state.exists()  # everything else was still destroyed
+
+
+def test_the_wipe_overwrites_files_before_it_deletes_them(tmp_path: Path) -> None:
+    """Read through a descriptor opened before the wipe (as a block left on the disk would be): not the data."""
+    config = unit(tmp_path)
+    load_unit_key(config, environ={})
+    state = Path(config.run.state_dir)
+    state.mkdir(parents=True)
+    secret = b"Zebulon Quartermaine 0.812345 " * 100
+    (state / "left.bin").write_bytes(secret)
+    Path(config.outbox.path).write_bytes(secret)
+    held = [open(state / "left.bin", "rb"), open(config.outbox.path, "rb")]  # noqa: SIM115 - read after the wipe
+    try:
+        report = wipe_unit(config, environ={})
+        assert report.ok and str(state) in report.destroyed and str(config.outbox.path) in report.destroyed
+        for f in held:
+            data = f.read()
+            assert len(data) == len(secret) and b"Zebulon" not in data
+    finally:
+        for f in held:
+            f.close()
+    assert not state.exists() and not Path(config.outbox.path).exists()
