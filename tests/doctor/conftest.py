@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from doctor_helpers import PASSWORD, PASSWORD_UNIT, UNIT, Doctor, write_config
 
 from edgeface.cli import cli
 from edgeface.evaluation.distractors import sample, toy_model
@@ -22,9 +23,6 @@ from edgeface.mqtt import dynsec
 from edgeface.testing import certs
 from edgeface.testing.broker import LocalBroker
 from edgeface.vision.cards import find_card
-
-UNIT = "unit-a"
-PASSWORD_UNIT, PASSWORD = "unit-p", "correct horse"  # a unit on the password listener (8884)
 
 
 @pytest.fixture(scope="session")
@@ -46,7 +44,7 @@ def tls_broker(tmp_path: Path, pki: dict[str, Path]) -> Iterator[LocalBroker]:
 
 
 @pytest.fixture(scope="session")
-def published(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def published(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """A gallery signed by a central key for the default embedder (mobilefacenet-v1-int8), its public key,
     and an HTTP server for the publish folder (what `edgeface gallery serve` serves)."""
     root = tmp_path_factory.mktemp("central")
@@ -84,17 +82,6 @@ def published(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     srv.server_close()
 
 
-def write_config(path: Path, sections: dict[str, dict[str, Any]]) -> Path:
-    """A TOML configuration file from plain values (strings, numbers, booleans, lists of strings)."""
-    lines = []
-    for name, values in sections.items():
-        lines.append(f"[{name}]")
-        for k, v in values.items():
-            lines.append(f"{k} = {json.dumps(str(v) if isinstance(v, Path) else v)}")
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
 @pytest.fixture
 def unit(tmp_path: Path, published: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """A unit's configuration: its state under tmp_path, the central key trusted, an encrypted gallery, no
@@ -122,9 +109,6 @@ def unit(tmp_path: Path, published: dict[str, Any]) -> dict[str, dict[str, Any]]
     }
 
 
-Doctor = Callable[..., tuple[int, dict[str, Any]]]
-
-
 @pytest.fixture
 def doctor(tmp_path: Path) -> Doctor:
     """Run `edgeface --config FILE doctor --json [args]` on a configuration; (exit status, {name: check})."""
@@ -138,10 +122,3 @@ def doctor(tmp_path: Path) -> Doctor:
         return r.exit_code, {c["name"]: c for c in doc["checks"]}
 
     return run
-
-
-def sync(sections: dict[str, dict[str, Any]], path: Path) -> None:
-    """`edgeface gallery sync` on the unit: the real download, verification and install."""
-    cfg = write_config(path, sections)
-    r = CliRunner().invoke(cli, ["--config", str(cfg), "gallery", "sync", "--json"])
-    assert r.exit_code == 0, r.output

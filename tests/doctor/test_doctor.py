@@ -9,35 +9,13 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import cv2
-import numpy as np
-from conftest import PASSWORD, PASSWORD_UNIT, UNIT, Doctor, sync
+from doctor_helpers import PASSWORD, PASSWORD_UNIT, UNIT, Doctor, mqtt, sync, write_config, write_video
 
 from edgeface.config import load_config
 from edgeface.doctor.clock import clock_check
 from edgeface.doctor.report import EXIT_FAILED, EXIT_OK, EXIT_WARNINGS
 from edgeface.testing.broker import LocalBroker
 from edgeface.vision.cards import bundled_models_dir, find_card
-
-
-def mqtt(broker: LocalBroker, pki: dict[str, Path], identity: str = UNIT) -> dict[str, Any]:
-    return {
-        "host": "127.0.0.1",
-        "port": broker.ports["mtls"],
-        "ca_file": pki["ca"],
-        "cert_file": pki[f"{identity}.crt"],
-        "key_file": pki[f"{identity}.key"],
-        "connect_timeout_s": 5,
-    }
-
-
-def write_video(path: Path, frames: int = 8) -> Path:
-    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (160, 120))
-    assert w.isOpened()
-    for i in range(frames):
-        w.write(np.full((120, 160, 3), 30 * i, np.uint8))
-    w.release()
-    return path
 
 
 def test_a_healthy_unit_passes_every_check(
@@ -189,8 +167,6 @@ def test_a_missing_camera_fails_and_a_folder_is_not_a_camera(doctor: Doctor, uni
 
 
 def test_a_clock_before_the_release_or_the_gallery_fails(unit: dict[str, Any], tmp_path: Path) -> None:
-    from conftest import write_config
-
     config = load_config(write_config(tmp_path / "c.toml", unit))
     check = clock_check(config, now=86400.0, ntp=(True, "test"))
     assert (
@@ -215,7 +191,6 @@ def test_disk_below_the_limits_warns_then_fails(doctor: Doctor, unit: dict[str, 
 
 def test_text_output_is_one_line_per_check(tmp_path: Path, unit: dict[str, Any]) -> None:
     from click.testing import CliRunner
-    from conftest import write_config
 
     from edgeface.cli import cli
 

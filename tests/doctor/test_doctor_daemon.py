@@ -9,8 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from conftest import Doctor, write_config
-from test_doctor import mqtt, write_video
+from doctor_helpers import Doctor, mqtt, write_config, write_video
 
 from edgeface.doctor.report import EXIT_OK
 from edgeface.testing.broker import LocalBroker
