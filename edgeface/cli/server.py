@@ -282,6 +282,61 @@ def reopen_case(app: AppContext, tag: str) -> None:
     click.echo(f"case {tag} reopened")
 
 
+@server_group.command("command")
+@click.argument("device_id")
+@click.argument("name", type=click.Choice(["lock", "unlock", "wipe", "capture", "sync_gallery"]))
+@click.option("--tag", help="capture: the case or body tag of the picture.")
+@click.option("--yes", is_flag=True, help="wipe: yes, destroy everything personal on the unit.")
+@click.option("--wait", "wait_s", type=float, default=0.0, help="Seconds to wait for the unit's reply.")
+@pass_app
+def unit_command(app: AppContext, device_id: str, name: str, tag: str | None, yes: bool, wait_s: float) -> None:
+    """Send DEVICE_ID a signed command (docs/server.md, Unit commands). Exit 1 when the broker did not take it,
+    or when --wait saw it refused or failed (a reply needs `edgeface server run` listening)."""
+    from ..server import commands
+
+    if name == "wipe" and not yes:
+        raise click.UsageError(f"a wipe destroys everything personal on {device_id}: add --yes")
+    db = _db(app)
+    try:
+        doc, sent = commands.command(
+            app.config, db, device_id, name, "cli", args={"tag": tag} if tag is not None else None
+        )
+        click.echo(
+            f"{name} #{doc['seq']} ({doc['id']}) to {device_id}: " + ("sent" if sent.ok else f"not sent: {sent.why}")
+        )
+        state = commands.wait_reply(db, doc["id"], wait_s) if sent.ok and wait_s > 0 else None
+    finally:
+        db.dispose()
+    if state is not None:
+        click.echo(f"the unit replied: {state}")
+    elif wait_s > 0 and sent.ok:
+        click.echo(f"no reply within {wait_s:g} s (the unit may be offline: the broker keeps the command for it)")
+    if not sent.ok or state in ("refused", "failed"):
+        sys.exit(1)
+
+
+@server_group.command("revoke")
+@click.argument("device_id")
+@pass_app
+def revoke_device(app: AppContext, device_id: str) -> None:
+    """Revoke DEVICE_ID: its downloads refused, a signed 'revoke' sent, its broker account cut off (exit 1 when
+    the broker cut-off failed: then do it with mosquitto_ctrl, deploy/mosquitto/README.md)."""
+    from ..server import commands
+
+    db = _db(app)
+    try:
+        done = commands.revoke(app.config, db, device_id, "cli")
+    finally:
+        db.dispose()
+    click.echo(f"{device_id}: gallery downloads refused" + ("" if done.known else " (no token was issued)"))
+    click.echo("revoke command: " + ("sent" if done.told.ok else f"not sent: {done.told.why}"))
+    click.echo(
+        "broker: " + ("account disabled, role removed" if done.cut_off.ok else f"NOT cut off: {done.cut_off.why}")
+    )
+    if not done.cut_off.ok:
+        sys.exit(1)
+
+
 @click.group("audit")
 def audit_group() -> None:
     """The central server's hash-chained audit log."""

@@ -86,3 +86,29 @@ def test_a_reply_is_recorded_once_and_a_refusal_of_an_unknown_command_is_audited
         (doc["id"], "replay", True),
         ("not-ours", "unsigned", False),
     }
+
+
+def test_the_command_line_sends_commands_and_revokes_and_says_what_did_not_happen(config: Any, db: Any) -> None:
+    from click.testing import CliRunner
+
+    from edgeface.cli.main import cli
+
+    _key(config)
+    sets = [
+        f"--set=server.database_url={config.server.database_url}",
+        f"--set=server.signing_key={config.server.signing_key}",
+    ]
+    runner = CliRunner()
+    r = runner.invoke(cli, [*sets, "server", "command", "unit-a", "wipe"])
+    assert r.exit_code == 2 and "--yes" in r.output and _rows(db) == []
+    r = runner.invoke(cli, [*sets, "server", "command", "unit-a", "capture", "--tag", "BODY-7"])
+    assert r.exit_code == 1 and "capture #1" in r.output and "not sent: no broker configured" in r.output
+    (row,) = _rows(db)
+    assert json.loads(row.document)["args"] == {"tag": "BODY-7"} and row.issued_by == "cli"
+    with db.write() as conn:
+        token = auth.issue_device_token(conn, "unit-a")
+    r = runner.invoke(cli, [*sets, "server", "revoke", "unit-a"])
+    assert r.exit_code == 1 and "gallery downloads refused" in r.output and "NOT cut off" in r.output
+    with db.read() as conn:
+        assert not auth.check_device(conn, "unit-a", token)
+        assert [e.details["ok"] for e in audit.entries(conn, action="device.broker_cutoff")] == [False]
