@@ -87,7 +87,7 @@ needs="$(readelf -V "${root}/build/lib.so" |
 	grep -oE '(GLIBC|GLIBCXX|CXXABI)_[0-9.]+' | sort -t_ -k1,1 -k2,2V | awk -F_ '{m[$1]=$0} END {for (k in m) print m[k]}' |
 	sort | tr '\n' ' ')"
 {
-	printf '[%s]\n' "${w1}"
+	printf '["%s"]\n' "${w1}"
 	printf 'sha256 = "%s"\n' "${h1}"
 	printf 'source = "annoy-%s.tar.gz from PyPI, sha256 %s"\n' "${ANNOY_VERSION}" "${ANNOY_SDIST_SHA256}"
 	printf 'root = "Debian %s arm64 (debootstrap, %s)"\n' "${SUITE}" "${MIRROR}"
@@ -105,7 +105,7 @@ try:
 except FileNotFoundError:
     old = "# firmware/wheels: how each wheel here was built (firmware/arm64/build-annoy-wheel.sh writes this).\n\n"
 blocks = re.split(r"(?m)^(?=\[)", old)
-kept = [b for b in blocks if not b.startswith(f"[{wheel}]")]
+kept = [b for b in blocks if not b.startswith(f'["{wheel}"]')]
 open(path, "w").write("".join(kept).rstrip("\n") + "\n\n" + new.rstrip("\n") + "\n")
 EOF
 log "wrote ${WHEELS}/${w1}, SHA256SUMS and BUILDINFO.toml"

@@ -78,6 +78,8 @@ fresh_root() {
 	printf 'deb %s %s %s\ndeb %s %s-updates %s\ndeb %s %s-security %s\n' "${MIRROR}" "${SUITE}" "${comp}" \
 		"${MIRROR}" "${SUITE}" "${comp}" "${sec}" "${SUITE}" "${comp}" >"${root}/etc/apt/sources.list"
 	cp /etc/resolv.conf "${root}/etc/resolv.conf"
+	# A throwaway root: dpkg need not fsync every file (emulated, that is most of an install's time).
+	echo force-unsafe-io >"${root}/etc/dpkg/dpkg.cfg.d/edgeface-unsafe-io"
 	# pip inside checks TLS against this machine's CA bundle (the minimal root has none of its own, and
 	# the machine's may add a proxy's CA), kept apart from the one the ca-certificates package rewrites.
 	install -D -m 0644 /etc/ssl/certs/ca-certificates.crt "${root}/etc/ssl/edgeface-host-ca.crt"
