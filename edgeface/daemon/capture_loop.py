@@ -172,8 +172,11 @@ class CaptureLoop:
                         if wait > 0 and self.stop.wait(wait):
                             break
                         next_due = max(next_due + interval, time.monotonic())
+                    t0 = time.perf_counter()
                     frame = src.read(timeout=0.5)
                     if frame is not None:
+                        if frame.image is not None:  # a live frame (a file's is decoded by the infer stage)
+                            self.metrics.observe("capture", time.perf_counter() - t0)
                         self.submit(frame)
                 except SourceUnavailable as e:
                     self.metrics.set("edgeface_capture_up", 0)

@@ -146,7 +146,8 @@ class Pipeline:
         if image is None:
             assert frame.path is not None
             try:
-                image = engine.load_image(frame.path)
+                with self.metrics.timed("capture"):  # a file's frame is read and decoded here
+                    image = engine.load_image(frame.path)
             except ImageError as e:
                 job.status, job.error = "unreadable", str(e)
                 log.warning(
@@ -157,7 +158,7 @@ class Pipeline:
                 )
                 self.faces.put(FrameFaces(job, []))
                 return
-        seen = steps.perceive(engine, image)  # embedding None for faces the quality gate refused
+        seen = steps.perceive(engine, image, self.metrics.observe)  # embedding None for faces the quality gate refused
         if seen:
             self.codes.read_into(frame, image)  # only frames with faces make results that carry a case
         observations = []
@@ -193,7 +194,8 @@ class Pipeline:
             gallery = self.unit.gallery.current()
             if gallery is None:
                 return None, None, self.unit.engine_threshold
-            decision = steps.search(gallery, embedding)
+            with self.metrics.timed("match"):
+                decision = steps.search(gallery, embedding)
             return decision, gallery.version, decision.threshold
 
     # -- sink: track/dedup, results into the outbox, frames completed -----------------------------------
@@ -252,7 +254,8 @@ class Pipeline:
         warned = False
         while True:
             try:
-                enqueue_result(self.unit.outbox, doc, max_payload_bytes=self.unit.config.mqtt.max_payload_bytes)
+                with self.metrics.timed("outbox_enqueue"):
+                    enqueue_result(self.unit.outbox, doc, max_payload_bytes=self.unit.config.mqtt.max_payload_bytes)
             except (OutboxFull, OutboxDiskFull) as e:
                 if not warned:
                     log.error(

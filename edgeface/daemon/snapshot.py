@@ -105,8 +105,6 @@ def update_gauges(metrics: Metrics, parts: StatusParts, f: Figures, state: str) 
     m.set("edgeface_disk_free_bytes", f.disk["free_bytes"])
     for k, v in f.disk["edgeface_bytes"].items():
         m.set("edgeface_disk_used_bytes", v, kind=k)
-    m.set("edgeface_process_cpu_seconds_total", f.cpu_s)
-    m.set("edgeface_process_resident_memory_bytes", f.rss_bytes)
     m.set("edgeface_up", 1 if state != "stopped" else 0)
     m.set("edgeface_start_time_seconds", round(parts.started_at, 3))
 

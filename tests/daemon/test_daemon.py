@@ -124,7 +124,7 @@ def test_a_crashed_stage_is_restarted_and_its_frame_retried(
 ) -> None:
     config, _ = make_unit(**{"capture.folder": {"once": True}})
     feed(Path(config.capture.folder.path), SAMPLE_PHOTOS[:2])
-    real = Engine.detect_and_assess
+    real = Engine.detect
     calls = {"n": 0}
 
     def flaky(self: Engine, image: np.ndarray) -> Any:
@@ -133,7 +133,7 @@ def test_a_crashed_stage_is_restarted_and_its_frame_retried(
             raise RuntimeError("injected: interpreter blew up")
         return real(self, image)
 
-    monkeypatch.setattr(Engine, "detect_and_assess", flaky)
+    monkeypatch.setattr(Engine, "detect", flaky)
     d = run(config)
     assert d.summary.stage_restarts == 1 and d.summary.failed == 0
     assert sum(d.summary.results.values()) == 2  # the frame in the crashed thread's hands was not lost
@@ -176,13 +176,13 @@ def test_live_frames_are_dropped_when_inference_is_behind(
     config, _ = make_unit(run={"frame_queue": 2}, capture={"fps": 0})
     cam = FakeCamera(face_image, ["frame"] * 20)
     release = threading.Event()
-    real = Engine.detect_and_assess
+    real = Engine.detect
 
     def slow(self: Engine, image: np.ndarray) -> Any:
         release.wait(30)
         return real(self, image)
 
-    monkeypatch.setattr(Engine, "detect_and_assess", slow)
+    monkeypatch.setattr(Engine, "detect", slow)
     threading.Thread(target=lambda: (cam.exhausted.wait(30), release.set()), daemon=True).start()
     d = run(config, source=cam)
     assert d.summary.dropped > 0  # capture did not wait for inference

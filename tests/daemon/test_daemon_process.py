@@ -194,7 +194,7 @@ def test_late_broker_gets_every_result_once_status_and_metrics(make_unit: MakeUn
         assert wait_child(child, lambda: store.count() == 4 and not pending_ids(config), 60), child.log_tail()
         assert wait_for(lambda: cli_json(env_cli)["link"]["connected"], 30)
         text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).read().decode()
-        assert "edgeface_mqtt_connected 1" in text and 'edgeface_results_total{decision="match"} 2' in text
+        assert "edgeface_mqtt_connected 1.0" in text and 'edgeface_results_total{decision="match"} 2.0' in text
         assert "# TYPE edgeface_frames_processed_total counter" in text
         human = subprocess.run(env_cli, check=False, capture_output=True, text=True, timeout=60)
         assert human.returncode == 0 and "daemon running" in human.stdout and "link        online" in human.stdout

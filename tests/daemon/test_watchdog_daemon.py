@@ -68,7 +68,7 @@ def test_watchdog_withheld_while_a_stage_is_stuck_and_fed_after(
     config, _ = make_unit(run={"stall_s": 1.0, "frame_queue": 2})
     gate = threading.Event()
     gate.set()
-    real = Engine.detect_and_assess
+    real = Engine.detect
 
     def gated(self: Engine, image: np.ndarray) -> Any:
         gate.wait(60)  # cleared: the stage hangs on this frame, as a wedged interpreter would
@@ -82,7 +82,7 @@ def test_watchdog_withheld_while_a_stage_is_stuck_and_fed_after(
         verdicts.append(why)
         return why
 
-    monkeypatch.setattr(Engine, "detect_and_assess", gated)
+    monkeypatch.setattr(Engine, "detect", gated)
     monkeypatch.setattr(Supervisor, "health", health)
     d = Daemon(config, source=Camera(load_image(SAMPLE_PHOTOS[0])), install_signals=False)
     notifier = d.notifier = RecordingNotifier(watchdog_s=0.3)
