@@ -122,10 +122,11 @@ def test_stacked_bars_carry_each_count() -> None:
 # -- the page, from the database ------------------------------------------------------------------------
 
 
-def test_plots_page_from_reviewed_results(app: Any, db: Any, users: Any, as_reviewer: Browser) -> None:
-    now = time.time()
-    today = int(now // DAY)
-    rid = users["reviewer"].id
+def seed(db: Any, user_id: int, now: float) -> None:
+    """Gallery 7: three confirmed (0.82, 0.70 as the second candidate, 0.64), two rejected (0.66, 0.61),
+    four results of yesterday (one marked unknown yesterday); gallery 6 (threshold 0.5): one confirmed.
+    Devices: unit-a and unit-c on 7, unit-b on 6; 7 published."""
+    rid = user_id
     store = DbResultStore(db)
     confirmed = [doc("unit-a", [0.82, 0.4]), doc("unit-a", [0.71, 0.7]), doc("unit-b", [0.64, 0.2])]
     rejected = [doc("unit-b", [0.66, 0.1]), doc("unit-b", [0.61, 0.1])]
@@ -161,6 +162,12 @@ def test_plots_page_from_reviewed_results(app: Any, db: Any, users: Any, as_revi
                 manifest_sha256="0" * 64,
             )
         )
+
+
+def test_plots_page_from_reviewed_results(app: Any, db: Any, users: Any, as_reviewer: Browser) -> None:
+    now = time.time()
+    today = int(now // DAY)
+    seed(db, users["reviewer"].id, now)
 
     r = as_reviewer.get("/plots")  # the newest gallery version by default
     assert r.status_code == 200

@@ -62,6 +62,7 @@ def outcomes_plot(labels: list[str], outcomes: dict[str, list[int]]) -> str:
         [svg.Series(names[v], f"s-{names[v]}", outcomes[v]) for v in data.VERDICTS],
         title="Reviewer decisions per day (UTC)",
         y_label="decisions",
+        ticks=[d[5:] for d in labels],
     )
 
 
@@ -72,6 +73,8 @@ def device_plots(labels: list[str], per_device: dict[str, list[int]]) -> list[st
             [svg.Series("results", "s-results", counts)],
             title=f"{dev}: results per day (UTC)",
             y_label="results",
+            ticks=[d[5:] for d in labels],
+            height=170,
         )
         for dev, counts in list(per_device.items())[:MAX_DEVICES]
     ]

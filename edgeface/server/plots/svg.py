@@ -153,16 +153,26 @@ def histogram(
             f'<text class="threshold-label" x="{tx}" y="{frame.y1 - 2}" text-anchor="middle" '
             f'fill="currentColor">{esc(threshold_label)} {threshold:.2f}</text>'
         )
-    out += legend(series, frame.x1 - 200, frame.height - 24)
+    out += legend(series, frame.x1 - 160, frame.height - 6)
     out.append(frame.x_label(x_label))
     out.append("</svg>")
     return "\n".join(out)
 
 
-def stacked_bars(labels: Sequence[str], series: Sequence[Series], *, title: str, y_label: str) -> str:
-    """One column per label (a day), the series stacked in it; each segment carries its own count."""
+def stacked_bars(
+    labels: Sequence[str],
+    series: Sequence[Series],
+    *,
+    title: str,
+    y_label: str,
+    ticks: Sequence[str] | None = None,
+    height: int = HEIGHT,
+) -> str:
+    """One column per label (a day), the series stacked in it; each segment carries its own count.
+    ``ticks`` are shorter texts for the x axis (a label's own text otherwise); about seven are written."""
     totals = [sum(s.values[i] for s in series) for i in range(len(labels))]
-    frame = Frame(max(totals, default=0))
+    frame = Frame(max(totals, default=0), height=height)
+    ticks = ticks or labels
     out = frame.open(title, "stacked") + frame.y_axis(y_label)
     n = max(1, len(labels))
     step = (frame.x1 - frame.x0) / n
@@ -177,10 +187,10 @@ def stacked_bars(labels: Sequence[str], series: Sequence[Series], *, title: str,
                 extra = f' data-series="{esc(s.name)}" data-label="{esc(label)}"'
                 out.append(_bar(left, top, w, bottom - top, s.css, c, f"{label}: {c} {s.name}", extra))
             base += c
-        if i % max(1, n // 8) == 0:
+        if (n - 1 - i) % -(-n // 7) == 0:  # the last column always gets its tick
             out.append(
                 f'<text class="tick" x="{num(left + w / 2)}" y="{frame.y0 + 14}" text-anchor="middle" '
-                f'fill="currentColor">{esc(label)}</text>'
+                f'fill="currentColor">{esc(ticks[i])}</text>'
             )
     out += legend(series, frame.x0, frame.height - 8)
     out.append("</svg>")
@@ -195,7 +205,7 @@ def hbars(
     row = 22
     height = TOP + row * max(1, len(labels)) + 16
     top = nice_max(max(values, default=0))
-    x0, x1 = 150, WIDTH - 60
+    x0, x1 = 150, WIDTH - 150
     out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" class="plot plot-hbars" role="img" '
         f'viewBox="0 0 {WIDTH} {height}" width="{WIDTH}" height="{height}">',
