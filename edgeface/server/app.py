@@ -19,6 +19,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from ..config import Config
 from ..logs import get_logger
 from . import audit, auth
+from . import metrics as server_metrics
 from .access import DEVICE, PUBLIC, access, rule_of
 from .db import Database
 from .services import Services, services
@@ -65,6 +66,7 @@ def create_app(config: Config, *, db: Database | None = None, migrate: bool = Tr
     app.add_url_rule("/audit", "audit_view", audit_view)
     app.add_url_rule("/healthz", "healthz", healthz)
     app.add_url_rule("/static/<path:filename>", "static", static)
+    server_metrics.install(app, config, db)
     return app
 
 

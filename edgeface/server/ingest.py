@@ -27,6 +27,7 @@ from ..mqtt import timestamps
 from ..mqtt.ingest import Ingest
 from ..mqtt.results_db import REJECTED_HEAD, ResultRow, printable, result_row
 from .db import Database
+from .metrics import count_ingested
 from .tables import devices, rejected, results
 
 log = get_logger(__name__)
@@ -86,6 +87,8 @@ class DbResultStore:
                 ),
                 [{"device_id": k, "last_result_at": v, "revoked": False} for k, v in last_seen.items()],
             )
+        count_ingested("stored", stored)
+        count_ingested("duplicate", len(values) - stored)
         return stored, len(values) - stored
 
     def set_status(self, doc: Mapping[str, Any]) -> None:
@@ -121,6 +124,7 @@ class DbResultStore:
             )
             top = conn.execute(select(func.max(rejected.c.id))).scalar_one()
             conn.execute(rejected.delete().where(rejected.c.id <= top - self.rejected_keep))
+        count_ingested("rejected")
 
     def count(self) -> int:
         with self.db.read() as conn:

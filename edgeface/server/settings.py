@@ -124,5 +124,10 @@ class ServerConfig:
         max=5,
     )
     max_upload_bytes: int = setting(20 * 1024**2, "Largest upload (enrollment images) per request, bytes.", min=1024)
+    metrics_token: str = setting(
+        "",
+        "Bearer token a Prometheus scraper sends to GET /metrics (at least 32 random characters, e.g. `openssl "
+        "rand -hex 32`; in Prometheus: authorization.credentials_file). Empty: /metrics answers 404.",
+    )
     rejected_keep: int = setting(1000, "Malformed MQTT messages kept (first bytes) for inspection.", min=0)
     retention: ServerRetentionConfig = section(ServerRetentionConfig)  # [server.retention]

@@ -45,7 +45,7 @@ def test_every_route_declares_who_may_call_it(app: Any) -> None:
     missing = [(e, m) for e, m, _, acc in found if acc is None]
     assert not missing, f"routes without @access: {missing}"
     public = {e for e, _, _, acc in found if acc.kind == PUBLIC}
-    assert public == {"login", "healthz", "static"}, public
+    assert public == {"login", "healthz", "static", "metrics"}, public  # metrics: its bearer token (test_metrics.py)
 
 
 def test_a_route_without_declaration_is_refused(config: Any, db: Any, users: Any) -> None:
