@@ -3,6 +3,7 @@ prometheus_client's own text parser; counters count, stage histograms fill, buil
 
 from __future__ import annotations
 
+import re
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -13,11 +14,13 @@ from daemon_helpers import edgeface_child, wait_child
 from prometheus_client.parser import text_string_to_metric_families
 from sample_photos import SAMPLE_PHOTOS, feed
 
+import edgeface.daemon
 from edgeface.config import Config
 from edgeface.daemon.metrics import METRICS, STAGES, Metrics
 from edgeface.testing.broker import free_port
 
 MakeUnit = Callable[..., tuple[Config, Path]]
+DAEMON = Path(edgeface.daemon.__file__).parent
 
 
 def families(text: str) -> dict[str, Any]:
@@ -60,6 +63,17 @@ def test_no_rate_gauges_and_no_home_made_process_metrics() -> None:
             assert name.endswith("_total"), name
     assert fams["process_cpu_seconds"].type == "counter"  # the parser strips _total from a counter's name
     assert fams["process_resident_memory_bytes"].type == "gauge"
+
+
+def test_every_metric_the_daemon_updates_is_declared() -> None:
+    """A name missing from METRICS would be counted and never exported; a counter is never set."""
+    source = "".join(p.read_text() for p in DAEMON.glob("*.py"))
+    incremented = set(re.findall(r'\.inc\(\s*"(edgeface_\w+)"', source))
+    assigned = set(re.findall(r'\.set\(\s*"(edgeface_\w+)"', source))
+    assert len(incremented | assigned) >= 20
+    assert incremented | assigned <= set(METRICS), (incremented | assigned) - set(METRICS)
+    assert all(METRICS[n][0] == "counter" for n in incremented)
+    assert all(METRICS[n][0] == "gauge" for n in assigned)
 
 
 def test_running_unit_metrics_count_and_time_its_stages(make_unit: MakeUnit, tmp_path: Path) -> None:
