@@ -94,14 +94,17 @@ def test_kill_9_mid_run_then_restart_processes_every_file_once(
         # photos arrive while the daemon runs (not while it starts: on a busy machine it could start after
         # the last one arrived, and the kill would not be mid-run)
         assert wait_child(child, status_path(config).exists, 60), child.log_tail()
-        fed = 0
-        while fed < len(photos) and len([r for r in ledger_rows(config) if r["status"] == "done"]) < 6:
-            feed(inbox, photos[fed : fed + 2], [f"{fed:03d}.jpg", f"{fed + 1:03d}.jpg"], mtime0=time.time() - 60 + fed)
-            fed += 2
+        # paced by the daemon's progress (at most 6 photos ahead of it), so a slow or loaded machine still
+        # has photos left to arrive when the kill comes
+        fed, done, deadline = 0, 0, time.monotonic() + 120
+        while done < 6 and time.monotonic() < deadline:
+            if fed - done < 6 and fed < len(photos):
+                names = [f"{fed:03d}.jpg", f"{fed + 1:03d}.jpg"]
+                feed(inbox, photos[fed : fed + 2], names, mtime0=time.time() - 60 + fed)
+                fed += 2
             time.sleep(0.05)
-        assert wait_child(child, lambda: len([r for r in ledger_rows(config) if r["status"] == "done"]) >= 6, 60), (
-            child.log_tail()
-        )
+            done = len([r for r in ledger_rows(config) if r["status"] == "done"])
+        assert done >= 6, child.log_tail()
     finally:
         child.kill()  # SIGKILL: no drain, no clean-up
     assert fed < len(photos)  # killed mid-run: photos were still arriving
