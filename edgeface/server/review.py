@@ -16,134 +16,29 @@ import csv
 import io
 import json
 import time
-from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Response, abort, g, redirect, render_template, request, send_file, url_for
-from sqlalchemy import Connection, Select, and_, func, or_, select, update
+from sqlalchemy import Connection, and_, select, update
 
 from ..errors import EdgefaceError
-from . import audit, auth, people
+from . import audit, auth, people, review_nav
 from .access import access
 from .auth import User
 from .cases import case_tags
+from .review_query import PAGE, STATUSES, Filters, list_results
 from .scores import Scores, payload_docs
 from .services import services
 from .tables import identities, images, results, reviews, users
 
 bp = Blueprint("review", __name__)
 
-STATUSES = ("pending", "awaiting_second", "confirmed", "rejected", "unknown")
 VERDICTS = ("confirm", "reject", "unknown")
-PAGE = 50
 
 
 class ReviewError(EdgefaceError):
     """A decision cannot be recorded as asked (the message says why)."""
-
-
-@dataclass(frozen=True)
-class Filters:
-    status: str = "pending"
-    decision: str = "match"
-    device: str = ""
-    date_from: str = ""
-    date_to: str = ""
-    min_score: float | None = None
-    max_score: float | None = None
-    identity: str = ""
-
-    @classmethod
-    def from_args(cls, args: Any) -> Filters:
-        def num(k: str) -> float | None:
-            try:
-                return float(args[k]) if args.get(k) else None
-            except ValueError:
-                abort(400, f"{k} must be a number")
-
-        f = cls(
-            status=args.get("status", "pending"),
-            decision=args.get("decision", "match"),
-            device=args.get("device", "").strip(),
-            date_from=args.get("date_from", "").strip(),
-            date_to=args.get("date_to", "").strip(),
-            min_score=num("min_score"),
-            max_score=num("max_score"),
-            identity=args.get("identity", "").strip(),
-        )
-        if f.status not in ("", "all", *STATUSES) or f.decision not in ("", "all", "match", "no_match", "refused"):
-            abort(400, "unknown status or decision filter")
-        return f
-
-    def as_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if v not in ("", None)}
-
-    def as_query(self) -> dict[str, str]:
-        """The filters as query parameters for links (only these keys: never the request's own arguments,
-        whose names could collide with ``url_for``'s, e.g. ``format``, ``_external``, ``_anchor``)."""
-        return {k: str(v) for k, v in self.as_dict().items()}
-
-
-def _day(text: str, end: bool) -> float:
-    try:
-        d = datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=timezone.utc)
-    except ValueError:
-        abort(400, f"dates are YYYY-MM-DD, got {text[:20]!r}")
-    return d.timestamp() + (86400 if end else 0)
-
-
-def apply_filters(q: Select[Any], f: Filters) -> Select[Any]:
-    if f.status not in ("", "all"):
-        q = q.where(results.c.review_status == f.status)
-    if f.decision not in ("", "all"):
-        q = q.where(results.c.decision == f.decision)
-    if f.device:
-        q = q.where(results.c.device_id == f.device)
-    if f.date_from:
-        q = q.where(results.c.captured_ts >= _day(f.date_from, False))
-    if f.date_to:
-        q = q.where(results.c.captured_ts < _day(f.date_to, True))
-    if f.min_score is not None:
-        q = q.where(results.c.top_score >= f.min_score)
-    if f.max_score is not None:
-        q = q.where(results.c.top_score <= f.max_score)
-    if f.identity:
-        like = f"%{f.identity.replace('%', '').replace('_', '!_')}%"
-        named = select(identities.c.id).where(
-            or_(identities.c.name.ilike(like, escape="!"), identities.c.id.ilike(like, escape="!"))
-        )
-        confirmed = select(reviews.c.result_id).where(reviews.c.identity_id.ilike(like, escape="!"))
-        q = q.where(
-            or_(
-                results.c.top_identity.ilike(like, escape="!"),
-                results.c.top_identity.in_(named),
-                results.c.id.in_(confirmed),
-            )
-        )
-    return q
-
-
-def list_results(conn: Connection, f: Filters, *, limit: int = PAGE, offset: int = 0) -> tuple[list[Any], int]:
-    base = apply_filters(select(results.c.id), f)
-    total = conn.execute(select(func.count()).select_from(base.subquery())).scalar_one()
-    q = apply_filters(
-        select(
-            results.c.id,
-            results.c.device_id,
-            results.c.captured_at,
-            results.c.decision,
-            results.c.top_identity,
-            results.c.top_score,
-            results.c.review_status,
-            results.c.received_at,
-            identities.c.name,
-        ).outerjoin(identities, identities.c.id == results.c.top_identity),
-        f,
-    )
-    rows = conn.execute(q.order_by(results.c.received_at.desc(), results.c.id.desc()).limit(limit).offset(offset)).all()
-    return list(rows), int(total)
 
 
 def decide(
@@ -243,11 +138,13 @@ def queue() -> Any:
         devices = [r[0] for r in conn.execute(select(results.c.device_id).distinct().order_by(results.c.device_id))]
         docs = payload_docs(conn, [r.id for r in rows])
     scores, cases = {rid: Scores.of(doc) for rid, doc in docs.items()}, case_tags(docs)
+    crops = {rid for rid, doc in docs.items() if doc.get("crop")}
     return render_template(
         "review_list.html",
         rows=rows,
         scores=scores,
         cases=cases,
+        crops=crops,
         total=total,
         f=f,
         page=page,
@@ -255,6 +152,9 @@ def queue() -> Any:
         devices=devices,
         statuses=STATUSES,
         query=f.as_query(),
+        bulk_max=BULK_MAX,
+        rejected=request.args.get("rejected", type=int),
+        skipped=request.args.get("skipped", type=int),
     )
 
 
@@ -295,6 +195,7 @@ def detail(rid: str) -> Any:
         ids = _candidates(row.payload)
         names = dict(conn.execute(select(identities.c.id, identities.c.name).where(identities.c.id.in_(ids))).all())
         imgs = shown_images(conn, ids)
+        nav = review_nav.neighbours(conn, rid)
         history = conn.execute(
             select(reviews, users.c.username)
             .join(users, users.c.id == reviews.c.user_id)
@@ -323,6 +224,8 @@ def detail(rid: str) -> Any:
         history=history,
         two_person=svc.config.server.two_person_rule,
         error=request.args.get("error"),
+        nav=nav,
+        decided=request.args.get("decided", "")[:64],
     )
 
 
@@ -369,18 +272,53 @@ def decide_view(rid: str) -> Any:
             )
     except ReviewError as e:
         return redirect(url_for("review.detail", rid=rid, error=str(e)))
-    nxt = request.form.get("next_pending")
-    if nxt:
+    if request.form.get("next_pending"):  # decide-and-next: the page goes on to the next pending match
         with svc.db.read() as conn:
-            after = conn.execute(
-                select(results.c.id)
-                .where(results.c.review_status == "pending", results.c.decision == "match")
-                .order_by(results.c.received_at.desc())
-                .limit(1)
-            ).scalar()
+            after = review_nav.after_decision(conn, rid)
         if after:
-            return redirect(url_for("review.detail", rid=after))
-    return redirect(url_for("review.detail", rid=rid))
+            return redirect(url_for("review.detail", rid=after, decided=rid))
+    return redirect(url_for("review.detail", rid=rid, decided=rid))
+
+
+@bp.route("/review/pending.json")
+@access("reviewer")
+def pending() -> Any:
+    """The counts the pages refresh: pending matches and results awaiting a second confirmation."""
+    with services().db.read() as conn:
+        return review_nav.pending_count(conn)
+
+
+BULK_MAX = 200
+
+
+@bp.route("/review/bulk-reject", methods=["POST"])
+@access("reviewer")
+def bulk_reject() -> Any:
+    """Reject the selected results in one go: obvious non-matches only waste a reviewer's time one by one.
+    Never a bulk confirmation (each confirmation is a person looking at one face). Only pending results:
+    one awaiting its second confirmation, or decided meanwhile by someone else, is left as it is and
+    counted as skipped. Each rejection is its own review row and audit entry, as one by one."""
+    ids = list(dict.fromkeys(request.form.getlist("ids")))
+    if not ids:
+        abort(400, "select the results to reject (the boxes in the queue's first column)")
+    if len(ids) > BULK_MAX:
+        abort(400, f"at most {BULK_MAX} results at a time; select fewer")
+    svc = services()
+    comment = request.form.get("comment", "") or "bulk reject from the queue"
+    done = 0
+    with svc.db.write() as conn:
+        open_ids = set(
+            conn.execute(
+                select(results.c.id).where(results.c.id.in_(ids), results.c.review_status == "pending")
+            ).scalars()
+        )
+        for rid in ids:
+            if rid in open_ids:
+                decide(conn, rid, g.user, "reject", None, comment, two_person=svc.config.server.two_person_rule)
+                done += 1
+    keys = (*Filters.__dataclass_fields__, "page")  # the queue's own filters only, never url_for's arguments
+    query: dict[str, Any] = {k: request.form[f"q_{k}"] for k in keys if request.form.get(f"q_{k}")}
+    return redirect(url_for("review.queue", rejected=done, skipped=len(ids) - done, **query))
 
 
 @bp.route("/review/<rid>/crop.jpg")
