@@ -48,9 +48,9 @@ def create_app(config: Config, *, db: Database | None = None, migrate: bool = Tr
         # Flask documents replacing wsgi_app to add middleware; mypy sees a method being reassigned.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
 
-    from . import accounts, cases, fleet, gallery_admin, plots, review
+    from . import accounts, cases, fleet, gallery_admin, photo_search, plots, review
 
-    for bp in (review.bp, cases.bp, gallery_admin.bp, fleet.bp, accounts.bp, plots.bp):
+    for bp in (review.bp, cases.bp, gallery_admin.bp, fleet.bp, accounts.bp, plots.bp, photo_search.bp):
         app.register_blueprint(bp)
     app.before_request(_guard)
     app.after_request(_headers)
