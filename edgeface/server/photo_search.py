@@ -11,7 +11,9 @@ candidates and scores shown); the photo is not kept.
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +27,7 @@ from ..logs import get_logger
 from . import audit
 from .access import access
 from .services import Services, services
-from .tables import identities, images
+from .tables import identities, images, results
 
 log = get_logger(__name__)
 
@@ -154,6 +156,19 @@ def search_photo(svc: Services, data: bytes) -> SearchOutcome:
     return SearchOutcome(sha, version, card.id, faces)
 
 
+def _result_crop(rid: str) -> bytes:
+    """The face crop a unit sent with a stored result (404 when there is no such result or crop)."""
+    with services().db.read() as conn:
+        payload = conn.execute(select(results.c.payload).where(results.c.id == rid)).scalar()
+    if payload is None:
+        abort(404, f"no result {rid!r}")
+    crop = json.loads(payload).get("crop") or {}
+    try:
+        return base64.b64decode(crop["data"], validate=True)
+    except (binascii.Error, KeyError, TypeError):
+        abort(404, f"result {rid} has no face crop (the unit sent none, or retention removed it)")
+
+
 def _names(ids: list[str]) -> dict[str, str]:
     with services().db.read() as conn:
         return dict(conn.execute(select(identities.c.id, identities.c.name).where(identities.c.id.in_(ids))).all())
@@ -164,15 +179,19 @@ def _names(ids: list[str]) -> dict[str, str]:
 def search() -> Any:
     if request.method == "GET":
         return render_template("search.html", outcome=None)
-    f = request.files.get("photo")
-    if f is None or not f.filename:
-        abort(400, "choose a photo to search with")
-    data = f.read()
     svc = services()
+    rid = (request.form.get("result") or "").strip()[:64]
+    f = request.files.get("photo")
+    if rid:
+        data, name = _result_crop(rid), f"result {rid}"
+    elif f is not None and f.filename:
+        data, name = f.read(), f.filename
+    else:
+        abort(400, "choose a photo to search with, or give a result id")
     from .gallery_admin import UploadRefused, inspect_uploads
 
     try:
-        inspect_uploads([(f.filename, data)], svc.config.image)  # size and pixel limits before decoding
+        inspect_uploads([(name, data)], svc.config.image)  # size and pixel limits before decoding
         outcome = search_photo(svc, data)
     except UploadRefused as e:
         abort(e.status, str(e))
@@ -191,6 +210,7 @@ def search() -> Any:
                 "gallery_version": outcome.gallery_version,
                 "embedder": outcome.embedder,
                 "faces": len(outcome.faces),
+                "result": rid or None,  # searched with this stored result's face crop
                 "verdicts": [face.verdict for face in outcome.faces],
                 "candidates": shown,
             },

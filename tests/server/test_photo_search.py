@@ -12,7 +12,7 @@ from typing import Any
 from edgeface.gallery.signing import generate_keypair
 from edgeface.server import audit
 
-from .conftest import Browser
+from .conftest import Browser, add_results
 from .test_gallery_admin import IMAGES, _enroll
 
 
@@ -63,3 +63,33 @@ def test_search_refuses_what_is_not_a_photo(config: Any, as_reviewer: Browser) -
     r = as_reviewer.post("/search", {"photo": (open(__file__, "rb"), "x.jpg")}, content_type="multipart/form-data")
     assert r.status_code == 422 and "not an image" in r.get_data(as_text=True)
     assert as_reviewer.post("/search", {}).status_code == 400
+
+
+def test_search_with_a_results_face_crop(config: Any, db: Any, as_admin: Browser, as_reviewer: Browser) -> None:
+    from edgeface import api
+    from edgeface.mqtt import payloads
+
+    generate_keypair(config.server.signing_key, config.server.signing_key.with_suffix(".pub"))
+    assert _enroll(as_admin, "obama", IMAGES / "obama.jpg").status_code == 200
+    assert _enroll(as_admin, "biden", IMAGES / "biden.jpg").status_code == 200
+    assert as_admin.post("/gallery/publish").status_code == 200
+    img = api.load_image(IMAGES / "obama2.jpg")
+    (face,) = api.detect_faces(img)
+    x0, y0, x1, y1 = (int(v) for v in face.box)
+    m = (x1 - x0) // 2  # the margin a unit's crop keeps round the face
+    crop = img[max(0, y0 - m) : y1 + m, max(0, x0 - m) : x1 + m]
+    with_crop, without = (
+        add_results(db, 1, crop=payloads.crop_payload(crop, max_bytes=20_000)),
+        add_results(db, 1, seed=2),
+    )
+
+    html = as_reviewer.post("/search", {"result": with_crop[0]["id"]}).get_data(as_text=True)
+    assert re.findall(r'class="card search-face verdict-(\w+)"', html) == ["match"]
+    assert re.search(r'<figure class="candidate is-match">.*?<span class="muted">obama</span>', html, re.S)
+    with db.read() as conn:
+        (entry,) = audit.entries(conn, action="search.photo")
+    assert entry.details["result"] == with_crop[0]["id"] and entry.details["verdicts"] == ["match"]
+
+    r = as_reviewer.post("/search", {"result": without[0]["id"]})
+    assert r.status_code == 404 and "no face crop" in r.get_data(as_text=True)
+    assert as_reviewer.post("/search", {"result": "no-such-result"}).status_code == 404
