@@ -34,15 +34,43 @@ need_host_tools() {
 	[ -f "${KEYRING}" ] || die "keyring ${KEYRING} missing (apt-get install debian-archive-keyring)"
 }
 
-# The kernel runs aarch64 ELF files through qemu: binfmt_misc mounted, the qemu-aarch64 handler
-# registered with the F flag (interpreter opened now, so it works inside a chroot without copying qemu in).
-setup_binfmt() {
-	local fs=/proc/sys/fs/binfmt_misc
-	[ -e "${fs}/register" ] || mount -t binfmt_misc binfmt_misc "${fs}" || die "cannot mount binfmt_misc"
-	if [ ! -e "${fs}/qemu-aarch64" ]; then
-		cat /usr/lib/binfmt.d/qemu-aarch64.conf >"${fs}/register" || die "cannot register qemu-aarch64"
+# Debian 12's qemu 7.2 crashes in LiteRT 2.x's allocate_tensors (SIGSEGV; LiteRT 1.4 runs, and so does
+# 2.x under qemu 10): the emulator's fault, not the wheel's. So the handler runs Debian 13's qemu-aarch64
+# (package qemu-user, fetched once with apt, which checks it against the signed trixie Release file).
+QEMU_SUITE="${QEMU_SUITE:-trixie}"
+qemu_binary() {
+	local dir="${ARM64_CACHE}/qemu-${QEMU_SUITE}" lists
+	if [ ! -x "${dir}/usr/bin/qemu-aarch64" ]; then
+		log "fetching qemu-user from Debian ${QEMU_SUITE} (apt download; once)"
+		lists="${ARM64_CACHE}/apt-${QEMU_SUITE}"
+		mkdir -p "${lists}/lists/partial" "${lists}/cache/archives/partial" "${dir}"
+		printf 'deb %s %s main\n' "${MIRROR}" "${QEMU_SUITE}" >"${lists}/sources.list"
+		local opts=(-o "Dir::Etc::sourcelist=${lists}/sources.list" -o Dir::Etc::sourceparts=/nonexistent
+			-o "Dir::State::lists=${lists}/lists" -o "Dir::Cache=${lists}/cache")
+		apt-get -qq "${opts[@]}" update || die "apt-get update for Debian ${QEMU_SUITE} failed"
+		(cd "${lists}" && apt-get -qq "${opts[@]}" download qemu-user 2>/dev/null) || die "apt-get download qemu-user failed"
+		dpkg-deb -x "${lists}"/qemu-user_*.deb "${dir}"
 	fi
-	grep -q '^enabled' "${fs}/qemu-aarch64" || die "qemu-aarch64 binfmt handler is disabled"
+	printf '%s\n' "${dir}/usr/bin/qemu-aarch64"
+}
+
+# The kernel runs aarch64 ELF files through qemu: binfmt_misc mounted, a handler registered with the F
+# flag (interpreter opened now, so it works inside a chroot without copying qemu in). Debian's own
+# qemu-aarch64 handler is disabled while ours is registered (echo 1 > .../qemu-aarch64 re-enables it).
+setup_binfmt() {
+	local fs=/proc/sys/fs/binfmt_misc qemu magic
+	[ -e "${fs}/register" ] || mount -t binfmt_misc binfmt_misc "${fs}" || die "cannot mount binfmt_misc"
+	qemu="$(qemu_binary)"
+	if [ -e "${fs}/edgeface-aarch64" ] && ! grep -q "interpreter ${qemu}\$" "${fs}/edgeface-aarch64"; then
+		echo -1 >"${fs}/edgeface-aarch64"
+	fi
+	if [ ! -e "${fs}/edgeface-aarch64" ]; then
+		# magic and mask of Debian's qemu-aarch64 entry: an aarch64 ELF executable or shared object
+		magic="$(cut -d: -f5,6 /usr/lib/binfmt.d/qemu-aarch64.conf)"
+		printf ':edgeface-aarch64:M::%s:%s:F\n' "${magic}" "${qemu}" >"${fs}/register" || die "cannot register ${qemu}"
+	fi
+	[ ! -e "${fs}/qemu-aarch64" ] || echo 0 >"${fs}/qemu-aarch64"
+	grep -q '^enabled' "${fs}/edgeface-aarch64" || die "edgeface-aarch64 binfmt handler is disabled"
 }
 
 # The debootstrapped base root for $SUITE (minbase), made once and reused: every run copies it.
