@@ -13,11 +13,13 @@ from sqlalchemy import delete, insert, update
 
 from edgeface.mqtt import payloads
 from edgeface.server import plots
+from edgeface.server.db import Database
 from edgeface.server.ingest import DbResultStore
 from edgeface.server.plots import data, svg
 from edgeface.server.tables import devices, publications, results, reviews
 
-from .conftest import Browser
+from .conftest import Browser, make_user
+from .test_migrations import postgres  # noqa: F401  (the module's PostgreSQL cluster fixture)
 
 NS = "{http://www.w3.org/2000/svg}"
 DAY = 86400
@@ -223,3 +225,27 @@ def test_plots_page_refuses_bad_arguments_and_works_empty(as_reviewer: Browser, 
     html = r.get_data(as_text=True)
     assert "No results in these days." in html and "No device has reported a status yet." in html
     assert 'href="/plots"' in html  # the nav link
+
+
+def test_plot_figures_on_postgresql(postgres: str) -> None:  # noqa: F811
+    """The day buckets (PostgreSQL's integer cast rounds; floor there) and the payload fields read by the
+    database's JSON function give PostgreSQL the same figures as SQLite."""
+    db = Database(postgres)
+    db.migrate()
+    try:
+        now = time.time()
+        today = int(now // DAY)
+        seed(db, make_user(db, "rita", "reviewer").id, now)
+        with db.read() as conn:
+            assert data.versions(conn) == [7, 6]
+            dist = data.score_distribution(conn, 7)
+            assert sorted(round(v, 2) for v in dist.confirmed) == [0.64, 0.7, 0.82]
+            assert sorted(round(v, 2) for v in dist.rejected) == [0.61, 0.66]
+            assert dist.threshold == 0.6 and dist.spaces == {"cosine": 5}
+            out = data.reviewer_outcomes(conn, 7, today - 1, today)
+            assert out == {"confirm": [0, 3], "reject": [0, 2], "unknown": [1, 0]}
+            assert data.device_days(conn, 7, today - 1, today) == {"unit-b": [4, 3], "unit-a": [0, 2]}
+            fleet = data.fleet_versions(conn)
+            assert fleet.counts == {7: 2, 6: 1} and fleet.latest == 7
+    finally:
+        db.dispose()

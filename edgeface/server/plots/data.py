@@ -1,7 +1,8 @@
 """The figures behind the plots page, read from the server's database (no drawing here: see svg.py).
 
 Days are UTC days of the result's capture time (``captured_ts``) or of the decision (``reviews.created_at``).
-Every query is bounded: a window of days, or the newest ``MAX_REVIEWED`` reviewed results.
+Every query is bounded: a window of days, or the newest ``MAX_REVIEWED`` reviewed results (their
+candidates and thresholds read by the database's JSON function, not whole payloads with their crops).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Integer, cast, func, select
+from sqlalchemy import JSON, Connection, Integer, cast, func, select
 
 from ..scores import Scores
 from ..tables import devices, publications, results, reviews
@@ -55,7 +56,13 @@ def _version(q: Any, version: int | None) -> Any:
 def score_distribution(conn: Connection, version: int | None) -> ScoreDistribution:
     out = ScoreDistribution()
     q = _version(
-        select(results.c.id, results.c.review_status, results.c.payload)
+        select(
+            results.c.id,
+            results.c.review_status,
+            _payload_field(conn, "candidates"),
+            _payload_field(conn, "threshold"),
+            _payload_field(conn, "score_space"),
+        )
         .where(results.c.review_status.in_(("confirmed", "rejected")))
         .order_by(results.c.received_at.desc())
         .limit(MAX_REVIEWED + 1),
@@ -66,7 +73,12 @@ def score_distribution(conn: Connection, version: int | None) -> ScoreDistributi
     rows = rows[:MAX_REVIEWED]
     confirmed_as = _confirmed_identities(conn, [r.id for r in rows if r.review_status == "confirmed"])
     for r in rows:
-        doc = json.loads(r.payload)
+        cands_json, thr, space = r[2], r[3], r[4]
+        doc = {
+            "candidates": json.loads(cands_json) if cands_json else [],
+            "threshold": None if thr is None else float(thr),
+            "score_space": space,
+        }
         sc = Scores.of(doc)
         key = "normalised" if sc.normalised else "score"
         cands = doc.get("candidates") or []
@@ -84,6 +96,15 @@ def score_distribution(conn: Connection, version: int | None) -> ScoreDistributi
             out.thresholds[float(sc.threshold)] += 1
         out.spaces[sc.space] += 1
     return out
+
+
+def _payload_field(conn: Connection, key: str) -> Any:
+    """One top-level field of the stored payload, read by the database (SQLite ``json_extract``,
+    PostgreSQL ``json_extract_path_text``): the payloads' face crops are never read here. Arrays come as
+    JSON text; numbers as numbers (SQLite) or text (PostgreSQL)."""
+    if conn.dialect.name == "sqlite":
+        return func.json_extract(results.c.payload, f"$.{key}")
+    return func.json_extract_path_text(cast(results.c.payload, JSON), key)
 
 
 def _confirmed_identities(conn: Connection, ids: list[str]) -> dict[str, str]:
