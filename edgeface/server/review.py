@@ -23,7 +23,7 @@ from flask import Blueprint, Response, abort, g, redirect, render_template, requ
 from sqlalchemy import Connection, and_, select, update
 
 from ..errors import EdgefaceError
-from . import audit, auth, people, review_nav
+from . import audit, auth, people, review_chips, review_nav
 from .access import access
 from .auth import User
 from .cases import case_tags
@@ -233,6 +233,39 @@ def detail(rid: str) -> Any:
 @access("reviewer")
 def image(rid: str, image_id: int) -> Any:
     """An enrolled image of one of this result's candidates, as its (audited) review page showed it."""
+    return send_image(_shown_image(rid, image_id))
+
+
+@bp.route("/review/<rid>/images/<int:image_id>/chip.png")
+@access("reviewer")
+def image_chip(rid: str, image_id: int) -> Any:
+    """That image's face aligned as the units align it (the image itself when no face is found)."""
+    path = _shown_image(rid, image_id)
+    if not path.is_file():
+        abort(404)
+    return _chip_or(path.read_bytes(), lambda: send_image(path))
+
+
+@bp.route("/review/<rid>/probe-chip.png")
+@access("reviewer")
+def probe_chip(rid: str) -> Any:
+    """The probe crop's face aligned as the units align it (the crop itself when no face is found)."""
+    data = _crop_bytes(rid)
+    return _chip_or(data, lambda: Response(data, mimetype="image/jpeg", headers={"Cache-Control": NO_STORE}))
+
+
+NO_STORE = "private, no-store"
+
+
+def _chip_or(data: bytes, fallback: Any) -> Any:
+    png = review_chips.aligned_chip(services(), data)
+    if not png:
+        return fallback()
+    return Response(png, mimetype="image/png", headers={"Cache-Control": NO_STORE})
+
+
+def _shown_image(rid: str, image_id: int) -> Path:
+    """The file of an image this result's review page shows, for the page's own token (else 404/403)."""
     svc = services()
     with svc.db.read() as conn:
         payload = conn.execute(select(results.c.payload).where(results.c.id == rid)).scalar()
@@ -244,7 +277,7 @@ def image(rid: str, image_id: int) -> Any:
         abort(404)  # a refused upload, another identity's image or too far down the list: not this review's
     if not auth.view_token_ok(g.session.csrf_token, f"review/{rid}", image_id, request.args.get("t")):
         abort(403, "Open images from the review page that shows them.")
-    return send_image(svc.images_dir / fname)
+    return Path(svc.images_dir / fname)
 
 
 def send_image(path: Path) -> Any:
@@ -324,6 +357,11 @@ def bulk_reject() -> Any:
 @bp.route("/review/<rid>/crop.jpg")
 @access("reviewer")
 def crop(rid: str) -> Any:
+    return Response(_crop_bytes(rid), mimetype="image/jpeg", headers={"Cache-Control": NO_STORE})
+
+
+def _crop_bytes(rid: str) -> bytes:
+    """The face crop the unit sent with ``rid`` (404 when there is none: not sent, or removed by retention)."""
     with services().db.read() as conn:
         payload = conn.execute(select(results.c.payload).where(results.c.id == rid)).scalar()
     if payload is None:
@@ -332,10 +370,9 @@ def crop(rid: str) -> Any:
     if not c:
         abort(404)
     try:
-        data = base64.b64decode(c["data"], validate=True)
+        return base64.b64decode(c["data"], validate=True)
     except (binascii.Error, KeyError, TypeError):
         abort(404)
-    return Response(data, mimetype="image/jpeg", headers={"Cache-Control": "private, no-store"})
 
 
 EXPORT_COLUMNS = (

@@ -261,7 +261,10 @@ def gallery(db: Any, config: Any) -> dict[str, Any]:
 
 
 def _srcs(page: str) -> list[str]:
-    return [u.replace("&amp;", "&") for u in re.findall(r'<img class="enrolled" src="([^"]+)"', page)]
+    """The whole enrolled images the page links (each face shown as its aligned chip, the image a click away)."""
+    return [
+        u.replace("&amp;", "&") for u in re.findall(r'<a href="([^"]+)" class="full" title="the whole enrolled', page)
+    ]
 
 
 def test_review_page_shows_only_accepted_candidate_images_and_audits_the_view(

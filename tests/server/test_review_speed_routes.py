@@ -110,3 +110,56 @@ def test_pending_count_pagination_and_thumbnails(db: Any, as_reviewer: Browser) 
     page2 = as_reviewer.get("/review?page=2").get_data(as_text=True)
     assert page2.count('class="pick"') == 10 and 'id="page-prev"' in page2
     assert page.count('class="qthumb"') + page2.count('class="qthumb"') == 1  # only the result sent with a crop
+
+
+def test_faces_shown_as_aligned_chips_of_one_size_with_the_whole_image_a_click_away(
+    db: Any, config: Any, as_reviewer: Browser, lfw_root: Any
+) -> None:
+    import cv2
+
+    from edgeface.server import auth
+
+    from .test_review import _image
+
+    jane = _image(db, config, "jane", "obama.jpg", "enrolled")
+    refused = _image(db, config, "jane", "obama_partial_face.jpg", "refused")
+    lfw = next(iter(sorted((lfw_root / "images" / "Aaron_Eckhart").glob("*.jpg"))))
+    rgb = cv2.cvtColor(cv2.imread(str(lfw)), cv2.COLOR_BGR2RGB)[60:190, 70:180]
+    with_face = sample_result(
+        "unit-a", random.Random(31), match_share=1.0, crop=payloads.crop_payload(rgb, max_bytes=16384)
+    )
+    with_face["candidates"][0]["identity_id"] = "jane"
+    blank = sample_result(
+        "unit-a",
+        random.Random(32),
+        match_share=1.0,
+        crop=payloads.crop_payload(np.full((80, 60, 3), 128, np.uint8), max_bytes=16384),
+    )
+    from edgeface.server.ingest import DbResultStore
+
+    DbResultStore(db).add([with_face, blank])
+    rid = with_face["id"]
+    page = as_reviewer.get(f"/review/{rid}").get_data(as_text=True)
+    chip_src = re.findall(r'<img class="enrolled" src="([^"]+)"', page)[0].replace("&amp;", "&")
+    assert chip_src.startswith(f"/review/{rid}/images/{jane}/chip.png?t=")
+    assert f'src="/review/{rid}/probe-chip.png"' in page and f'<a href="/review/{rid}/crop.jpg" class="full"' in page
+
+    def size(r: Any) -> tuple[int, int]:
+        img = cv2.imdecode(np.frombuffer(r.data, np.uint8), cv2.IMREAD_COLOR)
+        return int(img.shape[1]), int(img.shape[0])
+
+    enrolled = as_reviewer.get(chip_src)
+    probe = as_reviewer.get(f"/review/{rid}/probe-chip.png")
+    assert enrolled.status_code == probe.status_code == 200
+    assert enrolled.mimetype == probe.mimetype == "image/png"
+    assert size(enrolled) == size(probe) and size(probe)[0] <= 160  # the embedder's template, both faces
+    assert probe.headers["Cache-Control"] == "private, no-store"
+    # no face in the crop: the crop itself, as sent
+    r = as_reviewer.get(f"/review/{blank['id']}/probe-chip.png")
+    assert r.status_code == 200 and r.mimetype == "image/jpeg"
+    # the chip opens exactly what the image opens
+    secret = as_reviewer.csrf
+    t = auth.view_token(secret, f"review/{rid}", refused)
+    assert as_reviewer.get(f"/review/{rid}/images/{refused}/chip.png?t={t}").status_code == 404
+    assert as_reviewer.get(f"/review/{rid}/images/{jane}/chip.png").status_code == 403
+    assert as_reviewer.get(f"/review/{blank['id']}/images/{jane}/chip.png?t={t}").status_code == 404
