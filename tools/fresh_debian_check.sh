@@ -98,6 +98,7 @@ set -e
 cat "$root/fresh-check.second.err" >&2
 installs="$(grep -c '^test.sh: \(installing\|creating\)' "$root/fresh-check.second.err" || true)"
 {
+  echo "commit: $(git -C "$root/work/main" rev-parse HEAD)"
   echo "first run: rc=$rc1 wall=$((t1 - t0)) s (packages, venv, install, tests)"
   echo "second run: rc=$rc2 wall=$((t2 - t1)) s, set-up steps taken: $installs"
 } | tee "$root/fresh-check.times" >&2
