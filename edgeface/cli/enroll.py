@@ -38,13 +38,16 @@ def enroll_cmd(
     (identity,image[,name,source,consent,enrolled_by]; image paths relative to the CSV).
 
     Re-running is incremental: images already processed with the same model and settings are not
-    embedded again. Refused images are listed with their reasons; near-duplicates are flagged. Exit
+    embedded again. On a unit with a device key configured the workspace is sealed at rest
+    (docs/protection.md). Refused images are listed with their reasons; near-duplicates are flagged. Exit
     status 1 if any image was refused or unreadable (the others are enrolled).
     """
     from ..gallery.enroll import Workspace, enroll, read_csv, read_folder
+    from ..protect.sealed_sqlite import enroll_sealer
     from ..vision.engine import Engine
 
-    ws = Workspace(workspace or app.config.enroll.workspace)
+    # on a unit (a device key configured) the workspace is sealed at rest; elsewhere plain SQLite
+    ws = Workspace(workspace or app.config.enroll.workspace, sealer=enroll_sealer(app.config))
     try:
         if remove_ids:
             for ident in remove_ids:

@@ -123,7 +123,9 @@ def build(
     key = signing.load_private_key(signing_key)
     engine = Engine(app.config)
     card = engine.embedder_card
-    ws = Workspace(workspace or app.config.enroll.workspace, create=False)
+    from ..protect.sealed_sqlite import enroll_sealer
+
+    ws = Workspace(workspace or app.config.enroll.workspace, create=False, sealer=enroll_sealer(app.config))
     try:
         vectors, entries, identities = ws.content(settings_key(engine, app.config.enroll.second_face_ratio))
     finally:

@@ -8,7 +8,8 @@ reported with its reasons, never dropped silently. Near-duplicates (cosine simil
 ``enroll.duplicate_similarity``) are flagged: within one identity they add nothing; across identities
 they usually mean a labelling error.
 
-The workspace is one SQLite file. Results are cached by the image's SHA-256 and the settings that
+The workspace is one SQLite file; on a unit with a device key, one sealed file decrypted into memory
+(edgeface/protect/sealed_sqlite.py). Results are cached by the image's SHA-256 and the settings that
 change an embedding (embedder file, detector, quality and detection limits), so re-running over the same
 folder embeds nothing again.
 """
@@ -25,7 +26,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -33,9 +34,13 @@ from ..errors import EdgefaceError, ImageError, ModelError
 from ..logs import get_logger
 from ..vision.engine import Engine
 
+if TYPE_CHECKING:
+    from ..protect.sealed import Sealer
+
 log = get_logger(__name__)
 
 DB_NAME = "enrollment.sqlite"
+SEALED_NAME = DB_NAME + ".sealed"  # the workspace on a unit with a device key (docs/protection.md)
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
 
 
@@ -148,16 +153,31 @@ def read_csv(
 class Workspace:
     """The enrollment database: cached results per image, enrolled entries with provenance, identities."""
 
-    def __init__(self, directory: Path, *, create: bool = True) -> None:
+    def __init__(self, directory: Path, *, create: bool = True, sealer: Sealer | None = None) -> None:
+        """``sealer`` (a unit with a device key, :func:`edgeface.protect.sealed_sqlite.enroll_sealer`): the
+        database lives in memory and is sealed to ``enrollment.sqlite.sealed`` on :meth:`close`."""
         self.dir = Path(directory).expanduser()
-        if not create and not (self.dir / DB_NAME).is_file():
+        self.sealer = sealer
+        plain, sealed = self.dir / DB_NAME, self.dir / SEALED_NAME
+        if sealer is None and sealed.is_file() and not plain.is_file():
+            raise EdgefaceError(
+                f"the enrollment workspace at {self.dir.resolve()} is sealed under a unit's device key: open it "
+                "on that unit with its key configured (gallery.key_file, $gallery.key_env or the systemd "
+                "credential) and protect.encrypt on"
+            )
+        if not create and not (plain.is_file() or sealed.is_file()):
             raise EdgefaceError(
                 f"no enrollment workspace at {self.dir.resolve()}: run `edgeface enroll` first, or "
                 "point --workspace (or enroll.workspace) at the one you enrolled into"
             )
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(self.dir / DB_NAME)
-        self.db.execute("PRAGMA journal_mode=WAL")
+        if sealer is not None:
+            from ..protect.sealed_sqlite import open_sealed
+
+            self.db = open_sealed(sealed, sealer, plaintext=plain)
+        else:
+            self.db = sqlite3.connect(plain)
+            self.db.execute("PRAGMA journal_mode=WAL")
         self.db.executescript("""
             CREATE TABLE IF NOT EXISTS results (sha256 TEXT, settings TEXT, status TEXT, reasons TEXT,
                 quality TEXT, vector BLOB, PRIMARY KEY (sha256, settings));
@@ -168,7 +188,14 @@ class Workspace:
         """)
 
     def close(self) -> None:
-        self.db.close()
+        """Close the database; a sealed one is first written back whole (nothing is saved before this)."""
+        try:
+            if self.sealer is not None:
+                from ..protect.sealed_sqlite import save_sealed
+
+                save_sealed(self.db, self.dir / SEALED_NAME, self.sealer)
+        finally:
+            self.db.close()
 
     def cached(self, sha: str, settings: str) -> tuple[str, list[str], dict[str, Any] | None, np.ndarray | None] | None:
         row = self.db.execute(
