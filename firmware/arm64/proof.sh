@@ -178,11 +178,15 @@ tests_s=$(($(date +%s) - t))
 
 wall_s=$(($(date +%s) - t0))
 "${PY}" - "${out}" <<EOF
-import json, pathlib, sys
+import json, pathlib, re, sys
 out = pathlib.Path(sys.argv[1])
-def decisions(path):  # the per-photo lines and the count line; the state folder differs by machine
-    lines = path.read_text().splitlines() if path.exists() else []
-    return [l for l in lines if l.startswith("  ") or l.startswith("processed")]
+def lines(path):  # the per-photo lines and the count line; the state folder differs by machine
+    text = path.read_text().splitlines() if path.exists() else []
+    return [l for l in text if l.startswith("  ") or l.startswith("processed")]
+def decisions(path):  # photo, verdict, who (scores compared apart: the last digit may round either way)
+    return [re.sub(r"\d\.\d{3}", "#", l).split() for l in lines(path)]
+def scores(path):
+    return [float(x) for l in lines(path) for x in re.findall(r"\d\.\d{3}", l)]
 tail = [l for l in (out / "tests.txt").read_text().splitlines() if l.strip()]
 summary = {
     "source": "${commit}", "suite": "${SUITE}", "machine": "aarch64 (qemu-user-static)",
@@ -193,6 +197,7 @@ summary = {
     "installed": [l for l in (out / "pip-freeze.txt").read_text().split() if "==" in l],
     "demo": [l.strip() for l in (out / "demo.txt").read_text().splitlines() if l.strip()],
     "demo_same_as_x86": decisions(out / "demo.txt") == decisions(out / "demo-x86.txt"),
+    "demo_max_score_difference": max((abs(a - b) for a, b in zip(scores(out / "demo.txt"), scores(out / "demo-x86.txt"))), default=None),
     "demo_readme_route_same": decisions(out / "demo.txt") == decisions(out / "demo-readme.txt") if ${readme_install_s/null/None} else None,
     "doctor_exit": "${doctor_rc}", "tests": "${TESTS}", "tests_result": tail[-1] if tail else "",
     "agreement": json.loads((out / "agreement.json").read_text()),
