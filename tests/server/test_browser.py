@@ -214,6 +214,7 @@ def test_whole_loop_in_a_browser(stack: dict[str, Any]) -> None:
             shot(rev, "queue")
             rev.click("#queue a.open")
             expect(rev.locator("#device")).to_have_text("unit-1")
+            rev.wait_for_load_state("load")  # the images have loaded or failed (aligned chips take a moment)
             for sel in ("#probe", "img.enrolled >> nth=0"):
                 loc = rev.locator(sel)
                 expect(loc).to_be_visible()
