@@ -116,9 +116,13 @@ def test_malformed_messages_kept_aside(db: Any, broker: Any) -> None:
         pub.publish(topics.results_topic("unit-a"), payloads.encode_result(good), qos=1).wait_for_publish(5)
         assert wait_for(lambda: DbResultStore(db).count() == 1, 20)
         assert wait_for(lambda: w.stats.malformed_total == 2, 20)
-        with db.read() as conn:
-            kinds = sorted(r.kind for r in conn.execute(select(rejected.c.kind)))
-        assert kinds == ["device_mismatch", "not_json"]
+
+        def kinds() -> list[str]:
+            with db.read() as conn:
+                return sorted(r.kind for r in conn.execute(select(rejected.c.kind)))
+
+        # counted when read, written at the worker's next flush: wait for the rows, not for the count
+        assert wait_for(lambda: kinds() == ["device_mismatch", "not_json"], 20), kinds()
     finally:
         pub.loop_stop()
         w.stop()
