@@ -7,14 +7,13 @@ clean-start connection, QoS 1, retained; MQTT 5 tells us if the ACL refused it.
 
 from __future__ import annotations
 
-import threading
-from dataclasses import replace
 from typing import Any
 
 from ..config import Config
 from ..logs import get_logger
 from ..mqtt import payloads, topics
-from ..mqtt.link import LinkSettings, make_client
+from ..mqtt.link import LinkSettings
+from ..mqtt.oneshot import request
 
 log = get_logger(__name__)
 
@@ -26,40 +25,9 @@ def announce(config: Config, doc: dict[str, Any], *, timeout: float = 10.0) -> t
     if not config.mqtt.host:
         return False, "no broker configured (mqtt.host)"
     data = payloads.encode(doc, "announce")
-    settings = replace(LinkSettings.from_config(config.mqtt, ANNOUNCE_CLIENT_ID), session_expiry_s=0)
-    client = make_client(settings)
-    connected, published = threading.Event(), threading.Event()
-    outcome: dict[str, Any] = {}
-
-    def on_connect(c: Any, u: Any, flags: Any, reason: Any, props: Any) -> None:
-        outcome["connect"] = reason
-        connected.set()
-
-    def on_publish(c: Any, u: Any, mid: int, reason: Any, props: Any) -> None:
-        outcome["publish"] = reason
-        published.set()
-
-    client.on_connect, client.on_publish = on_connect, on_publish
-    try:
-        if settings.protocol == "mqtt5":
-            client.connect(settings.host, settings.port, settings.keepalive_s, clean_start=True)
-        else:
-            client.connect(settings.host, settings.port, settings.keepalive_s)
-        client.loop_start()
-        if not connected.wait(timeout) or getattr(outcome.get("connect"), "is_failure", True):
-            return False, f"broker refused or did not answer the connection ({outcome.get('connect')})"
-        client.publish(topics.GALLERY_ANNOUNCE, data, qos=1, retain=True)
-        if not published.wait(timeout):
-            return False, "no acknowledgement from the broker"
-        reason = outcome.get("publish")
-        if reason is not None and getattr(reason, "is_failure", False):
-            return False, f"broker refused the announcement ({reason}); check the ACL for edgeface-server"
-        log.info("server.gallery.announced", version=doc["gallery_version"], url=doc["url"])
-        return True, ""
-    except OSError as e:
-        return False, f"cannot reach the broker: {e}"
-    finally:
-        try:
-            client.disconnect()
-        finally:
-            client.loop_stop()
+    settings = LinkSettings.from_config(config.mqtt, ANNOUNCE_CLIENT_ID)
+    sent = request(settings, topics.GALLERY_ANNOUNCE, data, retain=True, timeout=timeout)
+    if not sent.ok:
+        return False, sent.why
+    log.info("server.gallery.announced", version=doc["gallery_version"], url=doc["url"])
+    return True, ""
