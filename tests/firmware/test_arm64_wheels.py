@@ -32,7 +32,7 @@ PYTHONS = ("3.10", "3.11", "3.13")
 PLATFORMS = ["manylinux2014_aarch64", *(f"manylinux_2_{v}_aarch64" for v in range(17, 29))]
 # The Pythons whose image the project builds (firmware/image: Raspberry Pi OS 12): firmware/wheels must
 # cover them. JetPack's 3.10 is built with SUITE=jammy (firmware/arm64/README.md), not here.
-IMAGE_PYTHONS = ("3.11",)
+IMAGE_PYTHONS = ("3.11", "3.13")
 
 
 def runtime_requirements(python: str) -> list[Requirement]:
