@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import random
 import re
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
+from werkzeug.serving import make_server
 
 from edgeface.config import Config, load_config
 from edgeface.server import audit, auth
@@ -21,6 +24,19 @@ from edgeface.testing.mqttload import sample_result
 PASSWORD = "correct horse battery staple"
 PUBLIC_URL = "https://central.example/edge"  # server.public_url of the test servers
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+
+
+@contextmanager
+def serve_in_thread(app: Any) -> Iterator[str]:
+    """The app over real HTTP on a loopback port, served by threads of this process (for the browser tests)."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    t = threading.Thread(target=server.serve_forever, daemon=True)
+    t.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        t.join(10)
 
 
 def server_config(tmp: Path, **sets: Any) -> Config:

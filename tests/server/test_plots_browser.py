@@ -5,18 +5,16 @@ name that would be markup if it were not escaped. Screenshots are kept under tes
 from __future__ import annotations
 
 import shutil
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from werkzeug.serving import make_server
 
 from edgeface.server.ingest import DbResultStore
 
-from .conftest import ARTIFACTS, PASSWORD
+from .conftest import ARTIFACTS, PASSWORD, serve_in_thread
 from .test_browser import CHROMIUM, CHROMIUM_ARGS
 from .test_plots import doc, seed
 
@@ -29,14 +27,8 @@ def served(app: Any, db: Any, users: Any) -> Iterator[str]:
         pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (.ci/run installs it)")
     seed(db, users["reviewer"].id, time.time())
     DbResultStore(db).add([doc(EVIL, [0.2]), doc(EVIL, [0.3])])
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    t = threading.Thread(target=server.serve_forever, daemon=True)
-    t.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        t.join(10)
+    with serve_in_thread(app) as url:
+        yield url
 
 
 def test_plots_page_in_a_browser(served: str) -> None:

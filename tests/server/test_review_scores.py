@@ -11,21 +11,19 @@ import io
 import json
 import random
 import re
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select
-from werkzeug.serving import make_server
 
 from edgeface.mqtt import payloads, topics
 from edgeface.server.ingest import DbResultStore
 from edgeface.server.tables import rejected, results
 from edgeface.testing.mqttload import sample_result, wait_for
 
-from .conftest import PASSWORD, Browser
+from .conftest import PASSWORD, Browser, serve_in_thread
 from .test_ingest import _publisher, _worker
 
 CHROMIUM = "/usr/bin/chromium"
@@ -159,11 +157,8 @@ def test_current_server_stores_results_with_and_without_the_new_fields(db: Any, 
 @pytest.fixture
 def live(app: Any, users: Any) -> Iterator[str]:
     """The app served over real HTTP (one thread), for the browser."""
-    srv = make_server("127.0.0.1", 0, app, threaded=True)
-    t = threading.Thread(target=srv.serve_forever, daemon=True)
-    t.start()
-    yield f"http://127.0.0.1:{srv.server_port}"
-    srv.shutdown()
+    with serve_in_thread(app) as url:
+        yield url
 
 
 def test_both_scores_in_a_real_browser(db: Any, live: str) -> None:

@@ -6,17 +6,15 @@ under tests/artifacts/server-search/."""
 from __future__ import annotations
 
 import shutil
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from werkzeug.serving import make_server
 
 from edgeface.gallery.signing import generate_keypair
 
-from .conftest import ARTIFACTS, PASSWORD, Browser
+from .conftest import ARTIFACTS, PASSWORD, Browser, serve_in_thread
 from .test_browser import CHROMIUM, CHROMIUM_ARGS
 from .test_gallery_admin import IMAGES, _enroll
 
@@ -29,14 +27,8 @@ def served(app: Any, config: Any, as_admin: Browser) -> Iterator[str]:
     for ident, photo in (("obama", "obama.jpg"), ("biden", "biden.jpg")):
         assert _enroll(as_admin, ident, IMAGES / photo).status_code == 200
     assert as_admin.post("/gallery/publish").status_code == 200
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    t = threading.Thread(target=server.serve_forever, daemon=True)
-    t.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        t.join(10)
+    with serve_in_thread(app) as url:
+        yield url
 
 
 def test_search_by_photo_in_a_browser(served: str) -> None:
