@@ -56,6 +56,21 @@ role_requests = Table(
     Index("role_requests_state", "state", "user_id"),
 )
 
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("token_hash", String(64), nullable=False),  # SHA-256 of the bearer token; the token is the secret
+    Column("name", String(100), nullable=False),
+    Column("roles", String(64), nullable=False),  # comma-separated narrowing of the user's roles ("" = all)
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float),
+    Column("last_used_at", Float),
+    Column("revoked_at", Float),
+    UniqueConstraint("token_hash", name="uq_api_tokens_token_hash"),
+)
+
 sessions = Table(
     "sessions",
     metadata,
@@ -137,6 +152,8 @@ identities = Table(
     Column("name", String(200), nullable=False),
     Column("created_at", Float, nullable=False),
     Column("created_by", String(64), nullable=False),
+    # enrolled; pending: a "new person" confirmed in review, with no enrolled image yet
+    Column("status", String(16), nullable=False, default="enrolled", server_default="enrolled"),
 )
 
 images = Table(
@@ -152,6 +169,7 @@ images = Table(
     Column("enrolled_at", Float, nullable=False),
     Column("status", String(16), nullable=False),  # enrolled, unchanged, refused, error
     Column("reasons", Text, nullable=False, default=""),
+    Column("result_id", String(36)),  # the confirmed result whose probe this image is (learning from review)
     Index("images_identity", "identity_id"),
 )
 
