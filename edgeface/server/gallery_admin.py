@@ -224,7 +224,7 @@ def enroll_view() -> Any:
         abort(e.status, str(e))
     created = store_uploads(svc.images_dir, uploads)
     try:
-        report = _enroll_stored(svc, ident, name, source, consent, uploads)
+        report = enroll_stored(svc, ident, name, source, consent, uploads)
     except BaseException:
         with svc.db.read() as conn:
             referenced = {
@@ -243,14 +243,25 @@ def enroll_view() -> Any:
     return render_template("enroll_report.html", ident=ident, report=report), 200
 
 
-def _enroll_stored(
-    svc: Any, ident: str, name: str, source: str, consent: str, uploads: list[Upload]
+def enroll_stored(
+    svc: Any,
+    ident: str,
+    name: str,
+    source: str,
+    consent: str,
+    uploads: list[Upload],
+    *,
+    actor: str | None = None,
+    result_id: str | None = None,
 ) -> list[dict[str, Any]]:
     """Enroll stored uploads into the workspace and record each image (with its audit entry) in one
-    database transaction; returns the report rows."""
+    database transaction; returns the report rows. ``actor`` defaults to the logged-in user; ``result_id``
+    names the confirmed result a probe came from (learning from review, see learning.py). An identity
+    with an accepted image is 'enrolled' (a 'pending' new person from review stops being pending)."""
     from ..gallery.enroll import EnrollItem, Workspace, enroll
 
-    items = [EnrollItem(ident, svc.images_dir / u.filename, consent, source, g.user.username, name) for u in uploads]
+    by = actor or g.user.username
+    items = [EnrollItem(ident, svc.images_dir / u.filename, consent, source, by, name) for u in uploads]
     with svc.engine_lock:
         engine = svc.engine()
         ws = Workspace(svc.workspace_dir)
@@ -268,7 +279,7 @@ def _enroll_stored(
     report: list[dict[str, Any]] = []
     with svc.db.write() as conn:
         if conn.execute(select(identities.c.id).where(identities.c.id == ident)).first() is None:
-            conn.execute(insert(identities).values(id=ident, name=name, created_at=now, created_by=g.user.username))
+            conn.execute(insert(identities).values(id=ident, name=name, created_at=now, created_by=by))
         else:
             conn.execute(update(identities).where(identities.c.id == ident).values(name=name))
         for u, res in zip(uploads, enroll_report.results, strict=True):
@@ -279,10 +290,11 @@ def _enroll_stored(
                     filename=u.filename,
                     source=source,
                     consent=consent,
-                    enrolled_by=g.user.username,
+                    enrolled_by=by,
                     enrolled_at=now,
                     status=res.status,
                     reasons="; ".join(res.reasons),
+                    result_id=result_id,
                 )
             )
             report.append(
@@ -296,7 +308,7 @@ def _enroll_stored(
             )
             audit.append(
                 conn,
-                g.user.username,
+                by,
                 "enroll.image",
                 ident,
                 {
@@ -306,8 +318,11 @@ def _enroll_stored(
                     "name": name,
                     "status": res.status,
                     "reasons": res.reasons,
+                    **({"result_id": result_id} if result_id else {}),
                 },
             )
+        if any(r["status"] in ("enrolled", "unchanged") for r in report):
+            conn.execute(update(identities).where(identities.c.id == ident).values(status="enrolled"))
     return report
 
 

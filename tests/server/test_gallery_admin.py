@@ -339,7 +339,7 @@ def test_a_failure_after_storing_removes_the_new_files(
     def broken(*a: Any, **kw: Any) -> Any:
         raise RuntimeError("database went away")
 
-    monkeypatch.setattr(gallery_admin, "_enroll_stored", broken)
+    monkeypatch.setattr(gallery_admin, "enroll_stored", broken)
     as_admin.app.testing = False  # answer 500 as in production instead of raising into the test
     r = _enroll(as_admin, "obama", IMAGES / "obama.jpg", IMAGES / "obama2.jpg")
     assert r.status_code == 500
