@@ -1,7 +1,7 @@
 """The review queue: each candidate match beside the enrolled images, a person's decision, export.
 
-A match is a lead. A reviewer confirms it (naming the candidate), rejects it, or marks it unknown, with
-a comment; every decision is a row in ``reviews`` and an audit entry, in one transaction. With
+A match is a lead. A reviewer confirms it (naming a candidate, any other identity or a new person: see
+:mod:`edgeface.server.review_identity`), rejects it, or marks it unknown, with a comment; every decision is a row in ``reviews`` and an audit entry, in one transaction. With
 ``server.two_person_rule`` a confirmation counts only when a second reviewer, another person (see
 :mod:`edgeface.server.people`: not the same owner, not created by or the creator of the first, not
 holding a password the first set), confirms the same identity (status ``awaiting_second`` until then);
@@ -22,11 +22,11 @@ from typing import Any
 from flask import Blueprint, Response, abort, g, redirect, render_template, request, send_file, url_for
 from sqlalchemy import Connection, and_, select, update
 
-from ..errors import EdgefaceError
-from . import audit, auth, people, review_chips, review_nav
+from . import audit, auth, people, review_chips, review_identity, review_nav
 from .access import access
 from .auth import User
 from .cases import case_tags
+from .review_identity import ReviewError
 from .review_query import PAGE, STATUSES, Filters, list_results
 from .scores import Scores, payload_docs
 from .services import services
@@ -35,10 +35,6 @@ from .tables import identities, images, results, reviews, users
 bp = Blueprint("review", __name__)
 
 VERDICTS = ("confirm", "reject", "unknown")
-
-
-class ReviewError(EdgefaceError):
-    """A decision cannot be recorded as asked (the message says why)."""
 
 
 def decide(
@@ -50,8 +46,11 @@ def decide(
     comment: str,
     *,
     two_person: bool,
+    new_person: str | None = None,
 ) -> str:
-    """Record a decision (in the caller's write transaction, with its audit entry); returns the new status."""
+    """Record a decision (in the caller's write transaction, with its audit entry); returns the new status.
+    A confirmation names ``identity_id`` (a candidate, the first by default, or any identity on this server)
+    or, with ``new_person`` (a name), a new identity pending enrollment created here."""
     if verdict not in VERDICTS:
         raise ReviewError(f"verdict must be one of {', '.join(VERDICTS)}")
     row = conn.execute(select(results).where(results.c.id == result_id).with_for_update()).first()
@@ -59,10 +58,11 @@ def decide(
         raise ReviewError(f"no result {result_id}")
     comment = (comment or "").strip()[:2000]
     candidates = [c["identity_id"] for c in json.loads(row.payload)["candidates"]]
+    match = None
     if verdict == "confirm":
-        identity_id = identity_id or (candidates[0] if candidates else None)
-        if identity_id not in candidates:
-            raise ReviewError("confirm one of the result's candidates")
+        identity_id, match = review_identity.confirmed_identity(
+            conn, result_id, candidates, identity_id or None, new_person, user.username
+        )
     else:
         identity_id = None
     status = {"reject": "rejected", "unknown": "unknown"}.get(verdict, "confirmed")
@@ -115,6 +115,7 @@ def decide(
             "device": row.device_id,
             "score": row.top_score,
             "two_person_rule": two_person,
+            **({"match": match, "candidates": candidates} if match else {}),
             "reviewer_owner": me.owner if me else None,
             "reviewer_created_by": _creator(conn, me.created_by) if me else None,
         },

@@ -50,7 +50,13 @@ def test_refusals_say_what_was_wrong(db: Any, users: Any) -> None:
         payload = json.loads(conn.execute(select(results.c.payload).where(results.c.id == d["id"])).scalar_one())
         payload["candidates"] = []
         conn.execute(update(results).where(results.c.id == d["id"]).values(payload=json.dumps(payload)))
-    with pytest.raises(ReviewError, match="^confirm one of the result's candidates$"), db.write() as conn:
+    with (
+        pytest.raises(
+            ReviewError,
+            match="^this result has no candidates: search for the identity to confirm, or confirm as a new person$",
+        ),
+        db.write() as conn,
+    ):
         decide(conn, d["id"], users["reviewer"], "confirm", None, "", two_person=False)
     assert _stored(db, d["id"]) == []
 
