@@ -44,11 +44,8 @@ def case_tags(docs: dict[str, dict[str, Any]]) -> dict[str, str]:
     return {rid: c["tag"] for rid, doc in docs.items() if (c := case_of(doc)) is not None}
 
 
-@bp.route("/cases")
-@access("reviewer")
-def index() -> Any:
+def list_cases(svc: Any) -> list[dict[str, Any]]:
     """Every case tag results carry: how many results, the newest capture, how many still to review."""
-    svc = services()
     expr = case_expr(svc.db.is_sqlite)
     pending = func.sum(sa_case((results.c.review_status == "pending", 1), else_=0))
     q = (
@@ -63,20 +60,14 @@ def index() -> Any:
     )
     with svc.db.read() as conn:
         rows = conn.execute(q.order_by(func.max(results.c.captured_at).desc())).all()
-    cases = [
+    return [
         {"tag": r.tag, "results": int(r.results), "pending": int(r.pending or 0), "last_captured": r.last_captured}
         for r in rows
     ]
-    if request.args.get("format") == "json":
-        return {"cases": cases}
-    return render_template("cases.html", cases=cases)
 
 
-@bp.route("/cases/<path:tag>")
-@access("reviewer")
-def detail(tag: str) -> Any:
-    """Every result of case ``tag``, newest capture first, with its decision, place and review status."""
-    svc = services()
+def case_results(svc: Any, tag: str) -> list[dict[str, Any]]:
+    """Every result of case ``tag`` (up to MAX_ROWS), newest capture first; 404 when none carries it."""
     if not tag or len(tag) > 128:
         abort(404)
     expr = case_expr(svc.db.is_sqlite)
@@ -121,6 +112,24 @@ def detail(tag: str) -> Any:
                 "frames_fused": Scores.of(doc).frames_fused,
             }
         )
+    return out
+
+
+@bp.route("/cases")
+@access("reviewer")
+def index() -> Any:
+    """Every case tag results carry: how many results, the newest capture, how many still to review."""
+    cases = list_cases(services())
+    if request.args.get("format") == "json":
+        return {"cases": cases}
+    return render_template("cases.html", cases=cases)
+
+
+@bp.route("/cases/<path:tag>")
+@access("reviewer")
+def detail(tag: str) -> Any:
+    """Every result of case ``tag``, newest capture first, with its decision, place and review status."""
+    out = case_results(services(), tag)
     if request.args.get("format") == "json":
         return {"case": tag, "results": out}
     return render_template("case.html", tag=tag, rows=out, limit=MAX_ROWS)

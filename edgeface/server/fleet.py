@@ -94,6 +94,21 @@ def device_rows(conn: Any) -> list[dict[str, Any]]:
     return out
 
 
+def latest_version(conn: Any) -> int | None:
+    """The newest published gallery version (None before the first publication)."""
+    v = conn.execute(select(func.max(publications.c.version))).scalar()
+    return None if v is None else int(v)
+
+
+def issue_credential(svc: Any, actor: str, device_id: str) -> str:
+    """A new bundle-download token for ``device_id`` (replacing an earlier one), audited; shown once.
+    Raises ConfigError for a device id that is not valid."""
+    with svc.db.write() as conn:
+        token = auth.issue_device_token(conn, device_id)
+        audit.append(conn, actor, "device.credential", device_id, {"issued_at": time.time()})
+    return token
+
+
 def last_command(conn: Any, device_id: str) -> str | None:
     """'lock #3: applied' for the unit's newest signed command, or None."""
     from .commands import history
@@ -121,9 +136,7 @@ def issue() -> Any:
     device_id = (request.form.get("device_id") or "").strip()
     svc = services()
     try:
-        with svc.db.write() as conn:
-            token = auth.issue_device_token(conn, device_id)
-            audit.append(conn, g.user.username, "device.credential", device_id, {"issued_at": time.time()})
+        token = issue_credential(svc, g.user.username, device_id)
     except ConfigError as e:
         abort(400, str(e))
     with svc.db.read() as conn:

@@ -199,13 +199,31 @@ def _fleet_embedders(config: Any) -> dict[str, Any]:
 @bp.route("/gallery/enroll", methods=["POST"])
 @access("admin")
 def enroll_view() -> Any:
+    files = [(f.filename or "", f.read()) for f in request.files.getlist("images") if f and f.filename]
+    try:
+        ident, report = enroll_files(
+            services(),
+            g.user.username,
+            request.form.get("identity") or "",
+            request.form.get("name") or "",
+            request.form.get("source") or "",
+            request.form.get("consent") or "",
+            files,
+        )
+    except UploadRefused as e:
+        abort(e.status, str(e))
+    return render_template("enroll_report.html", ident=ident, report=report), 200
 
-    svc = services()
-    ident = (request.form.get("identity") or "").strip()
-    name = (request.form.get("name") or "").strip()[:200] or ident
-    source = (request.form.get("source") or "").strip()[:500]
-    consent = (request.form.get("consent") or "").strip()[:500]
-    files = [f for f in request.files.getlist("images") if f and f.filename]
+
+def enroll_files(
+    svc: Any, actor: str, ident: str, name: str, source: str, consent: str, files: list[tuple[str, bytes]]
+) -> tuple[str, list[dict[str, Any]]]:
+    """Enroll uploaded files (name, bytes) for ``ident``, as the Gallery page and the API do: the form
+    checked, every file checked before any is stored, stored under its SHA-256, enrolled with provenance
+    (audited); the stored files removed again when enrolling fails. Returns the identity id and the
+    report rows; raises UploadRefused (400 for the form, 413/422 for the files)."""
+    ident, name = ident.strip(), name.strip()[:200] or ident.strip()
+    source, consent = source.strip()[:500], consent.strip()[:500]
     problems = []
     if not IDENTITY_ID.match(ident):
         problems.append("identity id: 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit")
@@ -216,15 +234,15 @@ def enroll_view() -> Any:
     if not files:
         problems.append("choose at least one image")
     if problems:
-        abort(400, "; ".join(problems))
+        raise UploadRefused("; ".join(problems), 400)
     try:
-        uploads = inspect_uploads([(f.filename or "", f.read()) for f in files], svc.config.image)
+        uploads = inspect_uploads(files, svc.config.image)
     except UploadRefused as e:
         log.warning("server.enroll_refused", identity=ident, status=e.status, why=str(e))
-        abort(e.status, str(e))
+        raise
     created = store_uploads(svc.images_dir, uploads)
     try:
-        report = enroll_stored(svc, ident, name, source, consent, uploads)
+        report = enroll_stored(svc, ident, name, source, consent, uploads, actor=actor)
     except BaseException:
         with svc.db.read() as conn:
             referenced = {
@@ -240,7 +258,7 @@ def enroll_view() -> Any:
         images=len(report),
         enrolled=sum(r["status"] in ("enrolled", "unchanged") for r in report),
     )
-    return render_template("enroll_report.html", ident=ident, report=report), 200
+    return ident, report
 
 
 def enroll_stored(

@@ -174,36 +174,23 @@ def _names(ids: list[str]) -> dict[str, str]:
         return dict(conn.execute(select(identities.c.id, identities.c.name).where(identities.c.id.in_(ids))).all())
 
 
-@bp.route("/search", methods=["GET", "POST"])
-@access("reviewer", "admin")
-def search() -> Any:
-    if request.method == "GET":
-        return render_template("search.html", outcome=None)
-    svc = services()
-    rid = (request.form.get("result") or "").strip()[:64]
-    f = request.files.get("photo")
+def search_audited(svc: Services, actor: str, rid: str, upload: Any) -> SearchOutcome:
+    """A search as a reviewer asks for it (the page and the API): with stored result ``rid``'s face crop,
+    else the uploaded file ``upload``; its size and pixels checked before decoding; audited. Raises
+    UploadRefused, GalleryError (nothing published) or EdgefaceError (a photo that cannot be read)."""
+    from .gallery_admin import inspect_uploads
+
     if rid:
         data, name = _result_crop(rid), f"result {rid}"
-    elif f is not None and f.filename:
-        data, name = f.read(), f.filename
     else:
-        abort(400, "choose a photo to search with, or give a result id")
-    from .gallery_admin import UploadRefused, inspect_uploads
-
-    try:
-        inspect_uploads([(name, data)], svc.config.image)  # size and pixel limits before decoding
-        outcome = search_photo(svc, data)
-    except UploadRefused as e:
-        abort(e.status, str(e))
-    except GalleryError as e:
-        abort(409, str(e))
-    except EdgefaceError as e:
-        abort(422, str(e))
+        data, name = upload.read(), upload.filename
+    inspect_uploads([(name, data)], svc.config.image)  # size and pixel limits before decoding
+    outcome = search_photo(svc, data)
     shown = [[(c["identity"], round(c["score"], 4)) for c in face.candidates] for face in outcome.faces]
     with svc.db.write() as conn:
         audit.append(
             conn,
-            g.user.username,
+            actor,
             "search.photo",
             outcome.sha256,
             {
@@ -215,6 +202,28 @@ def search() -> Any:
                 "candidates": shown,
             },
         )
-    log.info("server.photo_search", user=g.user.username, faces=len(outcome.faces), gallery=outcome.gallery_version)
+    log.info("server.photo_search", user=actor, faces=len(outcome.faces), gallery=outcome.gallery_version)
+    return outcome
+
+
+@bp.route("/search", methods=["GET", "POST"])
+@access("reviewer", "admin")
+def search() -> Any:
+    if request.method == "GET":
+        return render_template("search.html", outcome=None)
+    rid = (request.form.get("result") or "").strip()[:64]
+    f = request.files.get("photo")
+    if not rid and (f is None or not f.filename):
+        abort(400, "choose a photo to search with, or give a result id")
+    from .gallery_admin import UploadRefused
+
+    try:
+        outcome = search_audited(services(), g.user.username, rid, f)
+    except UploadRefused as e:
+        abort(e.status, str(e))
+    except GalleryError as e:
+        abort(409, str(e))
+    except EdgefaceError as e:
+        abort(422, str(e))
     names = _names([c["identity"] for face in outcome.faces for c in face.candidates])
     return render_template("search.html", outcome=outcome, names=names)
