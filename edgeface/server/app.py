@@ -52,6 +52,9 @@ def create_app(config: Config, *, db: Database | None = None, migrate: bool = Tr
 
     for bp in (review.bp, cases.bp, gallery_admin.bp, fleet.bp, accounts.bp, plots.bp, photo_search.bp):
         app.register_blueprint(bp)
+    from . import learn_pages  # learning from review (administrators)
+
+    app.register_blueprint(learn_pages.bp)
     app.before_request(_guard)
     app.after_request(_headers)
     app.context_processor(

@@ -22,11 +22,11 @@ from typing import Any
 from flask import Blueprint, Response, abort, g, redirect, render_template, request, send_file, url_for
 from sqlalchemy import Connection, and_, select, update
 
-from . import audit, auth, people, review_chips, review_identity, review_nav
+from . import audit, auth, confirmations, people, review_chips, review_identity, review_nav
 from .access import access
 from .auth import User
 from .cases import case_tags
-from .review_identity import ReviewError
+from .review_identity import NEW_PERSON, ReviewError
 from .review_query import PAGE, STATUSES, Filters, list_results
 from .scores import Scores, payload_docs
 from .services import services
@@ -195,6 +195,9 @@ def detail(rid: str) -> Any:
         doc = json.loads(row.payload)
         ids = _candidates(row.payload)
         names = dict(conn.execute(select(identities.c.id, identities.c.name).where(identities.c.id.in_(ids))).all())
+        others = review_identity.other_choices(conn, rid, ids, request.args.get("who", ""))
+        confirmed = confirmations.confirmation_of(conn, rid)
+        learnt = confirmations.learnt_images(conn, [rid]).get(rid)
         imgs = shown_images(conn, ids)
         nav = review_nav.neighbours(conn, rid)
         history = conn.execute(
@@ -227,6 +230,10 @@ def detail(rid: str) -> Any:
         error=request.args.get("error"),
         nav=nav,
         decided=request.args.get("decided", "")[:64],
+        others=others,
+        new_person=NEW_PERSON,
+        confirmed=confirmed,
+        learnt=learnt,
     )
 
 
@@ -293,6 +300,7 @@ def send_image(path: Path) -> Any:
 @access("reviewer")
 def decide_view(rid: str) -> Any:
     svc = services()
+    ident = request.form.get("identity") or None
     try:
         with svc.db.write() as conn:
             decide(
@@ -300,9 +308,10 @@ def decide_view(rid: str) -> Any:
                 rid,
                 g.user,
                 request.form.get("verdict", ""),
-                request.form.get("identity") or None,
+                None if ident == NEW_PERSON else ident,
                 request.form.get("comment", ""),
                 two_person=svc.config.server.two_person_rule,
+                new_person=request.form.get("new_person", "") if ident == NEW_PERSON else None,
             )
     except ReviewError as e:
         return redirect(url_for("review.detail", rid=rid, error=str(e)))

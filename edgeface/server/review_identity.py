@@ -20,7 +20,7 @@ from sqlalchemy import Connection, and_, func, insert, or_, select
 
 from ..errors import EdgefaceError
 from . import audit
-from .tables import identities, images
+from .tables import identities, images, reviews
 
 NEW_PERSON = "+new"  # the review form's identity value for "a new person" (never a valid identity id)
 SHOWN_STATUSES = ("enrolled", "unchanged")  # an image that counts as enrolled
@@ -118,3 +118,35 @@ def confirmed_identity(
             "the search finds, or a new person"
         )
     return identity_id, "non_candidate"
+
+
+@dataclass(frozen=True)
+class OtherChoices:
+    """The review form's identities beyond the candidates: those earlier reviewers of this result confirmed
+    (so a second reviewer can agree with a non-candidate or a new person) and those the search found."""
+
+    proposed: list[IdentityHit]
+    found: list[IdentityHit]
+    query: str
+
+
+def other_choices(conn: Connection, result_id: str, candidates: list[str], query: str) -> OtherChoices:
+    """See :class:`OtherChoices`; an empty ``query`` searches nothing."""
+    earlier = list(
+        dict.fromkeys(
+            conn.execute(
+                select(reviews.c.identity_id)
+                .where(reviews.c.result_id == result_id, reviews.c.verdict == "confirm")
+                .order_by(reviews.c.id)
+            ).scalars()
+        )
+    )
+    seen = set(candidates)
+    proposed = []
+    for ident in earlier:
+        if ident and ident not in seen:
+            seen.add(ident)
+            proposed += [h for h in search_identities(conn, ident, limit=100) if h.id == ident]
+    query = " ".join(query.split())[:200]
+    found = [h for h in search_identities(conn, query) if h.id not in seen] if query else []
+    return OtherChoices(proposed, found, query)
