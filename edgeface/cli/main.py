@@ -80,6 +80,7 @@ def _register() -> None:
     from . import doctor as doctor_cli
     from . import unit as unit_cli
     from .bench import bench
+    from .server_tokens import token_group
 
     for command in (
         detect.detect_cmd,
@@ -101,6 +102,7 @@ def _register() -> None:
         bench,
     ):
         cli.add_command(command)
+    server.server_group.add_command(token_group)
 
 
 _register()

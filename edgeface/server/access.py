@@ -5,6 +5,8 @@ request to a view without a declaration, so a new route is closed until someone 
     @access("admin")
     @access(PUBLIC)                anyone (the login page, static files, the health check)
     @access(DEVICE)                a field unit with its own credentials (HTTP Basic), never a user session
+    @access(API, "reviewer")       the JSON API: a user's bearer token holding the role, never a session
+                                   cookie (so no CSRF token either); errors answer JSON
 """
 
 from __future__ import annotations
@@ -17,13 +19,14 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 PUBLIC = "public"
 DEVICE = "device"
+API = "api"
 ROLES = ("reviewer", "admin")
 ATTR = "_edgeface_access"
 
 
 @dataclass(frozen=True)
 class Access:
-    kind: str  # "public", "device" or "user"
+    kind: str  # "public", "device", "user" or "api"
     roles: frozenset[str] = frozenset()
 
 
@@ -33,10 +36,11 @@ def access(*who: str) -> Callable[[F], F]:
     if who in ((PUBLIC,), (DEVICE,)):
         rule = Access(who[0])
     else:
-        unknown = set(who) - set(ROLES)
-        if unknown:
-            raise ValueError(f"unknown role(s) {sorted(unknown)}; roles are {ROLES}")
-        rule = Access("user", frozenset(who))
+        kind, roles = (API, who[1:]) if who[0] == API else ("user", who)
+        unknown = set(roles) - set(ROLES)
+        if unknown or not roles:
+            raise ValueError(f"unknown role(s) {sorted(unknown) or '(none)'}; roles are {ROLES}")
+        rule = Access(kind, frozenset(roles))
 
     def mark(view: F) -> F:
         setattr(view, ATTR, rule)

@@ -6,12 +6,13 @@ Added roles wait for a second administrator's approval (:mod:`edgeface.server.pe
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from flask import Blueprint, abort, g, redirect, render_template, request, url_for
 from sqlalchemy import select
 
-from . import audit, auth, people
+from . import api_tokens, audit, auth, people
 from .access import ROLES, access
 from .services import services
 from .tables import users
@@ -163,21 +164,87 @@ def _decide(request_id: int, approve: bool) -> Any:
 @bp.route("/account")
 @access("reviewer", "admin")
 def own() -> Any:
-    creator, setter = users.alias("creator"), users.alias("setter")
     with services().db.read() as conn:
-        me = conn.execute(
-            select(
-                users.c.username,
-                users.c.roles,
-                users.c.owner,
-                creator.c.username.label("created_by_name"),
-                setter.c.username.label("password_set_by_name"),
+        me = _me(conn)
+    return _own_page(me)
+
+
+def _me(conn: Any) -> Any:
+    creator, setter = users.alias("creator"), users.alias("setter")
+    return conn.execute(
+        select(
+            users.c.username,
+            users.c.roles,
+            users.c.owner,
+            creator.c.username.label("created_by_name"),
+            setter.c.username.label("password_set_by_name"),
+        )
+        .outerjoin(creator, creator.c.id == users.c.created_by)
+        .outerjoin(setter, setter.c.id == users.c.password_set_by)
+        .where(users.c.id == g.user.id)
+    ).one()
+
+
+def _own_page(me: Any, new_token: str | None = None, status: int = 200) -> Any:
+    with services().db.read() as conn:
+        tokens = api_tokens.list_tokens(conn, g.user.id)
+    return (
+        render_template(
+            "account.html",
+            me=me,
+            error=request.args.get("error"),
+            tokens=tokens,
+            new_token=new_token,
+            roles=sorted(g.user.roles),
+            now=time.time(),
+        ),
+        status,
+    )
+
+
+@bp.route("/account/tokens", methods=["POST"])
+@access("reviewer", "admin")
+def own_token() -> Any:
+    """A new API token for oneself, shown once on the page that answers (only its hash is kept); audited.
+    Roles: the ones ticked (none ticked: all of the account's); expiry: in days, empty for none."""
+    days = (request.form.get("expires_days") or "").strip()
+    try:
+        if days and not days.isdigit():
+            raise auth.AccountError("expiry is a whole number of days (empty: no expiry)")
+        with services().db.write() as conn:
+            info, secret = api_tokens.create_token(
+                conn,
+                g.user,
+                request.form.get("name", ""),
+                request.form.getlist("roles"),
+                int(days) * 86400 if days else None,
             )
-            .outerjoin(creator, creator.c.id == users.c.created_by)
-            .outerjoin(setter, setter.c.id == users.c.password_set_by)
-            .where(users.c.id == g.user.id)
-        ).one()
-    return render_template("account.html", me=me, error=request.args.get("error"))
+            audit.append(
+                conn,
+                g.user.username,
+                "api_token.create",
+                g.user.username,
+                {"token_id": info.id, "name": info.name, "roles": info.roles or "all", "expires_at": info.expires_at},
+            )
+    except auth.AccountError as e:
+        return redirect(url_for("accounts.own", error=str(e)))
+    with services().db.read() as conn:
+        me = _me(conn)
+    return _own_page(me, new_token=secret, status=201)
+
+
+@bp.route("/account/tokens/<int:token_id>/revoke", methods=["POST"])
+@access("reviewer", "admin")
+def own_token_revoke(token_id: int) -> Any:
+    """Revoke one of one's own API tokens (it stops at once); audited."""
+    with services().db.write() as conn:
+        info = api_tokens.revoke_token(conn, token_id, g.user.id)
+        if info is None:
+            abort(404, "you have no such token")
+        audit.append(
+            conn, g.user.username, "api_token.revoke", g.user.username, {"token_id": token_id, "name": info.name}
+        )
+    return redirect(url_for("accounts.own"))
 
 
 @bp.route("/account/password", methods=["POST"])

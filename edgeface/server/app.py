@@ -18,9 +18,9 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from ..config import Config
 from ..logs import get_logger
-from . import audit, auth
+from . import api_guard, audit, auth
 from . import metrics as server_metrics
-from .access import DEVICE, PUBLIC, access, rule_of
+from .access import API, DEVICE, PUBLIC, access, rule_of
 from .db import Database
 from .services import Services, services
 
@@ -48,13 +48,15 @@ def create_app(config: Config, *, db: Database | None = None, migrate: bool = Tr
         # Flask documents replacing wsgi_app to add middleware; mypy sees a method being reassigned.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
 
-    from . import accounts, cases, fleet, gallery_admin, photo_search, plots, review
+    from . import accounts, api_v1, api_v1_gallery, cases, fleet, gallery_admin, photo_search, plots, review
 
     for bp in (review.bp, cases.bp, gallery_admin.bp, fleet.bp, accounts.bp, plots.bp, photo_search.bp):
         app.register_blueprint(bp)
     from . import learn_pages  # learning from review (administrators)
 
     app.register_blueprint(learn_pages.bp)
+    app.register_blueprint(api_v1.bp)
+    app.register_blueprint(api_v1_gallery.bp)
     app.before_request(_guard)
     app.after_request(_headers)
     app.context_processor(
@@ -101,6 +103,8 @@ def _guard() -> Any:
         abort(500)
     svc = services()
     g.user = g.session = g.device = None
+    if rule.kind == API:  # bearer tokens only, JSON errors: never a session cookie, so no CSRF token
+        return api_guard.guard(rule)
     if rule.kind == PUBLIC:
         g.pre_csrf = request.cookies.get(PRE_COOKIE) or secrets.token_urlsafe(32)
         if request.method not in SAFE_METHODS and not auth.csrf_ok(request.cookies.get(PRE_COOKIE), submitted_csrf()):
@@ -179,6 +183,8 @@ def _headers(resp: Response) -> Response:
 
 
 def _error(e: Any) -> Any:
+    if api_guard.is_api_request():
+        return api_guard.api_error(e)
     code = getattr(e, "code", 500) or 500
     text = getattr(e, "description", "") or "error"
     if code == 401 and request.accept_mimetypes.accept_html:

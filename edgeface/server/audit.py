@@ -45,6 +45,8 @@ ACTIONS = (
     "user.role_request",
     "user.role_approve",
     "user.role_refuse",
+    "api_token.create",  # a user's own API token (its id, name, roles, expiry; never the token)
+    "api_token.revoke",
     "review.confirm",
     "review.reject",
     "review.unknown",

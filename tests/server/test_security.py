@@ -14,7 +14,7 @@ from sqlalchemy import text
 
 from edgeface.cli.main import cli
 from edgeface.server import audit, auth
-from edgeface.server.access import DEVICE, PUBLIC, rule_of
+from edgeface.server.access import API, DEVICE, PUBLIC, rule_of
 
 from .conftest import PASSWORD, Browser, csrf_of
 
@@ -45,7 +45,8 @@ def test_every_route_declares_who_may_call_it(app: Any) -> None:
     missing = [(e, m) for e, m, _, acc in found if acc is None]
     assert not missing, f"routes without @access: {missing}"
     public = {e for e, _, _, acc in found if acc.kind == PUBLIC}
-    assert public == {"login", "healthz", "static", "metrics"}, public  # metrics: its bearer token (test_metrics.py)
+    # metrics: its bearer token (test_metrics.py); the API's description (test_api.py)
+    assert public == {"login", "healthz", "static", "metrics", "api.openapi_document"}, public
 
 
 def test_a_route_without_declaration_is_refused(config: Any, db: Any, users: Any) -> None:
@@ -105,7 +106,7 @@ def test_device_credentials_do_not_open_user_routes(app: Any, db: Any) -> None:
     basic = {"Authorization": "Basic " + base64.b64encode(f"unit-a:{token}".encode()).decode()}
     client = app.test_client()
     for endpoint, method, url, acc in routes(app):
-        if acc.kind == "user":
+        if acc.kind in ("user", API):
             r = call(client, method, url, headers=basic)
             assert r.status_code == 401, (endpoint, method, r.status_code)
 
@@ -117,7 +118,7 @@ def test_user_session_does_not_open_the_device_route(as_admin: Browser) -> None:
 def test_csrf_token_required_on_every_state_change(app: Any, as_reviewer: Browser, as_admin: Browser) -> None:
     checked = 0
     for endpoint, method, url, acc in routes(app):
-        if method == "GET" or acc.kind == DEVICE:
+        if method == "GET" or acc.kind in (DEVICE, API):  # API: bearer tokens, never cookies (test_api.py)
             continue
         if acc.kind == PUBLIC:  # the login form: double-submit cookie
             assert (
