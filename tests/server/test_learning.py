@@ -26,7 +26,7 @@ from edgeface.server.review_identity import NEW_PERSON, search_identities
 from edgeface.server.tables import identities, images, results, reviews
 from edgeface.testing.mqttload import sample_result
 
-from .conftest import Browser
+from .conftest import Browser, make_user
 from .test_gallery_admin import IMAGES, _enroll
 
 
@@ -277,3 +277,16 @@ def test_reviewer_page_offers_earlier_non_candidate_confirmations(db: Any, users
         r'<label class="other proposed"><input type="radio" name="identity" value="(lee-smith-[0-9a-f]{6})"', page
     )
     assert m and "a new person, pending enrollment" in page
+
+
+def test_a_user_with_both_roles_adds_from_the_review_page(app: Any, db: Any, users: Any, obama: None) -> None:
+    make_user(db, "max", "reviewer", "admin")
+    b = Browser(app)
+    assert b.login("max").status_code == 302
+    d = _result(db, "obama2.jpg")
+    _confirm(db, users, d["id"], "obama")
+    page = b.get(f"/review/{d['id']}").get_data(as_text=True)
+    assert 'id="learn-form"' in page and "Add this probe to obama's gallery images" in page
+    assert b.post(f"/gallery/learn/{d['id']}", {"consent": "public domain portrait"}).status_code == 200
+    page = b.get(f"/review/{d['id']}").get_data(as_text=True)
+    assert 'id="learnt"' in page and 'id="learn-form"' not in page

@@ -44,6 +44,10 @@
       if (box) { box.checked = !box.checked; }
     }
   }
+  var newName = document.getElementById("new-person-name"); // typing a new person's name chooses "new person"
+  if (newName) {
+    newName.addEventListener("input", function () { document.getElementById("new-person-choice").checked = true; });
+  }
   document.addEventListener("keydown", function (e) {
     if (e.altKey || e.ctrlKey || e.metaKey) { return; }
     if (typing(e.target)) {
