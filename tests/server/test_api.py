@@ -164,6 +164,17 @@ def test_refused_tokens_and_cookies_everywhere(app: Any, db: Any, users: Any, as
         assert r.status_code == 401, (key, "session cookie", r.status_code)
 
 
+def test_a_token_does_not_open_the_pages(app: Any, tokens: dict[str, str]) -> None:
+    """Bearer tokens are for /api/ only: a page's route ignores them (no session, so the login)."""
+    client = app.test_client()
+    for url in ("/review", "/gallery", "/account", "/audit"):
+        for token in tokens.values():
+            r = client.get(url, headers={"Authorization": f"Bearer {token}", "Accept": "text/html"})
+            assert r.status_code == 302 and r.headers["Location"].startswith("/login"), (url, r.status_code)
+    r = client.post("/account/tokens", data={"name": "x"}, headers={"Authorization": f"Bearer {tokens['admin']}"})
+    assert r.status_code == 401
+
+
 def test_a_token_holds_its_users_roles_now_narrowed_by_its_own(app: Any, db: Any) -> None:
     both, rey = make_user(db, "bo", "reviewer", "admin"), make_user(db, "rey", "reviewer")
     with db.write() as conn:
