@@ -164,6 +164,53 @@ def test_refused_tokens_and_cookies_everywhere(app: Any, db: Any, users: Any, as
         assert r.status_code == 401, (key, "session cookie", r.status_code)
 
 
+def test_confirm_as_a_new_person(app: Any, db: Any, tokens: dict[str, str]) -> None:
+    """A reviewer names someone the gallery does not hold: an identity pending enrollment, found after."""
+    import random
+
+    (doc,) = [sample_result("unit-a", random.Random(3), match_share=1.0)]
+    DbResultStore(db).add([doc])
+    client, key = app.test_client(), "POST /api/v1/results/{rid}/decisions"
+    r = call(
+        client,
+        key,
+        f"/api/v1/results/{doc['id']}/decisions",
+        tokens["reviewer"],
+        json={"verdict": "confirm", "new_person": "Jo Doe"},
+    )
+    out = check(r, key)
+    assert r.status_code == 201 and out["status"] == "confirmed" and out["identity"].startswith("jo-doe-")
+    assert out["next_pending"] is None  # nothing else waits
+    found = check(
+        call(client, "GET /api/v1/identities", "/api/v1/identities?q=jo%20doe", tokens["admin"]),
+        "GET /api/v1/identities",
+    )
+    assert found["identities"] == [{"id": out["identity"], "name": "Jo Doe", "status": "pending", "images": 0}]
+    wrong = call(
+        client,
+        key,
+        f"/api/v1/results/{doc['id']}/decisions",
+        tokens["reviewer"],
+        json={"verdict": "confirm", "identity": 7},
+    )
+    assert wrong.status_code == 400 and check(wrong, key)["error"] == "bad_request"
+    missing = call(client, key, "/api/v1/results/nope/decisions", tokens["reviewer"], json={"verdict": "reject"})
+    assert missing.status_code == 404
+    check(missing, key)
+
+
+def test_errors_under_the_api_are_json(app: Any, tokens: dict[str, str]) -> None:
+    """Routing's own refusals too: no such route, a method the route lacks, a body over the upload limit."""
+    client = app.test_client()
+    for method, url, status in (("GET", "/api/v1/nothing", 404), ("GET", "/api/v1/publish", 405)):
+        r = client.open(url, method=method, headers={"Authorization": f"Bearer {tokens['admin']}"})
+        assert r.status_code == status and r.mimetype == "application/json", (url, r.status_code)
+        assert set(r.get_json()) == {"error", "detail"}
+    big = b"x" * (app.config["MAX_CONTENT_LENGTH"] + 1)
+    r = client.post("/api/v1/search", data=big, headers={"Authorization": f"Bearer {tokens['reviewer']}"})
+    assert r.status_code == 413 and check(r, "POST /api/v1/search")["error"] == "request_entity_too_large"
+
+
 def test_a_token_does_not_open_the_pages(app: Any, tokens: dict[str, str]) -> None:
     """Bearer tokens are for /api/ only: a page's route ignores them (no session, so the login)."""
     client = app.test_client()
