@@ -209,8 +209,8 @@ def own_token() -> Any:
     Roles: the ones ticked (none ticked: all of the account's); expiry: in days, empty for none."""
     days = (request.form.get("expires_days") or "").strip()
     try:
-        if days and not days.isdigit():
-            raise auth.AccountError("expiry is a whole number of days (empty: no expiry)")
+        if days and (not days.isdigit() or len(days) > 5):
+            raise auth.AccountError("expiry is a whole number of days, 1 to 3650 (empty: no expiry)")
         with services().db.write() as conn:
             info, secret = api_tokens.create_token(
                 conn,

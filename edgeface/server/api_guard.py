@@ -42,9 +42,10 @@ def error_response(code: int, detail: str, headers: dict[str, str] | None = None
     return resp
 
 
-def _unauthorized(detail: str, why: str) -> Response:
+def _unauthorized(detail: str, *, invalid: bool) -> Response:
+    """401 with the Bearer challenge (RFC 6750: ``error="invalid_token"`` when a token was sent)."""
     return error_response(
-        401, detail, {"WWW-Authenticate": f'{CHALLENGE}, error="invalid_token"' if why else CHALLENGE}
+        401, detail, {"WWW-Authenticate": f'{CHALLENGE}, error="invalid_token"' if invalid else CHALLENGE}
     )
 
 
@@ -59,7 +60,7 @@ def guard(rule: Access) -> Response | None:
         return _unauthorized(
             "an API token is required: send 'Authorization: Bearer <token>' (create a token on your account "
             "page, /account; a session cookie does not open the API)",
-            "",
+            invalid=False,
         )
     with svc.db.read() as conn:
         limited = api_tokens.too_many_failures(conn, ip, max_ip=cfg.login_max_failures_ip, window_s=cfg.login_window_s)
@@ -77,7 +78,7 @@ def guard(rule: Access) -> Response | None:
         log.warning("server.api_auth_failed", ip=ip, path=request.path[:200])
         return _unauthorized(
             "the token is unknown, revoked or expired, or its user is deactivated: create a new one on /account",
-            "invalid_token",
+            invalid=True,
         )
     g.user, g.session, g.device, g.api_token = bearer.user, None, None, bearer.token_id
     if not bearer.user.has(*rule.roles):

@@ -24,6 +24,7 @@ from .tables import api_tokens, login_failures, users
 PREFIX = "efk_"
 FAILURE_NAME = "(api token)"  # the user name failed token attempts are recorded under
 MAX_NAME = 100
+MAX_LIFETIME_S = 10 * 365 * 86400.0  # a longer-lived token is one nobody remembers to revoke: none at all
 
 
 @dataclass(frozen=True)
@@ -64,8 +65,8 @@ def create_token(
         )
     if not user.roles:
         raise AccountError("an account without a role cannot have API tokens: a role must be approved first")
-    if expires_in_s is not None and expires_in_s <= 0:
-        raise AccountError("a token's lifetime must be positive (or none, for no expiry)")
+    if expires_in_s is not None and not 0 < expires_in_s <= MAX_LIFETIME_S:
+        raise AccountError("a token's lifetime is 1 day to 10 years (or none, for no expiry)")
     secret = PREFIX + secrets.token_urlsafe(32)
     now = time.time()
     expires = None if expires_in_s is None else now + expires_in_s
@@ -110,12 +111,14 @@ def list_tokens(conn: Connection, user_id: int | None = None) -> list[TokenInfo]
 def revoke_token(conn: Connection, token_id: int, user_id: int | None = None) -> TokenInfo | None:
     """Revoke one token (``user_id``: only if it is that user's); the token as it was, or None when there is
     no such token (of that user). Revoking twice keeps the first time."""
-    found = [t for t in list_tokens(conn, user_id) if t.id == token_id]
-    if not found:
+    q = select(api_tokens, users.c.username).join(users, users.c.id == api_tokens.c.user_id)
+    q = q.where(api_tokens.c.id == token_id)
+    row = conn.execute(q if user_id is None else q.where(api_tokens.c.user_id == user_id)).first()
+    if row is None:
         return None
-    if found[0].revoked_at is None:
+    if row.revoked_at is None:
         conn.execute(update(api_tokens).where(api_tokens.c.id == token_id).values(revoked_at=time.time()))
-    return found[0]
+    return _info(row)
 
 
 @dataclass(frozen=True)

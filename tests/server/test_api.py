@@ -551,6 +551,9 @@ def test_account_page_creates_shows_once_and_revokes_tokens(app: Any, db: Any, a
     asked = as_reviewer.post("/account/tokens", {"name": "too much", "roles": "admin"})
     assert asked.status_code == 302 and "only+roles+its+user+holds" in asked.headers["Location"]
     assert as_reviewer.client.post("/account/tokens", data={"name": "no csrf"}).status_code == 403
+    for days in ("0", "99999", "1.5"):
+        bad = as_reviewer.post("/account/tokens", {"name": "odd expiry", "expires_days": days})
+        assert bad.status_code == 302 and "error=" in bad.headers["Location"], days
 
     assert as_reviewer.post(f"/account/tokens/{row.id}/revoke").status_code == 302
     assert call(client, "GET /api/v1/results", "/api/v1/results", token).status_code == 401
