@@ -19,6 +19,7 @@ from sqlalchemy import insert, select
 from edgeface.gallery.signing import generate_keypair
 from edgeface.mqtt import payloads
 from edgeface.server import audit
+from edgeface.server.db import Database
 from edgeface.server.ingest import DbResultStore
 from edgeface.server.learning import LearnRefused, add_probe_to_gallery
 from edgeface.server.review import ReviewError, decide
@@ -28,6 +29,7 @@ from edgeface.testing.mqttload import sample_result
 
 from .conftest import Browser, make_user
 from .test_gallery_admin import IMAGES, _enroll
+from .test_migrations import postgres  # noqa: F401  (the module's PostgreSQL cluster fixture)
 
 
 def _result(db: Any, photo: str | Path | None = "obama2.jpg", seed: int = 7) -> dict[str, Any]:
@@ -290,3 +292,31 @@ def test_a_user_with_both_roles_adds_from_the_review_page(app: Any, db: Any, use
     assert b.post(f"/gallery/learn/{d['id']}", {"consent": "public domain portrait"}).status_code == 200
     page = b.get(f"/review/{d['id']}").get_data(as_text=True)
     assert 'id="learnt"' in page and 'id="learn-form"' not in page
+
+
+def test_search_and_non_candidate_confirmations_on_postgresql(postgres: str) -> None:  # noqa: F811
+    """The case-folded LIKE with its escape, the group by, the two-person rule for a non-candidate and a new
+    person's identity behave on PostgreSQL as on SQLite."""
+    pg = Database(postgres)
+    pg.migrate()
+    try:
+        rita, rob = make_user(pg, "rita-pg", "reviewer"), make_user(pg, "rob-pg", "reviewer")
+        _identity(pg, "obama", "Barack Obama")
+        _identity(pg, "under_score", "Kim 100%", status="pending")
+        d = _result(pg, None, seed=11)
+        with pg.read() as conn:
+            assert [h.id for h in search_identities(conn, "OBAM")] == ["obama"]
+            assert [h.id for h in search_identities(conn, "100%")] == ["under_score"]
+            assert [h.id for h in search_identities(conn, "o_a")] == []  # "_" is a character here: obama does not match
+        with pg.write() as conn:
+            assert decide(conn, d["id"], rita, "confirm", "obama", "", two_person=True) == "awaiting_second"
+            assert decide(conn, d["id"], rob, "confirm", "obama", "", two_person=True) == "confirmed"
+        with pg.write() as conn:  # another identity: the count starts again
+            assert (
+                decide(conn, d["id"], rob, "confirm", None, "", two_person=True, new_person="Pat") == "awaiting_second"
+            )
+        with pg.read() as conn:
+            pat = conn.execute(select(identities.c.status).where(identities.c.name == "Pat")).scalar_one()
+        assert pat == "pending"
+    finally:
+        pg.dispose()
