@@ -42,15 +42,12 @@ def op(
     media: str | None = None,
 ) -> dict[str, Any]:
     """One operation: its roles (``x-edgeface-roles``), parameters, body and every documented response."""
-    tag = "results" if summary.lower().startswith(("result", "decision", "pending", "the face crop")) else None
     out: dict[str, Any] = {
         "summary": summary,
         "x-edgeface-roles": list(roles),
         "description": f"Roles: {' or '.join(roles)}.",
         "responses": {},
     }
-    if tag:
-        out["tags"] = [tag]
     if params:
         out["parameters"] = list(params)
     if body is not None:
@@ -276,6 +273,14 @@ def _paths() -> dict[str, Any]:
     }
 
 
+def _tagged(paths: dict[str, Any]) -> dict[str, Any]:
+    """Each operation tagged with its path's first segment (results, cases, devices, ...), for grouping."""
+    for path, ops in paths.items():
+        for operation in ops.values():
+            operation["tags"] = [path.split("/")[3].split(".")[0]]
+    return paths
+
+
 @cache
 def _document() -> dict[str, Any]:
     return {
@@ -291,7 +296,7 @@ def _document() -> dict[str, Any]:
         },
         "servers": [{"url": "/"}],
         "security": [{"bearerAuth": []}],
-        "paths": _paths(),
+        "paths": _tagged(_paths()),
         "components": {
             "securitySchemes": {
                 "bearerAuth": {"type": "http", "scheme": "bearer", "description": "A user's API token (efk_...)."}
