@@ -1,0 +1,129 @@
+"""Figures of a mutmut run over the guarantee modules, with the equivalent mutants taken out.
+
+Run after ``mutmut run`` in the checkout that holds ``mutants/``:
+
+    python tests/mutation/report.py             # a table per module, then the survivors not yet explained
+    python tests/mutation/report.py --json      # the same figures as JSON
+
+A mutant counts as killed when a test failed (or it ran past mutmut's time limit: a mutant that turns a loop
+into an endless one is caught that way). "no tests" means no test reached the mutated function in the test
+process: it counts as not killed. Each mutant listed in ``equivalent.toml`` (name and why it behaves the same
+as the original, or why no test can tell it apart) is taken out of the denominator; a listed mutant that a
+test now kills is reported, so the list does not go stale. Exit 1 when the kill rate of the non-equivalent
+mutants is under 90% or a survivor is neither killed nor listed.
+
+Not collected by pytest (no test_ prefix): it reads mutmut's own result files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tomllib
+from collections import Counter, defaultdict
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+TARGET = 0.90
+
+# mutmut's exit-code meanings (mutmut.stats.status_by_exit_code, mutmut 3.8), kept here so that the report
+# reads the files without importing mutmut's run-time state.
+STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests", 34: "skipped", 35: "suspicious"}
+STATUS.update({36: "timeout", 24: "timeout", -24: "timeout", 152: "timeout", 255: "timeout"})
+STATUS.update({37: "caught by type check", -11: "segfault", -9: "segfault", 2: "interrupted"})
+DETECTED = {"killed", "timeout", "caught by type check", "segfault"}
+
+
+def load_results(mutants: Path) -> dict[str, str]:
+    """Mutant name → status, from every ``*.meta`` file mutmut wrote under ``mutants``."""
+    out: dict[str, str] = {}
+    for meta in sorted(mutants.rglob("*.py.meta")):
+        data = json.loads(meta.read_text())
+        for name, code in data.get("exit_code_by_key", {}).items():
+            out[name] = "not checked" if code is None else STATUS.get(code, "suspicious")
+    return out
+
+
+def load_equivalents(path: Path) -> dict[str, str]:
+    if not path.exists():
+        return {}
+    data = tomllib.loads(path.read_text())
+    return {m["name"]: m["reason"] for m in data.get("mutant", [])}
+
+
+def module_of(name: str) -> str:
+    return name.split(".x_")[0].split(".xǁ")[0]
+
+
+def summarise(results: dict[str, str], equivalents: dict[str, str]) -> dict[str, object]:
+    per: dict[str, Counter[str]] = defaultdict(Counter)
+    open_survivors: list[str] = []
+    stale: list[str] = []
+    for name, status in results.items():
+        mod = module_of(name)
+        c = per[mod]
+        c["generated"] += 1
+        if name in equivalents:
+            c["equivalent"] += 1
+            if status in DETECTED:
+                stale.append(name)
+            continue
+        c[status.replace(" ", "_")] += 1
+        if status in DETECTED:
+            c["detected"] += 1
+        elif status != "not checked":
+            open_survivors.append(name)
+    total: Counter[str] = Counter()
+    for c in per.values():
+        total.update(c)
+    rows = {mod: _with_rate(c) for mod, c in sorted(per.items())}
+    return {
+        "modules": rows,
+        "total": _with_rate(total),
+        "unexplained_survivors": sorted(open_survivors),
+        "listed_but_killed": sorted(stale),
+        "unknown_equivalents": sorted(set(equivalents) - set(results)),
+    }
+
+
+def _with_rate(c: Counter[str]) -> dict[str, float | int]:
+    d: dict[str, float | int] = dict(c)
+    considered = c["generated"] - c["equivalent"] - c["not_checked"]
+    d["kill_rate"] = round(c["detected"] / considered, 4) if considered else 0.0
+    return d
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--mutants", type=Path, default=Path("mutants"), help="mutmut's folder (default ./mutants)")
+    ap.add_argument("--equivalents", type=Path, default=HERE / "equivalent.toml")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+    if not args.mutants.is_dir():
+        print(f"error: no {args.mutants}/ here: run `mutmut run` first, in this checkout", file=sys.stderr)
+        return 2
+    s = summarise(load_results(args.mutants), load_equivalents(args.equivalents))
+    total = s["total"]
+    assert isinstance(total, dict)
+    if args.json:
+        print(json.dumps(s, indent=2))
+    else:
+        cols = ("generated", "detected", "killed", "timeout", "survived", "no_tests", "equivalent", "not_checked")
+        print(f"{'module':34}" + "".join(f"{c:>12}" for c in cols) + f"{'kill rate':>11}")
+        modules = s["modules"]
+        assert isinstance(modules, dict)
+        for mod, row in [*modules.items(), ("TOTAL", total)]:
+            print(f"{mod:34}" + "".join(f"{row.get(c, 0):>12}" for c in cols) + f"{row['kill_rate']:>11.1%}")
+        for key in ("unexplained_survivors", "listed_but_killed", "unknown_equivalents"):
+            names = s[key]
+            assert isinstance(names, list)
+            if names:
+                print(f"\n{key.replace('_', ' ')} ({len(names)}):")
+                print("\n".join(f"  {n}" for n in names))
+    ok = float(total["kill_rate"]) >= TARGET and not s["unexplained_survivors"]
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
