@@ -20,9 +20,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tomllib
 from collections import Counter, defaultdict
 from pathlib import Path
+
+import tomllib
 
 HERE = Path(__file__).resolve().parent
 TARGET = 0.90
