@@ -211,7 +211,7 @@ def test_a_pending_new_person_becomes_enrolled_with_its_probe(
 
 
 def test_the_quality_gate_refuses_a_bad_crop_and_keeps_nothing_but_the_audit(
-    app: Any, config: Any, db: Any, users: Any, obama: None
+    app: Any, config: Any, db: Any, users: Any, obama: None, as_admin: Browser
 ) -> None:
     d = _result(db, "biden.jpg")  # the whole portrait shrunk to 160 px: a face of ~23 px, blurred
     _confirm(db, users, d["id"], "obama")
@@ -225,6 +225,9 @@ def test_the_quality_gate_refuses_a_bad_crop_and_keeps_nothing_but_the_audit(
     tried = _actions(db, "obama")["enroll.image"]
     assert tried["status"] == "refused" and tried["result_id"] == d["id"]
     assert "review.learn" not in _actions(db, d["id"])
+    r = as_admin.post(f"/gallery/learn/{d['id']}", {"consent": "public domain portrait"})  # the page says why
+    page = r.get_data(as_text=True)
+    assert r.status_code == 422 and "Not added" in page and "quality gate refused this probe (size" in page
 
 
 def test_no_crop_purged_crop_and_unknown_identity_are_refused(app: Any, db: Any, users: Any, obama: None) -> None:
