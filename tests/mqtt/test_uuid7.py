@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import itertools
+import sys
 import threading
 import time
 import uuid
 
 import pytest
 
-from edgeface.outbox import uuid7 as uuid7_module
+import edgeface.outbox.uuid7  # noqa: F401  (the module, not the function the package re-exports)
 from edgeface.outbox.uuid7 import is_uuid7, new_id, uuid7, uuid7_time_ms
 
 
@@ -18,8 +19,9 @@ def _own_generator_state(monkeypatch: pytest.MonkeyPatch) -> None:
     """Each test starts from a fresh generator and puts the process's back after it: the tests below feed it
     times in 2023 and 2027, and the generator never goes back, so without this every id made later in the same
     pytest process (by any test) would carry a 2027 time."""
-    monkeypatch.setattr(uuid7_module, "_last_ms", 0)
-    monkeypatch.setattr(uuid7_module, "_counter", 0)
+    module = sys.modules["edgeface.outbox.uuid7"]
+    monkeypatch.setattr(module, "_last_ms", 0)
+    monkeypatch.setattr(module, "_counter", 0)
 
 
 def test_layout_version_variant_and_time() -> None:
