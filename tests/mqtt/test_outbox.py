@@ -7,12 +7,13 @@ import multiprocessing
 import random
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from edgeface.errors import OutboxDiskFull, OutboxError, OutboxFull
-from edgeface.outbox import Outbox, Priority, new_id
+from edgeface.outbox import Outbox, OutboxStats, Priority, new_id
 
 
 def payload(rid: str, size: int = 100) -> bytes:
@@ -313,3 +314,287 @@ def test_a_damaged_row_on_a_full_disk_does_not_stop_the_others(outbox: Outbox) -
     space.close()
     assert [r.id for r in outbox.fetch(10)] == ids[1:]
     assert [q["id"] for q in outbox.quarantined()] == [ids[0]]
+
+
+# --------------------------------------------------------------------------------------------------
+# What an operator and the daemon rely on beyond the queue itself (issue 17: each was a surviving mutant).
+
+
+def test_bad_settings_are_refused_with_what_to_use(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"on_full='drop'.*'drop_oldest_no_match' or 'refuse'"):
+        Outbox(tmp_path / "a.sqlite3", on_full="drop")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"synchronous='off'.*'full' or 'normal'"):
+        Outbox(tmp_path / "b.sqlite3", synchronous="off")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="cache_kib=63: expected at least 64"):
+        Outbox(tmp_path / "c.sqlite3", cache_kib=63)
+    Outbox(tmp_path / "d.sqlite3", cache_kib=64).close()  # the smallest cache allowed
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(OutboxError, match=r"outbox folder .*file.* cannot be created"):
+        Outbox(tmp_path / "file" / "o.sqlite3")
+    Outbox(tmp_path / "new" / "deeper" / "o.sqlite3").close()  # missing folders are made
+
+
+def test_from_config_applies_every_outbox_setting(tmp_path: Path) -> None:
+    from edgeface.config import load_config
+
+    sets = {
+        "path": tmp_path / "cfg" / "o.sqlite3",
+        "max_results": 7,
+        "max_bytes": 50_000,
+        "on_full": "refuse",
+        "ttl_s": 11.0,
+        "match_ttl_s": 22.0,
+        "max_quarantined": 3,
+        "synchronous": "normal",
+        "cache_kib": 300,
+    }
+    config = load_config(None, env={}, overrides=[f"outbox.{k}={v}" for k, v in sets.items()])
+    box = Outbox.from_config(config.outbox)
+    got = {k: getattr(box, k) for k in sets}
+    assert got == sets and box.sealer is None
+    conn = box._conn()
+    assert conn.execute("PRAGMA synchronous").fetchone()[0] == 1
+    assert conn.execute("PRAGMA cache_size").fetchone()[0] == -300
+    box.close()
+
+
+def test_connection_settings_bound_the_wal_and_wait_for_other_writers(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.sqlite3", max_db_pages=5000)
+    conn = box._conn()
+    assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 30_000  # other processes' writes are waited for
+    assert conn.execute("PRAGMA journal_size_limit").fetchone()[0] == 8 * 1024 * 1024
+    assert conn.execute("PRAGMA max_page_count").fetchone()[0] == 5000
+    box.limit_pages(None)  # lifted: as large as SQLite allows by default
+    assert conn.execute("PRAGMA max_page_count").fetchone()[0] >= 1073741823
+    box.close()
+
+
+def test_a_closed_outbox_says_so_and_closes_every_connection(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.sqlite3")
+    conn = box._conn()
+    box.close()
+    box.close()  # twice is harmless
+    with pytest.raises(sqlite3.ProgrammingError):
+        conn.execute("SELECT 1")
+    with pytest.raises(OutboxError, match=r"o\.sqlite3 is closed"):
+        box.pending_count()
+    with pytest.raises(OutboxError, match="is closed"):
+        put(box, Priority.MATCH)
+
+
+def test_put_many_stores_all_or_nothing_and_counts_what_it_stored(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.sqlite3", max_results=3, on_full="refuse")
+    box.put_many([])  # nothing to do: no transaction, no counter
+    assert box.stats().counters["enqueued"] == 0
+    with pytest.raises(TypeError, match="payload must be bytes"):
+        box.put(new_id(), "t", "{}", Priority.MATCH)  # type: ignore[arg-type]
+    a, b = new_id(), new_id()
+    box.put_many([(a, "t", payload(a), Priority.MATCH), (b, "t", payload(b), Priority.NO_MATCH)])
+    box.put_many([(a, "t", payload(a), Priority.MATCH)])  # already pending: not counted again
+    assert box.pending_ids() == [a, b] and box.stats().counters["enqueued"] == 2
+    c, d = new_id(), new_id()
+    with pytest.raises(OutboxFull, match="policy 'refuse'"):
+        box.put_many([(c, "t", payload(c), Priority.MATCH), (d, "t", payload(d), Priority.MATCH)])
+    assert box.pending_ids() == [a, b]  # c fitted, but the batch failed as a whole
+    s = box.stats()
+    assert s.counters["enqueued"] == 2 and s.counters["refused_full"] == 1 and s.pending == 2
+    box.close()
+
+
+def test_the_limits_are_inclusive_and_the_refusal_says_where_they_stand(tmp_path: Path) -> None:
+    one = len(payload(new_id()))  # every row below has this size
+    box = Outbox(tmp_path / "o.sqlite3", max_results=3, max_bytes=3 * one)
+    ids = [put(box, Priority.MATCH) for _ in range(3)]  # exactly at both limits: all fit
+    assert box.pending_ids() == ids and box.stats().bytes == 3 * one
+    expected = (
+        rf"outbox full: 3 results \(3 matches\), {3 * one} bytes; limits outbox.max_results = 3, "
+        rf"outbox.max_bytes = {3 * one}; no result that may be dropped is left .*a match result may only "
+        "displace results worth no more"
+    )
+    with pytest.raises(OutboxFull, match=expected):
+        put(box, Priority.MATCH)
+    with pytest.raises(OutboxFull, match="a refused result may only displace"):
+        put(box, Priority.REFUSED)
+    box.close()
+    box = Outbox(tmp_path / "b.sqlite3", max_results=100, max_bytes=3 * one + 10)
+    ids = [put(box, Priority.NO_MATCH) for _ in range(3)]
+    m = put(box, Priority.MATCH)  # 10 bytes short: exactly one no-match goes, the oldest
+    assert box.pending_ids() == [m, *ids[1:]]
+    assert box.stats().counters["dropped_overflow"] == 1
+    box.close()
+    box = Outbox(tmp_path / "c.sqlite3", max_results=2, on_full="refuse")
+    put(box, Priority.NO_MATCH)
+    put(box, Priority.NO_MATCH)
+    with pytest.raises(OutboxFull, match=r"2 results \(0 matches\), \d+ bytes; limits outbox.max_results = 2"):
+        put(box, Priority.MATCH)
+    box.close()
+
+
+def test_overflow_frees_as_many_rows_as_the_new_one_needs(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.sqlite3", max_bytes=10_000)
+    small = [put(box, Priority.REFUSED, size=1000) for _ in range(4)]
+    no = put(box, Priority.NO_MATCH, size=1000)
+    before = box.stats().bytes
+    big = put(box, Priority.NO_MATCH, size=7000)  # needs the room of several rows: the refusals go, oldest first
+    left = box.pending_ids()
+    assert big in left and no in left
+    freed = [i for i in small if i not in left]
+    assert freed == small[: len(freed)] and len(freed) >= 2  # the oldest, as many as needed, no more
+    assert box.stats().bytes <= 10_000 < before + len(payload(big, 7000))
+    box.close()
+
+
+def test_ttls_apply_by_priority_and_end_exactly_at_expiry(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.sqlite3", ttl_s=60, match_ttl_s=30)
+    m = put(box, Priority.MATCH, now=1000.0)
+    n = put(box, Priority.NO_MATCH, now=1000.0)
+    r = put(box, Priority.REFUSED, now=1000.0)
+    assert [x.id for x in box.fetch(10, now=1029.5)] == [m, n, r]
+    assert [x.id for x in box.fetch(10, now=1030.0)] == [n, r]  # the match's 30 s are over
+    assert box.purge_expired(now=1029.9) == 0
+    assert box.purge_expired(now=1030.0) == 1 and box.pending_ids() == [n, r]
+    assert [x.id for x in box.fetch(10, now=1059.9)] == [n, r] and box.fetch(10, now=1060.0) == []
+    assert box.purge_expired(now=1060.0) == 2 and box.pending_ids() == []
+    assert box.stats().counters["expired"] == 3
+    box.close()
+    keep = Outbox(tmp_path / "k.sqlite3", ttl_s=0, match_ttl_s=0)
+    k = put(keep, Priority.NO_MATCH, now=0.0)
+    assert keep.purge_expired(now=1e12) == 0 and keep.pending_ids() == [k]  # 0 keeps a result until it is sent
+    assert [x.id for x in keep.fetch(1, now=1e12)] == [k]
+    keep.close()
+
+
+def test_large_batches_fetch_ack_and_look_up_across_statement_chunks(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.sqlite3")
+    ids = [new_id() for _ in range(1203)]  # more than two ACK_BATCH statements' worth
+    box.put_many([(i, "t", payload(i, 10), Priority.NO_MATCH) for i in ids])
+    assert box.fetch(0) == [] and box.fetch(-1) == []
+    rows = box.fetch(1203)
+    assert [r.id for r in rows] == ids and [r.seq for r in rows] == sorted(r.seq for r in rows)
+    assert [r.id for r in box.fetch(600, exclude=set(ids[:700]))] == ids[700:1300]
+    assert box.pending_among([*ids, "gone"]) == set(ids) and box.pending_among([]) == set()
+    assert box.ack([]) == 0
+    assert box.ack(ids[:1100]) == 1100
+    assert box.pending_among(ids) == set(ids[1100:]) and len(box) == 103
+    assert box.stats().counters["delivered"] == 1100
+    box.close()
+
+
+def test_ack_restores_the_durable_setting_for_the_next_put(tmp_path: Path) -> None:
+    for mode, value in (("full", 2), ("normal", 1)):
+        box = Outbox(tmp_path / f"{mode}.sqlite3", synchronous=mode)  # type: ignore[arg-type]
+        rid = put(box, Priority.MATCH)
+        assert box.ack([rid]) == 1
+        assert box._conn().execute("PRAGMA synchronous").fetchone()[0] == value
+        box.close()
+
+
+def test_quarantine_keeps_the_newest_rows_with_their_details(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.sqlite3", max_quarantined=2)
+    ids = [put(box, p, now=100.0 + k) for k, p in enumerate((Priority.MATCH, Priority.NO_MATCH, Priority.REFUSED))]
+    keep = put(box, Priority.NO_MATCH)
+    seqs = {r.id: r.seq for r in box.fetch(10)}
+    for k, rid in enumerate(ids):
+        box.quarantine(seqs[rid], f"reason {k}")
+    box.quarantine(10**9, "no such row")  # nothing to move: nothing happens
+    q = box.quarantined()
+    assert [(r["id"], r["reason"]) for r in q] == [(ids[2], "reason 2"), (ids[1], "reason 1")]  # newest first
+    assert q[0]["topic"] == "edgeface/v1/devices/u/results" and q[0]["priority"] == 2
+    assert q[0]["created_at"] == 102.0 and q[0]["bytes"] == len(payload(ids[2]))
+    assert q[0]["quarantined_at"] >= q[1]["quarantined_at"]
+    assert [r["id"] for r in box.quarantined(limit=1)] == [ids[2]]
+    s = box.stats()
+    assert s.quarantined == 2 and s.counters["quarantined_total"] == 3 and box.pending_ids() == [keep]
+    box.close()
+
+
+def test_stats_report_depth_bytes_age_and_counters(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.sqlite3")
+    empty = box.stats()
+    assert empty.pending == 0 and empty.oldest_created_at is None and empty.as_dict()["oldest_age_s"] is None
+    assert set(empty.counters) == {
+        "enqueued",
+        "delivered",
+        "dropped_overflow",
+        "expired",
+        "quarantined_total",
+        "refused_full",
+    }
+    first = put(box, Priority.NO_MATCH, size=100, now=1000.0)
+    put(box, Priority.MATCH, size=200, now=2000.0)
+    put(box, Priority.MATCH, size=300, now=3000.0)
+    s = box.stats()
+    sizes = {k: len(payload(first, k)) for k in (100, 200, 300)}
+    assert s.by_priority == {
+        "match": (2, sizes[200] + sizes[300]),
+        "no_match": (1, sizes[100]),
+        "refused": (0, 0),
+    }
+    assert s.pending == 3 == len(box) and s.bytes == sum(sizes.values()) and s.matches == 2
+    assert s.oldest_created_at == 1000.0  # the first stored, although a match leaves before it
+    d = s.as_dict()
+    assert d["by_priority"]["match"] == {"rows": 2, "bytes": sizes[200] + sizes[300]}
+    assert d["pending"] == 3 and d["bytes"] == s.bytes and d["enqueued"] == 3 and d["quarantined"] == 0
+    assert d["oldest_age_s"] > 1e9  # seconds since 1970 + 1000 s: an age, not a time
+    young = OutboxStats(1, 1, {}, time.time() + 60, 0, {})  # a clock stepped back: never a negative age
+    assert young.as_dict()["oldest_age_s"] == 0.0 and young.matches == 0
+    assert round(OutboxStats(1, 1, {}, time.time() - 5.0, 0, {}).as_dict()["oldest_age_s"]) == 5
+    box.close()
+
+
+def test_each_kind_of_damage_gets_its_reason(tmp_path: Path) -> None:
+    from edgeface.outbox.rows import check_row, crc32
+
+    good = payload("r1")
+    ok = ("r1", "t", 1, crc32(good), good)
+    assert check_row(*ok, None) == (good, None)
+    cases = {
+        "missing id": ("", "t", 1, crc32(good), good),
+        "missing topic": ("r1", "", 1, crc32(good), good),
+        "unknown priority 3": ("r1", "t", 3, crc32(good), good),
+        "payload is str, not bytes": ("r1", "t", 1, crc32(good), good.decode()),
+        "payload fails its CRC-32": ("r1", "t", 1, crc32(good) ^ 1, good),
+        "payload is not JSON": ("r1", "t", 1, crc32(b"{"), b"{"),
+        "payload is not a JSON object": ("r1", "t", 1, crc32(b"[]"), b"[]"),
+        "payload id 'r2' differs from the row id": ("r1", "t", 1, crc32(payload("r2")), payload("r2")),
+    }
+    for reason, row in cases.items():
+        got, why = check_row(*row, None)
+        assert got is None and why is not None and why.startswith(reason), (reason, why)
+    for rid, topic, prio in ((None, "t", 1), ("r1", None, 1), ("r1", "t", -1), ("r1", "t", None)):
+        assert check_row(rid, topic, prio, crc32(good), good, None)[0] is None
+    for prio in (0, 2):
+        assert check_row("r1", "t", prio, crc32(good), good, None) == (good, None)
+
+
+def test_sqlite_errors_say_what_to_do(tmp_path: Path) -> None:
+    from edgeface.errors import OutboxCorrupt
+    from edgeface.outbox.rows import translate
+
+    path = tmp_path / "o.sqlite3"
+    coded = sqlite3.OperationalError("disk I/O trouble")
+    coded.sqlite_errorcode = 13  # type: ignore[attr-defined]  # SQLITE_FULL, whatever the text says
+    for e in (coded, sqlite3.OperationalError("database or disk is full")):
+        full = translate(e, path, "storing a result")
+        assert isinstance(full, OutboxDiskFull)
+        assert str(full).startswith(f"outbox {path}: the disk is full while storing a result (")
+        assert f"Free space on {tmp_path}, or move outbox.path to a larger disk." in str(full)
+    for text in ("database disk image is malformed", "file is not a database"):
+        bad = translate(sqlite3.DatabaseError(text), path, "reading")
+        assert isinstance(bad, OutboxCorrupt) and f"outbox {path} is damaged ({text}) while reading." in str(bad)
+        assert "move the file aside" in str(bad) and "sqlite3 .recover" in str(bad)
+    other = translate(sqlite3.OperationalError("attempt to write a readonly database"), path, "storing a result")
+    assert type(other) is OutboxError
+    assert str(other) == (
+        f"outbox {path}: attempt to write a readonly database while storing a result; "
+        "check the storage and its permissions."
+    )
+    with pytest.raises(OutboxCorrupt, match="move the file aside"):
+        path.write_bytes(b"this is not a database" * 100)
+        Outbox(path)
+
+
+def test_priorities_of_decisions(tmp_path: Path) -> None:
+    assert [Priority.for_decision(d) for d in ("match", "no_match", "refused")] == [0, 1, 2]
+    with pytest.raises(ValueError, match="unknown decision 'maybe': expected match, no_match or refused"):
+        Priority.for_decision("maybe")
