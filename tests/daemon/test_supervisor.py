@@ -7,12 +7,15 @@ import queue
 import threading
 import time
 import types
-from typing import cast
+from collections.abc import Callable
+from typing import Any, cast
 
 import pytest
 
+from edgeface.daemon import stages as stages_mod
 from edgeface.daemon import supervisor
 from edgeface.daemon.capture_loop import CaptureLoop
+from edgeface.daemon.metrics import Metrics
 from edgeface.daemon.sdnotify import Notifier
 from edgeface.daemon.stages import Stage
 from edgeface.daemon.supervisor import Supervisor, Watchdog
@@ -130,3 +133,298 @@ def test_stalled_judges_each_live_thread_at_the_time_given() -> None:
         assert stage.stalled(10.0, now=142.0) == "infer-1 silent for 42 s"
     finally:
         hold.set()
+
+
+# -- restarts: stages, the publisher slot, the sync thread (killed mutants of stages.py / supervisor.py) --
+
+
+def _until(cond: Callable[[], bool], timeout: float = 10.0) -> bool:
+    """True as soon as ``cond()`` is (asked once per try: it may change state)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def _crashed(stage: Stage[None, str]) -> bool:
+    return all(s.thread is not None and not s.thread.is_alive() for s in stage.slots)
+
+
+def test_a_crashing_item_is_retried_with_doubling_backoff_up_to_the_ceiling(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without give_up the item is put back every time; the restart waits 0.2 s, 0.4 s, 0.8 s ... at most
+    30 s after each crash (on a clock the test moves), and a thread that ran 60 s resets the backoff."""
+    t = [5000.0]
+    monkeypatch.setattr(stages_mod, "time", types.SimpleNamespace(monotonic=lambda: t[0]))
+    inbox: queue.Queue[str] = queue.Queue(4)
+    tries: list[str] = []
+
+    def handle(ctx: None, item: str) -> None:
+        tries.append(item)
+        raise RuntimeError(f"cannot handle {item}")
+
+    metrics = Metrics()
+    stage: Stage[None, str] = Stage("match", inbox, handle, metrics=metrics)
+    assert stage.supervise() == 0  # not started: nothing to restart
+    stage.start()
+    try:
+        inbox.put("frame-1")
+        expected = [min(30.0, 0.2 * 2**n) for n in range(10)]  # 0.2 * 2**8 = 51.2: the 30 s ceiling
+        assert expected[-2:] == [30.0, 30.0]
+        for n, delay in enumerate(expected):
+            assert _until(lambda: _crashed(stage)), f"crash {n + 1} not seen"
+            assert stage.supervise() == 1  # restarted at once after the previous wait
+            assert stage.restarts == n + 1
+            assert _until(lambda: _crashed(stage)), f"crash {n + 2} not seen"  # the item, put back, crashes again
+            t[0] += delay - 0.01
+            assert stage.supervise() == 0, f"restart {n + 2} came before its {delay} s backoff"
+            t[0] += 0.02
+        assert stage.supervise() == 1
+        assert len(tries) >= len(expected) + 2 and set(tries) == {"frame-1"}
+        assert metrics.get("edgeface_stage_restarts_total", stage="match") == len(expected) + 1
+        assert stage.describe()["restarts"] == len(expected) + 1
+        # Ran for more than HEALTHY_AFTER_S before this crash: the backoff starts again at 0.2 s.
+        t[0] += 60.5
+        assert _until(lambda: _crashed(stage))
+        assert stage.supervise() == 1
+        assert _until(lambda: _crashed(stage))
+        t[0] += 0.19
+        assert stage.supervise() == 0
+        t[0] += 0.02
+        assert stage.supervise() == 1
+    finally:
+        stage.close()
+
+
+def test_an_item_that_crashes_max_attempts_times_is_given_up_and_the_stage_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    attempts: dict[str, int] = {}
+    given_up: list[tuple[str, BaseException]] = []
+    done: list[str] = []
+
+    def handle(ctx: None, item: str) -> None:
+        if item == "poison":
+            raise ValueError("bad frame")
+        done.append(item)
+
+    inbox: queue.Queue[str] = queue.Queue(4)
+    stage: Stage[None, str] = Stage(
+        "infer",
+        inbox,
+        handle,
+        attempts=lambda item: attempts.get(item, 0),
+        bump=lambda item: attempts.__setitem__(item, attempts.get(item, 0) + 1),
+        give_up=lambda item, e: given_up.append((item, e)),
+        max_attempts=2,
+    )
+    stage.start()
+    try:
+        inbox.put("poison")
+        assert _until(lambda: _crashed(stage))
+        assert stage.supervise() == 1
+        assert attempts == {"poison": 1} and given_up == []  # one crash of two allowed: retried
+        assert _until(lambda: _crashed(stage))
+        assert _until(lambda: stage.supervise() == 1)  # after the backoff
+        assert attempts == {"poison": 2}
+        ((item, err),) = given_up  # the second crash: given up, not retried a third time
+        assert item == "poison" and isinstance(err, ValueError) and str(err) == "bad frame"
+        inbox.put("good")
+        assert _until(lambda: done == ["good"])
+        assert not _crashed(stage) and stage.restarts == 2
+    finally:
+        stage.close()
+    assert _until(lambda: stage.drained)
+    (rec,) = [r for r in caplog.records if r.getMessage() == "stage.gave_up"]
+    assert rec.edgeface_fields["attempts"] == 2 and rec.edgeface_fields["error"] == "bad frame"  # type: ignore[attr-defined]
+
+
+def test_a_crash_between_items_restarts_the_thread_without_retrying_anything() -> None:
+    """A crash in idle() (no item in hand) restarts the thread; nothing is bumped or put back."""
+    bumped: list[str] = []
+    calls = [0]
+
+    def idle(ctx: str) -> None:
+        calls[0] += 1
+        if calls[0] == 1:
+            raise OSError("flush failed")
+
+    contexts: list[str] = []
+
+    def setup() -> str:
+        contexts.append(f"engine-{len(contexts)}")
+        return contexts[-1]
+
+    seen: list[tuple[str, str]] = []
+    inbox: queue.Queue[str] = queue.Queue(2)
+    stage: Stage[str, str] = Stage(
+        "sink", inbox, lambda ctx, item: seen.append((ctx, item)), setup=setup, idle=idle, bump=bumped.append
+    )
+    stage.start()
+    try:
+        assert _until(lambda: _crashed(stage))
+        assert stage.supervise() == 1 and bumped == [] and inbox.empty()
+        inbox.put("x")
+        assert _until(lambda: seen == [("engine-1", "x")])  # a fresh context for the replacement
+        d = stage.describe()
+        assert d == {"threads": 1, "alive": 1, "busy": 0, "restarts": 1, "queued": 0}
+    finally:
+        stage.close()
+
+
+def test_closing_lets_queued_work_finish_and_a_thread_that_ended_normally_is_not_restarted() -> None:
+    release = threading.Event()
+    seen: list[int] = []
+
+    def handle(ctx: None, item: int) -> None:
+        release.wait(10)
+        seen.append(item)
+
+    inbox: queue.Queue[int] = queue.Queue(8)
+    stage: Stage[None, int] = Stage("match", inbox, handle, threads=2)
+    stage.start()
+    try:
+        for i in range(4):
+            inbox.put(i)
+        assert _until(lambda: stage.describe()["busy"] == 2)
+        d = stage.describe()
+        assert d == {"threads": 2, "alive": 2, "busy": 2, "restarts": 0, "queued": 2}
+        stage.close()
+        assert not stage.drained  # work still queued
+        release.set()
+        assert _until(lambda: stage.drained)
+        assert sorted(seen) == [0, 1, 2, 3]
+        assert stage.supervise() == 0 and stage.describe()["alive"] == 0  # ended normally: left ended
+        assert stage.restarts == 0
+        # Work put back while closing (after the threads ended): one thread is revived to finish it.
+        inbox.put(9)
+        assert stage.supervise() == 0
+        assert _until(lambda: seen[-1:] == [9])
+        assert _until(lambda: stage.drained)
+    finally:
+        release.set()
+        stage.close()
+
+
+class FakePublisher:
+    """What PublisherSlot sees of a publisher: started, alive or dead with an error."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.started = 0
+        self.alive = False
+        self.error: BaseException | None = None
+        self.stopped = False
+        self.notified = 0
+
+    def start(self) -> None:
+        self.started += 1
+        self.alive = True
+
+    def notify(self) -> None:
+        self.notified += 1
+
+    def stop(self) -> None:
+        self.stopped = True
+
+
+def test_a_publisher_whose_thread_died_is_replaced_unless_stopping(caplog: pytest.LogCaptureFixture) -> None:
+    built: list[FakePublisher] = []
+
+    def build() -> FakePublisher:
+        built.append(FakePublisher(len(built)))
+        return built[-1]
+
+    metrics = Metrics()
+    slot = supervisor.PublisherSlot(cast(Any, build), metrics)
+    assert len(built) == 1 and built[0].started == 0  # built at once, started by start()
+    slot.start()
+    slot.supervise(False)
+    assert len(built) == 1  # alive: left alone
+    built[0].alive, built[0].error = False, ConnectionError("broker gone")
+    slot.supervise(True)
+    assert len(built) == 1  # stopping: a dead publisher is not replaced
+    slot.supervise(False)
+    assert len(built) == 2 and slot.current is built[1] and built[1].started == 1
+    assert metrics.get("edgeface_stage_restarts_total", stage="publisher") == 1
+    (rec,) = [r for r in caplog.records if r.getMessage() == "stage.restarted"]
+    assert rec.edgeface_fields == {"stage": "publisher", "error": "broker gone"}  # type: ignore[attr-defined]
+    slot.notify()
+    slot.stop()
+    assert built[1].notified == 1 and built[1].stopped and not built[0].stopped
+
+
+class FakeSyncer:
+    """Syncer.run as the sync thread calls it: ends (or raises) on its own; trigger() recorded."""
+
+    def __init__(self) -> None:
+        self.runs = 0
+        self.triggers: list[dict[str, Any] | None] = []
+        self.stop_seen: list[threading.Event] = []
+
+    def run(self, stop: threading.Event) -> None:
+        self.runs += 1
+        self.stop_seen.append(stop)
+        if self.runs == 1:
+            raise RuntimeError("gallery server unreachable")
+
+    def trigger(self, announcement: dict[str, Any] | None = None) -> None:
+        self.triggers.append(announcement)
+
+
+def test_the_sync_thread_is_started_again_when_it_ends_unless_stopping(caplog: pytest.LogCaptureFixture) -> None:
+    syncer = FakeSyncer()
+    metrics = Metrics()
+    sync = supervisor.SyncThread(cast(Any, syncer), metrics)
+    sync.supervise(False)
+    assert syncer.runs == 0  # never started: nothing to restart
+    sync.start()
+    assert sync._thread is not None and sync._thread.name == "edgeface-sync" and sync._thread.daemon
+    assert _until(lambda: syncer.runs == 1 and sync._thread is not None and not sync._thread.is_alive())
+    (rec,) = [r for r in caplog.records if r.getMessage() == "gallery.sync.crashed"]
+    assert rec.edgeface_fields == {"error": "gallery server unreachable"}  # type: ignore[attr-defined]
+    sync.supervise(True)
+    assert syncer.runs == 1  # stopping: not restarted
+    sync.supervise(False)
+    assert _until(lambda: syncer.runs == 2)  # the crash did not take the unit down: started again
+    assert metrics.get("edgeface_stage_restarts_total", stage="sync") == 1
+    sync.trigger({"gallery_version": 3})
+    sync.trigger()
+    assert syncer.triggers == [{"gallery_version": 3}, None]
+    assert not syncer.stop_seen[0].is_set()
+    sync.stop()
+    assert syncer.stop_seen[0].is_set() and syncer.stop_seen[0] is syncer.stop_seen[1]
+
+
+def test_the_supervisor_supervises_everything_and_counts_restarts() -> None:
+    calls: list[str] = []
+
+    class Part:
+        def __init__(self, name: str, restarts: int = 0) -> None:
+            self.name, self.restarts = name, restarts
+
+        def supervise(self, *stopping: bool) -> None:
+            calls.append(f"{self.name}{list(stopping)}")
+
+    stop = threading.Event()
+    capture = Part("capture", restarts=2)
+    sup = Supervisor(
+        cast(Any, [Part("infer", 3), Part("match", 1)]),
+        cast(Any, capture),
+        publisher=cast(Any, Part("publisher")),
+        sync=cast(Any, Part("sync")),
+        stop=stop,
+        stall_s=5.0,
+    )
+    sup.supervise()
+    stop.set()
+    sup.supervise()
+    assert calls == [
+        "infer[]", "match[]", "capture[]", "publisher[False]", "sync[False]",
+        "infer[]", "match[]", "capture[]", "publisher[True]", "sync[True]",
+    ]  # fmt: skip
+    assert sup.restarts == 6 and sup.stall_s == 5.0
+    calls.clear()
+    Supervisor([], cast(Any, capture), publisher=None, sync=None, stop=stop, stall_s=1.0).supervise()
+    assert calls == ["capture[]"]

@@ -11,6 +11,7 @@ from typing import Any
 
 import jsonschema
 import paho.mqtt.client as mqtt
+import pytest
 
 from edgeface.mqtt import Publisher, payloads, topics
 from edgeface.mqtt.validate import load_schema
@@ -331,3 +332,127 @@ def test_commands_and_gallery_announcements_reach_their_callbacks_once(broker: L
     assert [c["command"] for c in got_commands] == ["sync_gallery"]  # the redelivered copy is ignored
     assert got_announce[0]["gallery_version"] == 12
     assert pub.alive is False and pub.error is None
+
+
+# -- the publisher's own rules, called in this process (the broker tests above reach them through paho) --
+
+
+def _message(topic: str, data: bytes) -> mqtt.MQTTMessage:
+    msg = mqtt.MQTTMessage(topic=topic.encode())
+    msg.payload = data
+    return msg
+
+
+def _command(command: str, **kw: Any) -> bytes:
+    return payloads.encode(payloads.command_payload(command, **kw), "command")
+
+
+def test_commands_once_each_expired_ignored_malformed_counted_failing_handler_contained(
+    outbox: Outbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    got: list[dict[str, Any]] = []
+    announced: list[dict[str, Any]] = []
+    fail = ["no"]
+
+    def on_command(doc: dict[str, Any]) -> None:
+        if doc["command"] == fail[0]:
+            raise RuntimeError("handler broke")
+        got.append(doc)
+
+    pub = publisher(outbox, 1, on_command=on_command, on_announce=announced.append)
+    ctopic = topics.commands_topic(UNIT)
+    now = time.time()
+    first = _command("sync_gallery")
+    pub._on_message(None, None, _message(ctopic, first))  # type: ignore[arg-type]
+    pub._on_message(None, None, _message(ctopic, first))  # type: ignore[arg-type]  # QoS 1 redelivery
+    assert [d["id"] for d in got] == [json.loads(first)["id"]] and pub.stats.commands == 1
+    pub._on_message(None, None, _message(ctopic, _command("capture", expires_at=now - 5)))  # type: ignore[arg-type]
+    assert len(got) == 1 and pub.stats.commands == 1  # expired: not acted on
+    pub._on_message(None, None, _message(ctopic, _command("capture", expires_at=now + 60)))  # type: ignore[arg-type]
+    assert [d["command"] for d in got] == ["sync_gallery", "capture"] and pub.stats.commands == 2
+    # A signed command goes to the unit's verifier every time: it judges replay and expiry and replies.
+    signed = payloads.command_payload("lock", expires_at=now - 5)
+    signed |= {"device_id": UNIT, "seq": 7, "signature": {"algorithm": "ed25519", "key_id": "0" * 16, "signature": "s"}}
+    data = json.dumps(signed).encode()
+    for _ in range(2):
+        pub._on_message(None, None, _message(ctopic, data))  # type: ignore[arg-type]
+    assert [d["command"] for d in got] == ["sync_gallery", "capture", "lock", "lock"] and pub.stats.commands == 4
+    # Malformed: counted, never handed on (not JSON, over 64 KiB, not the schema).
+    for bad in (b"{oops", b" " * (64 * 1024 + 1), json.dumps({"schema_version": 1, "command": "reboot"}).encode()):
+        pub._on_message(None, None, _message(ctopic, bad))  # type: ignore[arg-type]
+    assert pub.stats.malformed_messages == 3 and len(got) == 4
+    kinds = [r.edgeface_fields["kind"] for r in caplog.records if r.getMessage() == "mqtt.malformed_message"]  # type: ignore[attr-defined]
+    assert kinds == ["not_json", "too_large", "schema"]
+    assert pub._on_message(None, None, _message(ctopic, b" " * (64 * 1024) + b"x")) is None  # type: ignore[arg-type,func-returns-value]
+    assert pub.stats.malformed_messages == 4
+    # A gallery announcement goes to its own callback; an announcement is not a command.
+    ann = payloads.encode(payloads.announce_payload(gallery_version=5, url="https://c/g/5", model_id="m"), "announce")
+    pub._on_message(None, None, _message(topics.GALLERY_ANNOUNCE, ann))  # type: ignore[arg-type]
+    assert [d["gallery_version"] for d in announced] == [5] and pub.stats.commands == 4
+    pub._on_message(None, None, _message(topics.GALLERY_ANNOUNCE, first))  # type: ignore[arg-type]
+    assert pub.stats.malformed_messages == 5 and len(announced) == 1  # a command on the announce topic: malformed
+    # A failing handler is counted and logged; the publisher goes on.
+    fail[0] = "send_status"
+    pub._on_message(None, None, _message(ctopic, _command("send_status")))  # type: ignore[arg-type]
+    assert pub.stats.handler_errors == 1 and pub.stats.commands == 5
+    (rec,) = [r for r in caplog.records if r.getMessage() == "mqtt.handler_failed"]
+    assert rec.edgeface_fields == {"kind": "command", "error": "handler broke"}  # type: ignore[attr-defined]
+    pub._on_message(None, None, _message(ctopic, _command("sync_gallery")))  # type: ignore[arg-type]
+    assert len(got) == 5
+
+
+def test_the_last_256_command_ids_are_remembered(outbox: Outbox) -> None:
+    got: list[str] = []
+    pub = publisher(outbox, 1, on_command=lambda d: got.append(d["id"]))
+    ctopic = topics.commands_topic(UNIT)
+    cmds = [_command("sync_gallery") for _ in range(257)]
+    for c in cmds:
+        pub._on_message(None, None, _message(ctopic, c))  # type: ignore[arg-type]
+    assert len(got) == 257
+    pub._on_message(None, None, _message(ctopic, cmds[1]))  # type: ignore[arg-type]  # still remembered
+    pub._on_message(None, None, _message(ctopic, cmds[-1]))  # type: ignore[arg-type]
+    assert len(got) == 257
+    pub._on_message(None, None, _message(ctopic, cmds[0]))  # type: ignore[arg-type]  # the oldest was forgotten
+    assert got[-1] == json.loads(cmds[0])["id"] and len(got) == 258
+
+
+def test_status_documents_say_queue_link_and_versions(outbox: Outbox, rng: random.Random) -> None:
+    versions: list[int | None] = [9]
+
+    def gallery_version() -> int | None:
+        if versions[0] is None:
+            raise OSError("gallery pointer unreadable")
+        return versions[0]
+
+    pub = publisher(outbox, 1, gallery_version=gallery_version, model_id="m1", software_version="9.9.9")
+    for share in (1.0, 1.0, 0.0):
+        outbox.put(*outbox_item(sample_result(UNIT, rng, match_share=share)))
+    schema = jsonschema.Draft202012Validator(load_schema("status"))
+    doc = pub._status("online", "heartbeat")
+    schema.validate(doc)
+    assert doc["state"] == "online" and doc["reason"] == "heartbeat" and doc["device_id"] == UNIT
+    assert doc["gallery_version"] == 9 and doc["model_id"] == "m1" and doc["software_version"] == "9.9.9"
+    assert doc["outbox"]["pending"] == 3 and doc["outbox"]["matches"] == 2
+    assert doc["link"] == {"reconnects": 0, "protocol": "mqtt5"}  # never connected: no connected_since
+    assert 0 <= doc["uptime_s"] < 60
+    pub.stats.connects, pub.stats.connected_since = 3, 1_700_000_000.25
+    doc = pub._status("online", "connected")
+    assert doc["link"] == {"reconnects": 2, "protocol": "mqtt5", "connected_since": "2023-11-14T22:13:20.250Z"}
+    versions[0] = None  # a failing callback: counted, the status still goes out
+    doc = pub._status("online", "heartbeat")
+    assert doc["gallery_version"] is None and pub.stats.handler_errors == 1
+    versions[0] = 9
+    off = pub._status("offline", "shutdown")
+    schema.validate(off)
+    assert off["state"] == "offline" and off["reason"] == "shutdown" and off["gallery_version"] == 9
+    assert "outbox" not in off and "link" not in off  # the last will and goodbye: no queue or link figures
+    topic, will = pub._will()
+    assert topic == topics.status_topic(UNIT)
+    assert {k: v for k, v in json.loads(will).items() if k in ("state", "reason")} == {
+        "state": "offline",
+        "reason": "connection_lost",
+    }
+    stats = pub.stats.as_dict()
+    assert stats["connects"] == 3 and stats["handler_errors"] == 1 and stats["protocol"] == "mqtt5"
+    stats["connects"] = 0
+    assert pub.stats.connects == 3  # a copy
