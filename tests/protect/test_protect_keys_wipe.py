@@ -164,3 +164,110 @@ def test_the_wipe_overwrites_files_before_it_deletes_them(tmp_path: Path) -> Non
         for f in held:
             f.close()
     assert not state.exists() and not Path(config.outbox.path).exists()
+
+
+def test_the_wipe_reports_every_path_it_destroyed_and_each_note_that_applies(tmp_path: Path) -> None:
+    """The report lists each key source and data path it destroyed, in order, with the notes that apply."""
+    config = unit(
+        tmp_path,
+        "protect.encrypt=false",
+        "capture.source=folder",
+        f"capture.folder.path={tmp_path / 'inbox'}",
+    )
+    load_unit_key(config, environ={})
+    own = own_key_file(config)
+    outbox = Path(config.outbox.path)
+    side = [outbox.with_name(outbox.name + s) for s in ("-wal", "-shm", "-journal")]
+    big = b"Zebulon " * (300 * 1024)  # 2.4 MB: overwritten in several 1 MiB writes
+    for p in [outbox, *side]:
+        p.write_bytes(b"Zebulon row")
+    dirs = [tmp_path / "state", tmp_path / "media", tmp_path / "gallery", tmp_path / "enrollment"]
+    for d in dirs:
+        (d / "sub" / "deeper").mkdir(parents=True)
+        (d / "sub" / "deeper" / "big.bin").write_bytes(big)
+        (d / "empty.bin").write_bytes(b"")
+        (d / "top.txt").write_text("Zebulon")
+    (tmp_path / "state" / "link").symlink_to(tmp_path / "inbox")  # a link: removed, its target untouched
+    (tmp_path / "inbox").mkdir()
+    (tmp_path / "inbox" / "photo.jpg").write_bytes(b"face")
+    held = open(dirs[0] / "sub" / "deeper" / "big.bin", "rb")  # noqa: SIM115 - read after the wipe
+    try:
+        report = wipe_unit(config, environ={})
+        data = held.read()
+    finally:
+        held.close()
+    assert len(data) == len(big) and b"Zebulon" not in data and data != bytes(len(big))
+    assert report.destroyed == [f"device key {own}", *map(str, [outbox, *side, *dirs])]
+    assert report.ok is True and report.not_destroyed == []
+    assert len(report.notes) == 2
+    assert "protect.encrypt or gallery.encrypt is off" in report.notes[0]
+    assert str(tmp_path / "inbox") in report.notes[1] and "capture.folder.delete_processed" in report.notes[1]
+    assert report.as_dict() == {"ok": True, "destroyed": report.destroyed, "not_destroyed": [], "notes": report.notes}
+    assert not own.parent.exists()  # the unit's own key folder, empty once the key is gone
+    assert not any(p.exists() or p.is_symlink() for p in [outbox, *side, *dirs])
+    assert (tmp_path / "inbox" / "photo.jpg").read_bytes() == b"face"
+
+
+def test_the_wipe_keeps_what_it_does_not_own_and_says_when_no_key_was_found(tmp_path: Path) -> None:
+    """No key anywhere: a note; the enrollment workspace left when asked; a key folder with other files kept."""
+    config = unit(tmp_path, "capture.source=opencv")  # not a folder of photos: no note about them
+    own = own_key_file(config)
+    own.parent.mkdir(parents=True)
+    (own.parent / "other.pem").write_text("not the unit's key")
+    (tmp_path / "enrollment").mkdir()
+    (tmp_path / "enrollment" / "face.jpg").write_bytes(b"face")
+    report = wipe_unit(config, environ={}, enrollment=False)
+    assert report.ok and report.destroyed == [] and report.not_destroyed == []
+    assert report.notes == [
+        "no device key was found at any configured source: if the key is kept elsewhere, destroy it there"
+    ]
+    assert (own.parent / "other.pem").exists() and (tmp_path / "enrollment" / "face.jpg").exists()
+    assert report.as_dict() == {"ok": True, "destroyed": [], "not_destroyed": [], "notes": report.notes}
+
+
+def test_the_wipe_of_a_key_in_the_environment_is_incomplete_and_says_so(tmp_path: Path) -> None:
+    config = unit(tmp_path, "capture.source=opencv")
+    report = wipe_unit(config, environ={"EDGEFACE_GALLERY_KEY": secrets.token_bytes(32).hex()})
+    assert report.ok is False and report.destroyed == [] and report.notes == []
+    assert len(report.not_destroyed) == 1 and "$EDGEFACE_GALLERY_KEY" in report.not_destroyed[0]
+    assert report.as_dict()["not_destroyed"] == report.not_destroyed
+
+
+@pytest.mark.parametrize("setting", ["run.state_dir", "gallery.dir"])
+def test_the_wipe_refuses_a_top_level_folder(tmp_path: Path, setting: str) -> None:
+    """A folder with fewer than three parts (/srv, /) is a slip in the configuration, never wiped whole."""
+    config = unit(tmp_path, f"{setting}=/srv")
+    load_unit_key(config, environ={})
+    report = wipe_unit(config, environ={})
+    assert report.ok is False and Path("/srv").is_dir()
+    assert report.not_destroyed == ["/srv is a top-level or home folder: not wiped; fix the setting that names it"]
+
+
+def test_a_path_that_cannot_be_examined_is_reported_not_destroyed(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("a file where a folder is expected")
+    config = unit(tmp_path, f"retention.dir={tmp_path / 'afile' / 'media'}")
+    report = wipe_unit(config, environ={})
+    assert report.ok is False and len(report.not_destroyed) == 1
+    assert report.not_destroyed[0].startswith(f"{tmp_path / 'afile' / 'media'}: cannot be examined (")
+    assert report.not_destroyed[0].endswith("); delete it as root")
+
+
+def test_the_wipe_destroys_the_key_sources_configured_under_other_names(tmp_path: Path) -> None:
+    """Not only the default names: the configured key file, environment variable and credential."""
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "site-key").write_bytes(secrets.token_bytes(32))
+    (creds / "edgeface-gallery-key").write_bytes(b"not this unit's credential")
+    key_file = tmp_path / "etc" / "unit.key"
+    key_file.parent.mkdir()
+    key_file.write_bytes(secrets.token_bytes(32))
+    config = unit(
+        tmp_path, f"gallery.key_file={key_file}", "gallery.key_env=SITE_KEY", "gallery.key_credential=site-key"
+    )
+    environ = {"CREDENTIALS_DIRECTORY": str(creds), "SITE_KEY": "00" * 32, "EDGEFACE_GALLERY_KEY": "11" * 32}
+    report = wipe_unit(config, environ=environ)
+    assert not key_file.exists() and not (creds / "site-key").exists()
+    assert (creds / "edgeface-gallery-key").exists()
+    assert report.destroyed[:2] == [f"device key {creds / 'site-key'}", f"device key {key_file}"]
+    assert len(report.not_destroyed) == 2 and "'site-key'" in report.not_destroyed[0]
+    assert "$SITE_KEY" in report.not_destroyed[1] and report.ok is False

@@ -442,3 +442,59 @@ def test_short_passwords_and_unknown_roles_refused(db: Any) -> None:
             auth.create_user(conn, "shorty", "short", ["reviewer"])
         with pytest.raises(auth.AccountError):
             auth.create_user(conn, "someone", PASSWORD, ["superuser"])
+
+
+def test_an_entry_is_hashed_and_stored_as_the_documented_formula_says(db: Any, config: Any) -> None:
+    """An outside verifier recomputes hash_n from the stored row alone: SHA-256 of canonical JSON (sorted keys,
+    no spaces, UTF-8 as is) of seq, ts to 6 decimals, actor, action, subject, details and hash_{n-1}."""
+    with db.write() as conn:
+        first = audit.append(conn, "ada", "review.confirm", "r-é", {"b": [1, 2], "a": "Zoë"})
+        second = audit.append(conn, "a" * 64, "x" * 64, "", None)  # 64 characters is the limit, not over it
+        with pytest.raises(ValueError, match=r"at most 64 characters \(got 65, 6\)"):
+            audit.append(conn, "a" * 65, "logout")
+        with pytest.raises(ValueError, match=r"at most 64 characters \(got 3, 65\)"):
+            audit.append(conn, "ada", "x" * 65)
+    with db.read() as conn:
+        rows = conn.execute(text("SELECT * FROM audit_log ORDER BY seq")).all()
+        head = conn.execute(text("SELECT seq, hash FROM audit_head")).one()
+    assert [r.seq for r in rows] == [1, 2] and (head.seq, head.hash) == (2, second.hash)
+    assert rows[0].details == '{"a":"Zoë","b":[1,2]}' and rows[1].details == "{}"
+    prev = "0" * 64
+    for r, e in zip(rows, (first, second), strict=True):
+        doc = (
+            f'{{"action":{json.dumps(r.action)},"actor":{json.dumps(r.actor)},"details":{json.dumps(r.details, ensure_ascii=False)},'
+            f'"prev":"{prev}","seq":{r.seq},"subject":{json.dumps(r.subject, ensure_ascii=False)},"ts":"{r.ts:.6f}"}}'
+        )
+        assert r.prev_hash == prev and r.hash == hashlib.sha256(doc.encode()).hexdigest() == e.hash
+        prev = r.hash
+    assert (first.seq, first.actor, first.action, first.subject) == (1, "ada", "review.confirm", "r-é")
+    assert first.details == {"b": [1, 2], "a": "Zoë"} and first.prev_hash == audit.GENESIS and second.details == {}
+    assert second.prev_hash == first.hash and abs(first.ts - rows[0].ts) < 1e-6
+    with db.read() as conn:
+        assert audit.entries(conn) == [second, first]
+        v = audit.verify(conn)
+    assert v.as_dict() == {"ok": True, "entries": 2, "head_seq": 2, "head_hash": second.hash, "problems": []}
+    r = CliRunner().invoke(
+        cli, ["--set", f"server.database_url={config.server.database_url}", "audit", "verify", "--json"]
+    )
+    assert r.exit_code == 0 and json.loads(r.stdout.splitlines()[-1]) == v.as_dict(), r.output
+
+
+def test_entries_are_newest_first_with_a_limit_a_cursor_and_an_action_prefix(db: Any) -> None:
+    with db.write() as conn:
+        for i in range(205):
+            audit.append(conn, "ada", "user.create" if i % 2 else "review.confirm", f"s{i}", {"i": i})
+        audit.append(conn, "ada", "user.role_request", "last", {})
+    with db.write() as conn:  # an entry whose details no longer parse is still shown, cut to 200 characters
+        conn.execute(text("UPDATE audit_log SET details = :d WHERE seq = 1"), {"d": "{" + "x" * 300})
+    with db.read() as conn:
+        newest = audit.entries(conn)
+        assert [e.seq for e in newest] == list(range(206, 6, -1))  # 200 by default
+        assert [e.seq for e in audit.entries(conn, limit=3, before=100)] == [99, 98, 97]
+        assert [e.seq for e in audit.entries(conn, before=3)] == [2, 1]
+        users_ = audit.entries(conn, action="user.", limit=1000)
+        assert len(users_) == 103 and {e.action for e in users_} == {"user.create", "user.role_request"}
+        assert [e.seq for e in audit.entries(conn, action="user.role", limit=5)] == [206]
+        oldest = audit.entries(conn, limit=1, before=2)[0]
+    assert oldest.details == {"unparsable": "{" + "x" * 199} and oldest.subject == "s0"
+    assert (oldest.actor, oldest.action, oldest.prev_hash) == ("ada", "review.confirm", audit.GENESIS)
