@@ -6,18 +6,20 @@ from __future__ import annotations
 import json
 import logging
 import random
+import time
 from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
 
-from edgeface.errors import PayloadError
-from edgeface.mqtt import Publisher, ResultStore, payloads, topics
+from edgeface.errors import EdgefaceError, PayloadError
+from edgeface.mqtt import Ingest, Publisher, ResultStore, payloads, topics
+from edgeface.mqtt.link import LinkSettings
 from edgeface.outbox import Outbox
 from edgeface.testing.broker import LocalBroker
 from edgeface.testing.mqttload import outbox_item, sample_result, wait_for
 
-from .conftest import fill, plain_settings
+from .conftest import fill, mtls_settings, plain_settings
 
 
 def raw_publisher(broker: LocalBroker) -> mqtt.Client:
@@ -232,3 +234,367 @@ def test_a_full_database_acknowledges_nothing_and_stores_everything_once_it_has_
     assert store.rejected() == [] and ingest.worker.error is None
     c.loop_stop()
     c.disconnect()
+
+
+# In-process checks of the worker's decisions: real paho messages, a real SQLite store, no broker. They
+# pin what each message becomes (row, status, nothing, or a rejection with its kind, reason, topic and
+# bytes) and how the counters follow, which the broker tests above only see in aggregate.
+
+
+def _message(topic: str, payload: bytes, *, qos: int = 1, mid: int = 1) -> mqtt.MQTTMessage:
+    m = mqtt.MQTTMessage(mid=mid, topic=topic.encode())
+    m.payload = payload
+    m.qos = qos
+    return m
+
+
+def _offline_worker(store: ResultStore, **kw: Any) -> Ingest:
+    return Ingest(store, plain_settings(1, "ingest-offline"), **kw)
+
+
+def _rejected_rows(store: ResultStore) -> list[tuple[str, str, str, int, bytes]]:
+    with store._lock:
+        return list(store._db.execute("SELECT topic, kind, error, size, head FROM rejected ORDER BY rowid"))
+
+
+def test_each_message_becomes_a_row_a_status_nothing_or_a_rejection_with_its_reason(tmp_path: Any) -> None:
+    store = ResultStore(tmp_path / "r.sqlite3")
+    rng = random.Random(31)
+    good = sample_result("unit-a", rng)
+    other = sample_result("unit-b", rng)
+    good_bytes = payloads.encode_result(good)
+    online = payloads.status_payload(device_id="unit-a", state="online", reason="heartbeat")
+    big = sample_result("unit-a", rng)
+    big["source"] = "cam0" + "x" * 200
+    limit = max(len(good_bytes), len(payloads.encode_result(other)))
+    assert len(payloads.encode_result(big)) > limit
+    w = _offline_worker(store, max_payload_bytes=limit)
+    messages = [
+        (topics.results_topic("unit-a"), good_bytes),  # stored
+        (topics.results_topic("unit-a"), good_bytes),  # a redelivery: a duplicate, stored once
+        (topics.results_topic("unit-a"), payloads.encode_result(big)),  # over the worker's limit
+        (topics.results_topic("unit-a"), payloads.encode_result(other)),  # unit-b's result on unit-a's topic
+        (topics.status_topic("unit-a"), payloads.encode(online, "status")),  # a status
+        (topics.status_topic("unit-a"), b""),  # a cleared retained status: nothing to record
+        (topics.status_topic("unit-b"), payloads.encode(online, "status")),  # unit-a's status on unit-b's topic
+        ("edgeface/v1/devices/unit-a/other", b"{}"),  # a kind of message the ingest does not take
+        ("somewhere/else", b"{}"),
+        (topics.results_topic("unit-a"), b"{not json"),
+    ]
+    for i, (topic, data) in enumerate(messages):
+        w._on_message(None, None, _message(topic, data, mid=i + 1))  # type: ignore[arg-type]
+    assert [p.mid for p in w._pending] == list(range(1, len(messages) + 1))  # arrival order, every one kept
+    assert all(p.qos == 1 for p in w._pending)
+    w._write(w._pending)
+    assert all(p.done for p in w._pending if p.action is not None)
+    assert store.ids() == [good["id"]]
+    assert json.loads(store.payloads()[good["id"]]) == good
+    assert store.device("unit-a") == online and store.device("unit-b") is None
+    s = w.stats
+    assert (s.received, s.stored, s.duplicates, s.statuses) == (5, 1, 1, 1)
+    assert dict(s.malformed) == {"too_large": 1, "device_mismatch": 2, "topic": 2, "not_json": 1}
+    assert s.malformed_total == 6 and s.store_errors == 0
+    rows = _rejected_rows(store)
+    assert [(r[0], r[1]) for r in rows] == [
+        (topics.results_topic("unit-a"), "too_large"),
+        (topics.results_topic("unit-a"), "device_mismatch"),
+        (topics.status_topic("unit-b"), "device_mismatch"),
+        ("edgeface/v1/devices/unit-a/other", "topic"),
+        ("somewhere/else", "topic"),
+        (topics.results_topic("unit-a"), "not_json"),
+    ]
+    errors = [r[2] for r in rows]
+    assert "over the limit" in errors[0]
+    assert "'unit-b'" in errors[1] and "'unit-a'" in errors[1] and "differs from the topic" in errors[1]
+    assert errors[2] == "status device_id differs from its topic"
+    assert "unexpected topic" in errors[3] and "unit-a/other" in errors[3]
+    assert "unexpected topic" in errors[4] and "somewhere/else" in errors[4]
+    assert "not JSON" in errors[5]
+    # the bytes as received, and their size
+    assert rows[1][4] == payloads.encode_result(other)[:1024] and rows[1][3] == len(payloads.encode_result(other))
+    assert rows[5][4] == b"{not json" and rows[5][3] == 9
+    # the limit is the worker's own: with a higher one the same message is stored
+    store2 = ResultStore(tmp_path / "r2.sqlite3")
+    w2 = _offline_worker(store2, max_payload_bytes=len(payloads.encode_result(big)))
+    w2._on_message(None, None, _message(topics.results_topic("unit-a"), payloads.encode_result(big)))  # type: ignore[arg-type]
+    w2._write(w2._pending)
+    assert store2.ids() == [big["id"]] and w2.stats.malformed_total == 0
+    store2.close()
+    store.close()
+
+
+def test_a_status_over_its_own_limit_is_rejected_though_a_result_may_be_that_big(tmp_path: Any) -> None:
+    store = ResultStore(tmp_path / "r.sqlite3")
+    w = _offline_worker(store, max_payload_bytes=10**6)
+    online = payloads.status_payload(device_id="unit-a", state="online", reason="heartbeat")
+    huge = json.dumps({**online, "pad": " " * 70_000}).encode()
+    w._on_message(None, None, _message(topics.status_topic("unit-a"), huge))  # type: ignore[arg-type]
+    w._write(w._pending)
+    assert store.device("unit-a") is None and dict(w.stats.malformed) == {"too_large": 1}
+    assert "65536" in _rejected_rows(store)[0][2]
+    store.close()
+
+
+def test_qos0_messages_are_written_and_never_acknowledged_and_a_cleared_status_is_dropped(tmp_path: Any) -> None:
+    store = ResultStore(tmp_path / "r.sqlite3")
+    w = _offline_worker(store)
+    doc = sample_result("unit-a", random.Random(32))
+    w._on_message(None, None, _message(topics.status_topic("unit-a"), b"", qos=0, mid=0))  # type: ignore[arg-type]
+    assert w._pending == []  # nothing to write and nothing to acknowledge
+    w._on_message(None, None, _message(topics.status_topic("unit-a"), b"", qos=1, mid=4))  # type: ignore[arg-type]
+    w._on_message(None, None, _message(topics.results_topic("unit-a"), payloads.encode_result(doc), qos=0, mid=0))  # type: ignore[arg-type]
+    assert [(p.mid, p.qos, p.action is None) for p in w._pending] == [(4, 1, True), (0, 0, False)]
+    w._write(w._pending)
+    assert store.ids() == [doc["id"]] and store.device("unit-a") is None and w.stats.malformed_total == 0
+    store.close()
+
+
+def test_an_unexpected_failure_in_the_checks_rejects_the_message_naming_the_error(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug in the checks (here: the decoder raising something no one expected) must not stop the worker:
+    the message is rejected with kind 'error' and the exception in its reason."""
+    store = ResultStore(tmp_path / "r.sqlite3")
+    w = _offline_worker(store)
+
+    def broken(*a: Any, **k: Any) -> Any:
+        raise LookupError("checker bug")
+
+    monkeypatch.setattr(payloads, "decode", broken)
+    w._on_message(None, None, _message(topics.results_topic("unit-a"), b"{}", mid=9))  # type: ignore[arg-type]
+    monkeypatch.undo()
+    w._write(w._pending)
+    assert dict(w.stats.malformed) == {"error": 1}
+    rows = _rejected_rows(store)
+    assert [(r[0], r[1], r[2], r[4]) for r in rows] == [
+        (topics.results_topic("unit-a"), "error", "LookupError: checker bug", b"{}")
+    ]
+    store.close()
+
+
+def test_a_status_the_database_refuses_is_rejected_alone_and_results_beside_it_are_stored(tmp_path: Any) -> None:
+    db = tmp_path / "rules.sqlite3"
+    store = ResultStore(db)
+    store._db.execute(
+        "CREATE TRIGGER refuse_evil BEFORE INSERT ON devices WHEN NEW.device_id = 'unit-x' "
+        "BEGIN SELECT RAISE(ABORT, 'unit-x is barred'); END"
+    )
+    w = _offline_worker(store)
+    rng = random.Random(33)
+    docs = [sample_result("unit-a", rng) for _ in range(3)]
+    bad = payloads.status_payload(device_id="unit-x", state="online", reason="heartbeat")
+    ok = payloads.status_payload(device_id="unit-a", state="online", reason="heartbeat")
+    w._on_message(None, None, _message(topics.results_topic("unit-a"), payloads.encode_result(docs[0]), mid=1))  # type: ignore[arg-type]
+    w._on_message(None, None, _message(topics.status_topic("unit-x"), payloads.encode(bad, "status"), mid=2))  # type: ignore[arg-type]
+    w._on_message(None, None, _message(topics.status_topic("unit-a"), payloads.encode(ok, "status"), mid=3))  # type: ignore[arg-type]
+    for i, d in enumerate(docs[1:]):
+        w._on_message(None, None, _message(topics.results_topic("unit-a"), payloads.encode_result(d), mid=4 + i))  # type: ignore[arg-type]
+    w._write(w._pending)  # the refused status becomes a rejection, written in the same pass
+    assert all(p.done for p in w._pending)
+    assert sorted(store.ids()) == sorted(d["id"] for d in docs) and w.stats.stored == 3
+    assert store.device("unit-a") == ok and w.stats.statuses == 1
+    assert dict(w.stats.malformed) == {"store": 1}
+    rows = _rejected_rows(store)
+    assert len(rows) == 1
+    topic, kind, error, _, head = rows[0]
+    assert (topic, kind) == (topics.status_topic("unit-x"), "store")
+    assert "the database refused the status" in error and "unit-x is barred" in error and "IntegrityError" in error
+    assert json.loads(head) == bad
+    store.close()
+
+
+def test_a_result_the_database_refuses_keeps_its_payload_and_names_the_database_error(tmp_path: Any) -> None:
+    db = tmp_path / "rules.sqlite3"
+    store = ResultStore(db)
+    store._db.execute(
+        "CREATE TRIGGER refuse_unit_x BEFORE INSERT ON results WHEN NEW.device_id = 'unit-x' "
+        "BEGIN SELECT RAISE(ABORT, 'unit-x is barred'); END"
+    )
+    w = _offline_worker(store)
+    rng = random.Random(34)
+    docs = [sample_result("unit-a", rng), sample_result("unit-x", rng), sample_result("unit-a", rng)]
+    for i, d in enumerate(docs):
+        w._on_message(None, None, _message(topics.results_topic(d["device_id"]), payloads.encode_result(d), mid=i + 1))  # type: ignore[arg-type]
+    w._write(w._pending)  # the batch fails, then row by row: the refused row becomes a rejection
+    assert all(p.done for p in w._pending)
+    assert sorted(store.ids()) == sorted([docs[0]["id"], docs[2]["id"]]) and w.stats.stored == 2
+    assert dict(w.stats.malformed) == {"store": 1}
+    (topic, kind, error, size, head), *more = _rejected_rows(store)
+    assert more == [] and (topic, kind) == (topics.results_topic("unit-x"), "store")
+    assert error.startswith("the database refused the row: IntegrityError") and "unit-x is barred" in error
+    assert json.loads(head) == docs[1] and size == len(head)
+    store.close()
+
+
+def test_a_retried_batch_writes_nothing_twice(tmp_path: Any) -> None:
+    store = ResultStore(tmp_path / "r.sqlite3")
+    w = _offline_worker(store)
+    rng = random.Random(35)
+    docs = [sample_result("unit-a", rng) for _ in range(3)]
+    for i, d in enumerate(docs):
+        w._on_message(None, None, _message(topics.results_topic("unit-a"), payloads.encode_result(d), mid=i + 1))  # type: ignore[arg-type]
+    w._on_message(None, None, _message(topics.results_topic("unit-a"), b"nope", mid=9))  # type: ignore[arg-type]
+    online = payloads.status_payload(device_id="unit-a", state="online", reason="heartbeat")
+    w._on_message(None, None, _message(topics.status_topic("unit-a"), payloads.encode(online, "status"), mid=10))  # type: ignore[arg-type]
+    w._write(w._pending)
+    w._write(w._pending)  # as after a failure later in the same flush
+    assert (w.stats.stored, w.stats.duplicates, w.stats.statuses) == (3, 0, 1)
+    assert len(store.rejected()) == 1
+    store.close()
+
+
+def test_a_failed_flush_acknowledges_nothing_counts_the_error_and_waits_before_the_retry(
+    broker: LocalBroker, tmp_path: Any
+) -> None:
+    """The store's failure (SQLite full): the batch stays, nothing is acknowledged, store_errors counts
+    each failed flush and the next try is put off; a successful flush acknowledges and empties it."""
+    store = ResultStore(tmp_path / "r.sqlite3")
+    w = Ingest(store, plain_settings(broker.port, "ingest-flush"), reconnect_max_s=30.0)
+    from edgeface.mqtt.link import Backoff, Connection
+
+    w._conn = Connection(w.settings, Backoff(0.05, 0.5), on_up=w._on_up, on_down=w._on_down, manual_ack=True)
+    try:
+        rng = random.Random(36)
+        docs = [sample_result("unit-a", rng) for _ in range(30)]
+        for i, d in enumerate(docs):
+            w._on_message(None, None, _message(topics.results_topic("unit-a"), payloads.encode_result(d), mid=i + 1))  # type: ignore[arg-type]
+        pages = store._db.execute("PRAGMA page_count").fetchone()[0]
+        store._db.execute(f"PRAGMA max_page_count = {pages}")
+        before = time.monotonic()
+        w._flush()
+        assert w.stats.store_errors == 1 and len(w._pending) == 30 and store.count() == 0
+        assert before + 0.025 <= w._retry_at <= time.monotonic() + 0.05  # the first delay is 25-50 ms
+        before = time.monotonic()
+        w._flush()
+        assert w.stats.store_errors == 2 and w._retry_at >= before + 0.05  # then 50-100 ms: it grows
+        store._db.execute("PRAGMA max_page_count = 1073741823")
+        w._flush()
+        assert w._pending == [] and store.count() == 30 and w.stats.store_errors == 2 and w.stats.stored == 30
+        assert w._store_backoff.failures == 0  # the next failure starts from the shortest delay again
+    finally:
+        w._conn.close()
+        store.close()
+
+
+def test_the_worker_takes_its_settings_from_the_configuration(tmp_path: Any) -> None:
+    """What `edgeface ingest` and the server's workers get: every [ingest] and [mqtt] figure, and a client id
+    that is the one given, else ingest.client_id, else ingest-<host name> (persistent sessions need it stable)."""
+    import socket
+
+    from edgeface.config import load_config
+
+    store = ResultStore(tmp_path / "r.sqlite3")
+    sets = {
+        "mqtt.host": "broker.example",
+        "mqtt.port": "18883",
+        "mqtt.tls": "false",
+        "mqtt.max_payload_bytes": "4096",
+        "mqtt.reconnect_min_s": "0.25",
+        "mqtt.reconnect_max_s": "7",
+        "ingest.group": "workers-b",
+        "ingest.batch": "17",
+        "ingest.flush_ms": "250",
+    }
+    cfg = load_config(None, env={}, overrides=[f"{k}={v}" for k, v in sets.items()])
+    w = Ingest.from_config(cfg.mqtt, cfg.ingest, store)
+    assert w.store is store
+    assert (w.settings.host, w.settings.port, w.settings.tls) == ("broker.example", 18883, False)
+    assert w.settings.client_id == f"ingest-{socket.gethostname()}"
+    assert w.results_filter == "$share/workers-b/edgeface/v1/devices/+/results"
+    assert (w.batch, w.flush_s, w.max_payload_bytes) == (17, 0.25, 4096)
+    assert (w._backoff.min_s, w._backoff.max_s) == (0.25, 7.0)
+    assert w._store_backoff.max_s == 7.0 and w.subscribe_status
+    named = load_config(None, env={}, overrides=["mqtt.host=h", "mqtt.tls=false", "ingest.client_id=ingest-7"])
+    assert Ingest.from_config(named.mqtt, named.ingest, store).settings.client_id == "ingest-7"
+    assert Ingest.from_config(named.mqtt, named.ingest, store, client_id="cli-9").settings.client_id == "cli-9"
+    store.close()
+
+
+def test_library_defaults_match_the_configuration_defaults(tmp_path: Any) -> None:
+    """Ingest(store, settings) used as a library behaves as the configured service does by default."""
+    from edgeface.config import load_config
+
+    cfg = load_config(None, env={}, overrides=[])
+    store = ResultStore(tmp_path / "r.sqlite3")
+    w = Ingest(store, plain_settings(1, "ingest-lib"))
+    assert w.results_filter == topics.shared_results_filter(cfg.ingest.group)
+    assert (w.batch, w.flush_s, w.max_payload_bytes) == (cfg.ingest.batch, cfg.ingest.flush_ms / 1000, 131072)
+    assert cfg.mqtt.max_payload_bytes == 131072 and w.subscribe_status is True
+    assert w._store_backoff.min_s == 0.05  # a busy database is tried again soon
+    assert (w._backoff.min_s, w._backoff.max_s) == (1.0, 60.0)
+    assert w.error is None and w._conn is None and w._thread is None
+    store.close()
+
+
+def test_the_worker_needs_mqtt5_and_says_so(tmp_path: Any) -> None:
+    store = ResultStore(tmp_path / "r.sqlite3")
+    with pytest.raises(EdgefaceError, match=r'needs MQTT 5 \(shared subscriptions\); set mqtt.protocol = "mqtt5"'):
+        Ingest(store, plain_settings(1, "ingest-311", protocol="mqtt311"))
+    assert Ingest(store, plain_settings(1, "ingest-5", protocol="mqtt5")).settings.protocol == "mqtt5"
+    store.close()
+
+
+def test_counters_as_dict_name_every_figure(tmp_path: Any) -> None:
+    """The figures `edgeface ingest --stats-json` writes and the logs carry."""
+    from edgeface.mqtt.ingest import IngestStats
+
+    s = IngestStats(received=9, stored=5, duplicates=1, statuses=2, store_errors=3, connected=True, subscribed=False)
+    s.malformed["schema"] += 2
+    s.malformed["too_large"] += 1
+    d = s.as_dict()
+    assert d == {
+        "received": 9,
+        "stored": 5,
+        "duplicates": 1,
+        "malformed": {"schema": 2, "too_large": 1},
+        "malformed_total": 3,
+        "statuses": 2,
+        "store_errors": 3,
+        "connected": True,
+        "subscribed": False,
+    }
+    assert json.loads(json.dumps(d)) == d  # plain JSON (a Counter is not written as one)
+
+
+def test_stop_returns_once_the_worker_thread_has_ended_and_the_thread_never_holds_the_process(
+    broker: LocalBroker, tmp_path: Any
+) -> None:
+    store = ResultStore(tmp_path / "r.sqlite3")
+    w = Ingest(store, plain_settings(broker.port, "ingest-stop"), reconnect_min_s=0.05, reconnect_max_s=0.5)
+    w.start()
+    try:
+        assert w._thread is not None and w._thread.daemon  # a forgotten worker must not keep a process alive
+        assert wait_for(lambda: w.stats.connected and w.stats.subscribed, 20)
+    finally:
+        w.stop()
+    assert not w._thread.is_alive() and w.error is None
+    store.close()
+
+
+def test_a_worker_that_cannot_start_records_why(tmp_path: Any) -> None:
+    """A crash of the worker thread is kept in ``error`` for its owner (the server restarts the worker)."""
+    store = ResultStore(tmp_path / "r.sqlite3")
+    missing = tmp_path / "no-such-ca.pem"
+    w = Ingest(store, LinkSettings(host="127.0.0.1", port=1, client_id="ingest-x", ca_file=missing))
+    w.start()
+    assert w._thread is not None
+    w._thread.join(20)
+    assert w.error is not None and "TLS files cannot be used" in str(w.error)
+    store.close()
+
+
+def test_a_subscription_the_broker_refuses_leaves_the_worker_unsubscribed(
+    tls_broker: LocalBroker, pki: dict[str, Any], tmp_path: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A unit's certificate may not read the results: the worker connects, its subscription is refused,
+    and it says so (subscribed stays false, which the server's health shows) instead of waiting silently."""
+    caplog.set_level(logging.ERROR, logger="edgeface")
+    store = ResultStore(tmp_path / "r.sqlite3")
+    w = Ingest(store, mtls_settings(tls_broker, pki, "unit-b"), reconnect_min_s=0.05, subscribe_status=False)
+    w.start()
+    try:
+        assert wait_for(lambda: any(r.getMessage() == "ingest.subscribe_refused" for r in caplog.records), 20)
+        assert w.stats.connected and not w.stats.subscribed
+    finally:
+        w.stop()
+    store.close()
