@@ -3,7 +3,10 @@ count as a second person, and every role added on the web waits for another admi
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from sqlalchemy import select, text
 
+from edgeface.errors import ConfigError
 from edgeface.server import audit, auth
 from edgeface.server.app import create_app
 from edgeface.server.db import Database
@@ -248,3 +252,215 @@ def test_migration_fills_in_creators_and_password_setters(tmp_path: Path) -> Non
         }
     finally:
         db.dispose()
+
+
+# -- the account functions themselves (what the pages and the command line rely on) ---------------------
+
+
+def _user_row(db: Any, uid: int) -> Any:
+    with db.read() as conn:
+        return conn.execute(select(users).where(users.c.id == uid)).one()
+
+
+def test_accounts_are_created_and_changed_only_as_the_rules_allow(db: Any) -> None:
+    with db.write() as conn:
+        for name, pw, roles, why in [
+            ("  ", PASSWORD, "reviewer", "user names are 1-64 printable characters"),
+            ("x" * 65, PASSWORD, "reviewer", "user names are 1-64 printable characters"),
+            ("tab\tname", PASSWORD, "reviewer", "user names are 1-64 printable characters"),
+            ("shorty", "x" * 11, "reviewer", "passwords need at least 12 characters"),
+            ("nobody", PASSWORD, " , ", r"roles \(none\) not valid: give one or more of reviewer, admin"),
+            ("boss", PASSWORD, "admin,root", r"roles \['root'\] not valid: give one or more of reviewer, admin"),
+        ]:
+            with pytest.raises(auth.AccountError, match=f"^{why}"):
+                auth.create_user(conn, name, pw, roles)
+        for owner in ("", " " * 3, "o" * 65, "new\nline"):
+            with pytest.raises(auth.AccountError, match=r"^the person \(owner\) of an account is 1-64 printable"):
+                auth.create_user(conn, "owned", PASSWORD, "reviewer", owner=owner)
+        longest = auth.create_user(conn, " " + "x" * 64 + " ", "y" * 12, " admin , reviewer,", owner="o" * 64)
+        pending = auth.create_user(conn, "pending", PASSWORD, [], allow_no_role=True, created_by=longest.id)
+        with pytest.raises(auth.AccountError, match="^user 'pending' already exists"):
+            auth.create_user(conn, " pending ", PASSWORD, "reviewer")
+    assert longest.username == "x" * 64 and longest.roles == frozenset({"admin", "reviewer"})
+    assert longest.has("admin") and longest.has("nobody", "reviewer") and not pending.has("admin", "reviewer")
+    row = _user_row(db, longest.id)
+    assert (row.roles, row.owner, row.active, row.created_by, row.password_set_by) == (
+        "admin,reviewer", "o" * 64, True, None, None
+    )  # fmt: skip
+    row = _user_row(db, pending.id)
+    assert (row.roles, row.owner, row.created_by, row.password_set_by) == ("", "pending", longest.id, longest.id)
+    assert pending.roles == frozenset() == auth.stored_roles(row.roles)
+    with db.read() as conn:
+        assert auth.check_password(conn, longest.id, "y" * 12) is True
+        assert auth.check_password(conn, longest.id, "y" * 13) is False
+        assert auth.check_password(conn, 9999, "y" * 12) is False  # no such account: never a match
+
+
+def test_changing_an_account_logs_it_out_everywhere_and_records_who_set_the_password(db: Any) -> None:
+    with db.write() as conn:
+        rita = auth.create_user(conn, "rita", PASSWORD, "reviewer")
+        ada = auth.create_user(conn, "ada", PASSWORD, "admin")
+
+    def sessions_of_rita() -> int:
+        with db.write() as conn:
+            return int(conn.execute(text(f"SELECT count(*) FROM sessions WHERE user_id = {rita.id}")).scalar_one())
+
+    def fresh_session() -> None:
+        with db.write() as conn:
+            auth.open_session(conn, rita, "10.0.0.1")
+            auth.open_session(conn, ada, "10.0.0.2")
+
+    fresh_session()
+    with db.write() as conn:
+        auth.set_user(conn, rita.id)  # nothing asked, nothing changed: still logged in
+    assert sessions_of_rita() == 1
+    with db.write() as conn:
+        auth.set_user(conn, rita.id, roles="admin , reviewer")
+    assert _user_row(db, rita.id).roles == "admin,reviewer" and sessions_of_rita() == 0
+    fresh_session()
+    with db.write() as conn:
+        auth.set_user(conn, rita.id, roles=[], active=True)  # an empty role list is allowed here
+    assert (_user_row(db, rita.id).roles, _user_row(db, rita.id).active, sessions_of_rita()) == ("", True, 0)
+    fresh_session()
+    with db.write() as conn:
+        auth.set_user(conn, rita.id, active=False)
+    assert _user_row(db, rita.id).active is False and sessions_of_rita() == 0
+    with db.write() as conn:
+        with pytest.raises(auth.AccountError, match="^passwords need at least 12 characters"):
+            auth.set_user(conn, rita.id, password="x" * 11)
+        auth.set_user(conn, rita.id, active=True, roles="reviewer")
+    fresh_session()
+    with db.write() as conn:
+        auth.set_user(conn, rita.id, password="set by ada 123", password_set_by=ada.id)
+        assert auth.check_password(conn, rita.id, "set by ada 123") and not auth.check_password(conn, rita.id, PASSWORD)
+    assert _user_row(db, rita.id).password_set_by == ada.id and sessions_of_rita() == 0
+    with db.write() as conn:
+        auth.set_user(conn, rita.id, password="rita's own one")
+    assert _user_row(db, rita.id).password_set_by is None
+    with db.read() as conn:  # ada's own session was never touched
+        assert conn.execute(text(f"SELECT count(*) FROM sessions WHERE user_id = {ada.id}")).scalar_one() == 4
+
+
+def _login(db: Any, name: str, pw: str, ip: str = "10.0.0.9", **limits: Any) -> auth.LoginOutcome:
+    kw = {"max_user": 3, "max_ip": 5, "window_s": 600.0, **limits}
+    with db.write() as conn:
+        return auth.authenticate(conn, name, pw, ip, **kw)
+
+
+def test_logins_count_failures_per_user_and_address_within_the_window(db: Any) -> None:
+    from argon2 import PasswordHasher
+
+    from edgeface.server.tables import login_failures
+
+    with db.write() as conn:
+        rita = auth.create_user(conn, "rita", PASSWORD, "reviewer")
+        gone = auth.create_user(conn, "gone", PASSWORD, "reviewer")
+        auth.set_user(conn, gone.id, active=False)
+        weak = PasswordHasher(time_cost=1, memory_cost=8192).hash(PASSWORD)  # older parameters: rehashed
+        conn.execute(users.update().where(users.c.id == rita.id).values(password_hash=weak))
+        conn.execute(login_failures.insert().values(username="rita", ip="10.0.0.9", at=time.time() - 6001))
+        conn.execute(login_failures.insert().values(username="rita", ip="10.0.0.9", at=time.time() - 700))
+    ok = _login(db, " rita ", PASSWORD)
+    assert ok == auth.LoginOutcome(auth.User(rita.id, "rita", frozenset({"reviewer"})))
+    assert _user_row(db, rita.id).password_hash != weak and "m=65536" in _user_row(db, rita.id).password_hash
+    with db.read() as conn:  # a success clears that user's failures
+        assert conn.execute(text("SELECT count(*) FROM login_failures")).scalar_one() == 0
+    assert _login(db, "rita", "wrong password!") == auth.LoginOutcome(None, False, "wrong user name or password")
+    assert _login(db, "nobody", PASSWORD) == auth.LoginOutcome(None, False, "wrong user name or password")
+    assert _login(db, "gone", PASSWORD) == auth.LoginOutcome(None, False, "account disabled")
+    with db.read() as conn:
+        assert auth.failures(conn, "rita", "10.0.0.9", 600) == (1, 3)
+        assert auth.failures(conn, "gone", "10.0.0.8", 600) == (1, 0)
+    assert _login(db, "rita", "wrong again!!", ip="10.0.0.7").refused is False
+    assert _login(db, "rita", PASSWORD, ip="10.0.0.6", max_user=2) == auth.LoginOutcome(
+        None, True, "too many failed logins for this user"
+    )
+    assert _login(db, "gone", PASSWORD, max_ip=3) == auth.LoginOutcome(
+        None, True, "too many failed logins from this address"
+    )
+    assert _login(db, "rita", PASSWORD, max_user=3).user is not None  # 2 failures < 3: checked, and right
+    with db.write() as conn:  # failures older than ten windows are purged at the next failure
+        conn.execute(login_failures.insert().values(username="old", ip="10.0.0.1", at=time.time() - 6100))
+        conn.execute(login_failures.insert().values(username="recent", ip="10.0.0.1", at=time.time() - 5900))
+    _login(db, "x" * 70, "wrong password!")
+    with db.read() as conn:
+        names = set(conn.execute(text("SELECT username FROM login_failures")).scalars())
+        assert "old" not in names and {"recent", "x" * 64} <= names
+        assert auth.failures(conn, "recent", "10.0.0.1", 6000) == (1, 1)
+        assert auth.failures(conn, "recent", "10.0.0.1", 5000) == (0, 0)
+
+
+def test_sessions_are_found_by_their_token_until_idle_or_too_old(db: Any) -> None:
+    with db.write() as conn:
+        rita = auth.create_user(conn, "rita", PASSWORD, "reviewer,admin")
+        token = auth.open_session(conn, rita, "2001:db8::" + "f" * 80)
+        other = auth.open_session(conn, rita, "10.0.0.1")
+    assert len(token) >= 43 and token != other
+    with db.read() as conn:
+        row = conn.execute(text("SELECT * FROM sessions WHERE token_hash = :h"), {"h": auth.token_hash(token)}).one()
+        s = auth.find_session(conn, token, idle_s=60, max_s=3600)
+        assert auth.find_session(conn, "", idle_s=60, max_s=3600) is None
+        assert auth.find_session(conn, None, idle_s=60, max_s=3600) is None
+        assert auth.find_session(conn, token + "x", idle_s=60, max_s=3600) is None
+        assert auth.find_session(conn, "a" * 201, idle_s=60, max_s=3600) is None
+    assert auth.token_hash(token) == hashlib.sha256(token.encode()).hexdigest() == row.token_hash
+    assert row.ip == ("2001:db8::" + "f" * 80)[:64] and len(row.csrf_token) >= 43
+    assert s == auth.Session(rita, row.csrf_token, row.token_hash, row.last_seen)
+    assert s.user.roles == frozenset({"admin", "reviewer"})
+    with db.write() as conn:
+        conn.execute(text("UPDATE sessions SET last_seen = last_seen - 100, created_at = created_at - 1000"))
+        assert auth.find_session(conn, token, idle_s=50, max_s=3600) is None  # idle too long
+        assert auth.find_session(conn, token, idle_s=150, max_s=500) is None  # opened too long ago
+        assert auth.find_session(conn, token, idle_s=150, max_s=1500) is not None
+        auth.touch_session(conn, auth.token_hash(token))
+        assert auth.find_session(conn, token, idle_s=50, max_s=1500) is not None  # seen again just now
+        assert auth.find_session(conn, other, idle_s=50, max_s=1500) is None  # the other one was not touched
+        assert auth.expire_sessions(conn, idle_s=50, max_s=1500) == 1  # the idle one
+        assert auth.expire_sessions(conn, idle_s=50, max_s=500) == 1  # the old one
+        assert auth.expire_sessions(conn, idle_s=50, max_s=500) == 0
+        token = auth.open_session(conn, rita, "10.0.0.1")
+        auth.set_user(conn, rita.id)
+        assert auth.find_session(conn, token, idle_s=50, max_s=500) is not None
+        conn.execute(users.update().where(users.c.id == rita.id).values(active=False))  # disabled behind its back
+        assert auth.find_session(conn, token, idle_s=50, max_s=500) is None
+        conn.execute(users.update().where(users.c.id == rita.id).values(active=True))
+        auth.close_session(conn, auth.token_hash(token))
+        assert auth.find_session(conn, token, idle_s=50, max_s=500) is None
+
+
+def test_csrf_and_image_view_tokens_match_only_their_own_secret_scope_and_image() -> None:
+    assert auth.csrf_ok("abc", "abc") is True
+    assert not auth.csrf_ok("abc", "abd") and not auth.csrf_ok("abc", "") and not auth.csrf_ok("abc", None)
+    assert not auth.csrf_ok("", "") and not auth.csrf_ok(None, None) and not auth.csrf_ok(None, "abc")
+    t = auth.view_token("secret", "review/r1", 7)
+    msg = b"image-view\0review/r1\x007"
+    assert t == hmac.new(b"secret", msg, hashlib.sha256).hexdigest()[:32]
+    assert auth.view_token_ok("secret", "review/r1", 7, t) is True
+    for args in [("secret2", "review/r1", 7), ("secret", "review/r2", 7), ("secret", "review/r1", 8)]:
+        assert auth.view_token(*args) != t and not auth.view_token_ok(*args, t)
+    assert not auth.view_token_ok("secret", "review/r1", 7, None) and not auth.view_token_ok(
+        "secret", "review/r1", 7, ""
+    )
+
+
+def test_device_tokens_open_only_their_own_unit_until_replaced_or_revoked(db: Any) -> None:
+    with db.write() as conn:
+        with pytest.raises(ConfigError, match="not a valid device id"):
+            auth.issue_device_token(conn, "bad/unit")
+        first = auth.issue_device_token(conn, "unit-a")
+        other = auth.issue_device_token(conn, "unit-b")
+        assert auth.check_device(conn, "unit-a", first) and auth.check_device(conn, "unit-b", other)
+        assert not auth.check_device(conn, "unit-a", other) and not auth.check_device(conn, "unit-c", first)
+        assert not auth.check_device(conn, "unit-a" + "x" * 70, first)
+        row = conn.execute(text("SELECT * FROM devices WHERE device_id = 'unit-a'")).one()
+        assert row.token_hash == auth.token_hash(first) and not row.revoked and row.token_created_at > 0
+        assert auth.revoke_device(conn, "unit-a") is True and auth.revoke_device(conn, "unit-z") is False
+        assert not auth.check_device(conn, "unit-a", first) and auth.check_device(conn, "unit-b", other)
+        again = auth.issue_device_token(conn, "unit-a")  # a new credential after a revocation opens again
+        assert (
+            again != first and auth.check_device(conn, "unit-a", again) and not auth.check_device(conn, "unit-a", first)
+        )
+        row = conn.execute(text("SELECT * FROM devices WHERE device_id = 'unit-a'")).one()
+        assert row.token_hash == auth.token_hash(again) and not row.revoked
+        conn.execute(text("UPDATE devices SET revoked = true WHERE device_id = 'unit-b'"))  # revoked, hash kept
+        assert not auth.check_device(conn, "unit-b", other)
