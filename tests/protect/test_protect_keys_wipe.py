@@ -271,3 +271,29 @@ def test_the_wipe_destroys_the_key_sources_configured_under_other_names(tmp_path
     assert report.destroyed[:2] == [f"device key {creds / 'site-key'}", f"device key {key_file}"]
     assert len(report.not_destroyed) == 2 and "'site-key'" in report.not_destroyed[0]
     assert "$SITE_KEY" in report.not_destroyed[1] and report.ok is False
+
+
+def test_what_cannot_be_deleted_is_reported_with_why_and_what_to_do(tmp_path: Path) -> None:
+    """Root deletes almost anything, so the failures are staged: a folder where the key file should be,
+    and the erase steps given a path they cannot delete (a read-only mount on a real unit)."""
+    from edgeface.protect.wipe import WipeReport, _erase_file, _remove_dir
+
+    config = unit(tmp_path, "capture.source=opencv")
+    own = own_key_file(config)
+    (own / "inside").mkdir(parents=True)  # not a file: unlink fails
+    report = wipe_unit(config, environ={})
+    assert report.ok is False and own.is_dir()
+    assert report.not_destroyed == [f"device key {own} could not be deleted (Is a directory): shred -u {own}"]
+    staged = WipeReport()
+    (tmp_path / "full" / "sub").mkdir(parents=True)
+    _remove_dir(tmp_path / "full", staged)  # not empty
+    _erase_file(tmp_path / "full", staged)  # a folder, not a file
+    _remove_dir(tmp_path / "absent", staged)  # already gone: nothing to report
+    _erase_file(tmp_path / "absent.bin", staged)
+    assert staged.not_destroyed == [
+        f"{tmp_path / 'full'}: folder not removed (Directory not empty)",
+        f"{tmp_path / 'full'}: could not be deleted (Is a directory); delete it as root",
+    ]
+    again = WipeReport(not_destroyed=[f"{tmp_path / 'full'}/sub: could not be deleted"])
+    _remove_dir(tmp_path / "full", again)  # its content already reported: the folder is not reported again
+    assert len(again.not_destroyed) == 1 and staged.ok and staged.destroyed == []
