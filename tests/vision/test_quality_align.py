@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
+
 import cv2
 import numpy as np
 import pytest
 
 from edgeface.vision.align import align
 from edgeface.vision.cards import AlignmentSpec
+from edgeface.vision.faces import Face
 from edgeface.vision.geometry import rotate_image, similarity_transform
 from edgeface.vision.models.blazeface import BlazeFaceDetector
-from edgeface.vision.quality import assess
+from edgeface.vision.quality import assess, estimate_pose
 from edgeface.vision.settings import QualityConfig
 
 SPEC = AlignmentSpec(
@@ -180,3 +184,80 @@ def test_limits_are_inclusive_and_each_refusal_carries_its_value_and_limit(
         ("yaw", abs(q.yaw), abs(q.yaw) - eps),
         ("pitch", abs(q.pitch), abs(q.pitch) - eps),
     ]
+
+
+def _keep(face: Face, names: tuple[str, ...]) -> Face:
+    """The same face as a detector that gives only ``names`` would report it."""
+    idx = [face.keypoint_names.index(n) for n in names]
+    return dataclasses.replace(face, keypoints=face.keypoints[idx], keypoint_names=names)
+
+
+_CORE = ("right_eye", "left_eye", "nose_tip", "mouth")
+
+
+def test_yaw_from_the_eyes_when_the_detector_gives_no_ears(detector: BlazeFaceDetector, images_dir) -> None:  # type: ignore[no-untyped-def]
+    """Without both ear keypoints yaw comes from the nose between the eyes: close to the ear-based figure
+    (obama3 +17 deg, mirrored -21 deg), with the same sign; one ear alone is not enough for the ear formula."""
+    from edgeface.vision.imageio import load_image
+
+    img = load_image(images_dir / "obama3.jpg")
+    for image, sign in ((img, 1), (np.ascontiguousarray(img[:, ::-1]), -1)):
+        face = detector.detect(image)[0]
+        full = estimate_pose(face)
+        assert full.yaw * sign == pytest.approx(19, abs=3.5), full.yaw  # +17 and -21: a rough estimate
+        eyes = estimate_pose(_keep(face, _CORE))
+        assert eyes.yaw * sign > 10 and eyes.yaw == pytest.approx(full.yaw, abs=4), (eyes.yaw, full.yaw)
+        assert (eyes.pitch, eyes.roll) == (full.pitch, full.roll)  # ears only ever change yaw
+        for ear in ("right_ear_tragion", "left_ear_tragion"):
+            assert estimate_pose(_keep(face, (*_CORE, ear))).yaw == eyes.yaw
+        q = assess(image, _keep(face, _CORE), QualityConfig(max_yaw=10, min_sharpness=0))
+        assert [r.check for r in q.refusals] == ["yaw"]
+
+
+def test_pose_ignores_where_the_face_is_its_size_and_the_turn_of_the_image(
+    detector: BlazeFaceDetector, images_dir
+) -> None:  # type: ignore[no-untyped-def]
+    """Yaw and pitch are the head's, not the picture's: the same keypoints moved, shrunk (to a face a pixel
+    wide) or turned in the image plane give the same yaw and pitch; turning them adds to the roll only."""
+    from edgeface.vision.imageio import load_image
+
+    for name in ("obama3.jpg", "biden.jpg"):
+        img = load_image(images_dir / name)
+        face = detector.detect(img)[0]
+        base = estimate_pose(face)
+        angle = math.radians(25)
+        turn = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
+        variants = {
+            "moved": face.keypoints + np.array([300.0, -40.0]),
+            "tiny": face.keypoints * 0.002,
+            "turned": (face.keypoints - 200.0) @ turn.T + 200.0,  # 25 deg clockwise in image coordinates
+        }
+        for what, kp in variants.items():
+            pose = estimate_pose(dataclasses.replace(face, keypoints=kp))
+            assert pose.yaw == pytest.approx(base.yaw, abs=1e-3), what
+            assert pose.pitch == pytest.approx(base.pitch, abs=1e-3), what
+            turned_by = 25 if what == "turned" else 0
+            assert pose.roll == pytest.approx(base.roll + turned_by, abs=1e-3), what
+
+
+def test_a_face_without_the_pose_keypoints_has_no_pose_and_no_pose_refusal(
+    detector: BlazeFaceDetector, obama: np.ndarray
+) -> None:
+    """A detector without nose or mouth keypoints cannot say the pose: NaN (shown as null), not a guess,
+    and no yaw or pitch refusal, however tight the limits."""
+    face = _keep(detector.detect(obama)[0], ("right_eye", "left_eye"))
+    pose = estimate_pose(face)
+    assert all(math.isnan(v) for v in (pose.yaw, pose.pitch, pose.roll))
+    q = assess(obama, face, QualityConfig(max_yaw=0, max_pitch=0))
+    assert q.passed, q.reasons
+    d = q.to_dict()
+    assert (d["yaw"], d["pitch"], d["roll"]) == (None, None, None) and d["passed"] is True
+
+
+def test_ears_at_one_point_give_a_frontal_yaw_not_nan(detector: BlazeFaceDetector, obama: np.ndarray) -> None:
+    """Degenerate ear keypoints (both on one point, as a detector may give for a tiny face) mean "cannot
+    tell yaw from the ears": yaw 0, not NaN or a division by zero that lets the yaw check pass silently."""
+    face = detector.detect(obama)[0]
+    kp = face.keypoints.copy()
+    kp[face.keypoint_names.index("left_ear_tragion")] = kp[face.keypoint_names.index("right_ear_tragion")]
+    assert estimate_pose(dataclasses.replace(face, keypoints=kp)).yaw == 0.0
