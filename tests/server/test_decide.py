@@ -74,3 +74,97 @@ def test_the_result_records_when_and_the_audit_entry_who(db: Any, users: Any) ->
     details = entry.details
     assert (entry.action, entry.subject, entry.actor) == ("review.reject", d["id"], rita.username)
     assert details["reviewer_owner"] == rita.username and details["status"] == "rejected"
+
+
+def _details(entry: Any) -> dict[str, Any]:
+    """The decision's audit details without how the identity was chosen (tests/server/test_review_identity.py)."""
+    return {k: v for k, v in entry.details.items() if k not in ("match", "candidates")}
+
+
+def test_each_decision_is_audited_with_what_a_later_reader_needs(db: Any, users: Any) -> None:
+    """Who decided (and who made that account), about which result and unit, the identity, the comment,
+    the score, the status it led to and whether the two-person rule was on."""
+    from edgeface.server import auth
+
+    d = add_results(db, 1, match_share=1.0)[0]
+    top, second = d["candidates"][0]["identity_id"], d["candidates"][1]["identity_id"]
+    rita, ada = users["reviewer"], users["admin"]
+    with db.write() as conn:
+        made = auth.create_user(conn, "newbie", "a long password", "reviewer", owner="staff-7", created_by=ada.id)
+        score = conn.execute(select(results.c.top_score).where(results.c.id == d["id"])).scalar_one()
+    with db.write() as conn:
+        assert decide(conn, d["id"], rita, "confirm", second, " second one ", two_person=True) == "awaiting_second"
+        first = audit.entries(conn, limit=1)[0]
+        assert decide(conn, d["id"], made, "confirm", second, "", two_person=True) == "confirmed"
+        agreed = audit.entries(conn, limit=1)[0]
+        assert decide(conn, d["id"], made, "unknown", top, "unsure", two_person=False) == "unknown"
+        unsure = audit.entries(conn, limit=1)[0]
+    common = {"device": d["device_id"], "score": score}
+    assert (first.action, first.subject, first.actor) == ("review.confirm", d["id"], "rita")
+    assert _details(first) == {
+        **common,
+        "identity": second,
+        "comment": "second one",
+        "status": "awaiting_second",
+        "two_person_rule": True,
+        "reviewer_owner": "rita",
+        "reviewer_created_by": "command line",
+    }
+    assert (agreed.action, agreed.actor) == ("review.confirm", "newbie")
+    assert _details(agreed) == {
+        **common,
+        "identity": second,
+        "comment": "",
+        "status": "confirmed",
+        "two_person_rule": True,
+        "reviewer_owner": "staff-7",
+        "reviewer_created_by": "ada",
+    }
+    assert (unsure.action, unsure.subject) == ("review.unknown", d["id"])
+    assert _details(unsure) == {
+        **common,
+        "identity": None,
+        "comment": "unsure",
+        "status": "unknown",
+        "two_person_rule": False,
+        "reviewer_owner": "staff-7",
+        "reviewer_created_by": "ada",
+    }
+    stored = _stored(db, d["id"])
+    assert [(s.user_id, s.verdict, s.identity_id) for s in stored] == [
+        (rita.id, "confirm", second),
+        (made.id, "confirm", second),
+        (made.id, "unknown", None),
+    ]
+    with db.read() as conn:
+        row = conn.execute(select(results.c.review_status, results.c.reviewed_at).where(results.c.id == d["id"])).one()
+    assert row.review_status == "unknown" and row.reviewed_at == stored[-1].created_at
+
+
+def test_without_the_rule_one_confirmation_is_enough_and_the_same_reviewer_may_repeat_it(db: Any, users: Any) -> None:
+    d = add_results(db, 1, match_share=1.0)[0]
+    rita = users["reviewer"]
+    with db.write() as conn:
+        assert decide(conn, d["id"], rita, "confirm", None, "", two_person=False) == "confirmed"
+        assert decide(conn, d["id"], rita, "confirm", None, "still him", two_person=False) == "confirmed"
+        assert decide(conn, d["id"], rita, "reject", None, "", two_person=False) == "rejected"
+
+
+def test_under_the_rule_the_first_of_a_new_count_waits_and_a_repeat_is_refused_with_why(db: Any, users: Any) -> None:
+    d = add_results(db, 1, match_share=1.0)[0]
+    top, second = d["candidates"][0]["identity_id"], d["candidates"][1]["identity_id"]
+    rita, rob = users["reviewer"], users["reviewer2"]
+    with db.write() as conn:
+        assert decide(conn, d["id"], rita, "confirm", top, "", two_person=True) == "awaiting_second"
+        assert decide(conn, d["id"], rita, "confirm", second, "", two_person=True) == "awaiting_second"
+    msg = (
+        "^you already confirmed this candidate; under the two-person rule a second, different reviewer must confirm it$"
+    )
+    for ident in (top, second):
+        with pytest.raises(ReviewError, match=msg), db.write() as conn:
+            decide(conn, d["id"], rita, "confirm", ident, "", two_person=True)
+    with db.write() as conn:
+        assert decide(conn, d["id"], rob, "confirm", top, "", two_person=True) == "confirmed"
+        assert decide(conn, d["id"], rob, "reject", None, "", two_person=True) == "rejected"
+        assert decide(conn, d["id"], rob, "confirm", top, "", two_person=True) == "awaiting_second"
+    assert [s.verdict for s in _stored(db, d["id"])] == ["confirm", "confirm", "confirm", "reject", "confirm"]
