@@ -538,7 +538,8 @@ def test_stats_report_depth_bytes_age_and_counters(tmp_path: Path) -> None:
     assert d["oldest_age_s"] > 1e9  # seconds since 1970 + 1000 s: an age, not a time
     young = OutboxStats(1, 1, {}, time.time() + 60, 0, {})  # a clock stepped back: never a negative age
     assert young.as_dict()["oldest_age_s"] == 0.0 and young.matches == 0
-    assert round(OutboxStats(1, 1, {}, time.time() - 5.0, 0, {}).as_dict()["oldest_age_s"]) == 5
+    age = OutboxStats(1, 1, {}, time.time() - 5.25, 0, {}).as_dict()["oldest_age_s"]
+    assert isinstance(age, float) and 5.25 <= age < 6 and age == round(age, 3)  # to the millisecond
     box.close()
 
 
@@ -582,14 +583,17 @@ def test_sqlite_errors_say_what_to_do(tmp_path: Path) -> None:
     for text in ("database disk image is malformed", "file is not a database"):
         bad = translate(sqlite3.DatabaseError(text), path, "reading")
         assert isinstance(bad, OutboxCorrupt) and f"outbox {path} is damaged ({text}) while reading." in str(bad)
-        assert "move the file aside" in str(bad) and "sqlite3 .recover" in str(bad)
+        assert (
+            "move the file aside for inspection (sqlite3 .recover can salvage rows) and start again with a new "
+            "outbox." in str(bad)
+        )
     other = translate(sqlite3.OperationalError("attempt to write a readonly database"), path, "storing a result")
     assert type(other) is OutboxError
     assert str(other) == (
         f"outbox {path}: attempt to write a readonly database while storing a result; "
         "check the storage and its permissions."
     )
-    with pytest.raises(OutboxCorrupt, match="move the file aside"):
+    with pytest.raises(OutboxCorrupt, match="while opening the database. Stop edgeface, move the file aside"):
         path.write_bytes(b"this is not a database" * 100)
         Outbox(path)
 
@@ -598,3 +602,42 @@ def test_priorities_of_decisions(tmp_path: Path) -> None:
     assert [Priority.for_decision(d) for d in ("match", "no_match", "refused")] == [0, 1, 2]
     with pytest.raises(ValueError, match="unknown decision 'maybe': expected match, no_match or refused"):
         Priority.for_decision("maybe")
+
+
+def test_every_operation_says_what_it_was_doing_when_sqlite_fails(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.sqlite3", ttl_s=60)
+    rid = put(box, Priority.MATCH)
+    con = sqlite3.connect(box.path)
+    con.executescript("DROP TABLE pending; DROP TABLE totals; DROP TABLE quarantine; DROP TABLE counters;")
+    con.close()
+    calls = {
+        "storing a result": lambda: put(box, Priority.MATCH),
+        "reading pending results": lambda: box.fetch(5),
+        "deleting acknowledged results": lambda: box.ack([rid]),
+        "deleting expired results": lambda: box.purge_expired(),
+        "quarantining a damaged row": lambda: box.quarantine(1, "damaged"),
+        "reading its statistics": box.stats,
+        "counting pending results": box.pending_count,
+        "reading quarantined rows": box.quarantined,
+        "looking up pending results": lambda: box.pending_among([rid]),
+        "listing pending results": box.pending_ids,
+    }
+    for doing, call in calls.items():
+        with pytest.raises(OutboxError, match=rf"o\.sqlite3: no such table: \w+ while {doing}; check the storage"):
+            call()
+    assert box._conn().execute("PRAGMA synchronous").fetchone()[0] == 2  # the failed ack put it back
+    box.close()
+
+
+def test_an_outbox_whose_tables_cannot_be_created_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "o.sqlite3"
+    con = sqlite3.connect(path)
+    con.execute("CREATE TABLE pending_order (x)")  # takes the name of the outbox's index
+    con.commit()
+    con.close()
+    with pytest.raises(OutboxError, match="pending_order.* while creating its tables"):
+        Outbox(path)
+    con = sqlite3.connect(path)  # rolled back: nothing half-made, the format still unset
+    assert con.execute("PRAGMA user_version").fetchone()[0] == 0
+    assert [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")] == ["pending_order"]
+    con.close()

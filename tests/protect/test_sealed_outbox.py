@@ -88,7 +88,13 @@ def test_sealed_rows_without_the_key_are_an_error_not_a_silent_quarantine(tmp_pa
     rid = new_id()
     with Outbox(path, sealer=Sealer(key, "outbox")) as box:
         box.put(rid, "t/results", doc(rid), Priority.MATCH)
-    with Outbox(path) as box, pytest.raises(OutboxError, match="without the device key"):
+    with (
+        Outbox(path) as box,
+        pytest.raises(
+            OutboxError,
+            match=r"without the device key; open it with protect.encrypt on and the unit's device key \(gallery",
+        ),
+    ):
         box.fetch(10)
     with Outbox(path) as box:
         assert box.quarantined() == [] and box.pending_count() == 1
