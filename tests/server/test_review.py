@@ -318,3 +318,48 @@ def test_admin_sees_refused_uploads_from_the_gallery_pages_audited(
         view = audit.entries(conn, action="images.view")[0]
     assert view.subject == "gallery/identities/jane"
     assert view.details == {"images": [gallery["jane"], gallery["jane_refused"]]}
+
+
+def test_a_review_shows_the_first_three_accepted_images_of_each_candidate(db: Any, config: Any) -> None:
+    from edgeface.server.review import SHOWN_PER_CANDIDATE, shown_images
+
+    ids = [_image(db, config, "ann", "obama.jpg", s) for s in ("refused", "enrolled", "unchanged", "enrolled")]
+    ids += [_image(db, config, "ann", "biden.jpg", "enrolled"), _image(db, config, "bo", "biden.jpg", "unchanged")]
+    _image(db, config, "cy", "biden.jpg", "refused")
+    with db.read() as conn:
+        assert shown_images(conn, []) == {}
+        assert shown_images(conn, ["ann", "bo", "cy", "nobody"]) == {"ann": ids[1:4], "bo": [ids[5]]}
+        assert shown_images(conn, ["bo"]) == {"bo": [ids[5]]}
+    assert SHOWN_PER_CANDIDATE == 3
+
+
+def test_faces_are_shown_as_aligned_chips_else_the_image_itself(
+    db: Any, config: Any, gallery: dict[str, Any], as_reviewer: Browser
+) -> None:
+    rid = gallery["rid"]
+    as_reviewer.get(f"/review/{rid}")  # the page that shows (and audits) the images
+    t = auth.view_token(as_reviewer.csrf, f"review/{rid}", gallery["jane"])
+    chip = as_reviewer.get(f"/review/{rid}/images/{gallery['jane']}/chip.png?t={t}")
+    assert chip.status_code == 200 and chip.mimetype == "image/png" and chip.data.startswith(b"\x89PNG")
+    assert chip.headers["Cache-Control"] == "private, no-store"
+    assert as_reviewer.get(f"/review/{rid}/images/{gallery['jane']}/chip.png").status_code == 403
+    assert as_reviewer.get(f"/review/{rid}/images/{gallery['joe']}/chip.png?t={t}").status_code == 404
+    flat = payloads.crop_payload(np.full((80, 60, 3), 128, np.uint8), max_bytes=16384)  # no face in it
+    face = (IMAGES / "obama.jpg").read_bytes()
+    docs = []
+    for crop in (flat, {"data": base64.b64encode(face).decode()}, {"data": "not base64!"}, {"format": "jpeg"}):
+        d = sample_result("unit-a", random.Random(len(docs) + 40), match_share=1.0, crop=crop)
+        docs.append(d)
+    DbResultStore(db).add(docs)
+    r = as_reviewer.get(f"/review/{docs[0]['id']}/probe-chip.png")  # no face: the crop itself
+    assert r.status_code == 200 and r.mimetype == "image/jpeg" and r.data == base64.b64decode(flat["data"])
+    assert r.headers["Cache-Control"] == "private, no-store"
+    r = as_reviewer.get(f"/review/{docs[1]['id']}/probe-chip.png")
+    assert r.status_code == 200 and r.mimetype == "image/png" and r.headers["Cache-Control"] == "private, no-store"
+    for d in docs[2:]:  # a crop that does not decode, or has no data: none to show
+        assert as_reviewer.get(f"/review/{d['id']}/crop.jpg").status_code == 404
+        assert as_reviewer.get(f"/review/{d['id']}/probe-chip.png").status_code == 404
+    assert as_reviewer.get("/review/no-such-result/probe-chip.png").status_code == 404
+    (config.server.data_dir / "images" / f"{hashlib.sha256(face).hexdigest()}.jpg").unlink()  # file gone
+    assert as_reviewer.get(f"/review/{rid}/images/{gallery['jane']}?t={t}").status_code == 404
+    assert as_reviewer.get(f"/review/{rid}/images/{gallery['jane']}/chip.png?t={t}").status_code == 404
