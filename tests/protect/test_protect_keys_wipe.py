@@ -199,9 +199,12 @@ def test_the_wipe_reports_every_path_it_destroyed_and_each_note_that_applies(tmp
     assert len(data) == len(big) and b"Zebulon" not in data and data != bytes(len(big))
     assert report.destroyed == [f"device key {own}", *map(str, [outbox, *side, *dirs])]
     assert report.ok is True and report.not_destroyed == []
-    assert len(report.notes) == 2
-    assert "protect.encrypt or gallery.encrypt is off" in report.notes[0]
-    assert str(tmp_path / "inbox") in report.notes[1] and "capture.folder.delete_processed" in report.notes[1]
+    assert report.notes == [
+        "protect.encrypt or gallery.encrypt is off: some data was stored in plaintext and was overwritten and "
+        "deleted, not crypto-erased (flash storage may keep old blocks readable)",
+        f"photos in capture.folder.path ({tmp_path / 'inbox'}) are the unit's input and were not touched: delete "
+        "them too if they show faces (capture.folder.delete_processed removes each once its results left the unit)",
+    ]
     assert report.as_dict() == {"ok": True, "destroyed": report.destroyed, "not_destroyed": [], "notes": report.notes}
     assert not own.parent.exists()  # the unit's own key folder, empty once the key is gone
     assert not any(p.exists() or p.is_symlink() for p in [outbox, *side, *dirs])
