@@ -3,6 +3,7 @@ silent capture thread is named."""
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
@@ -69,7 +70,10 @@ def test_a_stage_busy_on_one_item_too_long_is_named() -> None:
             time.sleep(0.05)
         assert (stage.stalled(0.2) or "").startswith("infer-0 busy on one item")
         assert stage.stalled(60.0) is None
-        capture = cast(CaptureLoop, types.SimpleNamespace(silent=lambda stall_s: "capture silent for 99 s"))
+        capture = cast(
+            CaptureLoop,
+            types.SimpleNamespace(silent=lambda stall_s: "capture silent for 99 s" if stall_s == 0.2 else None),
+        )
         sup = Supervisor([stage], capture, publisher=None, sync=None, stop=threading.Event(), stall_s=0.2)
         assert (sup.health() or "").startswith("infer-0 busy")  # the stages first, then the capture thread
         release.set()
@@ -148,6 +152,11 @@ def _until(cond: Callable[[], bool], timeout: float = 10.0) -> bool:
     return False
 
 
+def _ours(record: logging.LogRecord) -> bool:
+    """A record of the stage under test ('infer' or 'sink'), not of another test's 'match' stage."""
+    return record.edgeface_fields.get("stage") in ("infer", "sink")  # type: ignore[attr-defined,no-any-return]
+
+
 def _crashed(stage: Stage[None, str]) -> bool:
     return all(s.thread is not None and not s.thread.is_alive() for s in stage.slots)
 
@@ -160,9 +169,12 @@ def test_a_crashing_item_is_retried_with_doubling_backoff_up_to_the_ceiling(monk
     inbox: queue.Queue[str] = queue.Queue(4)
     tries: list[str] = []
 
+    fixed = threading.Event()
+
     def handle(ctx: None, item: str) -> None:
         tries.append(item)
-        raise RuntimeError(f"cannot handle {item}")
+        if not fixed.is_set():
+            raise RuntimeError(f"cannot handle {item}")
 
     metrics = Metrics()
     stage: Stage[None, str] = Stage("match", inbox, handle, metrics=metrics)
@@ -184,9 +196,17 @@ def test_a_crashing_item_is_retried_with_doubling_backoff_up_to_the_ceiling(monk
         assert len(tries) >= len(expected) + 2 and set(tries) == {"frame-1"}
         assert metrics.get("edgeface_stage_restarts_total", stage="match") == len(expected) + 1
         assert stage.describe()["restarts"] == len(expected) + 1
+        assert _until(lambda: _crashed(stage))
+        t[0] = 8192.0  # past the backoff; a round number, so that 60 s later is exactly 60 s later
+        assert stage.supervise() == 1
+        assert _until(lambda: _crashed(stage))
+        t[0] = 8192.0 + 60.0  # ran exactly HEALTHY_AFTER_S before crashing: not yet healthy
+        assert stage.supervise() == 1
+        assert _until(lambda: _crashed(stage))
+        t[0] += 0.21
+        assert stage.supervise() == 0  # still at the ceiling
         # Ran for more than HEALTHY_AFTER_S before this crash: the backoff starts again at 0.2 s.
         t[0] += 60.5
-        assert _until(lambda: _crashed(stage))
         assert stage.supervise() == 1
         assert _until(lambda: _crashed(stage))
         t[0] += 0.19
@@ -194,7 +214,11 @@ def test_a_crashing_item_is_retried_with_doubling_backoff_up_to_the_ceiling(monk
         t[0] += 0.02
         assert stage.supervise() == 1
     finally:
+        fixed.set()  # the item goes through at last, so no thread of this test crashes after it
+        t[0] += 100.0
+        _until(lambda: stage.supervise() >= 0 and stage.inbox.empty() and not stage.describe()["busy"])
         stage.close()
+        _until(lambda: stage.drained)
 
 
 def test_an_item_that_crashes_max_attempts_times_is_given_up_and_the_stage_goes_on(
@@ -237,16 +261,31 @@ def test_an_item_that_crashes_max_attempts_times_is_given_up_and_the_stage_goes_
         stage.close()
     assert _until(lambda: stage.drained)
     (rec,) = [r for r in caplog.records if r.getMessage() == "stage.gave_up"]
-    assert rec.edgeface_fields["attempts"] == 2 and rec.edgeface_fields["error"] == "bad frame"  # type: ignore[attr-defined]
+    assert rec.edgeface_fields == {  # type: ignore[attr-defined]
+        "stage": "infer",
+        "attempts": 2,
+        "error": "bad frame",
+        "hint": "the item crashed this stage every time; it is recorded as failed",
+    }
+    crashed = [r.edgeface_fields for r in caplog.records if r.getMessage() == "stage.crashed" and _ours(r)]  # type: ignore[attr-defined]
+    assert crashed == [{"stage": "infer", "thread": 0, "error": "ValueError: bad frame", "in_progress": True}] * 2
+    restarted = [r.edgeface_fields for r in caplog.records if r.getMessage() == "stage.restarted" and _ours(r)]  # type: ignore[attr-defined]
+    assert restarted == [
+        {"stage": "infer", "thread": 0, "restarts": 1, "retried_item": True},
+        {"stage": "infer", "thread": 0, "restarts": 2, "retried_item": True},
+    ]
 
 
-def test_a_crash_between_items_restarts_the_thread_without_retrying_anything() -> None:
+def test_a_crash_between_items_restarts_the_thread_without_retrying_anything(caplog: pytest.LogCaptureFixture) -> None:
     """A crash in idle() (no item in hand) restarts the thread; nothing is bumped or put back."""
     bumped: list[str] = []
     calls = [0]
 
+    idle_contexts: list[str] = []
+
     def idle(ctx: str) -> None:
         calls[0] += 1
+        idle_contexts.append(ctx)
         if calls[0] == 1:
             raise OSError("flush failed")
 
@@ -267,10 +306,19 @@ def test_a_crash_between_items_restarts_the_thread_without_retrying_anything() -
         assert stage.supervise() == 1 and bumped == [] and inbox.empty()
         inbox.put("x")
         assert _until(lambda: seen == [("engine-1", "x")])  # a fresh context for the replacement
+        n = calls[0]
+        assert _until(lambda: calls[0] >= n + 3)  # an empty inbox: idle() again and again, the thread stays
+        assert idle_contexts[0] == "engine-0" and set(idle_contexts[1:]) == {"engine-1"}
+        thread = stage.slots[0].thread
+        assert thread is not None and thread.name == "edgeface-sink-0" and thread.daemon
         d = stage.describe()
         assert d == {"threads": 1, "alive": 1, "busy": 0, "restarts": 1, "queued": 0}
     finally:
         stage.close()
+    restarted = [r.edgeface_fields for r in caplog.records if r.getMessage() == "stage.restarted" and _ours(r)]  # type: ignore[attr-defined]
+    assert restarted == [{"stage": "sink", "thread": 0, "restarts": 1, "retried_item": False}]
+    crashed = [r.edgeface_fields for r in caplog.records if r.getMessage() == "stage.crashed" and _ours(r)]  # type: ignore[attr-defined]
+    assert crashed == [{"stage": "sink", "thread": 0, "error": "OSError: flush failed", "in_progress": False}]
 
 
 def test_closing_lets_queued_work_finish_and_a_thread_that_ended_normally_is_not_restarted() -> None:
@@ -428,3 +476,95 @@ def test_the_supervisor_supervises_everything_and_counts_restarts() -> None:
     calls.clear()
     Supervisor([], cast(Any, capture), publisher=None, sync=None, stop=stop, stall_s=1.0).supervise()
     assert calls == ["capture[]"]
+
+
+def test_a_watchdog_unhealthy_from_the_start_says_so_once(caplog: pytest.LogCaptureFixture) -> None:
+    notifier = RecordingNotifier(watchdog_s=0.3)
+    dog = Watchdog(notifier, lambda: "capture silent for 31 s")
+    dog.feed()
+    dog.feed()
+    assert notifier.pings == 0
+    assert [r.getMessage() for r in caplog.records] == ["watchdog.withheld"]
+
+
+def _dead_thread() -> threading.Thread:
+    t = threading.Thread(target=lambda: None)
+    t.start()
+    t.join()
+    return t
+
+
+def test_supervise_looks_at_every_slot(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Slots set by hand on a clock the test moves: one slot waiting out its backoff, or one that ended
+    normally, does not keep the supervisor from restarting the next one; due exactly when the backoff ends."""
+    t = [1024.0]
+    monkeypatch.setattr(stages_mod, "time", types.SimpleNamespace(monotonic=lambda: t[0]))
+    inbox: queue.Queue[int] = queue.Queue(4)
+    stage: Stage[None, int] = Stage("match", inbox, lambda ctx, item: None, threads=2)
+    s0, s1 = stage.slots
+    try:
+        s0.thread, s0.error = _dead_thread(), RuntimeError("crash")
+        assert stage.supervise() == 1  # s0 restarted; its next restart not before 1024.2; s1 never started
+        s0.thread, s0.error = _dead_thread(), RuntimeError("crash again")
+        s1.thread, s1.error = _dead_thread(), RuntimeError("crash")
+        t[0] = 1024.1
+        assert stage.supervise() == 1  # s0 waits, s1 restarted all the same
+        s0.thread, s0.error = _dead_thread(), RuntimeError("crash again")
+        t[0] = 1024.0 + 0.2  # exactly when s0's backoff ends
+        assert stage.supervise() == 1
+        s0.thread, s0.error = _dead_thread(), RuntimeError("crash")
+        s1.thread, s1.error = _dead_thread(), RuntimeError("crash")
+        t[0] = 2048.0
+        assert stage.supervise() == 2  # both counted
+        stage.close()
+        s0.thread, s0.error = _dead_thread(), None  # ended normally while closing with nothing queued
+        s1.thread, s1.error = _dead_thread(), RuntimeError("crash")
+        t[0] = 4096.0
+        assert stage.supervise() == 1
+        assert stage.restarts == 6
+    finally:
+        stage.close()
+
+
+def test_an_item_put_back_into_a_full_inbox_waits_for_room(caplog: pytest.LogCaptureFixture) -> None:
+    """The crashed thread's item goes back even when the inbox is full: the supervisor waits (and says
+    so) until another thread of the stage makes room."""
+    release = threading.Event()
+    seen: list[str] = []
+    crashed: list[str] = []
+
+    def handle(ctx: None, item: str) -> None:
+        if item == "crash" and "crash" not in crashed:
+            crashed.append(item)
+            raise RuntimeError("crash")
+        release.wait(20)
+        seen.append(item)
+
+    inbox: queue.Queue[str] = queue.Queue(1)
+    stage: Stage[None, str] = Stage("infer", inbox, handle, threads=2)
+    stage.start()
+
+    def waiting() -> bool:
+        return "stage.requeue_waiting" in [r.getMessage() for r in caplog.records]
+
+    def make_room() -> None:
+        _until(waiting, 20)
+        release.set()
+
+    try:
+        inbox.put("slow")
+        assert _until(lambda: stage.describe()["busy"] == 1)
+        inbox.put("crash")
+        assert _until(lambda: any(s.error is not None for s in stage.slots))
+        inbox.put("queued")  # the inbox is full again
+        helper = threading.Thread(target=make_room, daemon=True)
+        helper.start()
+        assert stage.supervise() == 1  # returns once the item is back in the inbox
+        helper.join(30)
+        (rec,) = [r for r in caplog.records if r.getMessage() == "stage.requeue_waiting"][:1]
+        assert rec.edgeface_fields == {"stage": "infer"}  # type: ignore[attr-defined]
+    finally:
+        release.set()
+        stage.close()
+    assert _until(lambda: stage.drained)
+    assert sorted(seen) == ["crash", "queued", "slow"]  # the crashed item too, on its second try
