@@ -445,7 +445,7 @@ def test_csrf_and_image_view_tokens_match_only_their_own_secret_scope_and_image(
 
 def test_device_tokens_open_only_their_own_unit_until_replaced_or_revoked(db: Any) -> None:
     with db.write() as conn:
-        with pytest.raises(ConfigError, match="not a valid device id"):
+        with pytest.raises(ConfigError, match="^device id = 'bad/unit' is not a valid device id"):
             auth.issue_device_token(conn, "bad/unit")
         first = auth.issue_device_token(conn, "unit-a")
         other = auth.issue_device_token(conn, "unit-b")
@@ -455,6 +455,8 @@ def test_device_tokens_open_only_their_own_unit_until_replaced_or_revoked(db: An
         row = conn.execute(text("SELECT * FROM devices WHERE device_id = 'unit-a'")).one()
         assert row.token_hash == auth.token_hash(first) and not row.revoked and row.token_created_at > 0
         assert auth.revoke_device(conn, "unit-a") is True and auth.revoke_device(conn, "unit-z") is False
+        row = conn.execute(text("SELECT * FROM devices WHERE device_id = 'unit-a'")).one()
+        assert row.revoked and row.token_hash is None  # the credential itself is gone, not only flagged
         assert not auth.check_device(conn, "unit-a", first) and auth.check_device(conn, "unit-b", other)
         again = auth.issue_device_token(conn, "unit-a")  # a new credential after a revocation opens again
         assert (
