@@ -228,9 +228,15 @@ def test_the_wipe_keeps_what_it_does_not_own_and_says_when_no_key_was_found(tmp_
     assert report.as_dict() == {"ok": True, "destroyed": [], "not_destroyed": [], "notes": report.notes}
 
 
-def test_the_wipe_of_a_key_in_the_environment_is_incomplete_and_says_so(tmp_path: Path) -> None:
+def test_the_wipe_of_a_key_in_the_environment_is_incomplete_and_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """...and the journal says so too: after a wipe it is the unit's only record of what happened."""
     config = unit(tmp_path, "capture.source=opencv")
     report = wipe_unit(config, environ={"EDGEFACE_GALLERY_KEY": secrets.token_bytes(32).hex()})
+    lines = [r for r in caplog.records if r.name == "edgeface.protect.wipe"]
+    assert [(r.levelname, r.getMessage()) for r in lines] == [("WARNING", "unit.wiped")]
+    assert lines[0].edgeface_fields == {"ok": False, "destroyed": 0, "not_destroyed": report.not_destroyed}
     assert report.ok is False and report.destroyed == [] and report.notes == []
     assert len(report.not_destroyed) == 1 and "$EDGEFACE_GALLERY_KEY" in report.not_destroyed[0]
     assert report.as_dict()["not_destroyed"] == report.not_destroyed

@@ -453,7 +453,7 @@ def test_an_entry_is_hashed_and_stored_as_the_documented_formula_says(db: Any, c
     )
     with db.write() as conn:
         first = audit.append(conn, "ada", "review.confirm", "r-é", {"b": [1, 2], "a": "Zoë"})
-        second = audit.append(conn, "a" * 64, "x" * 64, "", None)  # 64 characters is the limit, not over it
+        second = audit.append(conn, "a" * 64, "x" * 64)  # 64 characters is the limit, not over it
         with pytest.raises(ValueError, match=too_long.format(65, 6)):
             audit.append(conn, "a" * 65, "logout")
         with pytest.raises(ValueError, match=too_long.format(3, 65)):
@@ -462,7 +462,7 @@ def test_an_entry_is_hashed_and_stored_as_the_documented_formula_says(db: Any, c
         rows = conn.execute(text("SELECT * FROM audit_log ORDER BY seq")).all()
         head = conn.execute(text("SELECT seq, hash FROM audit_head")).one()
     assert [r.seq for r in rows] == [1, 2] and (head.seq, head.hash) == (2, second.hash)
-    assert rows[0].details == '{"a":"Zoë","b":[1,2]}' and rows[1].details == "{}"
+    assert rows[0].details == '{"a":"Zoë","b":[1,2]}' and (rows[1].subject, rows[1].details) == ("", "{}")
     prev = "0" * 64
     for r, e in zip(rows, (first, second), strict=True):
         doc = (
@@ -502,3 +502,20 @@ def test_entries_are_newest_first_with_a_limit_a_cursor_and_an_action_prefix(db:
         oldest = audit.entries(conn, limit=1, before=2)[0]
     assert oldest.details == {"unparsable": "{" + "x" * 199} and oldest.subject == "s0"
     assert (oldest.actor, oldest.action, oldest.prev_hash) == ("ada", "review.confirm", audit.GENESIS)
+
+
+def test_each_append_is_journalled_with_its_seq_and_hash_as_an_anchor(db: Any, caplog: Any) -> None:
+    """The journal line is what `audit verify --expect SEQ:HASH` is later checked against (a subject cut to
+    256 characters there; the log itself keeps it whole)."""
+    caplog.set_level("INFO", logger="edgeface.server.audit")
+    with db.write() as conn:
+        e = audit.append(conn, "ada", "identity.wipe", "s" * 300, {"why": "asked"})
+    lines = [r for r in caplog.records if r.name == "edgeface.server.audit"]
+    assert [r.getMessage() for r in lines] == ["audit.appended"]
+    assert lines[0].edgeface_fields == {
+        "seq": e.seq,
+        "hash": e.hash,
+        "action": "identity.wipe",
+        "actor": "ada",
+        "subject": "s" * 256,
+    }
