@@ -4,8 +4,10 @@ priorities on the wire, status and last will, commands, MQTT 3.1.1 fallback."""
 from __future__ import annotations
 
 import json
+import logging
 import random
 import time
+import types
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,7 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from edgeface.mqtt import Publisher, payloads, topics
+from edgeface.mqtt import publisher as publisher_module
 from edgeface.mqtt.validate import load_schema
 from edgeface.outbox import Outbox, Priority
 from edgeface.testing.broker import LocalBroker
@@ -359,6 +362,7 @@ def test_commands_once_each_expired_ignored_malformed_counted_failing_handler_co
             raise RuntimeError("handler broke")
         got.append(doc)
 
+    caplog.set_level(logging.INFO, logger="edgeface.mqtt.publisher")
     pub = publisher(outbox, 1, on_command=on_command, on_announce=announced.append)
     ctopic = topics.commands_topic(UNIT)
     now = time.time()
@@ -366,9 +370,11 @@ def test_commands_once_each_expired_ignored_malformed_counted_failing_handler_co
     pub._on_message(None, None, _message(ctopic, first))  # type: ignore[arg-type]
     pub._on_message(None, None, _message(ctopic, first))  # type: ignore[arg-type]  # QoS 1 redelivery
     assert [d["id"] for d in got] == [json.loads(first)["id"]] and pub.stats.commands == 1
-    pub._on_message(None, None, _message(ctopic, _command("capture", expires_at=now - 5)))  # type: ignore[arg-type]
+    expired = _command("capture", expires_at=now - 5)
+    pub._on_message(None, None, _message(ctopic, expired))  # type: ignore[arg-type]
     assert len(got) == 1 and pub.stats.commands == 1  # expired: not acted on
-    pub._on_message(None, None, _message(ctopic, _command("capture", expires_at=now + 60)))  # type: ignore[arg-type]
+    valid = _command("capture", expires_at=now + 60)
+    pub._on_message(None, None, _message(ctopic, valid))  # type: ignore[arg-type]
     assert [d["command"] for d in got] == ["sync_gallery", "capture"] and pub.stats.commands == 2
     # A signed command goes to the unit's verifier every time: it judges replay and expiry and replies.
     signed = payloads.command_payload("lock", expires_at=now - 5)
@@ -393,12 +399,50 @@ def test_commands_once_each_expired_ignored_malformed_counted_failing_handler_co
     assert pub.stats.malformed_messages == 5 and len(announced) == 1  # a command on the announce topic: malformed
     # A failing handler is counted and logged; the publisher goes on.
     fail[0] = "send_status"
+    status = _command("send_status")
+    pub._on_message(None, None, _message(ctopic, status))  # type: ignore[arg-type]
     pub._on_message(None, None, _message(ctopic, _command("send_status")))  # type: ignore[arg-type]
-    assert pub.stats.handler_errors == 1 and pub.stats.commands == 5
-    (rec,) = [r for r in caplog.records if r.getMessage() == "mqtt.handler_failed"]
-    assert rec.edgeface_fields == {"kind": "command", "error": "handler broke"}  # type: ignore[attr-defined]
-    pub._on_message(None, None, _message(ctopic, _command("sync_gallery")))  # type: ignore[arg-type]
+    assert pub.stats.handler_errors == 2 and pub.stats.commands == 6
+    last = _command("sync_gallery")
+    pub._on_message(None, None, _message(ctopic, last))  # type: ignore[arg-type]
     assert len(got) == 5
+    # What the operator reads in the log, event by event.
+    events = [(r.getMessage(), r.edgeface_fields) for r in caplog.records if r.name == "edgeface.mqtt.publisher"]  # type: ignore[attr-defined]
+    for name, fields in events:
+        if name == "mqtt.malformed_message":
+            assert fields["topic"] in (ctopic, topics.GALLERY_ANNOUNCE) and 0 < len(fields["error"]) <= 300
+            says = {"not_json": "is not JSON", "too_large": "over the limit", "schema": "does not follow"}
+            assert says[fields["kind"]] in fields["error"], fields
+            fields.pop("error")
+    ids = [json.loads(c)["id"] for c in (first, expired, valid, status, last)]
+    assert events == [
+        ("mqtt.command", {"id": ids[0], "command": "sync_gallery"}),
+        ("mqtt.command_expired", {"id": ids[1], "command": "capture"}),
+        ("mqtt.command", {"id": ids[2], "command": "capture"}),
+        ("mqtt.command", {"id": signed["id"], "command": "lock", "signed": True}),
+        ("mqtt.command", {"id": signed["id"], "command": "lock", "signed": True}),
+        ("mqtt.malformed_message", {"topic": ctopic, "kind": "not_json"}),
+        ("mqtt.malformed_message", {"topic": ctopic, "kind": "too_large"}),
+        ("mqtt.malformed_message", {"topic": ctopic, "kind": "schema"}),
+        ("mqtt.malformed_message", {"topic": ctopic, "kind": "too_large"}),
+        ("mqtt.gallery_announced", {"gallery_version": 5}),
+        ("mqtt.malformed_message", {"topic": topics.GALLERY_ANNOUNCE, "kind": "schema"}),
+        ("mqtt.command", {"id": ids[3], "command": "send_status"}),
+        ("mqtt.handler_failed", {"kind": "command", "error": "handler broke"}),
+        ("mqtt.command", {"id": events[13][1]["id"], "command": "send_status"}),
+        ("mqtt.handler_failed", {"kind": "command", "error": "handler broke"}),
+        ("mqtt.command", {"id": ids[4], "command": "sync_gallery"}),
+    ]
+
+
+def test_a_command_is_valid_up_to_the_instant_it_expires(outbox: Outbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    got: list[str] = []
+    pub = publisher(outbox, 1, on_command=lambda d: got.append(d["command"]))
+    expires = 1_900_000_000.5
+    monkeypatch.setattr(publisher_module, "time", types.SimpleNamespace(time=lambda: expires, monotonic=time.monotonic))
+    data = _command("capture", expires_at=expires)
+    pub._on_message(None, None, _message(topics.commands_topic(UNIT), data))  # type: ignore[arg-type]
+    assert got == ["capture"]  # at expires_at: still valid
 
 
 def test_the_last_256_command_ids_are_remembered(outbox: Outbox) -> None:
@@ -416,7 +460,9 @@ def test_the_last_256_command_ids_are_remembered(outbox: Outbox) -> None:
     assert got[-1] == json.loads(cmds[0])["id"] and len(got) == 258
 
 
-def test_status_documents_say_queue_link_and_versions(outbox: Outbox, rng: random.Random) -> None:
+def test_status_documents_say_queue_link_and_versions(
+    outbox: Outbox, rng: random.Random, caplog: pytest.LogCaptureFixture
+) -> None:
     versions: list[int | None] = [9]
 
     def gallery_version() -> int | None:
@@ -439,8 +485,19 @@ def test_status_documents_say_queue_link_and_versions(outbox: Outbox, rng: rando
     doc = pub._status("online", "connected")
     assert doc["link"] == {"reconnects": 2, "protocol": "mqtt5", "connected_since": "2023-11-14T22:13:20.250Z"}
     versions[0] = None  # a failing callback: counted, the status still goes out
+    caplog.set_level(logging.INFO, logger="edgeface.mqtt.publisher")
     doc = pub._status("online", "heartbeat")
     assert doc["gallery_version"] is None and pub.stats.handler_errors == 1
+    pub._status("offline", "shutdown")
+    assert pub.stats.handler_errors == 2
+    events = [(r.getMessage(), r.edgeface_fields) for r in caplog.records if r.name == "edgeface.mqtt.publisher"]  # type: ignore[attr-defined]
+    assert events == [("status.gallery_version_failed", {"error": "gallery pointer unreadable"})] * 2
+    caplog.clear()
+    outbox.close()  # the queue figures cannot be read: the status goes out without them, and says why
+    doc = pub._status("online", "heartbeat")
+    assert "outbox" not in doc and doc["link"]["reconnects"] == 2
+    ((name, fields),) = [(r.getMessage(), r.edgeface_fields) for r in caplog.records if r.levelno == logging.WARNING]  # type: ignore[attr-defined]
+    assert name == "outbox.stats_failed" and "closed" in fields["error"]
     versions[0] = 9
     off = pub._status("offline", "shutdown")
     schema.validate(off)
@@ -453,6 +510,6 @@ def test_status_documents_say_queue_link_and_versions(outbox: Outbox, rng: rando
         "reason": "connection_lost",
     }
     stats = pub.stats.as_dict()
-    assert stats["connects"] == 3 and stats["handler_errors"] == 1 and stats["protocol"] == "mqtt5"
+    assert stats["connects"] == 3 and stats["handler_errors"] == 3 and stats["protocol"] == "mqtt5"
     stats["connects"] = 0
     assert pub.stats.connects == 3  # a copy
