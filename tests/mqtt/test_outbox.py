@@ -593,7 +593,7 @@ def test_sqlite_errors_say_what_to_do(tmp_path: Path) -> None:
         f"outbox {path}: attempt to write a readonly database while storing a result; "
         "check the storage and its permissions."
     )
-    with pytest.raises(OutboxCorrupt, match="while opening the database. Stop edgeface, move the file aside"):
+    with pytest.raises(OutboxCorrupt, match=rf"^outbox {path} is damaged .* while opening the database. Stop edgeface"):
         path.write_bytes(b"this is not a database" * 100)
         Outbox(path)
 
@@ -641,3 +641,13 @@ def test_an_outbox_whose_tables_cannot_be_created_says_so(tmp_path: Path) -> Non
     assert con.execute("PRAGMA user_version").fetchone()[0] == 0
     assert [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")] == ["pending_order"]
     con.close()
+
+
+def test_a_database_that_cannot_use_wal_is_refused_with_where_to_put_it() -> None:
+    # SQLite keeps an in-memory database's journal in memory: no WAL, as on storage without shared memory
+    with pytest.raises(
+        OutboxError,
+        match=r"outbox :memory:: SQLite refused WAL mode \(got 'memory'\); put outbox.path on a local filesystem "
+        r"\(not NFS or a FAT card without locking\)\.",
+    ):
+        Outbox(":memory:")
