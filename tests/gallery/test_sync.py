@@ -3,17 +3,19 @@ gallery answering; interrupted downloads resume with Range; unchanged publicatio
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from gallery_helpers import OTHER_EMBEDDER, Content
 
-from edgeface.gallery.publish import POINTER, Pointer, write_pointer
-from edgeface.gallery.sync import Syncer, sync_once
+from edgeface.gallery.publish import POINTER, Pointer, verify_pointer, write_pointer
+from edgeface.gallery.sync import Syncer, _locations, sync_once
 
 
 def _answers(store, content: Content, version: int) -> None:  # type: ignore[no-untyped-def]
@@ -220,3 +222,147 @@ def test_trigger_from_announcement_wakes_the_loop(tmp_path, content, signer, mak
     assert syncer.trigger(announced(3)) is True
     stop.set()
     t.join(10)
+
+
+# -- what a sync reports and records (the operator reads sync-state.json through `edgeface status`) --------
+
+
+def _state(store) -> dict:  # type: ignore[no-untyped-def]
+    return json.loads((store.root / "sync-state.json").read_text())
+
+
+def test_each_sync_says_what_it_did_and_keeps_it_in_the_state_file(tmp_path, content, signer, make_store, serve):
+    pub = _publish_two(tmp_path, signer, content)
+    url, _ = serve(pub)
+    store = make_store()
+    (store.root / "sync-state.json").write_text("{not json")  # a damaged state file is started afresh
+    now = time.time() + 60  # the clock pointer expiry is judged by, as given
+    t0 = time.time()
+    r = sync_once(store, url, now=now)
+    assert (r.status, r.installed, r.previous, r.offered, r.via, r.reason) == ("updated", 1, 0, 1, "full", None)
+    assert r.downloaded_bytes >= content.publish(tmp_path / "again", signer).manifest.total_bytes
+    s = _state(store)
+    assert s["last_result"] == r.to_dict() and r.to_dict()["status"] == "updated"
+    assert t0 <= s["last_check"] <= time.time() and t0 <= s["last_success"] <= s["last_check"] + 1
+    ptr = verify_pointer((pub / POINTER).read_bytes(), [signer.public_key()], "p", now)
+    assert s["fresh_until"] == ptr.expires_ts
+    assert s["pointer"] == {"version": 1, "signed_at": ptr.signed_at, "expires_at": ptr.expires_at, "verified_at": now}
+    assert s["pointer_etag"] == '"' + hashlib.sha256((pub / POINTER).read_bytes()).hexdigest() + '"'
+    assert not (store.root / "sync-state.json.tmp").exists()
+    r = sync_once(store, url)
+    assert (r.status, r.installed, r.previous, r.offered, r.message) == (
+        "not_modified",
+        1,
+        1,
+        None,
+        "no new publication",
+    )
+    # without the kept ETag the pointer is fetched and verified again: same version, up to date
+    etag = s.pop("pointer_etag")
+    (store.root / "sync-state.json").write_text(json.dumps(s))
+    r = sync_once(store, url)
+    assert (r.status, r.installed, r.previous, r.offered, r.via) == ("up_to_date", 1, 1, 1, None)
+    assert _state(store)["pointer_etag"] == etag
+    # a refusal: recorded with its reason and message, last_success stays the last success's
+    success = _state(store)["last_success"]
+    content.change(2, 2).publish(pub, signer, delta_depth=0)
+    r = sync_once(store, url, max_bytes=1000)
+    assert (r.status, r.reason, r.installed, r.previous) == ("refused", "too_large", 1, 1)
+    assert (
+        r.message
+        == f"gallery version 2 is {_manifest(pub, 2).total_bytes} bytes, more than gallery.sync_max_bytes = 1000"
+    )
+    s = _state(store)
+    assert s["last_result"]["status"] == "refused" and s["last_result"]["reason"] == "too_large"
+    assert s["last_success"] == success and s["last_check"] > success
+    assert s["pointer"]["version"] == 1  # the installed gallery is not the newest: its freshness is not renewed
+    # exactly at the limit is within it
+    r = sync_once(store, url, max_bytes=_manifest(pub, 2).total_bytes)
+    assert (r.status, r.installed, r.previous, r.offered) == ("updated", 2, 1, 2)
+
+
+def _manifest(pub: Path, version: int):  # type: ignore[no-untyped-def]
+    from edgeface.gallery.manifest import Manifest
+
+    return Manifest.from_bytes((pub / f"v{version:010d}" / "manifest.json").read_bytes(), "m")
+
+
+def test_an_unreachable_server_is_a_network_failure(tmp_path, content, signer, make_store):
+    store = make_store()
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    r = sync_once(store, f"http://127.0.0.1:{port}/", timeout=5)
+    assert (r.status, r.reason, r.installed, r.previous) == ("failed", "network", 0, 0)
+    assert str(port) in r.message
+    s = _state(store)
+    assert s["last_result"]["status"] == "failed" and "last_success" not in s
+
+
+def test_rollback_refusal_says_what_is_kept(tmp_path, content, signer, make_store, serve):
+    pub = _publish_two(tmp_path, signer, content)
+    content.change(1, 1).publish(pub, signer)
+    url, _ = serve(pub)
+    store = make_store()
+    sync_once(store, url)
+    write_pointer(pub, Pointer(1, "v0000000001/", {}), signer, 3600)
+    r = sync_once(store, url)
+    assert r.message == "the server offers version 1, older than the installed 2; keeping 2"
+
+
+def test_where_a_unit_looks_for_its_galleries():
+    assert _locations("http://h/g", None) == ["http://h/g"]
+    assert _locations("http://h/g/", "m a/b", ("ref", "m a/b")) == [
+        "http://h/g/m%20a%2Fb/",
+        "http://h/g/ref/",
+        "http://h/g/",
+    ]
+    assert _locations("http://h/g", "m") == ["http://h/g/m/", "http://h/g"]
+
+
+def test_a_unit_falls_back_to_the_plain_folder_and_says_when_it_is_for_another_model(
+    tmp_path, content, signer, make_store, serve
+):
+    pub = tmp_path / "pub"
+    content.publish(pub, signer)
+    url, rec = serve(pub)
+    store = make_store()
+    r = sync_once(store, url, embedder_id="test-embedder")
+    assert (r.status, r.installed) == ("updated", 1)
+    assert [q["path"] for q in rec.requests[:2]] == ["/test-embedder/" + POINTER, "/" + POINTER]
+    other = tmp_path / "other"
+    content.publish(other, signer, embedder=OTHER_EMBEDDER)
+    url2, _ = serve(other)
+    r = sync_once(make_store(name="d2"), url2, embedder_id="test-embedder")
+    assert (r.status, r.reason) == ("refused", "embedder_mismatch")
+    assert r.message.startswith(
+        f"no gallery is published for embedder test-embedder (nothing at {url2.rstrip('/')}/test-embedder/"
+        f"{POINTER}), and the one at {url2} is for another model ("
+    )
+    assert r.message.endswith("Add test-embedder to the server's server.embedders and publish")
+    # without an embedder id the plain refusal stands
+    r = sync_once(make_store(name="d3"), url2)
+    assert (r.status, r.reason) == ("refused", "embedder_mismatch") and not r.message.startswith("no gallery")
+
+
+def test_a_different_build_of_the_same_version_in_staging_is_started_over(tmp_path, content, signer, make_store, serve):
+    pub = tmp_path / "pub"
+    m = content.publish(pub, signer).manifest
+    url, rec = serve(pub)
+    store = make_store()
+    staging = store.staging(1)
+    (staging / "manifest.json").write_bytes(b'{"an": "older build of version 1"}')
+    (staging / "vectors.npy").write_bytes(b"stale")  # complete, but from that other build
+    r = sync_once(store, url)
+    assert (r.status, r.installed) == ("updated", 1), r
+    # a resumed sync of the same build fetches only what it does not have yet
+    content.change(2, 2).publish(pub, signer, delta_depth=0)
+    rec.truncate["vectors.npy"] = 10  # sorted order: every other file is complete before it
+    assert sync_once(store, url).status == "failed"
+    first = len(rec.requests)
+    assert sync_once(store, url).installed == 2
+    got = [q["path"].rsplit("/", 1)[-1] for q in rec.requests[first:]]
+    assert got.count("entries.ndjson") == 0 and got.count("vectors.npy") == 1, got
+    assert m.gallery_version == 1
