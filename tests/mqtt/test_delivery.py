@@ -513,3 +513,28 @@ def test_status_documents_say_queue_link_and_versions(
     assert stats["connects"] == 3 and stats["handler_errors"] == 3 and stats["protocol"] == "mqtt5"
     stats["connects"] = 0
     assert pub.stats.connects == 3  # a copy
+
+
+def test_send_status_publishes_one_heartbeat_at_once(broker: LocalBroker, outbox: Outbox) -> None:
+    rec = Recorder(broker.port, topics.status_topic(UNIT))
+    server = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="server", protocol=mqtt.MQTTv5)
+    server.connect("127.0.0.1", broker.port)
+    server.loop_start()
+    pub = publisher(outbox, broker.port)  # heartbeat_s 60: no timed heartbeat during the test
+    pub.start()
+    try:
+        assert wait_for(lambda: [d["reason"] for d in rec.docs()] == ["connected"], 10)
+        for command in ("sync_gallery", "capture", "send_status"):
+            server.publish(topics.commands_topic(UNIT), _command(command), qos=1).wait_for_publish(5)
+        assert wait_for(lambda: pub.stats.commands == 3, 10)
+    finally:
+        pub.stop()
+        server.loop_stop()
+        server.disconnect()
+    assert wait_for(lambda: bool(rec.docs()) and rec.docs()[-1]["reason"] == "shutdown", 10)
+    rec.close()
+    assert [(d["state"], d["reason"]) for d in rec.docs()] == [
+        ("online", "connected"),
+        ("online", "heartbeat"),  # send_status, and only send_status, asks for one now
+        ("offline", "shutdown"),
+    ]
