@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from gallery_helpers import OTHER_EMBEDDER, Content
 
 from edgeface.gallery.publish import POINTER, Pointer, verify_pointer, write_pointer
-from edgeface.gallery.sync import Syncer, _locations, sync_once
+from edgeface.gallery.sync import Syncer, SyncResult, _locations, sync_once
 
 
 def _answers(store, content: Content, version: int) -> None:  # type: ignore[no-untyped-def]
@@ -366,3 +366,139 @@ def test_a_different_build_of_the_same_version_in_staging_is_started_over(tmp_pa
     got = [q["path"].rsplit("/", 1)[-1] for q in rec.requests[first:]]
     assert got.count("entries.ndjson") == 0 and got.count("vectors.npy") == 1, got
     assert m.gallery_version == 1
+
+
+# -- the Syncer: what one round does, and how long the loop waits -------------------------------------
+
+
+def test_syncer_passes_its_settings_to_every_sync(tmp_path, content, signer, make_store, serve):
+    pub = tmp_path / "pub"
+    content.publish(pub, signer)
+    url, rec = serve(pub)
+    r = Syncer(make_store(name="a"), url, max_bytes=1000).run_once()
+    assert (r.status, r.reason) == ("refused", "too_large")
+    token = {"Authorization": "Bearer device-token"}
+    r = Syncer(make_store(name="b"), url, headers=token).run_once()
+    assert (r.status, r.reason) == ("refused", "insecure_http"), r  # credentials over plain http: no
+    r = Syncer(
+        make_store(name="c"), url, headers=token, allow_insecure_http=True, embedder_id="test-embedder"
+    ).run_once()
+    assert (r.status, r.installed) == ("updated", 1)
+    assert "/test-embedder/" + POINTER in [q["path"] for q in rec.requests]
+
+
+def test_a_round_syncs_the_pending_gallery_too_and_reports_its_failure(tmp_path, make_store):
+    store, pending = make_store(name="now"), make_store(name="next")
+    installed: list[int] = []
+    told: list[object] = []
+
+    class Scripted(Syncer):
+        def __init__(self, results: dict, **kw) -> None:  # type: ignore[no-untyped-def, type-arg]
+            super().__init__(store, "http://unused/", embedder_id="model-a", on_installed=installed.append, **kw)
+            self.results, self.calls = results, []  # type: ignore[var-annotated]
+
+        def _sync(self, s, embedder_id):  # type: ignore[no-untyped-def]
+            self.calls.append((s, embedder_id))
+            return self.results[s]
+
+    up, ok, failed = SyncResult("updated", 4, 3), SyncResult("up_to_date", 2, 2), SyncResult("failed", 0, 0)
+    alone = Scripted({store: up})
+    assert alone.run_once() is up and alone.calls == [(store, "model-a")] and installed == [4]
+    assert alone.last is up and alone.last_pending is None
+    both = Scripted({store: ok, pending: failed}, pending=pending, pending_embedder="model-b", on_pending=told.append)
+    assert both.run_once() is failed  # the pending gallery's failure is what the loop backs off on
+    assert both.calls == [(store, "model-a"), (pending, "model-b")] and told == [failed] and installed == [4]
+    assert both.last is ok and both.last_pending is failed
+    fine = Scripted({store: ok, pending: up}, pending=pending, pending_embedder="model-b")
+    assert fine.run_once() is ok and installed == [4]  # installing the pending gallery is not a switch
+
+
+def test_syncer_trigger_counts_the_pending_gallery(tmp_path, content, signer, make_store, serve):
+    pub = tmp_path / "pub"
+    content.publish(pub, signer)
+    url, _ = serve(pub)
+    store, pending = make_store(name="now"), make_store(name="next")
+    sync_once(store, url)
+    alone = Syncer(store, url)
+    assert alone.trigger({"gallery_version": 1}) is False and not alone._wake.is_set()
+    assert alone.trigger({"gallery_version": "2"}) is True and alone._wake.is_set()
+    assert Syncer(store, url).trigger({"other": 1}) is True  # no version announced: check anyway
+    assert Syncer(store, url).trigger(None) is True
+    assert Syncer(store, url).trigger('{"gallery_version": 0}') is False
+    both = Syncer(store, url, pending=pending)
+    assert both.trigger({"gallery_version": 1}) is True  # the pending store has nothing yet
+
+
+class _Clock:
+    """A fake monotonic clock and wake event: waiting advances the clock instead of sleeping."""
+
+    def __init__(self) -> None:
+        self.t = 0.0
+        self.flag = False
+        self.waits: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.t
+
+    def is_set(self) -> bool:
+        return self.flag
+
+    def set(self) -> None:
+        self.flag = True
+
+    def clear(self) -> None:
+        self.flag = False
+
+    def wait(self, timeout: float) -> bool:
+        assert 0 < timeout <= 1.0, timeout  # short waits, so a stop or a trigger is noticed within a second
+        self.waits.append(timeout)
+        self.t += timeout
+        return self.flag
+
+
+def test_the_loop_backs_off_on_failure_and_wakes_on_a_trigger(make_store, monkeypatch):
+    import edgeface.gallery.sync as sync_module
+
+    clock = _Clock()
+    jitter: list[tuple[float, float]] = []
+
+    class FakeRandom:
+        @staticmethod
+        def uniform(a: float, b: float) -> float:
+            jitter.append((a, b))
+            return b  # the longest wait the jitter allows
+
+    monkeypatch.setattr(sync_module, "time", clock)
+    monkeypatch.setattr(sync_module, "random", FakeRandom)
+    statuses = ["failed", "failed", "failed", "failed", "updated", "failed", "triggered", "up_to_date"]
+    starts: list[float] = []
+    stop = threading.Event()
+    syncer = Syncer(make_store(), "http://unused/", interval_s=100)
+    syncer._wake = clock  # type: ignore[assignment]
+
+    def run_once() -> SyncResult:
+        starts.append(clock.t)
+        status = statuses.pop(0)
+        if status == "triggered":  # an announcement arrives while this round runs
+            syncer.trigger(None)
+            status = "up_to_date"
+        if not statuses:
+            stop.set()
+        return SyncResult(status, 1, 1)
+
+    syncer.run_once = run_once  # type: ignore[method-assign]
+    syncer.run(stop)
+    gaps = [round(b - a, 6) for a, b in zip(starts, starts[1:], strict=False)]
+    # failures wait 30 s, doubling up to the interval; a success waits the interval and resets the back-off;
+    # each wait is stretched by the jitter (x1.1 here); a trigger during a round starts the next at once
+    assert gaps == [33.0, 66.0, 110.0, 110.0, 110.0, 33.0, 0.0]
+    assert set(jitter) == {(0.9, 1.1)} and len(jitter) == 8
+    assert stop.is_set() and len(starts) == 8
+
+
+def test_a_stopped_loop_does_not_sync(make_store):
+    stop = threading.Event()
+    stop.set()
+    syncer = Syncer(make_store(), "http://127.0.0.1:9/")
+    syncer.run(stop)
+    assert syncer.last is None
