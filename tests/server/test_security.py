@@ -519,3 +519,13 @@ def test_each_append_is_journalled_with_its_seq_and_hash_as_an_anchor(db: Any, c
         "actor": "ada",
         "subject": "s" * 256,
     }
+
+
+def test_an_entry_records_when_to_the_microsecond(db: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    with monkeypatch.context() as m, db.write() as conn:
+        m.setattr(audit.time, "time", lambda: 1_700_000_000.1234567)
+        e = audit.append(conn, "ada", "logout")
+    with db.read() as conn:
+        stored = audit.entries(conn, limit=1)[0]
+        assert audit.verify(conn).ok
+    assert e.ts == stored.ts == 1_700_000_000.123457
