@@ -528,8 +528,9 @@ def test_library_defaults_match_the_configuration_defaults(tmp_path: Any) -> Non
 
 def test_the_worker_needs_mqtt5_and_says_so(tmp_path: Any) -> None:
     store = ResultStore(tmp_path / "r.sqlite3")
-    with pytest.raises(EdgefaceError, match=r'needs MQTT 5 \(shared subscriptions\); set mqtt.protocol = "mqtt5"'):
+    with pytest.raises(EdgefaceError) as e:
         Ingest(store, plain_settings(1, "ingest-311", protocol="mqtt311"))
+    assert str(e.value) == 'ingest needs MQTT 5 (shared subscriptions); set mqtt.protocol = "mqtt5"'
     assert Ingest(store, plain_settings(1, "ingest-5", protocol="mqtt5")).settings.protocol == "mqtt5"
     store.close()
 
@@ -598,3 +599,81 @@ def test_a_subscription_the_broker_refuses_leaves_the_worker_unsubscribed(
     finally:
         w.stop()
     store.close()
+
+
+def test_a_full_batch_is_committed_without_waiting_for_the_flush_interval(
+    broker: LocalBroker, start_ingest: Any
+) -> None:
+    """`ingest.batch` results are written and acknowledged as soon as they are there (here the interval is
+    a minute, longer than the wait)."""
+    ingest = start_ingest(plain_settings(broker.port, "ingest-1"), batch=5, flush_ms=60_000)
+    rng = random.Random(37)
+    docs = [sample_result("unit-a", rng) for _ in range(5)]
+    c = raw_publisher(broker)
+    for d in docs:
+        c.publish(topics.results_topic("unit-a"), payloads.encode_result(d), qos=1)
+    assert ingest.wait_count(5, timeout=20)
+    c.loop_stop()
+    c.disconnect()
+
+
+def test_retries_of_a_failing_database_back_off(broker: LocalBroker, start_ingest: Any) -> None:
+    """While the database fails, the batch is tried again after growing delays, not in a tight loop. After
+    failure n the wait is at least half of min(0.05 * 2**(n-1), reconnect_max_s = 0.5) seconds: the test
+    checks the sum of those lower bounds over five waits, which a slow machine can only exceed."""
+    ingest = start_ingest(plain_settings(broker.port, "ingest-1"))
+    store = ingest.store
+    pages = store._db.execute("PRAGMA page_count").fetchone()[0]
+    store._db.execute(f"PRAGMA max_page_count = {pages}")
+    rng = random.Random(38)
+    c = raw_publisher(broker)
+    for _ in range(30):
+        c.publish(topics.results_topic("unit-a"), payloads.encode_result(sample_result("unit-a", rng)), qos=1)
+    assert wait_for(lambda: ingest.worker.stats.store_errors >= 1, 20)
+    seen, since = ingest.worker.stats.store_errors, time.monotonic()  # failure seen+1 comes after this
+    assert wait_for(lambda: ingest.worker.stats.store_errors >= seen + 6, 30)
+    least = sum(min(0.05 * 2 ** (n - 1), 0.5) / 2 for n in range(seen + 1, seen + 6))
+    assert time.monotonic() - since >= least >= 0.85
+    store._db.execute("PRAGMA max_page_count = 1073741823")
+    assert ingest.wait_count(30)
+    c.loop_stop()
+    c.disconnect()
+
+
+def test_what_was_not_committed_is_delivered_again_to_the_worker_that_takes_over(
+    broker: LocalBroker, start_ingest: Any, tmp_path: Any
+) -> None:
+    """PUBACK only after the commit: a worker that stops while its database refuses every write has
+    acknowledged nothing, so the broker delivers the same results again to the next worker of its session."""
+    db = tmp_path / "results.sqlite3"
+    ingest = start_ingest(plain_settings(broker.port, "ingest-1"), db=db)
+    store = ingest.store
+    pages = store._db.execute("PRAGMA page_count").fetchone()[0]
+    store._db.execute(f"PRAGMA max_page_count = {pages}")  # this connection's limit only
+    rng = random.Random(39)
+    docs = [sample_result("unit-a", rng) for _ in range(12)]
+    c = raw_publisher(broker)
+    for d in docs:
+        c.publish(topics.results_topic("unit-a"), payloads.encode_result(d), qos=1).wait_for_publish(5)
+    assert wait_for(lambda: ingest.worker.stats.received == 12 and ingest.worker.stats.store_errors >= 1, 20)
+    ingest.worker.stop()
+    assert store.count() == 0
+    again = start_ingest(plain_settings(broker.port, "ingest-1"), db=db)  # its own connection: no limit
+    assert again.wait_count(12)
+    assert sorted(again.store.ids()) == sorted(d["id"] for d in docs)
+    c.loop_stop()
+    c.disconnect()
+
+
+def test_the_worker_rides_out_a_broker_restart(broker: LocalBroker, start_ingest: Any) -> None:
+    ingest = start_ingest(plain_settings(broker.port, "ingest-1"))
+    broker.restart()
+    conn = ingest.worker._conn
+    assert conn is not None
+    assert wait_for(lambda: conn.connects >= 2 and ingest.worker.stats.connected and ingest.worker.stats.subscribed, 30)
+    doc = sample_result("unit-a", random.Random(40))
+    c = raw_publisher(broker)
+    c.publish(topics.results_topic("unit-a"), payloads.encode_result(doc), qos=1).wait_for_publish(5)
+    assert ingest.wait_count(1) and ingest.worker.error is None
+    c.loop_stop()
+    c.disconnect()
