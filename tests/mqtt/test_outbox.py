@@ -635,7 +635,7 @@ def test_an_outbox_whose_tables_cannot_be_created_says_so(tmp_path: Path) -> Non
     con.execute("CREATE TABLE pending_order (x)")  # takes the name of the outbox's index
     con.commit()
     con.close()
-    with pytest.raises(OutboxError, match="pending_order.* while creating its tables"):
+    with pytest.raises(OutboxError, match=rf"^outbox {path}: .*pending_order.* while creating its tables"):
         Outbox(path)
     con = sqlite3.connect(path)  # rolled back: nothing half-made, the format still unset
     assert con.execute("PRAGMA user_version").fetchone()[0] == 0
@@ -651,3 +651,19 @@ def test_a_database_that_cannot_use_wal_is_refused_with_where_to_put_it() -> Non
         r"\(not NFS or a FAT card without locking\)\.",
     ):
         Outbox(":memory:")
+
+
+def test_opening_an_outbox_while_another_process_writes_does_not_wait_for_it(tmp_path: Path) -> None:
+    """A current outbox is opened without writing (no schema work), so `edgeface outbox status` or a restarted
+    stage opens it while the daemon holds the write lock."""
+    path = tmp_path / "o.sqlite3"
+    with Outbox(path) as box:
+        rid = put(box, Priority.MATCH)
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # holds the write lock, as a put in another process does
+    try:
+        with Outbox(path) as box:
+            assert box.pending_ids() == [rid] and [r.id for r in box.fetch(5)] == [rid]
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
