@@ -14,6 +14,8 @@ from typing import Any
 import jsonschema
 import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.reasoncodes import ReasonCode
 
 from edgeface.mqtt import Publisher, payloads, topics
 from edgeface.mqtt import publisher as publisher_module
@@ -538,3 +540,161 @@ def test_send_status_publishes_one_heartbeat_at_once(broker: LocalBroker, outbox
         ("online", "heartbeat"),  # send_status, and only send_status, asks for one now
         ("offline", "shutdown"),
     ]
+
+
+def _puback(code: int) -> ReasonCode:
+    return ReasonCode(PacketTypes.PUBACK, identifier=code)
+
+
+def test_pubacks_decide_what_leaves_the_outbox(
+    outbox: Outbox, rng: random.Random, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The PUBACK handler on its own (mids as paho reports them): a success code queues the row for
+    deletion, a failure code (0x87) or "no matching subscribers" (0x10) keeps it and pauses sending with a
+    backoff that a success resets; a PUBACK of a status message is no result."""
+    ids = fill(outbox, UNIT, 5, rng)
+    pub = publisher(outbox, 1, reconnect_min_s=1.0, reconnect_max_s=8.0)
+    for mid, rid in enumerate(ids, start=1):
+        pub._inflight[mid], pub._inflight_ids = (rid, 0.0), pub._inflight_ids | {rid}
+    before = time.monotonic()
+    pub._on_publish(None, None, 99, _puback(0), None)  # type: ignore[arg-type]  # a status message
+    pub._on_publish(None, None, 1, _puback(0), None)  # type: ignore[arg-type]
+    assert pub.stats.acked == 1 and pub._hold_until == 0.0
+    pub._on_publish(None, None, 2, _puback(0x87), None)  # type: ignore[arg-type]
+    first_hold = pub._hold_until - before
+    pub._on_publish(None, None, 3, _puback(0x10), None)  # type: ignore[arg-type]
+    second_hold = pub._hold_until - before
+    assert (pub.stats.acked, pub.stats.refused_by_broker, pub.stats.no_subscribers) == (1, 1, 1)
+    assert 0.5 <= first_hold <= 1.1 and 1.0 <= second_hold <= 2.1  # 1 s then 2 s, with jitter
+    assert pub._inflight_ids == {ids[3], ids[4]} and list(pub._inflight) == [4, 5]
+    pub._on_publish(None, None, 4, _puback(0), None)  # type: ignore[arg-type]  # a success resets the backoff
+    assert pub._acked == [ids[0], ids[3]] and pub._acked_ids == {ids[0], ids[3]} and pub.stats.acked == 2
+    pub.require_subscriber = False  # "no matching subscribers" is then a delivery like any other
+    pub._on_publish(None, None, 5, _puback(0x10), None)  # type: ignore[arg-type]
+    assert pub._acked == [ids[0], ids[3], ids[4]] and pub.stats.no_subscribers == 1 and pub.stats.acked == 3
+    pub._inflight[6], pub._inflight_ids = (ids[1], 0.0), {ids[1]}
+    before = time.monotonic()
+    pub._on_publish(None, None, 6, _puback(0x87), None)  # type: ignore[arg-type]
+    assert 0.5 <= pub._hold_until - before <= 1.1 and pub.stats.refused_by_broker == 2  # back to 1 s
+    pub._flush_acks(force=True)
+    left = sorted(r.id for r in outbox.fetch(10))
+    assert left == sorted([ids[1], ids[2]])  # only what the broker took with a success code left the outbox
+    assert pub.idle() and pub._acked_ids == set()
+    events = [(r.getMessage(), r.edgeface_fields) for r in caplog.records if r.name == "edgeface.mqtt.publisher"]  # type: ignore[attr-defined]
+    assert [name for name, _ in events] == ["mqtt.publish_refused", "mqtt.no_subscribers", "mqtt.publish_refused"]
+    refused, nosub = events[0][1], events[1][1]
+    assert refused["id"] == ids[1] and refused["reason"] == "Not authorized" and 0.5 <= refused["retry_in_s"] <= 1.0
+    assert "device.id" in refused["hint"] and "ACL" in refused["hint"]
+    assert nosub["id"] == ids[2] and 1.0 <= nosub["retry_in_s"] <= 2.0 and "stays queued" in nosub["hint"]
+
+
+def test_acknowledged_rows_are_deleted_in_batches_and_a_failed_delete_is_retried_later(
+    outbox: Outbox, rng: random.Random, caplog: pytest.LogCaptureFixture
+) -> None:
+    """While results are in flight, deletions wait for 200 acknowledged rows or 20 ms after the first;
+    forced (reconnecting, stopping) or with nothing in flight they go at once."""
+    ids = fill(outbox, UNIT, 240, rng)
+    pub = publisher(outbox, 1)
+    pub._flush_acks(force=True)  # nothing acknowledged: nothing to do
+    pub._inflight[1] = ("in-flight", 0.0)
+
+    def acked(rows: list[str], recent: bool = True) -> None:
+        pub._acked, pub._acked_ids = list(rows), set(rows)
+        pub._first_ack_at = time.monotonic() + (60.0 if recent else -1.0)
+
+    acked(ids[:199])
+    pub._flush_acks()
+    assert outbox.pending_count() == 240  # 199 rows, the first acknowledged just now: wait for more
+    acked(ids[:200])
+    pub._flush_acks()
+    assert outbox.pending_count() == 40 and pub._acked == [] and pub._acked_ids == set()
+    acked(ids[200:205], recent=False)
+    pub._flush_acks()
+    assert outbox.pending_count() == 35  # the first of them waited long enough
+    acked(ids[205:210])
+    pub._flush_acks(force=True)
+    assert outbox.pending_count() == 30
+    pub._inflight.clear()
+    acked(ids[210:215])
+    pub._flush_acks()
+    assert outbox.pending_count() == 25 and pub.stats.inflight == 0  # nothing in flight: no reason to wait
+    acked(ids[215:220])
+    outbox.close()  # the delete fails (a full or vanished disk): the rows stay acknowledged, retried later
+    before = time.monotonic()
+    pub._flush_acks(force=True)
+    assert pub._acked == ids[215:220] and pub._acked_ids == set(ids[215:220])
+    assert 0.4 <= pub._outbox_retry_at - before <= 0.6
+    pub._flush_acks(force=True)  # within the retry delay: not tried again
+    (rec,) = [r for r in caplog.records if r.getMessage() == "outbox.ack_failed"]
+    fields = rec.edgeface_fields  # type: ignore[attr-defined]
+    assert fields["rows"] == 5 and fields["retry_in_s"] == 0.5 and "closed" in fields["error"]
+
+
+class FakeLink:
+    """The publisher's side of a connection, recorded: drop(), subscribe(), publish()."""
+
+    def __init__(self, refuse_after: int | None = None) -> None:
+        self.connected = True
+        self.dropped: list[str] = []
+        self.subscribed: list[tuple[str, int]] = []
+        self.published: list[tuple[str, int, bool]] = []
+        self.refuse_after = refuse_after
+        self.client = self
+
+    def drop(self, why: str) -> None:
+        self.dropped.append(why)
+
+    def subscribe(self, topic: str, qos: int) -> None:
+        self.subscribed.append((topic, qos))
+
+    def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> mqtt.MQTTMessageInfo:
+        info = mqtt.MQTTMessageInfo(100 + len(self.published))
+        n = len([p for p in self.published if "results" in p[0]])
+        refuse = self.refuse_after is not None and "results" in topic and n >= self.refuse_after
+        info.rc = mqtt.MQTT_ERR_QUEUE_SIZE if refuse else mqtt.MQTT_ERR_SUCCESS
+        if not refuse:
+            self.published.append((topic, qos, retain))
+        return info
+
+
+def test_an_acknowledgement_overdue_drops_the_link_to_resend(outbox: Outbox, caplog: pytest.LogCaptureFixture) -> None:
+    pub = publisher(outbox, 1, ack_timeout_s=60.0)
+    link = FakeLink()
+    pub._conn = link  # type: ignore[assignment]
+    pub._check_ack_timeouts(1000.0)  # nothing in flight
+    pub._inflight = {7: ("a", 100.0), 8: ("b", 130.0)}
+    pub._check_ack_timeouts(160.0)  # the oldest waited exactly ack_timeout_s: not yet
+    assert link.dropped == [] and pub.stats.ack_timeouts == 0
+    pub._check_ack_timeouts(161.5)
+    assert link.dropped == ["acknowledgement timeout"] and pub.stats.ack_timeouts == 1
+    assert pub._inflight == {7: ("a", 161.5), 8: ("b", 161.5)}  # the clock restarts for the resent ones
+    pub._check_ack_timeouts(200.0)
+    assert pub.stats.ack_timeouts == 1
+    (rec,) = [r for r in caplog.records if r.getMessage() == "mqtt.ack_timeout"]
+    assert rec.edgeface_fields == {"waited_s": 61.5, "inflight": 2, "action": "reconnecting to resend"}  # type: ignore[attr-defined]
+
+
+def test_online_subscribes_and_takes_the_brokers_receive_maximum(outbox: Outbox) -> None:
+    from paho.mqtt.properties import Properties
+
+    pub = publisher(outbox, 1, inflight=50)
+    link = FakeLink()
+    props = Properties(PacketTypes.CONNACK)
+    props.ReceiveMaximum = 10
+    before = time.time()
+    pub._on_up(link, False, props)  # type: ignore[arg-type]
+    assert pub._effective_window() == 10 and pub._wake.is_set()
+    assert link.subscribed == [(topics.commands_topic(UNIT), 1), (topics.GALLERY_ANNOUNCE, 1)]
+    assert pub.stats.connected and pub.stats.connects == 1 and before <= (pub.stats.connected_since or 0) <= time.time()
+    pub._on_down("keepalive timeout")
+    assert not pub.stats.connected and pub.stats.disconnects == 1 and pub.stats.connected_since is None
+    assert pub.stats.last_error == "keepalive timeout"
+    pub._on_up(link, True, None)  # type: ignore[arg-type]  # MQTT 3.1.1: no properties
+    assert pub._effective_window() == 50 and pub.stats.connects == 2
+    props.ReceiveMaximum = 80  # larger than ours: ours holds
+    pub._on_up(link, True, props)  # type: ignore[arg-type]
+    assert pub._effective_window() == 50
+    pub._on_down("gone")
+    pub._on_down("gone again")
+    assert pub.stats.disconnects == 3
+    assert publisher(outbox, 1, inflight=0)._effective_window() == 1  # never less than one in flight
