@@ -257,8 +257,9 @@ def test_a_path_that_cannot_be_examined_is_reported_not_destroyed(tmp_path: Path
     config = unit(tmp_path, f"retention.dir={tmp_path / 'afile' / 'media'}")
     report = wipe_unit(config, environ={})
     assert report.ok is False and len(report.not_destroyed) == 1
-    assert report.not_destroyed[0].startswith(f"{tmp_path / 'afile' / 'media'}: cannot be examined (")
-    assert report.not_destroyed[0].endswith("); delete it as root")
+    assert report.not_destroyed == [
+        f"{tmp_path / 'afile' / 'media'}: cannot be examined (Not a directory); delete it as root"
+    ]
 
 
 def test_the_wipe_destroys_the_key_sources_configured_under_other_names(tmp_path: Path) -> None:
@@ -306,3 +307,29 @@ def test_what_cannot_be_deleted_is_reported_with_why_and_what_to_do(tmp_path: Pa
     again = WipeReport(not_destroyed=[f"{tmp_path / 'full'}/sub: could not be deleted"])
     _remove_dir(tmp_path / "full", again)  # its content already reported: the folder is not reported again
     assert len(again.not_destroyed) == 1 and staged.ok and staged.destroyed == []
+
+
+def test_the_wipe_overwrites_even_a_one_byte_file_and_never_the_target_of_a_link(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A folder three levels from the root (/tmp/x) is wiped; a link inside it is removed, its target kept."""
+    import tempfile
+
+    import edgeface.protect.wipe as wipe
+
+    monkeypatch.setattr(wipe.secrets, "token_bytes", lambda n: b"\0" * n)  # a known overwrite, not chance
+    state = Path(tempfile.mkdtemp(prefix="edgeface-wipe-", dir="/tmp"))
+    assert len(state.parts) == 3
+    outside = tmp_path / "outside.txt"
+    outside.write_bytes(b"keep me")
+    (state / "one.bin").write_bytes(b"Z")
+    (state / "link.txt").symlink_to(outside)
+    config = unit(tmp_path, f"run.state_dir={state}", "capture.source=opencv")
+    held = open(state / "one.bin", "rb")  # noqa: SIM115 - read after the wipe
+    try:
+        report = wipe_unit(config, environ={})
+        assert held.read() == b"\0"
+    finally:
+        held.close()
+    assert report.ok and str(state) in report.destroyed and not state.exists()
+    assert outside.read_bytes() == b"keep me"
