@@ -261,3 +261,60 @@ def test_ears_at_one_point_give_a_frontal_yaw_not_nan(detector: BlazeFaceDetecto
     kp = face.keypoints.copy()
     kp[face.keypoint_names.index("left_ear_tragion")] = kp[face.keypoint_names.index("right_ear_tragion")]
     assert estimate_pose(dataclasses.replace(face, keypoints=kp)).yaw == 0.0
+
+
+def _sketch(**points: tuple[float, float]) -> Face:
+    """A face drawn by hand: keypoints in pixels (x right, y down), no ears unless given."""
+    names = tuple(points)
+    return Face((0.0, 0.0, 200.0, 200.0), np.array([points[n] for n in names], np.float32), names, 0.9, 0)
+
+
+def test_pose_of_extreme_keypoints_is_clamped_to_a_quarter_turn_not_an_error() -> None:
+    """A nose beyond an eye (a full profile) is yaw +-90, a nose below the mouth or above the eyes pitch
+    +-90: the estimate saturates instead of failing on a keypoint a detector put oddly. A mouth on the eye
+    line gives no pitch (NaN), so no pitch refusal; a face under a pixel wide has the same pose as its
+    full-size self (only the proportions count)."""
+    eyes = {"right_eye": (80.0, 80.0), "left_eye": (120.0, 80.0)}
+    assert estimate_pose(_sketch(**eyes, nose_tip=(200.0, 100.0), mouth=(100.0, 120.0))).yaw == pytest.approx(90)
+    assert estimate_pose(_sketch(**eyes, nose_tip=(0.0, 100.0), mouth=(100.0, 120.0))).yaw == pytest.approx(-90)
+    assert estimate_pose(_sketch(**eyes, nose_tip=(100.0, 160.0), mouth=(100.0, 120.0))).pitch == pytest.approx(-90)
+    assert estimate_pose(_sketch(**eyes, nose_tip=(100.0, 20.0), mouth=(100.0, 120.0))).pitch == pytest.approx(90)
+    flat = _sketch(**eyes, nose_tip=(100.0, 100.0), mouth=(100.0, 80.0))
+    assert math.isnan(estimate_pose(flat).pitch)
+    image = np.zeros((200, 200, 3), np.uint8)
+    assert "pitch" not in [r.check for r in assess(image, flat, QualityConfig(max_pitch=0)).refusals]
+    leaning = _sketch(**eyes, nose_tip=(108.0, 104.0), mouth=(101.0, 126.0))
+    tiny = dataclasses.replace(leaning, keypoints=leaning.keypoints * 0.01)  # eyes 0.4 px apart
+    a, b = estimate_pose(leaning), estimate_pose(tiny)
+    assert a.yaw > 5 and (b.yaw, b.pitch, b.roll) == pytest.approx((a.yaw, a.pitch, a.roll), abs=1e-3)
+
+
+def test_reasons_and_the_json_form_of_a_quality(detector: BlazeFaceDetector, images_dir) -> None:  # type: ignore[no-untyped-def]
+    """What the reviewer and the results' JSON show: each reason names the check, the value and the limit
+    ("<" for a minimum not reached, ">" for a pose beyond its maximum); to_dict rounds for display."""
+    from edgeface.vision.imageio import load_image
+
+    image = load_image(images_dir / "biden.jpg")  # pitch about -7.6, yaw about 3
+    face = detector.detect(image)[0]
+    limits = QualityConfig(min_score=0.999, min_face_px=10_000, min_sharpness=1e9, max_yaw=1, max_pitch=4)
+    q = assess(image, face, limits)
+    assert [r.check for r in q.refusals] == ["score", "size", "sharpness", "yaw", "pitch"]
+    assert q.reasons == [
+        f"score {face.score:.3g} < limit 0.999",
+        f"size {q.size_px:.3g} < limit 1e+04",
+        f"sharpness {q.sharpness:.3g} < limit 1e+09",
+        f"yaw {abs(q.yaw):.3g} > limit 1",
+        f"pitch {abs(q.pitch):.3g} > limit 4",
+    ]
+    assert q.to_dict() == {
+        "passed": False,
+        "reasons": q.reasons,
+        "score": round(face.score, 4),
+        "size_px": round(q.size_px, 1),
+        "sharpness": round(q.sharpness, 1),
+        "yaw": round(q.yaw, 1),
+        "pitch": round(q.pitch, 1),
+        "roll": round(q.roll, 1),
+    }
+    assert all(v != round(v, 1) for v in (q.yaw, q.pitch, q.roll, q.sharpness))  # so the rounding shows
+    assert face.score != round(face.score, 4) and round(face.score, 5) != round(face.score, 4)
