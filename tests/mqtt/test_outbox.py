@@ -472,6 +472,7 @@ def test_large_batches_fetch_ack_and_look_up_across_statement_chunks(tmp_path: P
     rows = box.fetch(1203)
     assert [r.id for r in rows] == ids and [r.seq for r in rows] == sorted(r.seq for r in rows)
     assert [r.id for r in box.fetch(600, exclude=set(ids[:700]))] == ids[700:1300]
+    assert [r.id for r in box.fetch(5, exclude={ids[0], ids[2]})] == [ids[1], *ids[3:7]]  # fewer in flight than asked
     assert box.pending_among([*ids, "gone"]) == set(ids) and box.pending_among([]) == set()
     assert box.ack([]) == 0
     assert box.ack(ids[:1100]) == 1100

@@ -125,7 +125,11 @@ def test_records_sealed_by_the_first_format_still_open() -> None:
     assert sub_key(V1_KEY, "outbox").hex() == V1_OUTBOX_SUB_KEY  # HKDF-SHA256, info edgeface-protect-outbox-v1
     assert sub_key(V1_KEY, "media") != sub_key(V1_KEY, "outbox") and len(sub_key(V1_KEY, "media")) == 32
     for aad in (b"", b"r-2"):  # bound to its row
-        with pytest.raises(SealError, match="does not open with this device key"):
+        with pytest.raises(
+            SealError,
+            match="does not open with this device key: the key is another unit's or was replaced, or the record "
+            "was altered or moved",
+        ):
             Sealer(V1_KEY, "outbox").open(V1_RECORD, aad)
     with pytest.raises(SealError, match="a sealed media record does not open"):  # another purpose: another key
         Sealer(V1_KEY, "media").open(V1_RECORD, b"r-1")
