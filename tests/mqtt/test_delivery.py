@@ -633,12 +633,13 @@ def test_acknowledged_rows_are_deleted_in_batches_and_a_failed_delete_is_retried
 class FakeLink:
     """The publisher's side of a connection, recorded: drop(), subscribe(), publish()."""
 
-    def __init__(self, refuse_after: int | None = None) -> None:
+    def __init__(self) -> None:
         self.connected = True
         self.dropped: list[str] = []
         self.subscribed: list[tuple[str, int]] = []
         self.published: list[tuple[str, int, bool]] = []
-        self.refuse_after = refuse_after
+        self.ids: list[str] = []  # result ids, in the order sent
+        self.rcs: list[int] = []  # paho's return codes for the next results (success when empty)
         self.client = self
 
     def drop(self, why: str) -> None:
@@ -649,11 +650,11 @@ class FakeLink:
 
     def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> mqtt.MQTTMessageInfo:
         info = mqtt.MQTTMessageInfo(100 + len(self.published))
-        n = len([p for p in self.published if "results" in p[0]])
-        refuse = self.refuse_after is not None and "results" in topic and n >= self.refuse_after
-        info.rc = mqtt.MQTT_ERR_QUEUE_SIZE if refuse else mqtt.MQTT_ERR_SUCCESS
-        if not refuse:
+        info.rc = self.rcs.pop(0) if self.rcs and "results" in topic else mqtt.MQTT_ERR_SUCCESS
+        if info.rc in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
             self.published.append((topic, qos, retain))
+            if "results" in topic:
+                self.ids.append(json.loads(payload)["id"])
         return info
 
 
@@ -698,3 +699,52 @@ def test_online_subscribes_and_takes_the_brokers_receive_maximum(outbox: Outbox)
     pub._on_down("gone again")
     assert pub.stats.disconnects == 3
     assert publisher(outbox, 1, inflight=0)._effective_window() == 1  # never less than one in flight
+
+
+def test_the_window_is_filled_a_quarter_at_a_time_without_resending_what_is_in_hand(
+    outbox: Outbox, rng: random.Random, caplog: pytest.LogCaptureFixture
+) -> None:
+    ids = fill(outbox, UNIT, 30, rng, match_share=0.0)  # one priority: sent in the order stored
+    pub = publisher(outbox, 1, inflight=8)
+    link = FakeLink()
+    pub._conn = link  # type: ignore[assignment]
+    now = time.monotonic()
+    pub._hold_until = now + 5  # the broker refused: paused
+    pub._fill_window(now)
+    pub._hold_until, pub._outbox_retry_at = 0.0, now + 5  # the outbox failed: paused
+    pub._fill_window(now)
+    assert link.ids == []
+    pub._outbox_retry_at = 0.0
+    pub._fill_window(now)
+    assert link.ids == ids[:8] and pub.stats.published == 8 and pub.stats.inflight == 8 and pub._wake.is_set()
+    assert {p[:2] for p in link.published} == {(topics.results_topic(UNIT), 1)}
+    assert sorted(pub._inflight.values()) == sorted((i, now) for i in ids[:8])
+    pub._fill_window(now)  # full
+    done = [pub._inflight.pop(mid)[0] for mid in list(pub._inflight)[:1]]
+    pub._fill_window(now)  # one of eight free: less than a quarter, wait
+    assert len(link.ids) == 8
+    done += [pub._inflight.pop(mid)[0] for mid in list(pub._inflight)[:1]]
+    pub._acked, pub._acked_ids = list(done), set(done)  # acknowledged, not yet deleted: not sent again
+    pub._inflight_ids -= set(done)
+    pub._fill_window(now)
+    assert link.ids == ids[:10] and len(pub._inflight) == 8
+    # paho refuses one (its queue is full): the rest wait for the next round; "not connected" is queued by paho
+    for mid in list(pub._inflight)[:4]:  # four more acknowledged
+        rid = pub._inflight.pop(mid)[0]
+        pub._inflight_ids.discard(rid)
+        pub._acked.append(rid)
+        pub._acked_ids.add(rid)
+    link.rcs = [mqtt.MQTT_ERR_NO_CONN, mqtt.MQTT_ERR_QUEUE_SIZE]
+    pub._fill_window(now)
+    assert link.ids == ids[:11] and len(pub._inflight) == 5 and pub.stats.published == 11
+    (rec,) = [r for r in caplog.records if r.getMessage() == "mqtt.publish_failed"]
+    assert rec.edgeface_fields == {"id": ids[11], "error": mqtt.error_string(mqtt.MQTT_ERR_QUEUE_SIZE)}  # type: ignore[attr-defined]
+    pub._fill_window(now)
+    assert link.ids == ids[:14] and len(pub._inflight) == 8
+    # An empty outbox: nothing sent, and no reason to wake up again.
+    outbox.ack(ids)
+    pub._inflight.clear()
+    pub._inflight_ids.clear()
+    pub._acked, pub._acked_ids = [], set()
+    pub._fill_window(now)
+    assert len(link.ids) == 14 and not pub._wake.is_set()
