@@ -17,6 +17,7 @@ from edgeface.server import audit, auth
 from edgeface.server.access import API, DEVICE, PUBLIC, rule_of
 
 from .conftest import PASSWORD, Browser, csrf_of
+from .test_migrations import postgres  # noqa: F401  (the module's PostgreSQL cluster fixture)
 
 SAMPLE = {"IntegerConverter": 1, "PathConverter": "latest.json"}
 
@@ -529,3 +530,22 @@ def test_an_entry_records_when_to_the_microsecond(db: Any, monkeypatch: pytest.M
         stored = audit.entries(conn, limit=1)[0]
         assert audit.verify(conn).ok
     assert e.ts == stored.ts == 1_700_000_000.123457
+
+
+def test_verify_reads_the_chain_in_seq_order_on_postgresql(postgres: str) -> None:  # noqa: F811
+    """PostgreSQL returns rows in storage order unless told: an entry rewritten unchanged (a new row version
+    at the end of the table) must still be read in its place in the chain."""
+    from edgeface.server.db import Database
+
+    db = Database(postgres)
+    try:
+        db.migrate()
+        _chain(db, 5)
+        with db.write() as conn:
+            conn.exec_driver_sql("UPDATE audit_log SET actor = actor WHERE seq <= 2")
+        with db.read() as conn:
+            v = audit.verify(conn)
+            newest = [e.seq for e in audit.entries(conn)]
+        assert (v.ok, v.entries, v.problems) == (True, 5, []) and newest == [5, 4, 3, 2, 1]
+    finally:
+        db.dispose()
