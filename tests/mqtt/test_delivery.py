@@ -576,12 +576,18 @@ def test_pubacks_decide_what_leaves_the_outbox(
     before = time.monotonic()
     pub._on_publish(None, None, 6, _puback(0x87), None)  # type: ignore[arg-type]
     assert 0.5 <= pub._hold_until - before <= 1.1 and pub.stats.refused_by_broker == 2  # back to 1 s
+    pub.require_subscriber = True
+    pub._inflight[7], pub._inflight_ids = (ids[2], 0.0), {ids[2]}
+    pub._on_publish(None, None, 7, _puback(0x10), None)  # type: ignore[arg-type]
+    assert pub.stats.no_subscribers == 2 and pub.stats.acked == 3
     pub._flush_acks(force=True)
     left = sorted(r.id for r in outbox.fetch(10))
     assert left == sorted([ids[1], ids[2]])  # only what the broker took with a success code left the outbox
     assert pub.idle() and pub._acked_ids == set()
     events = [(r.getMessage(), r.edgeface_fields) for r in caplog.records if r.name == "edgeface.mqtt.publisher"]  # type: ignore[attr-defined]
-    assert [name for name, _ in events] == ["mqtt.publish_refused", "mqtt.no_subscribers", "mqtt.publish_refused"]
+    assert [name for name, _ in events] == ["mqtt.publish_refused", "mqtt.no_subscribers", "mqtt.publish_refused"] + [
+        "mqtt.no_subscribers"
+    ]
     refused, nosub = events[0][1], events[1][1]
     assert refused["id"] == ids[1] and refused["reason"] == "Not authorized" and 0.5 <= refused["retry_in_s"] <= 1.0
     assert "device.id" in refused["hint"] and "ACL" in refused["hint"]
