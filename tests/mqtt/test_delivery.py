@@ -17,6 +17,7 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 
+from edgeface.errors import OutboxError
 from edgeface.mqtt import Publisher, payloads, topics
 from edgeface.mqtt import publisher as publisher_module
 from edgeface.mqtt.validate import load_schema
@@ -754,3 +755,44 @@ def test_the_window_is_filled_a_quarter_at_a_time_without_resending_what_is_in_h
     pub._acked, pub._acked_ids = [], set()
     pub._fill_window(now)
     assert len(link.ids) == 14 and not pub._wake.is_set()
+
+
+def test_heartbeats_are_retained_statuses_and_a_failing_outbox_pauses_it(
+    outbox: Outbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    pub = publisher(outbox, 1, heartbeat_s=30.0)
+    before = time.monotonic()
+    pub._heartbeat("heartbeat")  # not connected: nothing sent, the next one still planned
+    assert pub.stats.heartbeats == 0 and before + 30.0 <= pub._next_heartbeat <= time.monotonic() + 30.0
+    link = FakeLink()
+    pub._conn = link  # type: ignore[assignment]
+    pub._heartbeat("connected")
+    pub._heartbeat("heartbeat")
+    assert link.published == [(topics.status_topic(UNIT), 1, True)] * 2 and pub.stats.heartbeats == 2
+    link.connected = False
+    pub._heartbeat("heartbeat")
+    assert pub.stats.heartbeats == 2
+
+    def broken(*args: Any) -> Any:
+        raise OutboxError("database disk image is malformed")
+
+    assert pub._outbox_call(lambda a, b: a + b, 2, 3) == 5
+    before = time.monotonic()
+    assert pub._outbox_call(broken, 1) is None
+    assert before + 1.0 <= pub._outbox_retry_at <= time.monotonic() + 1.0
+    (rec,) = [r for r in caplog.records if r.getMessage() == "outbox.unavailable"]
+    assert rec.edgeface_fields == {"error": "database disk image is malformed", "retry_in_s": 1.0}  # type: ignore[attr-defined]
+
+
+def test_a_publisher_starts_once_in_its_own_thread(outbox: Outbox) -> None:
+    pub = publisher(outbox, 1)  # port 1: nobody listens; it keeps trying
+    assert not pub.alive and pub.idle()
+    pub.start()
+    try:
+        assert pub._thread is not None and pub._thread.name == "edgeface-publisher" and pub._thread.daemon
+        assert pub.alive
+        with pytest.raises(RuntimeError, match="already started"):
+            pub.start()
+    finally:
+        pub.stop()
+    assert not pub.alive and pub.error is None
