@@ -549,3 +549,13 @@ def test_verify_reads_the_chain_in_seq_order_on_postgresql(postgres: str) -> Non
         assert (v.ok, v.entries, v.problems) == (True, 5, []) and newest == [5, 4, 3, 2, 1]
     finally:
         db.dispose()
+
+
+def test_verify_names_the_edited_entry_and_its_action(db: Any) -> None:
+    _chain(db, 4)
+    with db.write() as conn:
+        conn.exec_driver_sql("UPDATE audit_log SET subject = 'r9' WHERE seq = 3")
+    with db.read() as conn:
+        v = audit.verify(conn)
+    assert (v.ok, v.entries, v.head_seq) == (False, 4, 4)
+    assert v.problems == ["entry 3 (review.confirm): content does not match its hash (edited)"]
