@@ -539,8 +539,8 @@ def test_stats_report_depth_bytes_age_and_counters(tmp_path: Path) -> None:
     assert d["oldest_age_s"] > 1e9  # seconds since 1970 + 1000 s: an age, not a time
     young = OutboxStats(1, 1, {}, time.time() + 60, 0, {})  # a clock stepped back: never a negative age
     assert young.as_dict()["oldest_age_s"] == 0.0 and young.matches == 0
-    age = OutboxStats(1, 1, {}, time.time() - 5.25, 0, {}).as_dict()["oldest_age_s"]
-    assert isinstance(age, float) and 5.25 <= age < 6 and age == round(age, 3)  # to the millisecond
+    age = OutboxStats(1, 1, {}, time.time() - 5.25678, 0, {}).as_dict()["oldest_age_s"]
+    assert isinstance(age, float) and 5.257 <= age < 6 and age == round(age, 3)  # to the millisecond
     box.close()
 
 
