@@ -9,7 +9,9 @@ import pytest
 
 from edgeface.config import load_config
 from edgeface.errors import ConfigError
+from edgeface.mqtt import Publisher
 from edgeface.mqtt.link import Backoff, LinkSettings, check_identity, device_id_from
+from edgeface.outbox import Outbox
 
 
 def test_backoff_doubles_with_jitter_up_to_the_ceiling_and_resets() -> None:
@@ -59,3 +61,33 @@ def test_device_id_defaults_to_a_valid_host_name_and_rejects_bad_ids() -> None:
     for bad in ("a/b", "+", "#", "x" * 65, "-lead"):
         with pytest.raises(ConfigError, match="device.id"):
             device_id_from(bad)
+
+
+def test_the_publisher_takes_every_mqtt_setting_from_the_configuration(tmp_path: Path) -> None:
+    overrides = [
+        "device.id=unit-a",
+        "mqtt.host=broker.example",
+        "mqtt.tls=false",
+        "mqtt.inflight=17",
+        "mqtt.heartbeat_s=45",
+        "mqtt.ack_timeout_s=33",
+        "mqtt.reconnect_min_s=0.5",
+        "mqtt.reconnect_max_s=9",
+        "mqtt.require_subscriber=false",
+    ]
+    config = load_config(overrides=overrides)
+    box = Outbox(tmp_path / "outbox.sqlite3")
+    try:
+        pub = Publisher.from_config(config.mqtt, config.device, box, model_id="m-1")
+        assert pub.device_id == "unit-a" and pub.settings.client_id == "unit-a"  # one session per unit
+        assert pub.settings.host == "broker.example" and pub.settings.port == 1883 and not pub.settings.tls
+        assert (pub.window, pub.heartbeat_s, pub.ack_timeout_s) == (17, 45.0, 33.0)
+        assert (pub._backoff.min_s, pub._backoff.max_s) == (0.5, 9.0)
+        assert (pub._hold_backoff.min_s, pub._hold_backoff.max_s) == (0.5, 9.0)
+        assert pub.require_subscriber is False and pub.model_id == "m-1" and pub.outbox is box
+        named = load_config(overrides=[*overrides, "mqtt.client_id=unit-a-cam2"])
+        assert Publisher.from_config(named.mqtt, named.device, box).settings.client_id == "unit-a-cam2"
+        defaults = Publisher.from_config(load_config(overrides=overrides[:3]).mqtt, config.device, box)
+        assert defaults.require_subscriber is True and defaults.window == 100
+    finally:
+        box.close()
