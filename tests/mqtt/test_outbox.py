@@ -386,7 +386,7 @@ def test_put_many_stores_all_or_nothing_and_counts_what_it_stored(tmp_path: Path
     box = Outbox(tmp_path / "o.sqlite3", max_results=3, on_full="refuse")
     box.put_many([])  # nothing to do: no transaction, no counter
     assert box.stats().counters["enqueued"] == 0
-    with pytest.raises(TypeError, match="payload must be bytes"):
+    with pytest.raises(TypeError, match=r"^payload must be bytes \(the encoded JSON\)$"):
         box.put(new_id(), "t", "{}", Priority.MATCH)  # type: ignore[arg-type]
     a, b = new_id(), new_id()
     box.put_many([(a, "t", payload(a), Priority.MATCH), (b, "t", payload(b), Priority.NO_MATCH)])
@@ -421,6 +421,9 @@ def test_the_limits_are_inclusive_and_the_refusal_says_where_they_stand(tmp_path
     m = put(box, Priority.MATCH)  # 10 bytes short: exactly one no-match goes, the oldest
     assert box.pending_ids() == [m, *ids[1:]]
     assert box.stats().counters["dropped_overflow"] == 1
+    box.close()
+    box = Outbox(tmp_path / "one.sqlite3", max_bytes=one)
+    assert put(box, Priority.MATCH) in box.pending_ids()  # a result as large as the whole outbox still fits
     box.close()
     box = Outbox(tmp_path / "c.sqlite3", max_results=2, on_full="refuse")
     put(box, Priority.NO_MATCH)
