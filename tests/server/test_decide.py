@@ -76,11 +76,6 @@ def test_the_result_records_when_and_the_audit_entry_who(db: Any, users: Any) ->
     assert details["reviewer_owner"] == rita.username and details["status"] == "rejected"
 
 
-def _details(entry: Any) -> dict[str, Any]:
-    """The decision's audit details without how the identity was chosen (tests/server/test_review_identity.py)."""
-    return {k: v for k, v in entry.details.items() if k not in ("match", "candidates")}
-
-
 def test_each_decision_is_audited_with_what_a_later_reader_needs(db: Any, users: Any) -> None:
     """Who decided (and who made that account), about which result and unit, the identity, the comment,
     the score, the status it led to and whether the two-person rule was on."""
@@ -101,8 +96,11 @@ def test_each_decision_is_audited_with_what_a_later_reader_needs(db: Any, users:
         unsure = audit.entries(conn, limit=1)[0]
     common = {"device": d["device_id"], "score": score}
     assert (first.action, first.subject, first.actor) == ("review.confirm", d["id"], "rita")
-    assert _details(first) == {
+    cands = [c["identity_id"] for c in d["candidates"]]
+    assert first.details == {
         **common,
+        "match": "candidate",
+        "candidates": cands,
         "identity": second,
         "comment": "second one",
         "status": "awaiting_second",
@@ -111,8 +109,10 @@ def test_each_decision_is_audited_with_what_a_later_reader_needs(db: Any, users:
         "reviewer_created_by": "command line",
     }
     assert (agreed.action, agreed.actor) == ("review.confirm", "newbie")
-    assert _details(agreed) == {
+    assert agreed.details == {
         **common,
+        "match": "candidate",
+        "candidates": cands,
         "identity": second,
         "comment": "",
         "status": "confirmed",
@@ -121,7 +121,7 @@ def test_each_decision_is_audited_with_what_a_later_reader_needs(db: Any, users:
         "reviewer_created_by": "ada",
     }
     assert (unsure.action, unsure.subject) == ("review.unknown", d["id"])
-    assert _details(unsure) == {
+    assert unsure.details == {  # not a confirmation: no identity chosen, no candidates listed
         **common,
         "identity": None,
         "comment": "unsure",
