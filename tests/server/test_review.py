@@ -342,12 +342,15 @@ def test_faces_are_shown_as_aligned_chips_else_the_image_itself(
     chip = as_reviewer.get(f"/review/{rid}/images/{gallery['jane']}/chip.png?t={t}")
     assert chip.status_code == 200 and chip.mimetype == "image/png" and chip.data.startswith(b"\x89PNG")
     assert chip.headers["Cache-Control"] == "private, no-store"
-    assert as_reviewer.get(f"/review/{rid}/images/{gallery['jane']}/chip.png").status_code == 403
+    unsigned = as_reviewer.get(f"/review/{rid}/images/{gallery['jane']}/chip.png")
+    assert unsigned.status_code == 403
+    assert "Open images from the review page that shows them." in unsigned.get_data(as_text=True)
     assert as_reviewer.get(f"/review/{rid}/images/{gallery['joe']}/chip.png?t={t}").status_code == 404
     flat = payloads.crop_payload(np.full((80, 60, 3), 128, np.uint8), max_bytes=16384)  # no face in it
     face = (IMAGES / "obama.jpg").read_bytes()
     docs = []
-    for crop in (flat, {"data": base64.b64encode(face).decode()}, {"data": "not base64!"}, {"format": "jpeg"}):
+    junk = {"data": "aGVs!bG8="}  # "hello" to a lenient decoder: a corrupted crop, refused, not served
+    for crop in (flat, {"data": base64.b64encode(face).decode()}, junk, {"format": "jpeg"}):
         d = sample_result("unit-a", random.Random(len(docs) + 40), match_share=1.0, crop=crop)
         docs.append(d)
     DbResultStore(db).add(docs)
