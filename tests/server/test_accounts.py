@@ -282,6 +282,10 @@ def test_accounts_are_created_and_changed_only_as_the_rules_allow(db: Any) -> No
         with pytest.raises(auth.AccountError, match="^user 'pending' already exists"):
             auth.create_user(conn, " pending ", PASSWORD, "reviewer")
     assert longest.username == "x" * 64 and longest.roles == frozenset({"admin", "reviewer"})
+    for nothing in ("", [], ("  ",)):  # a new account on the web, a role request: at least one role
+        with pytest.raises(auth.AccountError, match=r"^roles \(none\) not valid"):
+            auth.parse_roles(nothing)
+    assert auth.parse_roles(("admin",)) == frozenset({"admin"}) and auth.stored_roles("") == frozenset()
     assert longest.has("admin") and longest.has("nobody", "reviewer") and not pending.has("admin", "reviewer")
     row = _user_row(db, longest.id)
     assert (row.roles, row.owner, row.active, row.created_by, row.password_set_by) == (
