@@ -139,7 +139,11 @@ def test_overflow_by_bytes(tmp_path: Path) -> None:
     m = put(box, Priority.MATCH, size=3000)  # needs room: the oldest no-match goes
     assert set(box.pending_ids()) == {*first[1:], m}
     assert box.stats().bytes <= 10_000
-    with pytest.raises(OutboxFull, match="more than the whole outbox"):
+    with pytest.raises(
+        OutboxFull,
+        match=r"is \d+ bytes, more than the whole outbox may hold \(outbox.max_bytes = 10000\); make results smaller "
+        r"\(mqtt.include_crop, mqtt.max_crop_bytes\) or raise outbox.max_bytes\.$",
+    ):
         put(box, Priority.MATCH, size=20_000)
     box.close()
 
@@ -460,6 +464,10 @@ def test_ttls_apply_by_priority_and_end_exactly_at_expiry(tmp_path: Path) -> Non
     assert box.purge_expired(now=1060.0) == 2 and box.pending_ids() == []
     assert box.stats().counters["expired"] == 3
     box.close()
+    short = Outbox(tmp_path / "s.sqlite3", ttl_s=0.5)  # under a second is still a TTL
+    put(short, Priority.NO_MATCH, now=0.0)
+    assert short.fetch(1, now=0.5) == [] and short.purge_expired(now=0.5) == 1
+    short.close()
     keep = Outbox(tmp_path / "k.sqlite3", ttl_s=0, match_ttl_s=0)
     k = put(keep, Priority.NO_MATCH, now=0.0)
     assert keep.purge_expired(now=1e12) == 0 and keep.pending_ids() == [k]  # 0 keeps a result until it is sent
@@ -671,3 +679,57 @@ def test_opening_an_outbox_while_another_process_writes_does_not_wait_for_it(tmp
     finally:
         writer.execute("ROLLBACK")
         writer.close()
+
+
+def test_drops_expiries_and_quarantines_are_logged_with_the_row(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    caplog.set_level(logging.INFO, logger="edgeface.outbox")
+
+    def events() -> list[tuple[str, str, dict[str, object]]]:
+        out = [(r.levelname, r.getMessage(), dict(getattr(r, "edgeface_fields", {}))) for r in caplog.records]
+        caplog.clear()
+        return out
+
+    box = Outbox(tmp_path / "o.sqlite3", max_results=2, ttl_s=10)
+    old = put(box, Priority.REFUSED, now=0.0)
+    put(box, Priority.MATCH, now=100.0)
+    events()
+    put(box, Priority.MATCH, now=100.0)
+    assert events() == [
+        (
+            "WARNING",
+            "outbox.dropped",
+            {"id": old, "priority": "refused", "reason": "overflow", "policy": "drop_oldest_no_match"},
+        )
+    ]
+    with pytest.raises(OutboxFull):  # a no-match may not displace a match: refused, nothing dropped or logged
+        put(box, Priority.NO_MATCH, now=100.0)
+    assert [e[1] for e in events()] == []
+    box.close()
+    box = Outbox(tmp_path / "t.sqlite3", ttl_s=10)
+    late = put(box, Priority.NO_MATCH, now=0.0)
+    events()
+    assert box.purge_expired(now=20.0) == 1
+    assert events() == [("WARNING", "outbox.expired", {"id": late, "priority": "no_match"})]
+    bad = put(box, Priority.MATCH)
+    seq = box.fetch(1)[0].seq
+    events()
+    box.quarantine(seq, "payload fails its CRC-32 (changed on disk)")
+    assert events() == [
+        (
+            "ERROR",
+            "outbox.quarantined",
+            {
+                "id": bad,
+                "reason": "payload fails its CRC-32 (changed on disk)",
+                "path": str(box.path),
+                "hint": "the row is kept in the quarantine table; see `edgeface outbox status`",
+            },
+        )
+    ]
+    box.quarantine(seq, "again")  # already moved: nothing to log
+    assert events() == []
+    box.close()
