@@ -646,6 +646,7 @@ class FakeLink:
         self.subscribed: list[tuple[str, int]] = []
         self.published: list[tuple[str, int, bool]] = []
         self.ids: list[str] = []  # result ids, in the order sent
+        self.statuses: list[dict[str, Any]] = []
         self.rcs: list[int] = []  # paho's return codes for the next results (success when empty)
         self.client = self
 
@@ -662,6 +663,8 @@ class FakeLink:
             self.published.append((topic, qos, retain))
             if "results" in topic:
                 self.ids.append(json.loads(payload)["id"])
+            else:
+                self.statuses.append(json.loads(payload))
         return info
 
 
@@ -673,35 +676,46 @@ def test_an_acknowledgement_overdue_drops_the_link_to_resend(outbox: Outbox, cap
     pub._inflight = {7: ("a", 100.0), 8: ("b", 130.0)}
     pub._check_ack_timeouts(160.0)  # the oldest waited exactly ack_timeout_s: not yet
     assert link.dropped == [] and pub.stats.ack_timeouts == 0
-    pub._check_ack_timeouts(161.5)
+    pub._check_ack_timeouts(161.55)
     assert link.dropped == ["acknowledgement timeout"] and pub.stats.ack_timeouts == 1
-    assert pub._inflight == {7: ("a", 161.5), 8: ("b", 161.5)}  # the clock restarts for the resent ones
+    assert pub._inflight == {7: ("a", 161.55), 8: ("b", 161.55)}  # the clock restarts for the resent ones
     pub._check_ack_timeouts(200.0)
     assert pub.stats.ack_timeouts == 1
-    (rec,) = [r for r in caplog.records if r.getMessage() == "mqtt.ack_timeout"]
-    assert rec.edgeface_fields == {"waited_s": 61.5, "inflight": 2, "action": "reconnecting to resend"}  # type: ignore[attr-defined]
+    pub._check_ack_timeouts(300.0)
+    assert pub.stats.ack_timeouts == 2 and len(link.dropped) == 2
+    rec = [r for r in caplog.records if r.getMessage() == "mqtt.ack_timeout"][0]
+    assert rec.edgeface_fields == {"waited_s": 61.6, "inflight": 2, "action": "reconnecting to resend"}  # type: ignore[attr-defined]
 
 
-def test_online_subscribes_and_takes_the_brokers_receive_maximum(outbox: Outbox) -> None:
+def test_online_subscribes_and_takes_the_brokers_receive_maximum(
+    outbox: Outbox, caplog: pytest.LogCaptureFixture
+) -> None:
     from paho.mqtt.properties import Properties
 
+    caplog.set_level(logging.INFO, logger="edgeface.mqtt.publisher")
     pub = publisher(outbox, 1, inflight=50)
     link = FakeLink()
+    pub._conn = link  # type: ignore[assignment]
     props = Properties(PacketTypes.CONNACK)
     props.ReceiveMaximum = 10
     before = time.time()
     pub._on_up(link, False, props)  # type: ignore[arg-type]
     assert pub._effective_window() == 10 and pub._wake.is_set()
+    assert [(d["state"], d["reason"]) for d in link.statuses] == [("online", "connected")]
+    (rec,) = [r for r in caplog.records if r.getMessage() == "publisher.online"]
+    assert rec.edgeface_fields == {"device_id": UNIT, "window": 10, "resending": 0, "session_present": False}  # type: ignore[attr-defined]
     assert link.subscribed == [(topics.commands_topic(UNIT), 1), (topics.GALLERY_ANNOUNCE, 1)]
     assert pub.stats.connected and pub.stats.connects == 1 and before <= (pub.stats.connected_since or 0) <= time.time()
     pub._on_down("keepalive timeout")
-    assert not pub.stats.connected and pub.stats.disconnects == 1 and pub.stats.connected_since is None
+    assert pub.stats.connected is False and pub.stats.disconnects == 1 and pub.stats.connected_since is None
     assert pub.stats.last_error == "keepalive timeout"
     pub._on_up(link, True, None)  # type: ignore[arg-type]  # MQTT 3.1.1: no properties
     assert pub._effective_window() == 50 and pub.stats.connects == 2
     props.ReceiveMaximum = 80  # larger than ours: ours holds
     pub._on_up(link, True, props)  # type: ignore[arg-type]
     assert pub._effective_window() == 50
+    pub._on_up(link, True, Properties(PacketTypes.CONNACK))  # type: ignore[arg-type]  # MQTT 5 without the limit
+    assert pub._effective_window() == 50 and pub.stats.connects == 4
     pub._on_down("gone")
     pub._on_down("gone again")
     assert pub.stats.disconnects == 3
@@ -796,3 +810,43 @@ def test_a_publisher_starts_once_in_its_own_thread(outbox: Outbox) -> None:
     finally:
         pub.stop()
     assert not pub.alive and pub.error is None
+
+
+def test_small_windows_refill_as_soon_as_a_quarter_is_free(outbox: Outbox, rng: random.Random) -> None:
+    """A quarter of the window, rounded down and never less than one: 10 -> 2, 4 -> 1, 1 -> 1."""
+    fill(outbox, UNIT, 30, rng, match_share=0.0)
+    for window, quarter in ((10, 2), (4, 1), (1, 1)):
+        pub = publisher(outbox, 1, inflight=window)
+        link = FakeLink()
+        pub._conn = link  # type: ignore[assignment]
+        now = time.monotonic()
+        pub._fill_window(now)
+        assert len(link.ids) == window
+        freed = 0
+        while len(link.ids) == window and freed < window:
+            rid = pub._inflight.pop(next(iter(pub._inflight)))[0]  # acknowledged
+            pub._inflight_ids.discard(rid)
+            pub._acked.append(rid)
+            pub._acked_ids.add(rid)
+            freed += 1
+            pub._fill_window(now)
+        assert (freed, len(link.ids) - window) == (quarter, quarter), window
+        outbox.ack(link.ids)
+    assert outbox.pending_count() == 30 - (10 + 2) - (4 + 1) - (1 + 1)
+
+
+def test_a_failed_delete_is_tried_again_once_its_delay_is_over(
+    outbox: Outbox, rng: random.Random, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = fill(outbox, UNIT, 3, rng)
+    t = [5000.0]
+    monkeypatch.setattr(publisher_module, "time", types.SimpleNamespace(monotonic=lambda: t[0], time=time.time))
+    pub = publisher(outbox, 1)
+    pub._acked, pub._acked_ids = list(ids), set(ids)
+    pub._outbox_retry_at = 5000.5
+    t[0] = 5000.4
+    pub._flush_acks(force=True)
+    assert outbox.pending_count() == 3  # still waiting
+    t[0] = 5000.5
+    pub._flush_acks(force=True)
+    assert outbox.pending_count() == 0 and pub.idle()  # due exactly when the delay ends
