@@ -677,3 +677,49 @@ def test_the_worker_rides_out_a_broker_restart(broker: LocalBroker, start_ingest
     assert ingest.wait_count(1) and ingest.worker.error is None
     c.loop_stop()
     c.disconnect()
+
+
+def test_a_lost_connection_forgets_the_unacknowledged_batch_and_allows_a_retry_at_once(tmp_path: Any) -> None:
+    """The broker delivers unacknowledged messages again after a reconnect: the worker drops its copies (so
+    nothing is stored twice), says it is no longer subscribed, and a retry delay from a failed flush no
+    longer holds back the new batch."""
+    store = ResultStore(tmp_path / "r.sqlite3")
+    w = _offline_worker(store)
+    doc = sample_result("unit-a", random.Random(42))
+    w._on_message(None, None, _message(topics.results_topic("unit-a"), payloads.encode_result(doc)))  # type: ignore[arg-type]
+    w.stats.subscribed = True
+    w._retry_at = time.monotonic() + 100
+    w._on_down("network: lost")
+    assert w._pending == [] and w.stats.subscribed is False
+    assert w._retry_at <= time.monotonic()
+    store.close()
+
+
+def test_the_database_failing_during_the_row_by_row_pass_rejects_nothing_more_and_is_retried(tmp_path: Any) -> None:
+    """Row by row (after a refused row), the database itself fails (full): that is no reason to reject the
+    row it failed on; the flush fails as a whole, and once there is room every row is stored and only the
+    refused ones (two of them, each counted) are rejected."""
+    import sqlite3
+
+    store = ResultStore(tmp_path / "rules.sqlite3")
+    store._db.execute(
+        "CREATE TRIGGER refuse_unit_x BEFORE INSERT ON results WHEN NEW.device_id = 'unit-x' "
+        "BEGIN SELECT RAISE(ABORT, 'unit-x is barred'); END"
+    )
+    w = _offline_worker(store)
+    rng = random.Random(43)
+    docs = [sample_result("unit-x", rng), sample_result("unit-x", rng)] + [
+        sample_result("unit-a", rng) for _ in range(30)
+    ]
+    for i, d in enumerate(docs):
+        w._on_message(None, None, _message(topics.results_topic(d["device_id"]), payloads.encode_result(d), mid=i + 1))  # type: ignore[arg-type]
+    pages = store._db.execute("PRAGMA page_count").fetchone()[0]
+    store._db.execute(f"PRAGMA max_page_count = {pages}")
+    with pytest.raises(sqlite3.OperationalError, match="full"):
+        w._write(w._pending)
+    assert store.rejected() == []
+    store._db.execute("PRAGMA max_page_count = 1073741823")
+    w._write(w._pending)
+    assert sorted(store.ids()) == sorted(d["id"] for d in docs[2:])
+    assert [r["kind"] for r in store.rejected()] == ["store", "store"] and w.stats.malformed["store"] == 2
+    store.close()
