@@ -389,13 +389,16 @@ def test_a_status_the_database_refuses_is_rejected_alone_and_results_beside_it_a
     w._on_message(None, None, _message(topics.status_topic("unit-a"), payloads.encode(ok, "status"), mid=3))  # type: ignore[arg-type]
     for i, d in enumerate(docs[1:]):
         w._on_message(None, None, _message(topics.results_topic("unit-a"), payloads.encode_result(d), mid=4 + i))  # type: ignore[arg-type]
+    ok_b = payloads.status_payload(device_id="unit-b", state="online", reason="heartbeat")
+    w._on_message(None, None, _message(topics.status_topic("unit-b"), payloads.encode(ok_b, "status"), mid=8))  # type: ignore[arg-type]
+    w._on_message(None, None, _message(topics.status_topic("unit-x"), payloads.encode(bad, "status"), mid=9))  # type: ignore[arg-type]
     w._write(w._pending)  # the refused status becomes a rejection, written in the same pass
     assert all(p.done for p in w._pending)
     assert sorted(store.ids()) == sorted(d["id"] for d in docs) and w.stats.stored == 3
-    assert store.device("unit-a") == ok and w.stats.statuses == 1
-    assert dict(w.stats.malformed) == {"store": 1}
-    rows = _rejected_rows(store)
-    assert len(rows) == 1
+    assert store.device("unit-a") == ok and store.device("unit-b") == ok_b and w.stats.statuses == 2
+    assert dict(w.stats.malformed) == {"store": 2}
+    rows = _rejected_rows(store)[:1]
+    assert len(_rejected_rows(store)) == 2
     topic, kind, error, _, head = rows[0]
     assert (topic, kind) == (topics.status_topic("unit-x"), "store")
     assert "the database refused the status" in error and "unit-x is barred" in error and "IntegrityError" in error
@@ -723,3 +726,48 @@ def test_the_database_failing_during_the_row_by_row_pass_rejects_nothing_more_an
     assert sorted(store.ids()) == sorted(d["id"] for d in docs[2:])
     assert [r["kind"] for r in store.rejected()] == ["store", "store"] and w.stats.malformed["store"] == 2
     store.close()
+
+
+def test_a_status_the_database_cannot_take_now_is_written_later_not_rejected(tmp_path: Any) -> None:
+    """The database's own trouble (here it refuses every write) while a status is written: the flush fails,
+    and the status is stored on the retry instead of being rejected as if it were bad."""
+    import sqlite3
+
+    store = ResultStore(tmp_path / "r.sqlite3")
+    w = _offline_worker(store)
+    online = payloads.status_payload(device_id="unit-a", state="online", reason="heartbeat")
+    w._on_message(None, None, _message(topics.status_topic("unit-a"), payloads.encode(online, "status")))  # type: ignore[arg-type]
+    store._db.execute("PRAGMA query_only = 1")
+    with pytest.raises(sqlite3.OperationalError):
+        w._write(w._pending)
+    store._db.execute("PRAGMA query_only = 0")
+    w._write(w._pending)
+    assert store.device("unit-a") == online and store.rejected() == []
+    assert w.stats.statuses == 1 and w.stats.malformed_total == 0
+    store.close()
+
+
+def test_stored_results_are_acknowledged_so_the_next_worker_of_the_session_does_not_get_them_again(
+    broker: LocalBroker, start_ingest: Any, tmp_path: Any
+) -> None:
+    """The other half of PUBACK-after-commit: what was committed is acknowledged, so a worker that takes over
+    the session (same client id) is not handed the same results again."""
+    db = tmp_path / "results.sqlite3"
+    ingest = start_ingest(plain_settings(broker.port, "ingest-1"), db=db)
+    rng = random.Random(44)
+    docs = [sample_result("unit-a", rng) for _ in range(10)]
+    c = raw_publisher(broker)
+    for d in docs:
+        c.publish(topics.results_topic("unit-a"), payloads.encode_result(d), qos=1).wait_for_publish(5)
+    assert ingest.wait_count(10)
+    marker = sample_result("unit-a", rng)  # stored by a later flush: the loop has sent the acknowledgements
+    c.publish(topics.results_topic("unit-a"), payloads.encode_result(marker), qos=1).wait_for_publish(5)
+    assert ingest.wait_count(11)
+    ingest.worker.stop()
+    again = start_ingest(plain_settings(broker.port, "ingest-1"), db=db)
+    last = sample_result("unit-a", rng)  # after anything the session would resend
+    c.publish(topics.results_topic("unit-a"), payloads.encode_result(last), qos=1).wait_for_publish(5)
+    assert again.wait_count(12)
+    assert again.worker.stats.received <= 2, again.worker.stats  # the last one, and at most the marker again
+    c.loop_stop()
+    c.disconnect()
