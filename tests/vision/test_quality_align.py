@@ -14,7 +14,7 @@ from edgeface.vision.cards import AlignmentSpec
 from edgeface.vision.faces import Face
 from edgeface.vision.geometry import rotate_image, similarity_transform
 from edgeface.vision.models.blazeface import BlazeFaceDetector
-from edgeface.vision.quality import assess, estimate_pose
+from edgeface.vision.quality import assess, estimate_pose, sharpness
 from edgeface.vision.settings import QualityConfig
 
 SPEC = AlignmentSpec(
@@ -318,3 +318,45 @@ def test_reasons_and_the_json_form_of_a_quality(detector: BlazeFaceDetector, ima
     }
     assert all(v != round(v, 1) for v in (q.yaw, q.pitch, q.roll, q.sharpness))  # so the rounding shows
     assert face.score != round(face.score, 4) and round(face.score, 5) != round(face.score, 4)
+
+
+def test_sharpness_measures_only_the_pixels_of_the_box_inside_the_image(obama: np.ndarray) -> None:
+    """A box that runs off the image (a face at its edge) is measured on the part inside, exactly as the
+    same pixels framed by a box inside a larger canvas; a box under 4 pixels wide or tall measures 0."""
+    h, w = obama.shape[:2]
+    pad = 40
+    canvas = np.zeros((h + 2 * pad, w + 2 * pad, 3), np.uint8)
+    canvas[pad : pad + h, pad : pad + w] = obama
+    x0, y0, x1, y1 = 100.0, 60.0, 300.0, 280.0  # any box inside the photo
+
+    def box(face_box: tuple[float, float, float, float]) -> Face:
+        return Face(face_box, np.zeros((0, 2), np.float32), (), 0.9, 0)
+
+    inside = sharpness(canvas, box((pad, pad + y0, pad + x1, pad + y1)))  # from the photo's left edge
+    assert sharpness(obama, box((-30.0, y0, x1, y1))) == inside > 0
+    top = sharpness(canvas, box((pad + x0, pad, pad + x1, pad + y1)))
+    assert sharpness(obama, box((x0, -25.0, x1, y1))) == top > 0
+    right = sharpness(canvas, box((pad + x0, pad + y0, pad + w, pad + h)))
+    assert sharpness(obama, box((x0, y0, w + 30.0, h + 30.0))) == right > 0
+    assert sharpness(obama, box((x0, y0, x0 + 3, y1))) == 0.0 and sharpness(obama, box((x0, y0, x1, y0 + 3))) == 0.0
+    assert sharpness(obama, box((x0, y0, x0 + 4, y1))) > 0 and sharpness(obama, box((x0, y0, x1, y0 + 4))) > 0
+
+
+@pytest.mark.parametrize(
+    "face_box, value",
+    [
+        ((100.0, 60.0, 300.0, 280.0), 14.283140986664344),  # wider than SHARPNESS_WIDTH: shrunk (area)
+        ((150.0, 100.0, 210.0, 170.0), 1.9877171659993176),  # narrower: enlarged (linear)
+        ((150.0, 100.0, 156.0, 300.0), 0.7743508667350891),  # a sliver, enlarged far
+        ((100.0, 300.0, 300.0, 304.0), 12.121806242028061),  # a strip, shrunk to the 4-row minimum
+    ],
+)
+def test_sharpness_figures_are_stable(
+    obama: np.ndarray, face_box: tuple[float, float, float, float], value: float
+) -> None:
+    """quality.min_sharpness is a number operators set against this measure (and the benchmarks report it):
+    the variance of the Laplacian of the grey box rescaled to 112 pixels wide. A change to how it is
+    computed (colour conversion, interpolation, rescaling, depth) moves every configured limit, so the
+    figures of fixed boxes of a fixed photo are pinned; change them only with a note on the limits."""
+    face = Face(face_box, np.zeros((0, 2), np.float32), (), 0.9, 0)
+    assert sharpness(obama, face) == pytest.approx(value, rel=1e-6)
