@@ -735,7 +735,7 @@ def test_the_window_is_filled_a_quarter_at_a_time_without_resending_what_is_in_h
     pub._hold_until, pub._outbox_retry_at = 0.0, now + 5  # the outbox failed: paused
     pub._fill_window(now)
     assert link.ids == []
-    pub._outbox_retry_at = 0.0
+    pub._hold_until = pub._outbox_retry_at = now  # both pauses end exactly now
     pub._fill_window(now)
     assert link.ids == ids[:8] and pub.stats.published == 8 and pub.stats.inflight == 8 and pub._wake.is_set()
     assert {p[:2] for p in link.published} == {(topics.results_topic(UNIT), 1)}
@@ -758,6 +758,7 @@ def test_the_window_is_filled_a_quarter_at_a_time_without_resending_what_is_in_h
     link.rcs = [mqtt.MQTT_ERR_NO_CONN, mqtt.MQTT_ERR_QUEUE_SIZE]
     pub._fill_window(now)
     assert link.ids == ids[:11] and len(pub._inflight) == 5 and pub.stats.published == 11
+    assert pub.stats.inflight == 5 and pub._wake.is_set()  # counted, and the next round comes at once
     (rec,) = [r for r in caplog.records if r.getMessage() == "mqtt.publish_failed"]
     assert rec.edgeface_fields == {"id": ids[11], "error": mqtt.error_string(mqtt.MQTT_ERR_QUEUE_SIZE)}  # type: ignore[attr-defined]
     pub._fill_window(now)
