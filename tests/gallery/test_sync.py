@@ -502,3 +502,61 @@ def test_a_stopped_loop_does_not_sync(make_store):
     syncer = Syncer(make_store(), "http://127.0.0.1:9/")
     syncer.run(stop)
     assert syncer.last is None
+
+
+def test_a_delta_from_another_base_is_refused_before_its_patch_is_downloaded(tmp_path, signer, make_store, serve):
+    a, b = Content(200, seed=11), Content(200, seed=12)
+    pub_a, pub_b = tmp_path / "a", tmp_path / "b"
+    a.publish(pub_a, signer)
+    b.publish(pub_b, signer)
+    b.change(2, 2).publish(pub_b, signer)  # version 2 with a delta from *b's* version 1
+    url_a, _ = serve(pub_a)
+    url_b, rec = serve(pub_b)
+    store = make_store()
+    assert sync_once(store, url_a).installed == 1  # version 1, but a's build of it
+    r = sync_once(store, url_b)
+    assert (r.status, r.via, r.installed) == ("updated", "full", 2)
+    fetched = [q["path"] for q in rec.requests]
+    assert any(p.endswith("/delta.json") for p in fetched)  # the delta was looked at...
+    patch = [
+        p
+        for p in fetched
+        if "/deltas/" in p and not p.endswith(("/delta.json", "/delta.sig", "/manifest.json", "/manifest.sig"))
+    ]
+    assert patch == []  # ...and refused on its signed base, before any patch file was fetched
+
+
+def test_a_delta_whose_rebuilt_index_differs_is_checked_and_noted(tmp_path, signer, make_store, serve, monkeypatch):
+    """A unit's Annoy build may not reproduce the server's index bytes: the rebuilt index is self-checked
+    against the exact search and recorded in local-index.json, so the install accepts it."""
+    import edgeface.gallery.sync as sync_module
+    from edgeface.gallery.bundle import INDEX, PROJECTION, VECTORS
+    from edgeface.gallery.index import build_annoy
+    from edgeface.gallery.manifest import FileEntry, sha256_file
+
+    real_apply = sync_module.apply_delta
+
+    def apply_on_another_build(base_vectors, base_entries, base_identities, patch, target, sink):  # type: ignore[no-untyped-def]
+        files, _ = real_apply(base_vectors, base_entries, base_identities, patch, target, sink)
+        out = sink.dir / INDEX  # rebuild it as another Annoy build would: same vectors, other trees
+        build_annoy(np.load(sink.dir / VECTORS), out, 3, np.load(sink.dir / PROJECTION), seed=target.index["seed"] + 1)
+        files[INDEX] = FileEntry(sha256_file(out), out.stat().st_size)
+        assert files[INDEX] != target.files[INDEX]
+        return files, True
+
+    base = Content(300, seed=13)
+    pub = tmp_path / "pub"
+    base.publish(pub, signer)
+    url, _ = serve(pub)
+    store = make_store()  # plain files, so the rebuilt index can be written as is
+    sync_once(store, url)
+    changed = base.change(3, 3)
+    changed.publish(pub, signer)
+    monkeypatch.setattr(sync_module, "apply_delta", apply_on_another_build)
+    r = sync_once(store, url)
+    assert (r.status, r.via, r.installed) == ("updated", "delta", 2), r
+    note = json.loads((store.current_dir() / "local-index.json").read_text())
+    index = store.current_dir() / "index.ann"
+    assert note == {"sha256": sha256_file(index), "size": index.stat().st_size}
+    assert not (store.current_dir() / "delta").exists()  # the patch files are gone once applied
+    _answers(store, changed, 2)
