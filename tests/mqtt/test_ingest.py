@@ -443,6 +443,11 @@ def test_a_retried_batch_writes_nothing_twice(tmp_path: Any) -> None:
     w._write(w._pending)  # as after a failure later in the same flush
     assert (w.stats.stored, w.stats.duplicates, w.stats.statuses) == (3, 0, 1)
     assert len(store.rejected()) == 1
+    for k, d in enumerate(docs[:2]):  # redeliveries in two later batches: the counter adds up
+        w._pending.clear()
+        w._on_message(None, None, _message(topics.results_topic("unit-a"), payloads.encode_result(d), mid=20 + k))  # type: ignore[arg-type]
+        w._write(w._pending)
+    assert (w.stats.stored, w.stats.duplicates) == (3, 2) and store.count() == 3
     store.close()
 
 
@@ -771,3 +776,14 @@ def test_stored_results_are_acknowledged_so_the_next_worker_of_the_session_does_
     assert again.worker.stats.received <= 2, again.worker.stats  # the last one, and at most the marker again
     c.loop_stop()
     c.disconnect()
+
+
+def test_an_unexpected_topic_is_named_in_the_reason_cut_to_200_characters(tmp_path: Any) -> None:
+    store = ResultStore(tmp_path / "r.sqlite3")
+    w = _offline_worker(store)
+    topic = "edgeface/v1/devices/unit-a/" + "y" * 300
+    w._on_message(None, None, _message(topic, b"{}"))  # type: ignore[arg-type]
+    w._write(w._pending)
+    ((stored_topic, kind, error, _, _),) = _rejected_rows(store)
+    assert (stored_topic, kind) == (topic, "topic") and error == f"unexpected topic {topic[:200]!r}"
+    store.close()
