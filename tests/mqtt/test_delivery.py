@@ -851,3 +851,26 @@ def test_a_failed_delete_is_tried_again_once_its_delay_is_over(
     t[0] = 5000.5
     pub._flush_acks(force=True)
     assert outbox.pending_count() == 0 and pub.idle()  # due exactly when the delay ends
+
+
+def test_stopping_with_results_in_flight_keeps_them_and_ends_cleanly(
+    broker: LocalBroker, outbox: Outbox, start_ingest: Any, rng: random.Random
+) -> None:
+    """stop() while PUBACKs are missing: the publisher waits for them a moment, says goodbye, ends without
+    an error, and every unacknowledged result is still in the outbox for the next start."""
+    start_ingest(plain_settings(broker.port, "ingest-1"))
+    proxy = TcpProxy(broker.port)
+    pub = publisher(outbox, proxy.port)
+    pub.start()
+    try:
+        assert wait_for(lambda: pub.stats.connected, 10)
+        proxy.stall("down")  # results reach the broker, its PUBACKs never reach the unit
+        fill(outbox, UNIT, 20, rng)
+        pub.notify()
+        assert wait_for(lambda: pub.stats.published == 20, 10)
+        pub.stop()
+    finally:
+        pub.stop()
+        proxy.close()
+    assert not pub.alive and pub.error is None
+    assert pub.stats.acked == 0 and outbox.pending_count() == 20
