@@ -27,6 +27,7 @@ from edgeface.gallery.bundle import (
     write_bundle,
     write_contents,
 )
+from edgeface.gallery.cohort import Normaliser
 from edgeface.gallery.index import ANNOY_METRIC, DEFAULT_SEED, trees_for
 from edgeface.gallery.manifest import EmbedderRef, FileEntry, UnitEmbedder
 from edgeface.gallery.match import Gallery
@@ -372,3 +373,37 @@ def test_a_signed_manifest_must_list_every_data_file(tmp_path, content, signer):
     assert read_signed_manifest(good, (ok / "manifest.sig").read_bytes(), [signer.public_key()]).gallery_version == 3
     with pytest.raises(BundleRejected, match="^bundle/manifest.json"):
         read_signed_manifest(good, None, [signer.public_key()])
+
+
+def test_a_bundle_with_score_normalisation_carries_its_files_and_section(tmp_path, content, signer):
+    n_ids = len(content.identities)
+    rng = np.random.default_rng(3)
+    cohort = rng.normal(size=(5, EMBEDDER.dim)).astype(np.float32)
+    labels = np.array([0, -1, 1, -1, 2])  # three gallery identities (rebuilt from the vectors) and two extra people
+    norm = Normaliser(rng.normal(size=(n_ids, 2)), cohort, labels, 2)
+    m = write_bundle(
+        tmp_path / "n",
+        vectors=content.vectors,
+        entries=content.entries,
+        identities=content.identities,
+        version=1,
+        embedder=EMBEDDER,
+        thresholds={**THRESHOLDS, "normalised": 2.5},
+        signer=signer,
+        normaliser=norm,
+        normalisation={"cohort_source": "gallery+extra"},
+    )
+    assert m.normalisation == {
+        "method": "s-norm",
+        "templates": "mean",
+        "top_k": 2,
+        "cohort": 5,
+        "files": ["norm_stats.npy", "cohort.npy", "cohort_labels.npy"],
+        "cohort_source": "gallery+extra",
+    }
+    d = verify_bundle(tmp_path / "n", [signer.public_key()]).dir  # every file listed and hashed
+    stats, extra, cl = (np.load(d / f) for f in ("norm_stats.npy", "cohort.npy", "cohort_labels.npy"))
+    assert stats.dtype == np.float32 and np.array_equal(stats, norm.stats.astype(np.float32))
+    assert extra.dtype == np.float32 and np.array_equal(extra, cohort[[1, 3]])  # only the extra people's
+    assert cl.dtype == np.int32 and cl.tolist() == labels.tolist()
+    assert {"norm_stats.npy", "cohort.npy", "cohort_labels.npy"} <= set(m.files)
