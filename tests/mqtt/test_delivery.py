@@ -541,6 +541,7 @@ def test_send_status_publishes_one_heartbeat_at_once(broker: LocalBroker, outbox
         ("online", "heartbeat"),  # send_status, and only send_status, asks for one now
         ("offline", "shutdown"),
     ]
+    assert [m.qos for m in rec.messages] == [1, 1, 1]  # at least once, the goodbye too
 
 
 def _puback(code: int) -> ReasonCode:
