@@ -116,3 +116,66 @@ def test_normalised_threshold_is_ignored_on_a_bundle_without_normalisation(make_
     assert d.space == "cosine" and d.threshold == bundles["raw"].manifest.threshold
     assert d.match is not None
     g.close()
+
+
+def test_the_search_pool_covers_several_images_per_identity_asked_for() -> None:
+    """identify() fetches pool_size(top_k) rows so that top_k distinct people survive merging their rows:
+    at least 4 rows per identity asked for, 8 spare and 32 in all, and no more than that (each row costs
+    an exact re-rank)."""
+    from edgeface.gallery.scoring import pool_size
+
+    assert [pool_size(k) for k in (1, 3, 8, 9, 10, 25)] == [32, 32, 32, 36, 40, 100]
+    for k in range(1, 200):
+        assert pool_size(k) == max(4 * k, k + 8, 32)
+
+
+def test_rank_merges_rows_per_identity_and_orders_by_the_space_decided_on() -> None:
+    """rank() keeps each identity's first (best) row, cuts to top_k, reports raw and normalised scores
+    and sorts by the normalised score only when that space decides; it refuses what it cannot do, saying
+    what is missing."""
+    from edgeface.evaluation.distractors import sample, toy_model
+    from edgeface.gallery import cohort
+    from edgeface.gallery.scoring import Scored, rank
+
+    v, lab = sample(toy_model(), 120, 2, seed=11)  # 120 people, 2 images each
+    rows = np.array([5, 4, 9, 2, 3, 8])
+    scores = np.array([0.9, 0.85, 0.8, 0.7, 0.6, 0.5])
+    labels = np.zeros(len(v), np.int64)
+    labels[[5, 4]] = 7
+    labels[[9, 3]] = 2
+    labels[[2, 8]] = 4
+    got = rank(v[0], rows, scores, labels, 5)
+    assert got == [Scored(7, 0.9, 5, None), Scored(2, 0.8, 9, None), Scored(4, 0.7, 2, None)]
+    assert rank(v[0], rows, scores, labels, 2) == got[:2]
+    with pytest.raises(ValueError, match=r"^ranking by normalised score needs the bundle's normalisation data$"):
+        rank(v[0], rows, scores, labels, 5, space="normalised")
+    with pytest.raises(ValueError):
+        rank(v[0], rows, scores[:-1], labels, 5)  # a row without its score
+
+    norm = cohort.fit(v, lab, [f"p{i}" for i in range(120)])
+    assert norm is not None
+    by_id = cohort.IdentityRows(lab, 120)
+    probe = v[10]
+    sims = v @ probe
+    top = np.argsort(-sims)[:32]
+    with pytest.raises(ValueError, match=r"^normalised scores need the gallery's vectors and identity rows$"):
+        rank(probe, top, sims[top], lab, 5, norm=norm, vectors=v)
+    with pytest.raises(ValueError, match=r"^normalised scores need the gallery's vectors and identity rows$"):
+        rank(probe, top, sims[top], lab, 5, norm=norm, by_identity=by_id)
+    raw = rank(probe, top, sims[top], lab, 8, norm=norm, vectors=v, by_identity=by_id)
+    normed = rank(probe, top, sims[top], lab, 8, norm=norm, vectors=v, by_identity=by_id, space="normalised")
+    as_row = rank(probe[None, :], top, sims[top], lab, 8, norm=norm, vectors=v, by_identity=by_id)
+    assert as_row == raw  # a (1, d) probe as a batch of one gives the same
+    assert [c.score for c in raw] == sorted((c.score for c in raw), reverse=True)  # raw order kept
+    assert [c.normalised for c in normed] == sorted((c.normalised for c in normed), reverse=True)  # type: ignore[type-var]
+    assert [c.identity for c in raw] != [c.identity for c in normed]  # the spaces disagree here, so order shows
+    assert (
+        normed[0].identity == int(lab[10]) and normed[0].row == int(top[0]) and normed[0].score == float(sims[top[0]])
+    )
+    expected = norm.normalise(
+        cohort.templates_of(v, by_id, [normed[0].identity]) @ probe, np.array([normed[0].identity]), norm.cohort @ probe
+    )
+    assert normed[0].normalised == pytest.approx(float(expected[0]), abs=1e-6)
+    assert {(c.identity, c.score, c.row) for c in raw} <= {
+        (int(lab[r]), float(s), int(r)) for r, s in zip(top, sims[top], strict=True)
+    }
