@@ -580,6 +580,7 @@ def test_stop_returns_once_the_worker_thread_has_ended_and_the_thread_never_hold
     store.close()
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the crash is the point
 def test_a_worker_that_cannot_start_records_why(tmp_path: Any) -> None:
     """A crash of the worker thread is kept in ``error`` for its owner (the server restarts the worker)."""
     store = ResultStore(tmp_path / "r.sqlite3")
