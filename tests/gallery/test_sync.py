@@ -560,3 +560,16 @@ def test_a_delta_whose_rebuilt_index_differs_is_checked_and_noted(tmp_path, sign
     assert note == {"sha256": sha256_file(index), "size": index.stat().st_size}
     assert not (store.current_dir() / "delta").exists()  # the patch files are gone once applied
     _answers(store, changed, 2)
+
+
+def test_a_server_that_never_answers_is_a_network_failure_not_a_hang(make_store):
+    import socket
+
+    with socket.socket() as silent:  # accepts connections (the kernel's backlog) and never says a word
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/"
+        r = Syncer(make_store(), url, timeout=0.5).run_once()  # gallery.sync_timeout_s reaches the request
+        assert (r.status, r.reason, r.installed) == ("failed", "network", 0), r
+        r = sync_once(make_store(name="other"), url, timeout=0.5)
+        assert (r.status, r.reason) == ("failed", "network"), r
