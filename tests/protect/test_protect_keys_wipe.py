@@ -242,14 +242,17 @@ def test_the_wipe_of_a_key_in_the_environment_is_incomplete_and_says_so(
     assert report.as_dict()["not_destroyed"] == report.not_destroyed
 
 
-@pytest.mark.parametrize("setting", ["run.state_dir", "gallery.dir"])
-def test_the_wipe_refuses_a_top_level_folder(tmp_path: Path, setting: str) -> None:
-    """A folder with fewer than three parts (/srv, /) is a slip in the configuration, never wiped whole."""
-    config = unit(tmp_path, f"{setting}=/srv")
-    load_unit_key(config, environ={})
-    report = wipe_unit(config, environ={})
-    assert report.ok is False and Path("/srv").is_dir()
-    assert report.not_destroyed == ["/srv is a top-level or home folder: not wiped; fix the setting that names it"]
+@pytest.mark.parametrize("folder", ["/", "/srv", "/usr/lib"])
+def test_the_wipe_refuses_a_top_level_folder(folder: str) -> None:
+    """A folder with fewer than three parts (/srv, /) is a slip in the configuration, never wiped whole.
+    Asked of the check itself: a wipe of a real top-level folder, under a broken check, would delete it."""
+    from edgeface.protect.wipe import _refused_root
+
+    why = _refused_root(Path(folder))
+    if folder == "/usr/lib":
+        assert why is None
+    else:
+        assert why == f"{folder} is a top-level or home folder: not wiped; fix the setting that names it"
 
 
 def test_a_path_that_cannot_be_examined_is_reported_not_destroyed(tmp_path: Path) -> None:
@@ -313,6 +316,7 @@ def test_the_wipe_overwrites_even_a_one_byte_file_and_never_the_target_of_a_link
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A folder three levels from the root (/tmp/x) is wiped; a link inside it is removed, its target kept."""
+    import shutil
     import tempfile
 
     import edgeface.protect.wipe as wipe
@@ -331,5 +335,6 @@ def test_the_wipe_overwrites_even_a_one_byte_file_and_never_the_target_of_a_link
         assert held.read() == b"\0"
     finally:
         held.close()
+        shutil.rmtree(state, ignore_errors=True)  # gone already, unless the wipe failed
     assert report.ok and str(state) in report.destroyed and not state.exists()
     assert outside.read_bytes() == b"keep me"
