@@ -562,6 +562,8 @@ def test_pubacks_decide_what_leaves_the_outbox(
     pub._on_publish(None, None, 99, _puback(0), None)  # type: ignore[arg-type]  # a status message
     pub._on_publish(None, None, 1, _puback(0), None)  # type: ignore[arg-type]
     assert pub.stats.acked == 1 and pub._hold_until == 0.0
+    first_ack_at = pub._first_ack_at  # the batch's clock starts with its first acknowledgement
+    assert before <= first_ack_at <= time.monotonic()
     pub._on_publish(None, None, 2, _puback(0x87), None)  # type: ignore[arg-type]
     first_hold = pub._hold_until - before
     pub._on_publish(None, None, 3, _puback(0x10), None)  # type: ignore[arg-type]
@@ -570,6 +572,7 @@ def test_pubacks_decide_what_leaves_the_outbox(
     assert 0.5 <= first_hold <= 1.1 and 1.0 <= second_hold <= 2.1  # 1 s then 2 s, with jitter
     assert pub._inflight_ids == {ids[3], ids[4]} and list(pub._inflight) == [4, 5]
     pub._on_publish(None, None, 4, _puback(0), None)  # type: ignore[arg-type]  # a success resets the backoff
+    assert pub._first_ack_at == first_ack_at  # the same batch
     assert pub._acked == [ids[0], ids[3]] and pub._acked_ids == {ids[0], ids[3]} and pub.stats.acked == 2
     pub.require_subscriber = False  # "no matching subscribers" is then a delivery like any other
     pub._on_publish(None, None, 5, _puback(0x10), None)  # type: ignore[arg-type]
@@ -844,11 +847,19 @@ def test_a_failed_delete_is_tried_again_once_its_delay_is_over(
     t = [5000.0]
     monkeypatch.setattr(publisher_module, "time", types.SimpleNamespace(monotonic=lambda: t[0], time=time.time))
     pub = publisher(outbox, 1)
+    pub._inflight[1] = ("in-flight", 0.0)
+    t[0] = 0.02  # exactly ACK_FLUSH_S after the first acknowledgement: the batch goes
+    pub._acked, pub._acked_ids, pub._first_ack_at = [ids[0]], {ids[0]}, 0.0
+    pub._flush_acks()
+    assert outbox.pending_count() == 2
+    ids = ids[1:]
+    pub._inflight.clear()
+    t[0] = 5000.0
     pub._acked, pub._acked_ids = list(ids), set(ids)
     pub._outbox_retry_at = 5000.5
     t[0] = 5000.4
     pub._flush_acks(force=True)
-    assert outbox.pending_count() == 3  # still waiting
+    assert outbox.pending_count() == 2  # still waiting
     t[0] = 5000.5
     pub._flush_acks(force=True)
     assert outbox.pending_count() == 0 and pub.idle()  # due exactly when the delay ends
