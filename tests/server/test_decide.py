@@ -168,3 +168,25 @@ def test_under_the_rule_the_first_of_a_new_count_waits_and_a_repeat_is_refused_w
         assert decide(conn, d["id"], rob, "reject", None, "", two_person=True) == "rejected"
         assert decide(conn, d["id"], rob, "confirm", top, "", two_person=True) == "awaiting_second"
     assert [s.verdict for s in _stored(db, d["id"])] == ["confirm", "confirm", "confirm", "reject", "confirm"]
+
+
+def test_confirming_as_a_new_person_creates_it_pending_for_this_result_and_this_reviewer(db: Any, users: Any) -> None:
+    from edgeface.server.tables import identities
+
+    d = add_results(db, 1, match_share=1.0)[0]
+    rita = users["reviewer"]
+    with db.write() as conn:
+        assert (
+            decide(conn, d["id"], rita, "confirm", None, "", two_person=False, new_person=" Jane  Roe ") == "confirmed"
+        )
+        pending, decision = audit.entries(conn, limit=2)[::-1]
+        ident = conn.execute(select(identities).where(identities.c.name == "Jane Roe")).one()
+    assert (ident.status, ident.created_by) == ("pending", "rita")
+    assert (pending.action, pending.actor, pending.subject) == ("identity.pending", "rita", ident.id)
+    assert pending.details == {"name": "Jane Roe", "result_id": d["id"]}
+    assert (decision.action, decision.details["identity"], decision.details["match"]) == (
+        "review.confirm",
+        ident.id,
+        "new_person",
+    )
+    assert _stored(db, d["id"])[0].identity_id == ident.id
