@@ -573,3 +573,30 @@ def test_a_server_that_never_answers_is_a_network_failure_not_a_hang(make_store)
         assert (r.status, r.reason, r.installed) == ("failed", "network", 0), r
         r = sync_once(make_store(name="other"), url, timeout=0.5)
         assert (r.status, r.reason) == ("failed", "network"), r
+
+
+def test_https_with_a_private_ca_is_trusted_only_through_the_configured_ca_file(tmp_path, content, signer, make_store):
+    import ssl
+
+    from edgeface.gallery.serve import make_gallery_server
+    from edgeface.testing import certs
+
+    pki = certs.write_pki(tmp_path / "pki", clients=())
+    pub = tmp_path / "pub"
+    content.publish(pub, signer)
+    srv = make_gallery_server(pub, port=0)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(pki["server.crt"], pki["server.key"])
+    srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        url = f"https://127.0.0.1:{srv.server_port}/"
+        r = sync_once(make_store(name="untrusting"), url, timeout=10)
+        assert (r.status, r.installed) == ("failed", 0), r  # the system's CAs do not know this one
+        r = Syncer(make_store(name="syncer"), url, timeout=10, ca_file=pki["ca"]).run_once()
+        assert (r.status, r.installed) == ("updated", 1), r  # gallery.sync_ca_file reaches the request
+        r = sync_once(make_store(name="once"), url, timeout=10, ca_file=pki["ca"])
+        assert (r.status, r.installed) == ("updated", 1), r
+    finally:
+        srv.shutdown()
+        srv.server_close()
