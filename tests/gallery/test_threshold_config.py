@@ -179,3 +179,40 @@ def test_rank_merges_rows_per_identity_and_orders_by_the_space_decided_on() -> N
     assert {(c.identity, c.score, c.row) for c in raw} <= {
         (int(lab[r]), float(s), int(r)) for r, s in zip(top, sims[top], strict=True)
     }
+
+
+def test_a_decision_as_json_and_the_threshold_reached_exactly(make_store, bundles) -> None:  # type: ignore[no-untyped-def]
+    """The decision's JSON (what a result payload and the reviewer carry): the match, threshold, space and
+    every candidate with identity, name, raw and normalised score (4 places) and row. A best score equal
+    to the threshold is a match (the threshold is the lowest score that matches)."""
+    g = _installed(make_store, bundles, "normed", "json")
+    d = g.identify(bundles["probe"], top_k=3)
+    assert d.match is not None and len(d.candidates) == 3
+    cands = [
+        {
+            "identity": c.identity,
+            "name": c.name,
+            "score": round(c.score, 4),
+            "normalised": round(c.normalised, 4),  # type: ignore[arg-type]
+            "row": c.row,
+        }
+        for c in d.candidates
+    ]
+    assert d.to_dict() == {"match": cands[0], "threshold": d.threshold, "space": "normalised", "candidates": cands}
+    assert d.candidates[0].row == 10  # the probe is enrolled row 10 with noise: that image, its person
+    assert cands[0]["identity"] == g.entry(10)["identity"] == "id7-3" and cands[0]["name"] == "Person 3"
+    assert (g.identity(0)["id"], g.identity(299)["id"]) == ("id7-0", "id7-299")
+    assert all(c.score != round(c.score, 4) for c in d.candidates)  # so the rounding shows
+    best = d.candidates[0]
+    exact = g.identify(bundles["probe"], normalised_threshold=best.normalised)
+    assert exact.match == best
+    above = g.identify(bundles["probe"], normalised_threshold=float(np.nextafter(best.normalised, np.inf)))  # type: ignore[arg-type]
+    assert above.match is None and above.to_dict()["match"] is None and above.candidates[0] == best
+    assert g.identify(bundles["probe"], threshold=best.score).match == best
+    g.close()
+    raw = _installed(make_store, bundles, "raw", "json-raw")
+    c = raw.identify(bundles["probe"]).candidates[0]
+    assert "normalised" not in c.to_dict() and c.decided_on("cosine") == c.score
+    with pytest.raises(ValueError, match=f"^candidate {c.identity} has no normalised score$"):
+        c.decided_on("normalised")
+    raw.close()
