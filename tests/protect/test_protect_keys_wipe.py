@@ -338,3 +338,31 @@ def test_the_wipe_overwrites_even_a_one_byte_file_and_never_the_target_of_a_link
         shutil.rmtree(state, ignore_errors=True)  # gone already, unless the wipe failed
     assert report.ok and str(state) in report.destroyed and not state.exists()
     assert outside.read_bytes() == b"keep me"
+
+
+def test_a_file_that_cannot_be_deleted_is_reported_once_with_its_folders_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Files named stuck.bin refuse deletion (as on a read-only mount): each is reported, and the folders
+    holding them are left without a second report."""
+    real_unlink = Path.unlink
+
+    def unlink(self: Path, missing_ok: bool = False) -> None:
+        if self.name == "stuck.bin":
+            raise PermissionError(13, "Permission denied", str(self))
+        real_unlink(self, missing_ok=missing_ok)
+
+    config = unit(tmp_path, f"outbox.path={tmp_path / 'stuck.bin'}", "capture.source=opencv")
+    state = tmp_path / "state"
+    (state / "sub").mkdir(parents=True)
+    (state / "sub" / "stuck.bin").write_bytes(b"x")
+    (state / "gone.bin").write_bytes(b"y")
+    (tmp_path / "stuck.bin").write_bytes(b"z")
+    monkeypatch.setattr(Path, "unlink", unlink)
+    report = wipe_unit(config, environ={})
+    assert report.ok is False and not (state / "gone.bin").exists()
+    assert report.not_destroyed == [
+        f"{tmp_path / 'stuck.bin'}: could not be deleted (Permission denied); delete it as root",
+        f"{state / 'sub' / 'stuck.bin'}: could not be deleted (Permission denied); delete it as root",
+    ]
+    assert str(state) not in report.destroyed and str(tmp_path / "stuck.bin") not in report.destroyed
