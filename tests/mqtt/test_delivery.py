@@ -886,3 +886,50 @@ def test_stopping_with_results_in_flight_keeps_them_and_ends_cleanly(
         proxy.close()
     assert not pub.alive and pub.error is None
     assert pub.stats.acked == 0 and outbox.pending_count() == 20
+
+
+class GoodbyeLink(FakeLink):
+    """A link at shutdown: each step() delivers the PUBACK of one result in flight (the first ``acks``)."""
+
+    def __init__(self, pub: Publisher, acks: int) -> None:
+        super().__init__()
+        self.pub, self.acks, self.steps, self.closed = pub, acks, 0, False
+
+    def step(self, wait: float) -> bool:
+        self.steps += 1
+        time.sleep(0.01)
+        if self.acks and self.pub._inflight:
+            self.acks -= 1
+            self.pub._on_publish(None, None, next(iter(self.pub._inflight)), _puback(0), None)  # type: ignore[arg-type]
+        return True
+
+    def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> mqtt.MQTTMessageInfo:
+        info = super().publish(topic, payload, qos, retain)
+        info._published = True  # the broker took the goodbye
+        return info
+
+    def close(self) -> None:
+        self.closed = True
+        self.connected = False
+
+
+def test_the_goodbye_waits_for_acknowledgements_then_deletes_what_was_acknowledged(
+    outbox: Outbox, rng: random.Random, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="edgeface.mqtt.publisher")
+    ids = fill(outbox, UNIT, 4, rng)
+    pub = publisher(outbox, 1)
+    link = GoodbyeLink(pub, acks=2)
+    pub._conn = link  # type: ignore[assignment]
+    pub.stats.connected, pub.stats.published = True, 4
+    pub._acked, pub._acked_ids, pub._first_ack_at = [ids[0]], {ids[0]}, time.monotonic() + 60  # a batch waiting
+    pub._inflight = {1: (ids[1], 0.0), 2: (ids[2], 0.0), 3: (ids[3], 0.0)}  # two PUBACKs come, one never does
+    pub._inflight_ids = set(ids[1:])
+    pub._outbox_retry_at = time.monotonic() + 60  # a failed delete earlier: tried again at the end regardless
+    pub._shutdown()
+    assert link.closed and link.steps >= 3  # it waited for the acknowledgements (up to 2 s)
+    assert [(d["state"], d["reason"]) for d in link.statuses] == [("offline", "shutdown")]
+    assert [r.id for r in outbox.fetch(10)] == [ids[3]]  # the acknowledged ones deleted, the other kept
+    assert pub.stats.connected is False
+    (rec,) = [r for r in caplog.records if r.getMessage() == "publisher.stopped"]
+    assert rec.edgeface_fields == {"published": 4, "acked": 2, "inflight_left": 1}  # type: ignore[attr-defined]
