@@ -216,3 +216,19 @@ def test_a_decision_as_json_and_the_threshold_reached_exactly(make_store, bundle
     with pytest.raises(ValueError, match=f"^candidate {c.identity} has no normalised score$"):
         c.decided_on("normalised")
     raw.close()
+
+
+def test_ndjson_lines_of_an_empty_and_of_a_small_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The identities and entries files are read line by line without parsing all of them: an empty file
+    (a gallery with nothing enrolled) has no lines rather than failing to map; each line is one object."""
+    from edgeface.gallery.match import _Lines
+
+    empty = tmp_path / "empty.ndjson"
+    empty.write_bytes(b"")
+    lines = _Lines(empty)
+    assert len(lines) == 0 and lines.starts.dtype == np.int64 and lines.starts.shape == (0,)
+    two = tmp_path / "two.ndjson"
+    two.write_bytes(b'{"id": "a"}\n{"id": "b", "name": "B"}\n')
+    lines = _Lines(two)
+    assert len(lines) == 2 and lines[0] == {"id": "a"} and lines[1] == {"id": "b", "name": "B"}
+    assert lines.raw(1) == b'{"id": "b", "name": "B"}\n'
