@@ -894,21 +894,25 @@ class GoodbyeLink(FakeLink):
     def __init__(self, pub: Publisher, acks: int) -> None:
         super().__init__()
         self.pub, self.acks, self.steps, self.closed = pub, acks, 0, False
+        self.goodbye: mqtt.MQTTMessageInfo | None = None
+        self.goodbye_acked_before_close = False
 
     def step(self, wait: float) -> bool:
         self.steps += 1
         time.sleep(0.01)
+        if self.goodbye is not None:
+            self.goodbye._published = True  # its PUBACK arrives with the next network step
         if self.acks and self.pub._inflight:
             self.acks -= 1
             self.pub._on_publish(None, None, next(iter(self.pub._inflight)), _puback(0), None)  # type: ignore[arg-type]
         return True
 
     def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> mqtt.MQTTMessageInfo:
-        info = super().publish(topic, payload, qos, retain)
-        info._published = True  # the broker took the goodbye
-        return info
+        self.goodbye = super().publish(topic, payload, qos, retain)
+        return self.goodbye
 
     def close(self) -> None:
+        self.goodbye_acked_before_close = self.goodbye is not None and self.goodbye.is_published()
         self.closed = True
         self.connected = False
 
@@ -928,6 +932,7 @@ def test_the_goodbye_waits_for_acknowledgements_then_deletes_what_was_acknowledg
     pub._outbox_retry_at = time.monotonic() + 60  # a failed delete earlier: tried again at the end regardless
     pub._shutdown()
     assert link.closed and link.steps >= 3  # it waited for the acknowledgements (up to 2 s)
+    assert link.goodbye_acked_before_close  # and for the broker to take the goodbye before closing
     assert [(d["state"], d["reason"]) for d in link.statuses] == [("offline", "shutdown")]
     assert [r.id for r in outbox.fetch(10)] == [ids[3]]  # the acknowledged ones deleted, the other kept
     assert pub.stats.connected is False
