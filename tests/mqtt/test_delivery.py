@@ -803,9 +803,12 @@ def test_heartbeats_are_retained_statuses_and_a_failing_outbox_pauses_it(
     assert rec.edgeface_fields == {"error": "database disk image is malformed", "retry_in_s": 1.0}  # type: ignore[attr-defined]
 
 
-def test_a_publisher_starts_once_in_its_own_thread(outbox: Outbox) -> None:
+def test_a_publisher_starts_once_in_its_own_thread(outbox: Outbox, rng: random.Random) -> None:
     pub = publisher(outbox, 1)  # port 1: nobody listens; it keeps trying
     assert not pub.alive and pub.idle()
+    assert pub.wait_drained(0.1)  # an empty outbox, nothing in flight: drained
+    fill(outbox, UNIT, 1, rng)
+    assert not pub.wait_drained(0.1)  # a result waits (and no thread sends it): not drained
     pub.start()
     try:
         assert pub._thread is not None and pub._thread.name == "edgeface-publisher" and pub._thread.daemon
