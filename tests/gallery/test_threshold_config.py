@@ -232,3 +232,20 @@ def test_ndjson_lines_of_an_empty_and_of_a_small_file(tmp_path) -> None:  # type
     lines = _Lines(two)
     assert len(lines) == 2 and lines[0] == {"id": "a"} and lines[1] == {"id": "b", "name": "B"}
     assert lines.raw(1) == b'{"id": "b", "name": "B"}\n'
+
+
+def test_a_folder_without_a_manifest_or_signature_is_refused_as_incomplete(tmp_path, bundles) -> None:  # type: ignore[no-untyped-def]
+    """Opening an empty or half-copied bundle folder is a refusal that says what is missing, not a
+    FileNotFoundError from deep inside."""
+    from edgeface.errors import BundleRejected
+
+    trusted = [bundles["signer"].public_key()]
+    with pytest.raises(BundleRejected, match="manifest") as e:
+        Gallery.open(tmp_path, trusted)
+    assert e.value.reason == "missing_file"
+    half = tmp_path / "half"
+    shutil.copytree(bundles["raw"].dir, half)
+    for sig in half.glob("*.sig"):
+        sig.unlink()
+    with pytest.raises(BundleRejected):
+        Gallery.open(half, trusted)
