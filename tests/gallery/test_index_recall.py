@@ -80,3 +80,26 @@ def test_open_set_decision(tmp_path, signer):
     d = g.identify(stranger[0], top_k=3, threshold=-1.0)  # a configured override
     assert d.match is not None
     g.close()
+
+
+def test_an_identity_without_a_name_is_shown_by_its_id(tmp_path, signer):
+    """A bundle's identity may have no display name; a candidate then carries its id as the name (never
+    'None'), so the reviewer and the result payload still say who it is."""
+    v, lab = sample(toy_model(), 40, 1, seed=2)
+    entries = [{"identity": f"p{int(p)}", "image": f"{i:064x}"} for i, p in enumerate(lab)]
+    ids = [{"id": f"p{p}"} if p % 2 else {"id": f"p{p}", "name": f"Person {p}"} for p in range(40)]
+    write_bundle(
+        tmp_path / "b",
+        vectors=v,
+        entries=entries,
+        identities=ids,
+        version=1,
+        embedder=EMBEDDER,
+        thresholds={"cosine": 0.8},
+        signer=signer,
+    )
+    g = Gallery.open(tmp_path / "b", [signer.public_key()])
+    named, unnamed = g.identify(v[4]).candidates[0], g.identify(v[5]).candidates[0]
+    assert (named.identity, named.name) == ("p4", "Person 4")
+    assert (unnamed.identity, unnamed.name) == ("p5", "p5")
+    g.close()
