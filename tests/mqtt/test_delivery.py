@@ -941,3 +941,22 @@ def test_the_goodbye_waits_for_acknowledgements_then_deletes_what_was_acknowledg
     assert pub.stats.connected is False
     (rec,) = [r for r in caplog.records if r.getMessage() == "publisher.stopped"]
     assert rec.edgeface_fields == {"published": 4, "acked": 2, "inflight_left": 1}  # type: ignore[attr-defined]
+
+
+def test_a_crashed_publisher_records_why_for_the_supervisor(
+    outbox: Outbox, rng: random.Random, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pub = publisher(outbox, 1)
+
+    def broken_step() -> None:
+        raise RuntimeError("wedged interpreter")
+
+    monkeypatch.setattr(pub, "_step", broken_step)
+    monkeypatch.setattr("threading.excepthook", lambda args: None)  # the thread's exception is the point here
+    fill(outbox, UNIT, 1, rng)
+    pub.start()
+    assert wait_for(lambda: not pub.alive, 10)
+    assert not pub.wait_drained(30)  # a dead thread: not drained, and no use waiting
+    assert isinstance(pub.error, RuntimeError) and str(pub.error) == "wedged interpreter"
+    (rec,) = [r for r in caplog.records if r.getMessage() == "publisher.crashed"]
+    assert rec.edgeface_fields == {"error": "wedged interpreter"}  # type: ignore[attr-defined]
