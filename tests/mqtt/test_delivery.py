@@ -813,7 +813,7 @@ def test_a_publisher_starts_once_in_its_own_thread(outbox: Outbox, rng: random.R
     try:
         assert pub._thread is not None and pub._thread.name == "edgeface-publisher" and pub._thread.daemon
         assert pub.alive
-        with pytest.raises(RuntimeError, match="already started"):
+        with pytest.raises(RuntimeError, match="^publisher already started$"):
             pub.start()
     finally:
         pub.stop()
