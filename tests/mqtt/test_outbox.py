@@ -413,7 +413,8 @@ def test_the_limits_are_inclusive_and_the_refusal_says_where_they_stand(tmp_path
     expected = (
         rf"outbox full: 3 results \(3 matches\), {3 * one} bytes; limits outbox.max_results = 3, "
         rf"outbox.max_bytes = {3 * one}; no result that may be dropped is left .*a match result may only "
-        "displace results worth no more"
+        r"displace results worth no more\). The result was not stored. Restore the network link so results drain, or "
+        r"raise the limits.$"
     )
     with pytest.raises(OutboxFull, match=expected):
         put(box, Priority.MATCH)
@@ -432,7 +433,11 @@ def test_the_limits_are_inclusive_and_the_refusal_says_where_they_stand(tmp_path
     box = Outbox(tmp_path / "c.sqlite3", max_results=2, on_full="refuse")
     put(box, Priority.NO_MATCH)
     put(box, Priority.NO_MATCH)
-    with pytest.raises(OutboxFull, match=r"2 results \(0 matches\), \d+ bytes; limits outbox.max_results = 2"):
+    with pytest.raises(
+        OutboxFull,
+        match=r"2 results \(0 matches\), \d+ bytes; limits outbox.max_results = 2.*policy 'refuse'. The result was "
+        r"not stored. Restore the network link so results drain, or raise the limits.$",
+    ):
         put(box, Priority.MATCH)
     box.close()
 
@@ -732,4 +737,48 @@ def test_drops_expiries_and_quarantines_are_logged_with_the_row(
     ]
     box.quarantine(seq, "again")  # already moved: nothing to log
     assert events() == []
+    box.close()
+
+
+def test_room_is_made_exactly_when_the_new_row_would_not_fit(tmp_path: Path) -> None:
+    one = len(payload(new_id()))
+    box = Outbox(tmp_path / "r.sqlite3", max_bytes=2 * one, on_full="refuse")
+    ids = [put(box, Priority.NO_MATCH), put(box, Priority.NO_MATCH)]  # exactly the byte limit: no refusal
+    assert box.pending_ids() == ids
+    box.close()
+    box = Outbox(tmp_path / "d.sqlite3", max_bytes=2 * one - 1)
+    put(box, Priority.NO_MATCH)
+    b = put(box, Priority.NO_MATCH)  # one byte over: the older one goes
+    assert box.pending_ids() == [b] and box.stats().counters["dropped_overflow"] == 1
+    box.close()
+    box = Outbox(tmp_path / "e.sqlite3", max_bytes=3 * one)
+    ids = [put(box, Priority.NO_MATCH) for _ in range(3)]
+    m = put(box, Priority.MATCH)  # needs exactly one row's bytes: exactly one row goes
+    assert box.pending_ids() == [m, *ids[1:]]
+    box.close()
+    path = tmp_path / "f.sqlite3"
+    with Outbox(path) as box:
+        ids = [put(box, Priority.NO_MATCH) for _ in range(5)]
+    with Outbox(path, max_results=2) as box:  # the limit lowered under a fuller outbox: 4 rows must go
+        m = put(box, Priority.MATCH)
+        assert box.pending_ids() == [m, ids[4]] and box.stats().counters["dropped_overflow"] == 4
+        n = new_id()
+        box.put_many([(m, "t", payload(m), Priority.MATCH), (n, "t", payload(n), Priority.NO_MATCH)])
+        assert box.pending_ids() == [m, n]  # the pending one skipped, the next one still stored
+    with Outbox(tmp_path / "g.sqlite3", max_results=2) as box:
+        ids = [put(box, Priority.NO_MATCH) for _ in range(2)]
+        x, y = new_id(), new_id()
+        box.put_many([(x, "t", payload(x), Priority.MATCH), (y, "t", payload(y), Priority.MATCH)])
+        assert box.pending_ids() == [x, y] and box.stats().counters["dropped_overflow"] == 2
+
+
+def test_fetch_without_a_time_uses_the_clock_and_reports_each_row_as_stored(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.sqlite3", ttl_s=3600, match_ttl_s=3600)
+    now = time.time()
+    m = put(box, Priority.MATCH, now=now)
+    n = put(box, Priority.NO_MATCH, now=now - 7200)  # expired an hour ago
+    rows = box.fetch(5)
+    assert [r.id for r in rows] == [m] and n in box.pending_ids()
+    assert rows[0].priority is Priority.MATCH and rows[0].created_at == now
+    assert rows[0].topic == "edgeface/v1/devices/u/results" and json.loads(rows[0].payload)["id"] == m
     box.close()
