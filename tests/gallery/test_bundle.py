@@ -378,7 +378,7 @@ def test_a_signed_manifest_must_list_every_data_file(tmp_path, content, signer):
 def test_a_bundle_with_score_normalisation_carries_its_files_and_section(tmp_path, content, signer):
     n_ids = len(content.identities)
     rng = np.random.default_rng(3)
-    cohort = rng.normal(size=(5, EMBEDDER.dim)).astype(np.float32)
+    cohort = rng.normal(size=(5, EMBEDDER.dim))  # float64: written as float32 all the same
     labels = np.array([0, -1, 1, -1, 2])  # three gallery identities (rebuilt from the vectors) and two extra people
     norm = Normaliser(rng.normal(size=(n_ids, 2)), cohort, labels, 2)
     m = write_bundle(
@@ -404,6 +404,8 @@ def test_a_bundle_with_score_normalisation_carries_its_files_and_section(tmp_pat
     d = verify_bundle(tmp_path / "n", [signer.public_key()]).dir  # every file listed and hashed
     stats, extra, cl = (np.load(d / f) for f in ("norm_stats.npy", "cohort.npy", "cohort_labels.npy"))
     assert stats.dtype == np.float32 and np.array_equal(stats, norm.stats.astype(np.float32))
-    assert extra.dtype == np.float32 and np.array_equal(extra, cohort[[1, 3]])  # only the extra people's
+    assert extra.dtype == np.float32 and np.array_equal(
+        extra, cohort[[1, 3]].astype(np.float32)
+    )  # only the extra people's
     assert cl.dtype == np.int32 and cl.tolist() == labels.tolist()
     assert {"norm_stats.npy", "cohort.npy", "cohort_labels.npy"} <= set(m.files)
