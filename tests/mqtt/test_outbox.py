@@ -473,6 +473,10 @@ def test_ttls_apply_by_priority_and_end_exactly_at_expiry(tmp_path: Path) -> Non
     put(short, Priority.NO_MATCH, now=0.0)
     assert short.fetch(1, now=0.5) == [] and short.purge_expired(now=0.5) == 1
     short.close()
+    short = Outbox(tmp_path / "sm.sqlite3", match_ttl_s=0.5)
+    put(short, Priority.MATCH, now=0.0)
+    assert short.purge_expired(now=0.5) == 1 and short.pending_ids() == []
+    short.close()
     keep = Outbox(tmp_path / "k.sqlite3", ttl_s=0, match_ttl_s=0)
     k = put(keep, Priority.NO_MATCH, now=0.0)
     assert keep.purge_expired(now=1e12) == 0 and keep.pending_ids() == [k]  # 0 keeps a result until it is sent
