@@ -785,4 +785,5 @@ def test_fetch_without_a_time_uses_the_clock_and_reports_each_row_as_stored(tmp_
     assert [r.id for r in rows] == [m] and n in box.pending_ids()
     assert rows[0].priority is Priority.MATCH and rows[0].created_at == now
     assert rows[0].topic == "edgeface/v1/devices/u/results" and json.loads(rows[0].payload)["id"] == m
+    assert box.purge_expired() == 1 and box.pending_ids() == [m]  # the clock, too
     box.close()
