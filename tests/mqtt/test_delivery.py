@@ -614,6 +614,7 @@ def test_acknowledged_rows_are_deleted_in_batches_and_a_failed_delete_is_retried
         pub._first_ack_at = time.monotonic() + (60.0 if recent else -1.0)
 
     acked(ids[:199])
+    assert not pub.idle()
     pub._flush_acks()
     assert outbox.pending_count() == 240  # 199 rows, the first acknowledged just now: wait for more
     acked(ids[:200])
@@ -627,6 +628,7 @@ def test_acknowledged_rows_are_deleted_in_batches_and_a_failed_delete_is_retried
     assert outbox.pending_count() == 30
     pub._inflight.clear()
     acked(ids[210:215])
+    assert not pub.idle()  # acknowledged rows not yet deleted: not idle either
     pub._flush_acks()
     assert outbox.pending_count() == 25 and pub.stats.inflight == 0  # nothing in flight: no reason to wait
     acked(ids[215:220])
