@@ -133,15 +133,19 @@ class Stage(Generic[Ctx, Item]):
                 continue
             if slot.error is None and (not self._closing.is_set() or self.inbox.empty()):
                 continue  # ended normally
+            retry = None
             if slot.error is not None:
                 if now < self._next_restart.get(slot.index, 0.0):
                     continue
-                self._after_crash(slot, now)
+                retry = self._after_crash(slot, now)
                 restarted += 1
             self._spawn(slot)
+            if retry is not None:  # after the spawn: with one thread, the replacement is what empties a full inbox
+                self._put_back(retry)
         return restarted
 
-    def _after_crash(self, slot: Slot[Item], now: float) -> None:
+    def _after_crash(self, slot: Slot[Item], now: float) -> Item | None:
+        """Count the crash and set the back-off; returns the crashed item when it is to be tried again."""
         error = slot.error
         assert error is not None
         crashes = 0 if now - slot.started > HEALTHY_AFTER_S else self._crashes.get(slot.index, 0)
@@ -150,6 +154,7 @@ class Stage(Generic[Ctx, Item]):
         self.restarts += 1
         self.metrics.inc("edgeface_stage_restarts_total", stage=self.name)
         item = slot.current
+        retry = None
         if item is not None:
             self.bump(item)
             if self.attempts(item) >= self.max_attempts and self.give_up is not None:
@@ -162,10 +167,11 @@ class Stage(Generic[Ctx, Item]):
                 )
                 self.give_up(item, error)
             else:
-                self._put_back(item)
+                retry = item
         log.warning(
             "stage.restarted", stage=self.name, thread=slot.index, restarts=self.restarts, retried_item=item is not None
         )
+        return retry
 
     def _put_back(self, item: Item) -> None:
         while True:  # the inbox may be full; its other threads (or the replacement) empty it

@@ -193,7 +193,8 @@ def test_a_crashing_item_is_retried_with_doubling_backoff_up_to_the_ceiling(monk
             assert stage.supervise() == 0, f"restart {n + 2} came before its {delay} s backoff"
             t[0] += 0.02
         assert stage.supervise() == 1
-        assert len(tries) >= len(expected) + 2 and set(tries) == {"frame-1"}
+        assert _until(lambda: len(tries) >= len(expected) + 2)  # the replacement takes the put-back item
+        assert set(tries) == {"frame-1"}
         assert metrics.get("edgeface_stage_restarts_total", stage="match") == len(expected) + 1
         assert stage.describe()["restarts"] == len(expected) + 1
         assert _until(lambda: _crashed(stage))
@@ -527,21 +528,26 @@ def test_supervise_looks_at_every_slot(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_an_item_put_back_into_a_full_inbox_waits_for_room(caplog: pytest.LogCaptureFixture) -> None:
-    """The crashed thread's item goes back even when the inbox is full: the supervisor waits (and says
-    so) until another thread of the stage makes room."""
-    release = threading.Event()
+    """The crashed thread's item goes back even when the inbox is full: the supervisor starts the
+    replacement, then waits (and says so) until a thread of the stage makes room."""
+    gate = threading.Event()
+    setups: list[int] = []
     seen: list[str] = []
     crashed: list[str] = []
+
+    def setup() -> None:
+        setups.append(1)
+        if len(setups) > 1:  # the replacement is held at its start until the supervisor is seen waiting
+            gate.wait(20)
 
     def handle(ctx: None, item: str) -> None:
         if item == "crash" and "crash" not in crashed:
             crashed.append(item)
             raise RuntimeError("crash")
-        release.wait(20)
         seen.append(item)
 
     inbox: queue.Queue[str] = queue.Queue(1)
-    stage: Stage[None, str] = Stage("infer", inbox, handle, threads=2)
+    stage: Stage[None, str] = Stage("infer", inbox, handle, threads=1, setup=setup)
     stage.start()
 
     def waiting() -> bool:
@@ -549,14 +555,12 @@ def test_an_item_put_back_into_a_full_inbox_waits_for_room(caplog: pytest.LogCap
 
     def make_room() -> None:
         _until(waiting, 20)
-        release.set()
+        gate.set()
 
     try:
-        inbox.put("slow")
-        assert _until(lambda: stage.describe()["busy"] == 1)
         inbox.put("crash")
-        assert _until(lambda: any(s.error is not None for s in stage.slots))
-        inbox.put("queued")  # the inbox is full again
+        assert _until(lambda: stage.slots[0].error is not None)
+        inbox.put("queued")  # the inbox is full
         helper = threading.Thread(target=make_room, daemon=True)
         helper.start()
         assert stage.supervise() == 1  # returns once the item is back in the inbox
@@ -564,7 +568,39 @@ def test_an_item_put_back_into_a_full_inbox_waits_for_room(caplog: pytest.LogCap
         (rec,) = [r for r in caplog.records if r.getMessage() == "stage.requeue_waiting"][:1]
         assert rec.edgeface_fields == {"stage": "infer"}  # type: ignore[attr-defined]
     finally:
-        release.set()
+        gate.set()
         stage.close()
     assert _until(lambda: stage.drained)
-    assert sorted(seen) == ["crash", "queued", "slow"]  # the crashed item too, on its second try
+    assert seen == ["queued", "crash"]  # the crashed item too, on its second try, after what was waiting
+
+
+def test_a_single_thread_stage_that_crashes_with_a_full_inbox_is_restarted_before_its_item_goes_back() -> None:
+    """The match and sink stages have one thread: when it crashes while its inbox is full, only its
+    replacement can make room for the crashed item, so the supervisor must start the replacement first (it
+    used to wait for room first, and hung for good)."""
+    seen: list[str] = []
+    crashed: list[str] = []
+
+    def handle(ctx: None, item: str) -> None:
+        if item == "crash" and not crashed:
+            crashed.append(item)
+            raise RuntimeError("crash")
+        seen.append(item)
+
+    inbox: queue.Queue[str] = queue.Queue(1)
+    stage: Stage[None, str] = Stage("sink", inbox, handle, threads=1)
+    stage.start()
+    try:
+        inbox.put("crash")
+        assert _until(lambda: stage.slots[0].error is not None)
+        inbox.put("queued")  # the inbox is full, and its only thread is dead
+        result: list[int] = []
+        supervisor = threading.Thread(target=lambda: result.append(stage.supervise()), daemon=True)
+        supervisor.start()
+        supervisor.join(20)
+        assert not supervisor.is_alive(), "the supervisor waits for room that only the replacement can make"
+        assert result == [1]
+        assert _until(lambda: sorted(seen) == ["crash", "queued"])  # the crashed item too, on its second try
+    finally:
+        stage.close()
+    assert _until(lambda: stage.drained)
