@@ -16,7 +16,7 @@ from typing import Any
 from flask import Blueprint, Response, abort, g, jsonify, request
 from sqlalchemy import select
 
-from ..errors import EdgefaceError, GalleryError
+from ..errors import EdgefaceError
 from . import audit, fleet, review, review_nav
 from .access import API, PUBLIC, access
 from .cases import case_results, list_cases
@@ -272,19 +272,7 @@ def device_revoke(device_id: str) -> Any:
 @access(API, "reviewer", "admin")
 def search() -> Any:
     """Search by photo (multipart ``photo``) or by a stored result's crop (form field ``result``); audited."""
-    from .gallery_admin import UploadRefused
-    from .photo_search import search_audited
+    from .photo_search import search_requested
 
-    rid = (request.form.get("result") or "").strip()[:64]
-    f = request.files.get("photo")
-    if not rid and (f is None or not f.filename):
-        abort(400, "send a photo (multipart field 'photo') or a result id (field 'result')")
-    try:
-        outcome = search_audited(services(), g.user.username, rid, f)
-    except UploadRefused as e:
-        abort(e.status, str(e))
-    except GalleryError as e:
-        abort(409, str(e))
-    except EdgefaceError as e:
-        abort(422, str(e))
+    outcome = search_requested("send a photo (multipart field 'photo') or a result id (field 'result')")
     return dataclasses.asdict(outcome)

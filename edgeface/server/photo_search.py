@@ -206,24 +206,30 @@ def search_audited(svc: Services, actor: str, rid: str, upload: Any) -> SearchOu
     return outcome
 
 
-@bp.route("/search", methods=["GET", "POST"])
-@access("reviewer", "admin")
-def search() -> Any:
-    if request.method == "GET":
-        return render_template("search.html", outcome=None)
+def search_requested(missing: str) -> SearchOutcome:
+    """The audited search a page's form or an API request asks for: an uploaded ``photo``, or the crop of
+    the stored ``result``. Refusals abort with the status that fits (``missing``: the 400's words)."""
+    from .gallery_admin import UploadRefused
+
     rid = (request.form.get("result") or "").strip()[:64]
     f = request.files.get("photo")
     if not rid and (f is None or not f.filename):
-        abort(400, "choose a photo to search with, or give a result id")
-    from .gallery_admin import UploadRefused
-
+        abort(400, missing)
     try:
-        outcome = search_audited(services(), g.user.username, rid, f)
+        return search_audited(services(), g.user.username, rid, f)
     except UploadRefused as e:
         abort(e.status, str(e))
     except GalleryError as e:
         abort(409, str(e))
     except EdgefaceError as e:
         abort(422, str(e))
+
+
+@bp.route("/search", methods=["GET", "POST"])
+@access("reviewer", "admin")
+def search() -> Any:
+    if request.method == "GET":
+        return render_template("search.html", outcome=None)
+    outcome = search_requested("choose a photo to search with, or give a result id")
     names = _names([c["identity"] for face in outcome.faces for c in face.candidates])
     return render_template("search.html", outcome=outcome, names=names)
