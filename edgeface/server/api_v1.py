@@ -20,7 +20,7 @@ from ..errors import EdgefaceError
 from . import audit, fleet, review, review_nav
 from .access import API, PUBLIC, access
 from .cases import case_results, list_cases
-from .review_query import Filters, list_results
+from .review_query import Filters, list_results, summary
 from .scores import Scores
 from .services import services
 from .tables import identities, results, reviews, users
@@ -58,20 +58,6 @@ def openapi_document() -> Any:
 # -- results and decisions ------------------------------------------------------------------------------
 
 
-def _summary(r: Any) -> dict[str, Any]:
-    return {
-        "id": r.id,
-        "device_id": r.device_id,
-        "captured_at": r.captured_at,
-        "decision": r.decision,
-        "top_identity": r.top_identity,
-        "top_name": r.name,
-        "top_score": r.top_score,
-        "review_status": r.review_status,
-        "received_at": r.received_at,
-    }
-
-
 @bp.route("/results")
 @access(API, "reviewer")
 def results_list() -> Any:
@@ -84,7 +70,7 @@ def results_list() -> Any:
     with services().db.read() as conn:
         rows, total = list_results(conn, f, limit=per_page, offset=(page - 1) * per_page)
     return {
-        "results": [_summary(r) for r in rows],
+        "results": [summary(r) for r in rows],
         "total": total,
         "page": page,
         "per_page": per_page,
@@ -117,7 +103,7 @@ def result_one(rid: str) -> Any:
     crop = doc.pop("crop", None)
     sc = Scores.of(doc)
     return {
-        **_summary(row),
+        **summary(row),
         "candidates": [{**c, "name": names.get(c["identity_id"])} for c in doc.get("candidates") or []],
         "scores": {
             "space": sc.space,

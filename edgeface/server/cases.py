@@ -17,9 +17,10 @@ from sqlalchemy import JSON, ColumnElement, cast, func, select
 from sqlalchemy import case as sa_case
 
 from .access import access
+from .review_query import summary, summary_query
 from .scores import Scores
 from .services import services
-from .tables import identities, results
+from .tables import results
 
 bp = Blueprint("cases", __name__)
 
@@ -72,18 +73,7 @@ def case_results(svc: Any, tag: str) -> list[dict[str, Any]]:
         abort(404)
     expr = case_expr(svc.db.is_sqlite)
     q = (
-        select(
-            results.c.id,
-            results.c.device_id,
-            results.c.captured_at,
-            results.c.decision,
-            results.c.top_identity,
-            results.c.top_score,
-            results.c.review_status,
-            results.c.payload,
-            identities.c.name,
-        )
-        .outerjoin(identities, identities.c.id == results.c.top_identity)
+        summary_query(results.c.payload)
         .where(expr == tag)
         .order_by(results.c.captured_ts.desc(), results.c.id)
         .limit(MAX_ROWS)
@@ -98,14 +88,7 @@ def case_results(svc: Any, tag: str) -> list[dict[str, Any]]:
         case = case_of(doc) or {}
         out.append(
             {
-                "id": r.id,
-                "device_id": r.device_id,
-                "captured_at": r.captured_at,
-                "decision": r.decision,
-                "top_identity": r.top_identity,
-                "top_name": r.name,
-                "top_score": r.top_score,
-                "review_status": r.review_status,
+                **summary(r),
                 "case_source": case.get("source"),
                 "location": doc.get("location"),
                 "source": doc.get("source"),

@@ -130,19 +130,7 @@ SCHEMAS: dict[str, Any] = {
             "results": arr(
                 obj(
                     {
-                        **{
-                            k: SUMMARY[k]
-                            for k in (
-                                "id",
-                                "device_id",
-                                "captured_at",
-                                "decision",
-                                "top_identity",
-                                "top_name",
-                                "top_score",
-                                "review_status",
-                            )
-                        },
+                        **SUMMARY,
                         "case_source": opt(S),
                         "location": opt(OBJ),
                         "source": opt(S),

@@ -97,22 +97,43 @@ def apply_filters(q: Select[Any], f: Filters) -> Select[Any]:
     return q
 
 
+# What a listing shows of each result (the queue, the API, a case), with its top candidate's name.
+SUMMARY_COLUMNS = (
+    results.c.id,
+    results.c.device_id,
+    results.c.captured_at,
+    results.c.decision,
+    results.c.top_identity,
+    results.c.top_score,
+    results.c.review_status,
+    results.c.received_at,
+    identities.c.name,
+)
+
+
+def summary_query(*extra: Any) -> Any:
+    """SELECT the summary columns (and ``extra``) of results joined with their top candidate's identity."""
+    return select(*SUMMARY_COLUMNS, *extra).outerjoin(identities, identities.c.id == results.c.top_identity)
+
+
+def summary(r: Any) -> dict[str, Any]:
+    """One row of :func:`summary_query` as the JSON a listing gives."""
+    return {
+        "id": r.id,
+        "device_id": r.device_id,
+        "captured_at": r.captured_at,
+        "decision": r.decision,
+        "top_identity": r.top_identity,
+        "top_name": r.name,
+        "top_score": r.top_score,
+        "review_status": r.review_status,
+        "received_at": r.received_at,
+    }
+
+
 def list_results(conn: Connection, f: Filters, *, limit: int = PAGE, offset: int = 0) -> tuple[list[Any], int]:
     base = apply_filters(select(results.c.id), f)
     total = conn.execute(select(func.count()).select_from(base.subquery())).scalar_one()
-    q = apply_filters(
-        select(
-            results.c.id,
-            results.c.device_id,
-            results.c.captured_at,
-            results.c.decision,
-            results.c.top_identity,
-            results.c.top_score,
-            results.c.review_status,
-            results.c.received_at,
-            identities.c.name,
-        ).outerjoin(identities, identities.c.id == results.c.top_identity),
-        f,
-    )
+    q = apply_filters(summary_query(), f)
     rows = conn.execute(q.order_by(results.c.received_at.desc(), results.c.id.desc()).limit(limit).offset(offset)).all()
     return list(rows), int(total)
