@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -45,6 +46,13 @@ def emit_json(record: dict[str, Any]) -> None:
     """One JSON object per line on stdout, flushed so pipelines see it at once."""
     sys.stdout.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
     sys.stdout.flush()
+
+
+def write_secret(path: Any, secret: str) -> None:
+    """Write a token or password to ``path`` readable by its owner only (0600 from the start, not chmod after)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(secret + "\n")
 
 
 def fail(error: EdgefaceError) -> click.exceptions.Exit:

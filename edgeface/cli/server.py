@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import click
 
 from ..errors import EdgefaceError
-from .app import AppContext, emit_json, pass_app
+from .app import AppContext, emit_json, pass_app, write_secret
 
 if TYPE_CHECKING:
     from ..server.db import Database
@@ -153,7 +153,6 @@ def add_user(
 @pass_app
 def add_device(app: AppContext, device_id: str, token_file: Path | None) -> None:
     """Issue a bundle-download token for DEVICE_ID (replaces an earlier one). Shown once."""
-    import os
 
     from ..server import audit, auth
 
@@ -165,9 +164,7 @@ def add_device(app: AppContext, device_id: str, token_file: Path | None) -> None
     finally:
         db.dispose()
     if token_file:
-        fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(token + "\n")
+        write_secret(token_file, token)
         click.echo(f"token for {device_id} written to {token_file}; on the unit set gallery.sync_password_file")
     else:
         click.echo(token)

@@ -6,14 +6,13 @@ from a deployment script, and for revoking any token quickly. Each is audited (a
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
 import click
 
 from ..errors import EdgefaceError
-from .app import AppContext, emit_json, pass_app
+from .app import AppContext, emit_json, pass_app, write_secret
 
 
 @click.group("token")
@@ -68,9 +67,7 @@ def token_create(
     finally:
         db.dispose()
     if token_file:
-        fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(secret + "\n")
+        write_secret(token_file, secret)
         click.echo(f"token {info.id} for {username} written to {token_file}")
     else:
         click.echo(secret)

@@ -595,6 +595,31 @@ def test_token_commands(app: Any, config: Any, db: Any, users: Any, tmp_path: Pa
     assert CliRunner().invoke(cli, [*base, "create", "rita", "--name", "x", "--role", "admin"]).exit_code != 0
 
 
+def test_add_device_writes_its_token_privately_and_a_new_one_replaces_it(config: Any, db: Any, tmp_path: Path) -> None:
+    """`edgeface server add-device`: the unit's bundle-download token, written 0600 (never echoed) or printed once;
+    issuing again replaces the earlier token."""
+    from click.testing import CliRunner
+
+    from edgeface.cli.main import cli
+    from edgeface.server import auth
+
+    base = ["--set", f"server.database_url={config.server.database_url}", "server", "add-device", "unit-7"]
+    out = tmp_path / "unit-token"
+    r = CliRunner().invoke(cli, [*base, "--token-file", str(out)])
+    assert r.exit_code == 0, r.output
+    token = out.read_text().strip()
+    assert oct(out.stat().st_mode & 0o777) == "0o600" and token not in r.output and str(out) in r.output
+    with db.read() as conn:
+        assert auth.check_device(conn, "unit-7", token)
+        assert not auth.check_device(conn, "unit-7", token + "x")
+    printed = CliRunner().invoke(cli, base)
+    assert printed.exit_code == 0, printed.output
+    second = printed.stdout.strip()
+    with db.read() as conn:
+        assert auth.check_device(conn, "unit-7", second)
+        assert not auth.check_device(conn, "unit-7", token)  # replaced
+
+
 def test_results_decisions_and_tokens_on_postgresql(postgres: str, tmp_path: Path) -> None:  # noqa: F811
     """The results listing, a result, decisions under the two-person rule (row locks), the pending count,
     cases (the database's JSON function), the audit export and token checks, on PostgreSQL."""
