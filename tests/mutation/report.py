@@ -142,7 +142,10 @@ def main(argv: list[str] | None = None) -> int:
             )
             return 2
         results = {n: st for n, st in results.items() if n in wanted}
-    s = summarise(results, load_equivalents(args.equivalents))
+    equivalents = load_equivalents(args.equivalents)
+    if args.names is not None:
+        equivalents = {n: why for n, why in equivalents.items() if n in results}
+    s = summarise(results, equivalents)
     total = s["total"]
     assert isinstance(total, dict)
     if args.json:
