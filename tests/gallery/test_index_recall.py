@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 from gallery_helpers import EMBEDDER
 
@@ -9,6 +12,23 @@ from edgeface.evaluation.distractors import sample, toy_model
 from edgeface.gallery.bundle import write_bundle
 from edgeface.gallery.index import exact_top1, plan_for
 from edgeface.gallery.match import Gallery
+
+
+def _toy_gallery(tmp_path: Path, signer: Any, people: int, per: int, *, seed: int, ids: list[dict[str, Any]]) -> Any:
+    """A signed bundle of ``per`` toy-model vectors for each of ``people`` identities, opened: (vectors, gallery)."""
+    v, lab = sample(toy_model(), people, per, seed=seed)
+    entries = [{"identity": f"p{int(p)}", "image": f"{i:064x}"} for i, p in enumerate(lab)]
+    write_bundle(
+        tmp_path / "b",
+        vectors=v,
+        entries=entries,
+        identities=ids,
+        version=1,
+        embedder=EMBEDDER,
+        thresholds={"cosine": 0.8},
+        signer=signer,
+    )
+    return v, Gallery.open(tmp_path / "b", [signer.public_key()])
 
 
 def test_annoy_recall_matches_exact_search(tmp_path, signer):
@@ -55,20 +75,9 @@ def test_annoy_recall_matches_exact_search(tmp_path, signer):
 
 
 def test_open_set_decision(tmp_path, signer):
-    v, lab = sample(toy_model(), 200, 3, seed=1)
-    entries = [{"identity": f"p{int(p)}", "image": f"{i:064x}"} for i, p in enumerate(lab)]
-    ids = [{"id": f"p{p}", "name": f"Person {p}"} for p in range(200)]
-    write_bundle(
-        tmp_path / "b",
-        vectors=v,
-        entries=entries,
-        identities=ids,
-        version=1,
-        embedder=EMBEDDER,
-        thresholds={"cosine": 0.8},
-        signer=signer,
+    v, g = _toy_gallery(
+        tmp_path, signer, 200, 3, seed=1, ids=[{"id": f"p{p}", "name": f"Person {p}"} for p in range(200)]
     )
-    g = Gallery.open(tmp_path / "b", [signer.public_key()])
     d = g.identify(v[4], top_k=5)
     assert d.match is not None and d.match.identity == "p1" and d.threshold == 0.8
     assert len(d.candidates) == 5 and len({c.identity for c in d.candidates}) == 5  # distinct people
@@ -85,20 +94,8 @@ def test_open_set_decision(tmp_path, signer):
 def test_an_identity_without_a_name_is_shown_by_its_id(tmp_path, signer):
     """A bundle's identity may have no display name; a candidate then carries its id as the name (never
     'None'), so the reviewer and the result payload still say who it is."""
-    v, lab = sample(toy_model(), 40, 1, seed=2)
-    entries = [{"identity": f"p{int(p)}", "image": f"{i:064x}"} for i, p in enumerate(lab)]
     ids = [{"id": f"p{p}"} if p % 2 else {"id": f"p{p}", "name": f"Person {p}"} for p in range(40)]
-    write_bundle(
-        tmp_path / "b",
-        vectors=v,
-        entries=entries,
-        identities=ids,
-        version=1,
-        embedder=EMBEDDER,
-        thresholds={"cosine": 0.8},
-        signer=signer,
-    )
-    g = Gallery.open(tmp_path / "b", [signer.public_key()])
+    v, g = _toy_gallery(tmp_path, signer, 40, 1, seed=2, ids=ids)
     named, unnamed = g.identify(v[4]).candidates[0], g.identify(v[5]).candidates[0]
     assert (named.identity, named.name) == ("p4", "Person 4")
     assert (unnamed.identity, unnamed.name) == ("p5", "p5")
