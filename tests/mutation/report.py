@@ -6,6 +6,10 @@ Run after ``mutmut run`` in the checkout that holds ``mutants/``:
     python tests/mutation/report.py --json      # the same figures as JSON
     python tests/mutation/report.py --sample 0.05 --seed 17 > sample.txt   # a stratified sample of mutant names
     mutmut run $(cat sample.txt) && python tests/mutation/report.py --names sample.txt   # figures of the sample
+    python tests/mutation/report.py --sample 0.10 --seed 18 --extend sample.txt > more.txt   # 10% more, disjoint
+
+With ``--names``, the total also gives a 95% interval (Wilson's) for the kill rate of all the modules' mutants,
+since a stratified sample draws the same share of each module.
 
 A mutant counts as killed when a test failed (or it ran past mutmut's time limit: a mutant that turns a loop
 into an endless one is caught that way). "no tests" means no test reached the mutated function in the test
@@ -113,6 +117,32 @@ def sample(names: list[str], fraction: float, seed: int) -> list[str]:
     return sorted(out)
 
 
+def extend(names: list[str], taken: set[str], fraction: float, seed: int) -> list[str]:
+    """Another stratified draw of ``fraction`` of every module's mutants that are not in ``taken`` (at least one
+    while any is left): with the earlier sample, still the same share of every module."""
+    rest = [n for n in names if n not in taken]
+    by_module: dict[str, list[str]] = defaultdict(list)
+    for n in sorted(rest):
+        by_module[module_of(n)].append(n)
+    rng = random.Random(seed)
+    out: list[str] = []
+    for mod in sorted(by_module):
+        group = by_module[mod]
+        out += rng.sample(group, min(len(group), max(1, math.ceil(fraction * len(group)))))
+    return sorted(out)
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson's score interval for k successes in n trials (95% by default): unlike the normal approximation
+    it stays inside [0, 1] and is honest near 100%, where a sample's kill rate sits."""
+    if n == 0:
+        return (0.0, 1.0)
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mutants", type=Path, default=Path("mutants"), help="mutmut's folder (default ./mutants)")
@@ -121,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sample", type=float, metavar="FRACTION", help="print a stratified sample of mutant names")
     ap.add_argument("--seed", type=int, default=17, help="the sample's seed (default 17)")
     ap.add_argument("--names", type=Path, help="report only the mutants named in this file (one per line)")
+    ap.add_argument("--extend", type=Path, metavar="FILE", help="with --sample: draw only mutants not named in FILE")
     args = ap.parse_args(argv)
     if not args.mutants.is_dir():
         print(f"error: no {args.mutants}/ here: run `mutmut run` first, in this checkout", file=sys.stderr)
@@ -130,7 +161,11 @@ def main(argv: list[str] | None = None) -> int:
         if not 0 < args.sample <= 1:
             print("error: --sample takes a fraction in (0, 1]", file=sys.stderr)
             return 2
-        print("\n".join(sample(list(results), args.sample, args.seed)))
+        if args.extend is not None:
+            taken = set(args.extend.read_text().split())
+            print("\n".join(extend(list(results), taken, args.sample, args.seed)))
+        else:
+            print("\n".join(sample(list(results), args.sample, args.seed)))
         return 0
     if args.names is not None:
         wanted = set(args.names.read_text().split())
@@ -148,6 +183,10 @@ def main(argv: list[str] | None = None) -> int:
     s = summarise(results, equivalents)
     total = s["total"]
     assert isinstance(total, dict)
+    if args.names is not None:
+        considered = int(total["generated"]) - int(total.get("equivalent", 0)) - int(total.get("not_checked", 0))
+        lo, hi = wilson(int(total.get("detected", 0)), considered)
+        s["kill_rate_95"] = [round(lo, 4), round(hi, 4)]
     if args.json:
         print(json.dumps(s, indent=2))
     else:
@@ -157,6 +196,13 @@ def main(argv: list[str] | None = None) -> int:
         assert isinstance(modules, dict)
         for mod, row in [*modules.items(), ("TOTAL", total)]:
             print(f"{mod:34}" + "".join(f"{row.get(c, 0):>12}" for c in cols) + f"{row['kill_rate']:>11.1%}")
+        if "kill_rate_95" in s:
+            lo_hi = s["kill_rate_95"]
+            assert isinstance(lo_hi, list)
+            print(
+                f"\nkill rate of the sample {total['kill_rate']:.1%}; 95% interval for all mutants "
+                f"{lo_hi[0]:.1%} to {lo_hi[1]:.1%} (Wilson)"
+            )
         for key in ("unexplained_survivors", "listed_but_killed", "unknown_equivalents"):
             names = s[key]
             assert isinstance(names, list)
