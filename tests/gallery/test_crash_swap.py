@@ -17,6 +17,7 @@ import pytest
 from gallery_helpers import Content
 
 from edgeface.gallery.crypto import DeviceKey
+from edgeface.gallery.publish import POINTER
 from edgeface.gallery.sync import sync_once
 
 CHILD = textwrap.dedent("""
@@ -60,7 +61,7 @@ def test_killed_mid_sync_leaves_a_working_gallery(tmp_path, signer, make_store, 
     base = Content(2500, seed=11)  # > 1 MiB of vectors, so "downloading" fires several times
     pub = tmp_path / "pub"
     base.publish(pub, signer)
-    url, _ = serve(pub)
+    url, rec = serve(pub)
     key = DeviceKey(bytes(range(32)), "test")
     store = make_store(key)
     assert sync_once(store, url).installed == 1
@@ -86,8 +87,14 @@ def test_killed_mid_sync_leaves_a_working_gallery(tmp_path, signer, make_store, 
     assert g.identify(probe).match is not None
     g.close()
     # and the next sync completes the switch (or finds nothing to do)
+    seen = len(rec.requests)
     r = sync_once(store, url)
     assert r.installed == 2 and r.status in ("updated", "not_modified", "up_to_date"), r
+    if point == "downloaded":  # it resumes with what the killed sync had fetched: no file is fetched again
+        assert r.via == via, r
+        signed = ("/delta.json", "/delta.sig", "/manifest.json", "/manifest.sig", "/" + POINTER)
+        again = [q["path"] for q in rec.requests[seen:] if not q["path"].endswith(signed)]
+        assert again == [], again
     g = store.open()
     assert g.version == 2 and g.identify(changed.vectors[-1]).match.identity == changed.entries[-1]["identity"]
     g.close()

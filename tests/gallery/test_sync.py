@@ -83,6 +83,34 @@ def test_broken_delta_falls_back_to_full(tmp_path, signer, make_store, serve):
     assert (r.status, r.via, r.installed) == ("updated", "full", 2)
 
 
+def test_a_failed_delta_keeps_the_interrupted_full_download_of_that_version(tmp_path, signer, make_store, serve):
+    """The delta is staged apart from the full bundle of the same version: when it fails, the fallback
+    resumes the full download that was interrupted before instead of fetching it all again."""
+    base = Content(300, seed=6)
+    pub = tmp_path / "pub"
+    base.publish(pub, signer)
+    url, rec = serve(pub)
+    store = make_store()
+    sync_once(store, url)
+    changed = base.change(3, 3)
+    m = changed.publish(pub, signer).manifest
+    last = max(m.files)
+    rec.truncate[last] = 1000  # the full download of version 2 drops in its last file
+    r = sync_once(store, url, use_deltas=False)
+    assert (r.status, r.via, r.installed) == ("failed", None, 1), r
+    done = sorted(set(m.files) - {last})
+    assert all((store.staging(2) / name).exists() for name in done)  # these came whole
+    ops = next((pub / "deltas").glob("1-2")) / "add_vectors.npy"
+    ops.write_bytes(ops.read_bytes()[:-1] + b"\0")  # the delta fails its hash check: full bundle instead
+    seen = len(rec.requests)
+    r = sync_once(store, url)
+    assert (r.status, r.via, r.installed) == ("updated", "full", 2), r
+    again = [q["path"].rsplit("/", 1)[-1] for q in rec.requests[seen:] if "/deltas/" not in q["path"]]
+    assert last in again and not set(done) & set(again), again  # only the cut file was fetched again
+    assert r.downloaded_bytes < m.total_bytes  # not the whole bundle again
+    _answers(store, changed, 2)
+
+
 def _publish_two(tmp_path: Path, signer: Ed25519PrivateKey, content: Content) -> Path:
     pub = tmp_path / "pub"
     content.publish(pub, signer)
