@@ -597,8 +597,13 @@ def test_a_server_that_never_answers_is_a_network_failure_not_a_hang(make_store)
         silent.bind(("127.0.0.1", 0))
         silent.listen(8)
         url = f"http://127.0.0.1:{silent.getsockname()[1]}/"
-        r = Syncer(make_store(), url, timeout=0.5).run_once()  # gallery.sync_timeout_s reaches the request
-        assert (r.status, r.reason, r.installed) == ("failed", "network", 0), r
+        syncer = Syncer(make_store(), url, timeout=0.5)  # gallery.sync_timeout_s reaches the request
+        done = threading.Thread(target=syncer.run_once, daemon=True)
+        done.start()
+        done.join(15)  # 0.5 s per request configured; the 30 s default would still be waiting here
+        assert not done.is_alive(), "the Syncer ignored its timeout and is still waiting for the silent server"
+        r = syncer.last
+        assert r is not None and (r.status, r.reason, r.installed) == ("failed", "network", 0), r
         r = sync_once(make_store(name="other"), url, timeout=0.5)
         assert (r.status, r.reason) == ("failed", "network"), r
 
