@@ -9,6 +9,7 @@ import io
 import json
 import random
 import re
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ import pytest
 from sqlalchemy import insert, select
 
 from edgeface.mqtt import payloads
-from edgeface.server import audit, auth
+from edgeface.server import audit, auth, review_chips
 from edgeface.server.ingest import DbResultStore
 from edgeface.server.review import Filters, ReviewError, decide, list_results
 from edgeface.server.tables import identities, images, results
@@ -334,8 +335,10 @@ def test_a_review_shows_the_first_three_accepted_images_of_each_candidate(db: An
 
 
 def test_faces_are_shown_as_aligned_chips_else_the_image_itself(
-    db: Any, config: Any, gallery: dict[str, Any], as_reviewer: Browser
+    db: Any, config: Any, gallery: dict[str, Any], as_reviewer: Browser, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # chips made now by the server's engine, not found in the process-wide cache earlier tests filled
+    monkeypatch.setattr(review_chips, "_cache", OrderedDict())
     rid = gallery["rid"]
     as_reviewer.get(f"/review/{rid}")  # the page that shows (and audits) the images
     t = auth.view_token(as_reviewer.csrf, f"review/{rid}", gallery["jane"])
