@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from sqlalchemy import insert, select
+from sqlalchemy import delete, insert, select, text
 
 from edgeface.mqtt import payloads
 from edgeface.server import audit, auth, review_chips
@@ -25,6 +25,7 @@ from edgeface.server.tables import identities, images, results
 from edgeface.testing.mqttload import sample_result
 
 from .conftest import Browser, add_results, server_config
+from .test_migrations import postgres  # noqa: F401  (the module's PostgreSQL cluster fixture)
 
 
 def _status(db: Any, rid: str) -> str:
@@ -332,6 +333,56 @@ def test_a_review_shows_the_first_three_accepted_images_of_each_candidate(db: An
         assert shown_images(conn, ["ann", "bo", "cy", "nobody"]) == {"ann": ids[1:4], "bo": [ids[5]]}
         assert shown_images(conn, ["bo"]) == {"bo": [ids[5]]}
     assert SHOWN_PER_CANDIDATE == 3
+
+
+def test_a_review_shows_the_first_accepted_images_where_postgresql_stores_later_ones_first(
+    postgres: str,  # noqa: F811
+) -> None:
+    """PostgreSQL puts a new row wherever its free-space map finds room: after another identity's images
+    were deleted and (auto)vacuum freed their pages, images enrolled later sit before earlier ones on disk,
+    and a query without ORDER BY returns them first. A review still shows the first three by enrollment."""
+    from edgeface.server.db import Database
+    from edgeface.server.review import shown_images
+
+    db = Database(postgres)
+
+    def add(ident: str, n: int, status: str = "enrolled") -> list[int]:
+        row = {
+            "identity_id": ident,
+            "sha256": "0" * 64,
+            "filename": "x.jpg",
+            "source": "tests",
+            "consent": "public domain",
+            "enrolled_by": "ada",
+            "enrolled_at": 0.0,
+            "status": status,
+            "reasons": "",
+        }
+        with db.write() as conn:
+            return [int(conn.execute(insert(images).values(row).returning(images.c.id)).scalar_one()) for _ in range(n)]
+
+    try:
+        with db.write() as conn:  # the module's cluster is shared: start from an empty schema
+            conn.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
+        db.migrate()
+        with db.write() as conn:
+            conn.execute(
+                insert(identities),
+                [{"id": i, "name": i.title(), "created_at": 0.0, "created_by": "ada"} for i in ("ann", "zed")],
+            )
+        add("zed", 300)  # a few pages of another identity's images
+        first = add("ann", 2) + add("ann", 1, "unchanged")
+        with db.write() as conn:  # zed's images removed; vacuum then frees their pages
+            conn.execute(delete(images).where(images.c.identity_id == "zed"))
+        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("VACUUM images"))
+        later = add("ann", 2)
+        with db.read() as conn:  # the setting this test is about: the later images are stored first
+            stored = conn.execute(select(images.c.id).where(images.c.identity_id == "ann")).scalars().all()
+            assert stored == later + first, stored
+            assert shown_images(conn, ["ann"]) == {"ann": first}
+    finally:
+        db.dispose()
 
 
 def test_faces_are_shown_as_aligned_chips_else_the_image_itself(
