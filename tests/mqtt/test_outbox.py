@@ -529,6 +529,29 @@ def test_quarantine_keeps_the_newest_rows_with_their_details(tmp_path: Path) -> 
     box.close()
 
 
+def test_a_lowered_quarantine_cap_drops_the_longest_quarantined_rows_and_nothing_pending(tmp_path: Path) -> None:
+    """The quarantine must not grow without bound on a unit's disk: each move trims it to the cap, dropping
+    the rows quarantined longest ago (by quarantine time, not by row order), as many as a lowered cap needs."""
+    path = tmp_path / "o.sqlite3"
+    box = Outbox(path, max_quarantined=5)
+    bad = [put(box, Priority.NO_MATCH) for _ in range(4)]
+    pending = [put(box, Priority.MATCH), put(box, Priority.REFUSED)]
+    seqs = {r.id: r.seq for r in box.fetch(10)}
+    for rid in bad[:3]:
+        box.quarantine(seqs[rid], "damaged")
+    assert box.stats().quarantined == 3  # under the cap: nothing trimmed
+    # The first row moved is made the most recently quarantined: the trim must go by quarantine time.
+    box._conn().execute("UPDATE quarantine SET quarantined_at = ? WHERE id = ?", (time.time() + 3600, bad[0]))
+    box.close()
+    box = Outbox(path, max_quarantined=2)  # the operator lowered the cap
+    box.quarantine(seqs[bad[3]], "damaged")  # 4 rows, cap 2: the two quarantined longest ago go
+    assert sorted(r["id"] for r in box.quarantined()) == sorted([bad[0], bad[3]])
+    s = box.stats()
+    assert s.quarantined == 2 and s.counters["quarantined_total"] == 4
+    assert box.pending_ids() == pending and [r.id for r in box.fetch(10)] == pending  # still whole and sendable
+    box.close()
+
+
 def test_stats_report_depth_bytes_age_and_counters(tmp_path: Path) -> None:
     box = Outbox(tmp_path / "o.sqlite3")
     empty = box.stats()
