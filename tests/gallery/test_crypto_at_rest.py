@@ -127,3 +127,31 @@ def test_wipe_destroys_key_then_data(tmp_path, content, signer, make_store, serv
     assert list(store.root.iterdir()) == []
     with pytest.raises(GalleryKeyError):
         load_device_key(kf, environ={})
+
+
+def test_an_older_versions_file_under_the_same_key_is_refused(tmp_path, content, signer, make_store, serve, device_key):
+    """Someone with the storage but not the key copies a file of an earlier installed version (same name,
+    same device key: it decrypts and authenticates) into the current one: the decrypted content is checked
+    against the signed manifest, so the mixed gallery is refused, not silently opened."""
+    from edgeface.errors import BundleRejected
+    from edgeface.gallery.bundle import ENTRIES
+
+    pub = tmp_path / "pub"
+    content.publish(pub, signer)
+    url, _ = serve(pub)
+    store = make_store(device_key)
+    assert sync_once(store, url).installed == 1
+    v1 = store.current_dir()
+    assert v1 is not None
+    old = (v1 / ENTRIES).read_bytes()
+    content.change(3, 3).publish(pub, signer)
+    assert sync_once(store, url).installed == 2
+    v2 = store.current_dir()
+    assert v2 is not None and v2 != v1
+    assert (v2 / ENTRIES).read_bytes() != old
+    (v2 / ENTRIES).write_bytes(old)
+    assert b"".join(decrypt_chunks(v2 / ENTRIES, device_key.key, ENTRIES))  # still a valid file for this key
+    with pytest.raises(BundleRejected) as e:
+        store.open()
+    assert e.value.reason == "hash_mismatch"
+    assert ENTRIES in str(e.value) and "does not match the signed manifest" in str(e.value)
