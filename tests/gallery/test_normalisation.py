@@ -157,6 +157,54 @@ def test_a_tampered_cohort_file_is_refused(lfw_case, signer, tmp_path: Path, nam
         verify_bundle(bad, [signer.public_key()])
 
 
+def _resigned_with(src: Path, dst: Path, signer: Ed25519PrivateKey, name: str, data: np.ndarray) -> None:
+    """A copy of bundle ``src`` whose ``name`` holds ``data``, hashed into a re-signed manifest: what a
+    publisher that wrote wrong normalisation data would sign (every file matches; the data do not fit)."""
+    import hashlib
+    import io
+    import json
+
+    from edgeface.gallery.bundle import MANIFEST, SIGNATURE
+    from edgeface.gallery.signing import sign
+
+    shutil.copytree(src, dst)
+    buf = io.BytesIO()
+    np.save(buf, data)
+    raw = buf.getvalue()
+    (dst / name).write_bytes(raw)
+    doc = json.loads((dst / MANIFEST).read_text())
+    doc["files"][name] = {"sha256": hashlib.sha256(raw).hexdigest(), "size": len(raw)}
+    manifest = (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()
+    (dst / MANIFEST).write_bytes(manifest)
+    (dst / SIGNATURE).write_bytes(sign(manifest, signer))
+
+
+def test_signed_but_inconsistent_normalisation_data_is_refused(lfw_case, signer, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Files that match the signed manifest but do not fit together (a publisher bug) are refused as a
+    format error that says what does not fit, rather than scoring with wrong statistics."""
+    published, ref, _, _, _ = lfw_case
+    trusted = [signer.public_key()]
+    stats = np.load(published.dir / "norm_stats.npy")
+    labels = np.load(published.dir / "cohort_labels.npy")
+    assert stats.shape[0] == ENROLLED and stats.shape[1] != ENROLLED + 1 and (labels >= 0).all()
+
+    # a cohort member beyond the statistics: the files cannot be assembled
+    _resigned_with(published.dir, tmp_path / "labels", signer, "cohort_labels.npy", labels + ENROLLED)
+    with pytest.raises(BundleRejected) as e:
+        Gallery.open(tmp_path / "labels", trusted, embedder_sha256=ref.sha256)
+    assert e.value.reason == "format"
+    assert "normalisation data is inconsistent" in str(e.value) and "cohort labels" in str(e.value)
+
+    # statistics for one identity more than the manifest lists
+    more = np.concatenate([stats, stats[:1]])
+    _resigned_with(published.dir, tmp_path / "stats", signer, "norm_stats.npy", more)
+    with pytest.raises(BundleRejected) as e:
+        Gallery.open(tmp_path / "stats", trusted, embedder_sha256=ref.sha256)
+    assert e.value.reason == "format"
+    assert f"normalisation statistics for {ENROLLED + 1} identities" in str(e.value)
+    assert f"the manifest says {ENROLLED} of {ref.dim}" in str(e.value)
+
+
 def test_a_bundle_without_normalisation_decides_on_raw_cosine(tmp_path: Path, signer) -> None:  # type: ignore[no-untyped-def]
     v, lab = sample(toy_model(), 60, 1, seed=3)
     entries, identities = _content(v, lab.tolist(), [f"p{i}" for i in range(60)])
