@@ -99,6 +99,10 @@ def test_wrong_signature_is_refused(tmp_path, content, signer):
         verify_bundle(d, [signer.public_key()])
     assert e.value.reason == "bad_signature"
     assert str(e.value).startswith(f"{d}/manifest.json: the signature (key ")  # which file, which key
+    with pytest.raises(BundleRejected) as e:  # the unit's own open says the same
+        Gallery.open(d, [signer.public_key()])
+    assert e.value.reason == "bad_signature"
+    assert str(e.value).startswith(f"{d}/manifest.json: the signature (key ")
 
 
 def test_edited_manifest_breaks_the_signature(tmp_path, content, signer):
@@ -139,6 +143,11 @@ def test_key_rotation_accepts_any_trusted_key(tmp_path, content, signer):
     new = Ed25519PrivateKey.generate()
     d = _bundle(tmp_path, content, new)
     assert verify_bundle(d, [signer.public_key(), new.public_key()]).key_id == signing.key_id(new.public_key())
+    g = Gallery.open(d, [signer.public_key(), new.public_key()])
+    try:  # the key that signed it, as `edgeface doctor` reports it
+        assert g.key_id == signing.key_id(new.public_key()) != signing.key_id(signer.public_key())
+    finally:
+        g.close()
 
 
 def test_index_build_is_reproducible(tmp_path, content, signer):
