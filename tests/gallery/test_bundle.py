@@ -81,8 +81,10 @@ def test_tampered_file_is_refused(tmp_path, content, signer, victim):
     with pytest.raises(BundleRejected) as e:
         verify_bundle(d, [signer.public_key()])
     assert e.value.reason == "hash_mismatch"
-    with pytest.raises(BundleRejected):
+    with pytest.raises(BundleRejected) as e:  # the unit refuses it too, the exactly searched index included
         Gallery.open(d, [signer.public_key()])
+    assert e.value.reason == "hash_mismatch"
+    assert f"{d}/{victim}" in str(e.value) and "the signed manifest" in str(e.value)
 
 
 def test_missing_file_is_refused(tmp_path, content, signer):
@@ -137,6 +139,10 @@ def test_other_embedder_is_refused(tmp_path, content, signer):
     with pytest.raises(BundleRejected) as e:
         verify_bundle(d, [signer.public_key()], embedder_sha256=EMBEDDER.sha256)
     assert e.value.reason == "embedder_mismatch"
+    with pytest.raises(BundleRejected) as e:
+        Gallery.open(d, [signer.public_key()], embedder_sha256=EMBEDDER.sha256)
+    assert e.value.reason == "embedder_mismatch"
+    assert str(e.value).startswith(f"{d} was built with embedder other-embedder")  # which folder, which model
 
 
 def test_key_rotation_accepts_any_trusted_key(tmp_path, content, signer):
@@ -376,6 +382,8 @@ def test_a_signed_manifest_must_list_every_data_file(tmp_path, content, signer):
     (d / "manifest.sig").write_bytes(signing.sign(data, signer))
     with pytest.raises(BundleRejected, match=f"^{d}/manifest.json does not list labels.npy, index.ann$"):
         verify_bundle(d, [signer.public_key()])
+    with pytest.raises(BundleRejected, match=f"^{d}/manifest.json does not list labels.npy, index.ann$"):
+        Gallery.open(d, [signer.public_key()])  # the unit's open names the folder too
     ok = tmp_path / "b2"
     _bundle(tmp_path, content, signer, name="b2")
     good = (ok / "manifest.json").read_bytes()
