@@ -373,6 +373,7 @@ def test_a_unit_falls_back_to_the_plain_folder_and_says_when_it_is_for_another_m
     # without an embedder id the plain refusal stands
     r = sync_once(make_store(name="d3"), url2)
     assert (r.status, r.reason) == ("refused", "embedder_mismatch") and not r.message.startswith("no gallery")
+    assert r.message.startswith(url2) and " was built with embedder other-embedder" in r.message  # where, and why
 
 
 def test_a_different_build_of_the_same_version_in_staging_is_started_over(tmp_path, content, signer, make_store, serve):
