@@ -106,20 +106,12 @@ def _with_rate(c: Counter[str]) -> dict[str, float | int]:
 def sample(names: list[str], fraction: float, seed: int) -> list[str]:
     """The same share of every module's mutants (at least one), drawn with ``seed``: a run that fits in an
     hour when the whole set would take a day, with every module represented."""
-    by_module: dict[str, list[str]] = defaultdict(list)
-    for n in sorted(names):
-        by_module[module_of(n)].append(n)
-    rng = random.Random(seed)
-    out: list[str] = []
-    for mod in sorted(by_module):
-        group = by_module[mod]
-        out += rng.sample(group, max(1, math.ceil(fraction * len(group))))
-    return sorted(out)
+    return extend(names, set(), fraction, seed)
 
 
 def extend(names: list[str], taken: set[str], fraction: float, seed: int) -> list[str]:
-    """Another stratified draw of ``fraction`` of every module's mutants that are not in ``taken`` (at least one
-    while any is left): with the earlier sample, still the same share of every module."""
+    """A stratified draw of ``fraction`` of every module's mutants that are not in ``taken`` (at least one while
+    any is left): with an earlier sample as ``taken``, still the same share of every module."""
     rest = [n for n in names if n not in taken]
     by_module: dict[str, list[str]] = defaultdict(list)
     for n in sorted(rest):
