@@ -14,30 +14,11 @@ from edgeface.gallery.index import exact_top1, plan_for
 from edgeface.gallery.match import Gallery
 
 
-def _toy_gallery(tmp_path: Path, signer: Any, people: int, per: int, *, seed: int, ids: list[dict[str, Any]]) -> Any:
-    """A signed bundle of ``per`` toy-model vectors for each of ``people`` identities, opened: (vectors, gallery)."""
-    v, lab = sample(toy_model(), people, per, seed=seed)
-    entries = [{"identity": f"p{int(p)}", "image": f"{i:064x}"} for i, p in enumerate(lab)]
-    write_bundle(
-        tmp_path / "b",
-        vectors=v,
-        entries=entries,
-        identities=ids,
-        version=1,
-        embedder=EMBEDDER,
-        thresholds={"cosine": 0.8},
-        signer=signer,
-    )
-    return v, Gallery.open(tmp_path / "b", [signer.public_key()])
-
-
-def test_annoy_recall_matches_exact_search(tmp_path, signer):
-    model = toy_model(seed=3)
-    vectors, labels = sample(model, 12000, (1, 3), seed=4)  # ~24k face-like vectors, clustered by person
+def _write_toy_bundle(path: Path, signer: Any, vectors: Any, labels: Any, ids: list[dict[str, Any]]) -> Path:
+    """A signed bundle of ``vectors``, one entry per row, labelled by person."""
     entries = [{"identity": f"p{int(p)}", "image": f"{i:064x}"} for i, p in enumerate(labels)]
-    ids = [{"id": f"p{p}", "name": f"P{p}"} for p in range(12000)]
     write_bundle(
-        tmp_path / "b",
+        path,
         vectors=vectors,
         entries=entries,
         identities=ids,
@@ -46,6 +27,19 @@ def test_annoy_recall_matches_exact_search(tmp_path, signer):
         thresholds={"cosine": 0.8},
         signer=signer,
     )
+    return path
+
+
+def _toy_gallery(tmp_path: Path, signer: Any, people: int, per: int, *, seed: int, ids: list[dict[str, Any]]) -> Any:
+    """A signed bundle of ``per`` toy-model vectors for each of ``people`` identities, opened: (vectors, gallery)."""
+    v, lab = sample(toy_model(), people, per, seed=seed)
+    return v, Gallery.open(_write_toy_bundle(tmp_path / "b", signer, v, lab, ids), [signer.public_key()])
+
+
+def test_annoy_recall_matches_exact_search(tmp_path, signer):
+    model = toy_model(seed=3)
+    vectors, labels = sample(model, 12000, (1, 3), seed=4)  # ~24k face-like vectors, clustered by person
+    _write_toy_bundle(tmp_path / "b", signer, vectors, labels, [{"id": f"p{p}", "name": f"P{p}"} for p in range(12000)])
     # probes: new images of enrolled people (mated) and people not enrolled (non-mated: the hard case,
     # whose nearest neighbour is one of many similar strangers)
     rng = np.random.default_rng(5)
